@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test setup system broker bench clean
+
+demo: setup broker
+	$(BIN)/farmhand demo --mqtt mqtt://127.0.0.1:1883
+
+test: setup broker
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+setup: system $(STAMP)
+
+# System packages (Mosquitto) when run as root and missing; harmless otherwise.
+system:
+	@bash scripts/setup-system.sh
+
+# Start a Mosquitto on 127.0.0.1:1883 when nothing listens there.
+broker:
+	@bash scripts/ensure-broker.sh
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+bench: setup broker
+	$(BIN)/python -m bench.serial_stream --quick
+
+clean:
+	rm -rf $(VENV) var artifacts

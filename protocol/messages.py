@@ -1,0 +1,287 @@
+"""Every message that crosses MQTT, as pydantic models.
+
+One envelope carries every body; bodies are told apart by their ``type``
+field (a discriminated union), so a decoder never guesses. Models are
+strict about unknown fields so that a typo in a script fails loudly instead
+of being ignored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256")]
+Ident = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="identifier usable as an MQTT topic level",
+    ),
+]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- state
+
+
+class DeviceState(StrEnum):
+    DISCONNECTED = "disconnected"
+    IDLE = "idle"
+    PRINTING = "printing"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+class Heater(Model):
+    actual: float
+    target: float | None = None
+
+
+class DeviceInfo(Model):
+    id: Ident
+    kind: Literal["serial_gcode", "octoprint", "moonraker", "prusalink", "bambu", "blender"]
+    model: str | None = Field(None, description="machine model, e.g. 'prusa-mk3s'")
+    firmware: str | None = Field(None, description="firmware name and version as the device reports it")
+    capabilities: list[str] = Field(default_factory=list)
+
+
+class HubState(Model):
+    type: Literal["hub_state"] = "hub_state"
+    online: bool
+    version: str = ""
+    http_url: str | None = Field(None, description="where agents fetch job files")
+
+
+class NodeState(Model):
+    """Birth (online, every connect) and death (offline, the Last Will)."""
+
+    type: Literal["node_state"] = "node_state"
+    online: bool
+    agent_version: str = ""
+    hostname: str = ""
+    devices: list[DeviceInfo] = Field(default_factory=list)
+
+
+class DeviceStatus(Model):
+    """Retained snapshot of one device, republished on every state change."""
+
+    type: Literal["device_status"] = "device_status"
+    device: Ident
+    state: DeviceState
+    job_id: str | None = None
+    progress: Fraction | None = None
+    temperatures: dict[str, Heater] = Field(default_factory=dict)
+    error: str | None = Field(None, description="the firmware's own words when state is error")
+
+
+class Telemetry(Model):
+    """Frequent, lossy (QoS 0) readings of one device."""
+
+    type: Literal["telemetry"] = "telemetry"
+    device: Ident
+    temperatures: dict[str, Heater] = Field(default_factory=dict)
+    progress: Fraction | None = None
+    lines_sent: int | None = None
+
+
+class HostMetrics(Model):
+    type: Literal["host_metrics"] = "host_metrics"
+    cpu_pct: float
+    mem_pct: float
+    disk_pct: float
+    load1: float
+    cpu_temp_c: float | None = None
+    uptime_s: float | None = None
+
+
+# --------------------------------------------------------------------------- events
+
+
+class JobStarted(Model):
+    type: Literal["job_started"] = "job_started"
+    device: Ident
+    job_id: str
+    lines_total: int | None = None
+
+
+class JobProgress(Model):
+    type: Literal["job_progress"] = "job_progress"
+    device: Ident
+    job_id: str
+    progress: Fraction
+    lines_done: int = 0
+
+
+class JobPaused(Model):
+    type: Literal["job_paused"] = "job_paused"
+    device: Ident
+    job_id: str
+    reason: str = ""
+
+
+class JobResumed(Model):
+    type: Literal["job_resumed"] = "job_resumed"
+    device: Ident
+    job_id: str
+
+
+class JobCompleted(Model):
+    type: Literal["job_completed"] = "job_completed"
+    device: Ident
+    job_id: str
+    duration_s: float
+    lines: int
+    resends: int = 0
+
+
+class JobFailed(Model):
+    type: Literal["job_failed"] = "job_failed"
+    device: Ident
+    job_id: str
+    reason: str
+    cancelled: bool = False
+
+
+class DeviceError(Model):
+    type: Literal["device_error"] = "device_error"
+    device: Ident
+    message: str
+
+
+class CommandAck(Model):
+    """The agent's answer to a command: accepted, rejected (with why) or done."""
+
+    type: Literal["command_ack"] = "command_ack"
+    command_id: str
+    status: Literal["accepted", "rejected", "done", "failed"]
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class _Command(Model):
+    command_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="idempotency key: a command seen twice is acted on once",
+    )
+    device: Ident
+
+
+class StartJob(_Command):
+    type: Literal["start_job"] = "start_job"
+    job_id: str
+    file_sha256: Sha256
+    file_size: int = Field(ge=0)
+    file_url: str = Field(description="absolute URL the agent GETs the file from")
+
+
+class PauseJob(_Command):
+    type: Literal["pause_job"] = "pause_job"
+
+
+class ResumeJob(_Command):
+    type: Literal["resume_job"] = "resume_job"
+
+
+class CancelJob(_Command):
+    type: Literal["cancel_job"] = "cancel_job"
+    job_id: str | None = None
+
+
+class EmergencyStop(_Command):
+    type: Literal["emergency_stop"] = "emergency_stop"
+
+
+# --------------------------------------------------------------------------- scripts
+
+
+class Request(Model):
+    """A script's request to the hub over MQTT; answered on its response topic."""
+
+    type: Literal["request"] = "request"
+    correlation_id: str = Field(min_length=1, max_length=128)
+    method: Literal["submit_job", "get_job", "list_jobs", "cancel_job"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Response(Model):
+    type: Literal["response"] = "response"
+    correlation_id: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+Body = Annotated[
+    Union[
+        HubState,
+        NodeState,
+        DeviceStatus,
+        Telemetry,
+        HostMetrics,
+        JobStarted,
+        JobProgress,
+        JobPaused,
+        JobResumed,
+        JobCompleted,
+        JobFailed,
+        DeviceError,
+        CommandAck,
+        StartJob,
+        PauseJob,
+        ResumeJob,
+        CancelJob,
+        EmergencyStop,
+        Request,
+        Response,
+    ],
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: tuple[type[Model], ...] = (
+    JobStarted,
+    JobProgress,
+    JobPaused,
+    JobResumed,
+    JobCompleted,
+    JobFailed,
+    DeviceError,
+    CommandAck,
+)
+COMMAND_TYPES: tuple[type[Model], ...] = (StartJob, PauseJob, ResumeJob, CancelJob, EmergencyStop)
+Command = StartJob | PauseJob | ResumeJob | CancelJob | EmergencyStop
+Event = JobStarted | JobProgress | JobPaused | JobResumed | JobCompleted | JobFailed | DeviceError | CommandAck
+
+
+class Envelope(Model):
+    """The one wrapper around every message on the wire."""
+
+    v: Literal[1] = PROTOCOL_VERSION
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="unique message id")
+    ts: AwareDatetime = Field(default_factory=utcnow, description="UTC time the sender made it")
+    sender: Ident
+    seq: int | None = Field(
+        None,
+        ge=1,
+        description="per-sender sequence number of QoS 1 traffic; receivers de-duplicate on (sender, seq)",
+    )
+    body: Body

@@ -1,0 +1,290 @@
+"""One MQTT session over many connections, for the agent and the hub alike.
+
+gmqtt speaks the protocol; this module owns the policy around it:
+
+* reconnect with capped exponential backoff and full jitter (gmqtt's own
+  reconnect uses a fixed delay, which makes a farm of agents hammer a broker
+  that just came back in lock-step);
+* a Last Will and a birth callback run on every connect;
+* ``publish_confirmed`` returns a future that completes when the broker
+  acknowledges a QoS 1 publish, so callers (the agent's spool) delete a
+  message only once it is safe;
+* inbound QoS 1 messages are acknowledged only after the handler returns, so
+  a receiver that persists in its handler never loses a message.
+
+Each connection gets a fresh gmqtt client: the durable state (spool, job
+table) lives with the caller, never in a client object that a crash loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import gmqtt
+import structlog
+from gmqtt.mqtt.constants import MQTTv311
+from gmqtt.storage import PersistentStorage
+
+log = structlog.get_logger("farmhand.mqtt")
+
+MessageHandler = Callable[[str, bytes, int], Awaitable[None]]
+
+
+class NotConnected(ConnectionError):
+    """Publishing needs a live connection; the caller keeps the message."""
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """``mqtt://user:pass@host:1883`` or ``mqtts://host`` (port 8883)."""
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        if parts.scheme not in ("mqtt", "mqtts", "tcp"):
+            raise ValueError(f"broker URL must start with mqtt:// or mqtts://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"broker URL has no host: {url!r}")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+    """Full-jitter exponential backoff: uniform in [initial/2, min(cap, initial * 2**attempt)]."""
+    ceiling = min(cap, initial * (2 ** min(attempt, 30)))
+    return random.uniform(initial / 2, max(initial / 2, ceiling))
+
+
+class _AckTracker(PersistentStorage):
+    """gmqtt's in-flight store, observed: resolves a future per PUBACK."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_mid: int | None = None
+        self.waiters: dict[int, asyncio.Future[None]] = {}
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        super().push_message(mid, raw_package)
+        self.last_mid = mid
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        fut = self.waiters.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def fail_all(self, exc: BaseException) -> None:
+        waiters, self.waiters = self.waiters, {}
+        for fut in waiters.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+
+class _Client(gmqtt.Client):
+    """A gmqtt client that reports a lost connection instead of reconnecting itself."""
+
+    def __init__(self, *args: Any, lost: asyncio.Event, **kwargs: Any) -> None:
+        self._lost = lost
+        super().__init__(*args, **kwargs)
+
+    async def reconnect(self, delay: bool = False) -> None:  # noqa: ARG002 - gmqtt's signature
+        self._lost.set()
+
+
+class MqttSession:
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        on_message: MessageHandler,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        on_connect: Callable[[], Awaitable[None]] | None = None,
+        will: Will | None = None,
+        persistent: bool = True,
+        keepalive: int = 30,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.address = BrokerAddress.parse(url)
+        self.client_id = client_id
+        self._on_message = on_message
+        self._subscriptions = list(subscriptions)
+        self._on_connect = on_connect
+        self._will = will
+        self._persistent = persistent
+        self._keepalive = keepalive
+        self._backoff = (backoff_initial, backoff_max)
+        self._client: _Client | None = None
+        self._acks: _AckTracker | None = None
+        self._connected = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.connects = 0
+        self.handler_errors = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set() and self._client is not None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"mqtt:{self.client_id}")
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def stop(self, farewell: Sequence[tuple[str, bytes, int, bool]] = ()) -> None:
+        """Publish ``farewell`` messages (a clean offline state) and disconnect."""
+        self._stopping = True
+        self._wake.set()
+        client = self._client
+        if client is not None and self.connected:
+            pending = [self.publish_confirmed(t, p, retain=r) if q else self.publish(t, p, 0, r)
+                       for t, p, q, r in farewell]
+            futures = [f for f in pending if f is not None]
+            if futures:
+                await asyncio.wait(futures, timeout=2.0)
+            try:
+                await asyncio.wait_for(client.disconnect(), 2.0)
+            except (TimeoutError, OSError, ConnectionError):
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    # ---------------------------------------------------------------- publishing
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """Fire and forget; raises NotConnected when no connection is up."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            raise NotConnected(topic)
+        client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_confirmed(self, topic: str, payload: bytes, retain: bool = False) -> asyncio.Future[None]:
+        """QoS 1 publish; the future completes on PUBACK, fails if the connection drops first."""
+        client, acks = self._client, self._acks
+        if client is None or acks is None or not self._connected.is_set():
+            raise NotConnected(topic)
+        client.publish(topic, payload, qos=1, retain=retain)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        assert acks.last_mid is not None
+        acks.waiters[acks.last_mid] = fut
+        return fut
+
+    # ---------------------------------------------------------------- the loop
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            lost = asyncio.Event()
+            acks = _AckTracker()
+            will = (
+                gmqtt.Message(self._will.topic, self._will.payload, qos=self._will.qos, retain=self._will.retain)
+                if self._will
+                else None
+            )
+            client = _Client(
+                self.client_id,
+                clean_session=not self._persistent,
+                optimistic_acknowledgement=False,
+                will_message=will,
+                persistent_storage=acks,
+                lost=lost,
+            )
+            client.on_message = self._dispatch
+            client.on_disconnect = lambda *_: lost.set()
+            if self.address.username:
+                client.set_auth_credentials(self.address.username, self.address.password)
+            try:
+                await asyncio.wait_for(
+                    client.connect(
+                        self.address.host,
+                        self.address.port,
+                        ssl=ssl_module.create_default_context() if self.address.tls else False,
+                        keepalive=self._keepalive,
+                        version=MQTTv311,
+                    ),
+                    timeout=10,
+                )
+            except (OSError, TimeoutError, ConnectionError, gmqtt.mqtt.handler.MQTTConnectError) as exc:
+                delay = backoff_delay(attempt, *self._backoff)
+                attempt += 1
+                log.info("mqtt_connect_failed", client=self.client_id, error=str(exc) or type(exc).__name__,
+                         retry_in_s=round(delay, 2))
+                await self._sleep(delay)
+                continue
+            attempt = 0
+            self.connects += 1
+            self._client, self._acks = client, acks
+            for topic, qos in self._subscriptions:
+                client.subscribe(topic, qos=qos)
+            self._connected.set()
+            log.info("mqtt_connected", client=self.client_id, broker=f"{self.address.host}:{self.address.port}",
+                     connects=self.connects)
+            if self._on_connect is not None:
+                try:
+                    await self._on_connect()
+                except Exception:
+                    log.exception("mqtt_on_connect_failed", client=self.client_id)
+            await lost.wait()
+            self._connected.clear()
+            self._client, self._acks = None, None
+            acks.fail_all(ConnectionError("connection lost before PUBACK"))
+            if self._stopping:
+                break
+            log.warning("mqtt_connection_lost", client=self.client_id)
+            try:
+                await asyncio.wait_for(client.disconnect(), 1.0)
+            except Exception:  # the transport is gone; nothing to tidy
+                pass
+            await self._sleep(backoff_delay(0, *self._backoff))
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _dispatch(self, client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: dict) -> int:
+        """Run the handler, then let gmqtt PUBACK. A failing handler never kills the session."""
+        try:
+            await self._on_message(topic, payload, qos)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("mqtt_handler_failed", client=self.client_id, topic=topic)
+        return 0
