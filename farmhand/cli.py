@@ -1,0 +1,119 @@
+"""The `farmhand` command. Each subcommand imports only what it runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from protocol import logs
+
+EXAMPLES = {
+    "hub": "example: farmhand hub --config /etc/farmhand/hub.toml",
+    "agent": "example: farmhand agent --config /etc/farmhand/agent.toml",
+    "demo": "example: farmhand demo --printers 3 --jobs 6 --exit-when-done",
+    "sim printer": "example: farmhand sim printer --link /tmp/printer0 --speed 100 --noise 0.01",
+    "protocol schema": "example: farmhand protocol schema > farmhand-v1.schema.json",
+    "protocol docs": "example: farmhand protocol docs",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="farmhand", description="Orchestrator for 3D-print farms and render nodes.")
+    p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+    p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines (default when not a terminal)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, helptext: str, parent: argparse._SubParsersAction = sub, group: str = "") -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=helptext, description=helptext,
+                                 epilog=EXAMPLES.get(f"{group} {name}".strip()),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    hub = add("hub", "Run the hub: database, scheduler, HTTP API and MQTT ingest.")
+    hub.add_argument("--config", type=Path, default=None, help="hub TOML file (env FARMHAND_HUB__… overrides)")
+
+    agent = add("agent", "Run an agent that drives the devices in its config file.")
+    agent.add_argument("--config", type=Path, required=True, help="agent TOML file (env FARMHAND_AGENT__… overrides)")
+
+    from . import demo
+
+    demo.add_arguments(add("demo", "Run a small simulated farm: hub, broker, agents and virtual printers."))
+
+    sim = add("sim", "Simulators for development and tests.")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
+    printer = add("printer", "Serve a virtual Marlin-like printer on a pseudo-terminal.", sim_sub, "sim")
+    from .sim import printer as sim_printer
+
+    sim_printer.add_arguments(printer)
+
+    proto = add("protocol", "The MQTT protocol's contract.")
+    proto_sub = proto.add_subparsers(dest="protocol_command", required=True, metavar="WHAT")
+    add("schema", "Print the JSON Schema of every message.", proto_sub, "protocol")
+    add("docs", "Print the topic table of protocol/README.md.", proto_sub, "protocol")
+    return p
+
+
+async def _run_hub(config: Path | None) -> int:
+    from hub.app import Hub
+    from hub.config import HubConfig
+    from protocol.config import load
+
+    from .service import run_service
+
+    hub = Hub(load(HubConfig, config, "FARMHAND_HUB"))
+    await run_service(hub.start, hub.stop)
+    return 0
+
+
+async def _run_agent(config: Path) -> int:
+    from agent.config import AgentConfig
+    from agent.node import Agent
+    from protocol.config import load
+
+    from .service import run_service
+
+    agent = Agent(load(AgentConfig, config, "FARMHAND_AGENT"))
+    await run_service(agent.start, agent.stop)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.configure(args.log_level, json=args.log_json)
+    from protocol.config import ConfigError
+
+    try:
+        match args.command:
+            case "hub":
+                return asyncio.run(_run_hub(args.config))
+            case "agent":
+                return asyncio.run(_run_agent(args.config))
+            case "demo":
+                from . import demo
+
+                return asyncio.run(demo.run_from_args(args))
+            case "sim":
+                from .sim import printer as sim_printer
+
+                return asyncio.run(sim_printer.run_from_args(args)) or 0
+            case "protocol":
+                if args.protocol_command == "schema":
+                    from protocol.schema import dump
+
+                    print(dump())
+                else:
+                    from protocol.docs import topics_markdown
+
+                    print(topics_markdown())
+                return 0
+    except ConfigError as exc:
+        print(f"farmhand: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""One example of every message body: used by the protocol README and the tests."""
+
+from __future__ import annotations
+
+from . import messages as m
+
+SHA = "9f2c" + "0" * 60
+
+EXAMPLES: list[m.Model] = [
+    m.HubState(online=True, version="0.1.0", http_url="http://hub.local:8080"),
+    m.NodeState(online=True, agent_version="0.1.0", hostname="pi-01",
+                devices=[m.DeviceInfo(id="mk3s-1", kind="serial_gcode", model="prusa-mk3s",
+                                      firmware="Marlin 2.1.2", capabilities=["AUTOREPORT_TEMP"])]),
+    m.DeviceStatus(device="mk3s-1", state=m.DeviceState.PRINTING, job_id="42", progress=0.5,
+                   temperatures={"T0": m.Heater(actual=214.8, target=215.0)}),
+    m.Telemetry(device="mk3s-1", temperatures={"B": m.Heater(actual=60.1, target=60)}, progress=0.25,
+                lines_sent=100),
+    m.HostMetrics(cpu_pct=12.5, mem_pct=40.0, disk_pct=71.0, load1=0.3, cpu_temp_c=48.0, uptime_s=3600),
+    m.JobStarted(device="mk3s-1", job_id="42", lines_total=1000),
+    m.JobProgress(device="mk3s-1", job_id="42", progress=0.5, lines_done=500),
+    m.JobPaused(device="mk3s-1", job_id="42", reason="filament runout"),
+    m.JobResumed(device="mk3s-1", job_id="42"),
+    m.JobCompleted(device="mk3s-1", job_id="42", duration_s=12.5, lines=1000, resends=3),
+    m.JobFailed(device="mk3s-1", job_id="42", reason="Error:Printer halted. kill() called!"),
+    m.DeviceError(device="mk3s-1", message="Error:MINTEMP triggered, system stopped! Heater_ID: 0"),
+    m.CommandAck(command_id="start-42-1", status="rejected", reason="device mk3s-1 is printing"),
+    m.StartJob(command_id="start-42-1", device="mk3s-1", job_id="42", file_sha256=SHA, file_size=10,
+               file_url=f"http://hub.local:8080/api/v1/files/{SHA}"),
+    m.PauseJob(command_id="pause-42-1", device="mk3s-1"),
+    m.ResumeJob(command_id="resume-42-1", device="mk3s-1"),
+    m.CancelJob(command_id="cancel-42", device="mk3s-1", job_id="42"),
+    m.EmergencyStop(command_id="estop-7", device="mk3s-1"),
+    m.Request(correlation_id="c0ffee", method="get_job", params={"id": "42"}),
+    m.Response(correlation_id="c0ffee", ok=True, result={"id": "42", "state": "queued"}),
+]

@@ -1,0 +1,96 @@
+"""Shared fixtures: real brokers, never mocks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_BROKER = ("127.0.0.1", 1883)
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    if not found:
+        pytest.skip("mosquitto is not installed (make test installs it as root)")
+    return found
+
+
+class PrivateMosquitto:
+    """A Mosquitto this test owns: it can be stopped and started again on the same port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {workdir}/\nmax_queued_messages 100000\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "mosquitto.log", "ab"),
+        )
+        deadline = time.monotonic() + 10
+        while not _listening("127.0.0.1", self.port):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto did not start: {(self.workdir / 'mosquitto.log').read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM: Mosquitto saves its persistence file, as a service restart would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def mosquitto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's broker on 127.0.0.1:1883, or one started for the session when none listens."""
+    if _listening(*SHARED_BROKER):
+        yield "mqtt://127.0.0.1:1883"
+        return
+    broker = PrivateMosquitto(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def private_mosquitto(tmp_path: Path) -> Iterator[PrivateMosquitto]:
+    broker = PrivateMosquitto(tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -1,0 +1,147 @@
+"""The wire contract: every message round-trips, bad payloads fail with the field named."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from protocol import codec, topics
+from protocol import messages as m
+from protocol.docs import topics_markdown
+from protocol.examples import EXAMPLES
+from protocol.mqtt import BrokerAddress, MqttSession, backoff_delay
+from protocol.schema import envelope_schema
+
+def test_examples_cover_every_body_type() -> None:
+    union_members = m.Body.__origin__.__args__  # type: ignore[attr-defined]
+    assert {type(e) for e in EXAMPLES} == set(union_members)
+
+
+@pytest.mark.parametrize("body", EXAMPLES, ids=lambda b: b.type)
+def test_every_message_round_trips(body: m.Model) -> None:
+    env = codec.make("node-1", body, seq=7)
+    decoded = codec.decode(codec.encode(env))
+    assert decoded == env
+    assert decoded.ts.tzinfo is not None and decoded.ts.utcoffset().total_seconds() == 0
+
+
+def test_envelope_carries_version_id_time_sender_seq() -> None:
+    wire = json.loads(codec.encode(codec.make("pi-01", EXAMPLES[5], seq=3)))
+    assert wire["v"] == 1 and wire["sender"] == "pi-01" and wire["seq"] == 3
+    assert len(wire["id"]) == 32 and wire["body"]["type"] == "job_started"
+    assert datetime.fromisoformat(wire["ts"]).tzinfo is not None
+
+
+def _wire(**changes: object) -> bytes:
+    wire = json.loads(codec.encode(codec.make("pi-01", EXAMPLES[6], seq=1)))
+    for key, value in changes.items():
+        target = wire
+        *path, last = key.split("__")
+        for p in path:
+            target = target[p]
+        target[last] = value
+    return json.dumps(wire).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "names"),
+    [
+        (b"not json", "Invalid JSON"),
+        (b"[]", "payload"),
+        (_wire(body__progress=3), "body.progress (job_progress)"),
+        (_wire(body__type="launch_rockets"), "body"),
+        (_wire(body__surprise=1), "body.surprise"),
+        (_wire(v=2), "v:"),
+        (_wire(seq=0), "seq:"),
+        (_wire(sender="a/b"), "sender:"),
+        (_wire(ts="2026-01-01T00:00:00"), "ts:"),
+    ],
+)
+def test_malformed_payloads_are_rejected_naming_the_field(payload: bytes, names: str) -> None:
+    with pytest.raises(codec.ProtocolError) as err:
+        codec.decode(payload)
+    assert names in str(err.value)
+
+
+def test_topics_parse_back_to_their_parts() -> None:
+    assert topics.parse(topics.device_status("pi-01", "mk3s-1")) == topics.ParsedTopic(
+        "device_status", node="pi-01", device="mk3s-1")
+    assert topics.parse(topics.hub_request("script-7")).client == "script-7"
+    assert topics.parse("farmhand/v2/hub/state") is None
+    assert topics.parse("other/thing") is None
+    for spec in topics.SPECS:
+        concrete = spec.pattern.format(node="n", device="d", client="c")
+        parsed = topics.parse(concrete)
+        assert parsed is not None and set(topics.allowed_bodies(parsed.kind)) == set(spec.bodies)
+
+
+def test_schema_names_every_message_and_topic() -> None:
+    schema = envelope_schema()
+    text = json.dumps(schema)
+    for body in EXAMPLES:
+        assert f'"{body.type}"' in text
+    assert {t["topic"] for t in schema["x-topics"]} == {s.pattern for s in topics.SPECS}
+
+
+def test_protocol_readme_topic_table_is_current() -> None:
+    """protocol/README.md embeds the generated table; regenerate it with `farmhand protocol docs`."""
+    readme = (Path(__file__).parents[1] / "protocol" / "README.md").read_text()
+    assert topics_markdown() in readme
+
+
+def test_broker_urls_parse() -> None:
+    a = BrokerAddress.parse("mqtt://farm:s%40cret@broker.local:1884")
+    assert (a.host, a.port, a.username, a.password, a.tls) == ("broker.local", 1884, "farm", "s@cret", False)
+    assert BrokerAddress.parse("mqtts://broker").port == 8883
+    with pytest.raises(ValueError, match="mqtt://"):
+        BrokerAddress.parse("http://broker")
+
+
+def test_backoff_grows_then_caps_with_jitter() -> None:
+    samples = [backoff_delay(n, 0.5, 30.0) for n in range(20) for _ in range(20)]
+    assert all(0.25 <= s <= 30.0 for s in samples)
+    late = [backoff_delay(15, 0.5, 30.0) for _ in range(200)]
+    assert max(late) > 20 and len(set(late)) > 150  # capped, and spread out
+
+
+@pytest.mark.integration
+async def test_a_subscriber_loop_survives_malformed_payloads(mosquitto_url: str) -> None:
+    """Garbage on a topic is counted; the next good message is still handled."""
+    topic = f"farmhand/v1/test/{uuid.uuid4().hex}"
+    good: list[m.Envelope] = []
+    bad: list[str] = []
+
+    async def handle(t: str, payload: bytes, qos: int) -> None:
+        try:
+            good.append(codec.decode(payload))
+        except codec.ProtocolError as exc:
+            bad.append(str(exc))
+        if payload == b"raise":
+            raise RuntimeError("handler bug")
+
+    sub = MqttSession(mosquitto_url, f"t-{uuid.uuid4().hex}", on_message=handle, subscriptions=[(topic, 1)],
+                      persistent=False)
+    pub = MqttSession(mosquitto_url, f"t-{uuid.uuid4().hex}", on_message=handle, persistent=False)
+    sub.start()
+    pub.start()
+    try:
+        await sub.wait_connected(5)
+        await pub.wait_connected(5)
+        await asyncio.sleep(0.2)
+        for payload in (b"\xff\xfe", b"{}", b"raise", codec.encode(codec.make("n", EXAMPLES[5], seq=1))):
+            await pub.publish_confirmed(topic, payload)
+        for _ in range(50):
+            if good:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.body.type for e in good] == ["job_started"]
+        assert len(bad) == 3
+        assert sub.handler_errors == 1 and sub.connected
+    finally:
+        await pub.stop()
+        await sub.stop()
