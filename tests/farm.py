@@ -1,0 +1,90 @@
+"""A small real farm for integration tests: hub, agents and virtual printers on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent.config import AgentConfig
+from agent.node import Agent
+from farmhand.sim.printer import VirtualPrinter
+from hub.app import Hub
+from hub.config import HubConfig
+
+
+def hub_config(data_dir: Path, mqtt_url: str | None, **extra: Any) -> HubConfig:
+    return HubConfig.model_validate({
+        "hub_id": "test",
+        "data_dir": data_dir,
+        "http": {"host": "127.0.0.1", "port": 0},
+        "mqtt": {"url": mqtt_url} if mqtt_url else {"embedded_port": 0},
+        **extra,
+    })
+
+
+def agent_config(storage: Path, mqtt_url: str, devices: dict[str, Path], node_id: str | None = None) -> AgentConfig:
+    return AgentConfig.model_validate({
+        "node_id": node_id or f"node-{uuid.uuid4().hex[:8]}",
+        "mqtt": {"url": mqtt_url},
+        "storage": {"dir": storage},
+        "telemetry_interval_s": 0.5,
+        "metrics_interval_s": 5.0,
+        "devices": [{"id": dev, "driver": "serial_gcode", "port": str(link), "baud": 250000}
+                    for dev, link in devices.items()],
+    })
+
+
+async def start_printer(tmp: Path, name: str = "printer0", **kw: Any) -> VirtualPrinter:
+    printer = VirtualPrinter(tmp / name, **kw)
+    await printer.start()
+    return printer
+
+
+class Api:
+    """The hub's HTTP API as a script would use it."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def upload(self, gcode: str, name: str = "part.gcode") -> str:
+        async with self.http.post(f"{self.base}/api/v1/files", params={"name": name}, data=gcode.encode(),
+                                  headers={"Content-Type": "application/octet-stream"}) as r:
+            assert r.status in (200, 201), await r.text()
+            return (await r.json())["sha256"]
+
+    async def submit(self, sha: str, **fields: Any) -> dict[str, Any]:
+        async with self.http.post(f"{self.base}/api/v1/jobs", json={"file_sha256": sha, **fields}) as r:
+            assert r.status == 201, await r.text()
+            return await r.json()
+
+    async def job(self, job_id: Any) -> dict[str, Any]:
+        async with self.http.get(f"{self.base}/api/v1/jobs/{job_id}") as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+    async def wait_job(self, job_id: Any, states: set[str], timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.job(job_id)
+            if job["state"] in states:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} stuck in {job['state']}: {job}")
+            await asyncio.sleep(0.1)
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

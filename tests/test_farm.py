@@ -1,0 +1,152 @@
+"""The whole path over a real Mosquitto: upload → job → assigned → streamed → completed.
+
+Each test owns its broker (a Mosquitto on a free port) so it can stop it, and
+so that no other farm's retained state leaks in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.node import Agent
+from farmhand.sample_gcode import ring_tower
+
+from .farm import Api, Hub, agent_config, hub_config, start_printer, wait_for
+
+pytestmark = pytest.mark.integration
+
+# Commands the host adds on its own (line-number reset, temperature polls, capability query).
+HOST_COMMANDS = ("M105", "M110", "M115", "M155")
+
+
+def streamed_file_lines(gcode: str) -> list[str]:
+    out = []
+    for raw in gcode.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line:
+            out.append(line)
+    return out
+
+
+def job_commands(printer) -> list[str]:
+    return [cmd for _, cmd in printer.executed if not cmd.startswith(HOST_COMMANDS)]
+
+
+def hub_events(hub_dir: Path, sender: str) -> list[tuple[int, str]]:
+    db = next(hub_dir.glob("*.db"))
+    with sqlite3.connect(db) as conn:
+        return [tuple(r) for r in conn.execute(
+            "select seq, type from events where sender = ? order by seq", (sender,))]
+
+
+async def test_upload_to_completed(private_mosquitto, tmp_path: Path) -> None:
+    printer = await start_printer(tmp_path, speed_factor=500)
+    hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
+    await hub.start()
+    agent = Agent(agent_config(tmp_path / "agent", private_mosquitto.url, {"mk3s-1": printer.link}))
+    await agent.start()
+    api = Api(hub.http_url)
+    try:
+        gcode = ring_tower(height_mm=1.0)
+        sha = await api.upload(gcode)
+        job = await api.submit(sha, name="ring")
+        assert job["state"] == "queued"
+        done = await api.wait_job(job["id"], {"completed", "failed"}, timeout=60)
+        assert done["state"] == "completed", done
+        assert done["device"].endswith("/mk3s-1")
+        assert done["lines"] == len(streamed_file_lines(gcode))
+        assert job_commands(printer) == streamed_file_lines(gcode)
+    finally:
+        await api.close()
+        await agent.stop()
+        await hub.stop()
+        await printer.stop()
+
+
+async def test_broker_outage_loses_and_repeats_nothing(private_mosquitto, tmp_path: Path) -> None:
+    """Stop the broker mid-print: the agent keeps printing and spooling; the hub gets every event once."""
+    printer = await start_printer(tmp_path, speed_factor=25)
+    hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
+    await hub.start()
+    cfg = agent_config(tmp_path / "agent", private_mosquitto.url, {"mk3s-1": printer.link})
+    agent = Agent(cfg)
+    await agent.start()
+    api = Api(hub.http_url)
+    try:
+        gcode = ring_tower(height_mm=2.0)
+        job = await api.submit(await api.upload(gcode))
+        await api.wait_job(job["id"], {"printing"}, timeout=30)
+        executed_before = len(printer.executed)
+        private_mosquitto.stop()
+        await asyncio.sleep(4)
+        assert len(printer.executed) > executed_before, "the print must go on while the broker is down"
+        private_mosquitto.start()
+        done = await api.wait_job(job["id"], {"completed", "failed"}, timeout=90)
+        assert done["state"] == "completed", done
+        assert job_commands(printer) == streamed_file_lines(gcode)
+        await wait_for(lambda: agent.spool.pending() == 0, 20, "the agent's spool to drain")
+        events = hub_events(tmp_path / "hub", cfg.node_id)
+        seqs = [s for s, _ in events]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap: an event was lost"
+        types = [t for _, t in events]
+        assert types.count("job_started") == 1 and types.count("job_completed") == 1
+    finally:
+        await api.close()
+        await agent.stop()
+        await hub.stop()
+        await printer.stop()
+
+
+async def test_hub_restart_keeps_jobs_and_starts_none_twice(private_mosquitto, tmp_path: Path) -> None:
+    printer = await start_printer(tmp_path, speed_factor=100)
+    hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
+    await hub.start()
+    agent = Agent(agent_config(tmp_path / "agent", private_mosquitto.url, {"mk3s-1": printer.link}))
+    await agent.start()
+    api = Api(hub.http_url)
+    try:
+        gcode = ring_tower(height_mm=1.6)
+        sha = await api.upload(gcode)
+        jobs = [await api.submit(sha, name=f"copy {n}") for n in range(3)]
+        await api.wait_job(jobs[0]["id"], {"printing"}, timeout=30)
+        await api.close()
+        await hub.stop()
+        await asyncio.sleep(1.0)
+
+        hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
+        await hub.start()
+        api = Api(hub.http_url)
+        states = {(await api.job(j["id"]))["state"] for j in jobs}
+        assert states <= {"queued", "assigned", "printing", "completed"}, states
+        for j in jobs:
+            done = await api.wait_job(j["id"], {"completed", "failed", "cancelled"}, timeout=90)
+            assert done["state"] == "completed", done
+        # Each copy homes once: three G28s means no job ran twice and none was lost.
+        assert job_commands(printer).count("G28") == 3
+        assert job_commands(printer) == streamed_file_lines(gcode) * 3
+    finally:
+        await api.close()
+        await agent.stop()
+        await hub.stop()
+        await printer.stop()
+
+
+def test_demo_exits_when_done_with_every_job_completed(tmp_path: Path) -> None:
+    env = {**os.environ, "FARMHAND_LOG_JSON": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "farmhand.cli", "demo", "--printers", "3", "--jobs", "6", "--exit-when-done",
+         "--http-port", "0", "--timeout", "90", "--data-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["jobs_completed"] == 6 and summary["jobs_failed"] == 0
+    assert summary["lines_streamed"] > 0 and summary["wall_s"] > 0
