@@ -15,7 +15,7 @@ EXAMPLES = {
     "demo": "example: farmhand demo --printers 3 --jobs 6 --exit-when-done",
     "sim printer": "example: farmhand sim printer --link /tmp/printer0 --speed 100 --noise 0.01",
     "protocol schema": "example: farmhand protocol schema > farmhand-v1.schema.json",
-    "protocol docs": "example: farmhand protocol docs",
+    "protocol docs": "example: farmhand protocol docs --write protocol/README.md",
 }
 
 
@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     proto = add("protocol", "The MQTT protocol's contract.")
     proto_sub = proto.add_subparsers(dest="protocol_command", required=True, metavar="WHAT")
     add("schema", "Print the JSON Schema of every message.", proto_sub, "protocol")
-    add("docs", "Print the topic table of protocol/README.md.", proto_sub, "protocol")
+    docs = add("docs", "Print the topic table of protocol/README.md.", proto_sub, "protocol")
+    docs.add_argument("--write", type=Path, metavar="README", help="update the generated section of this file in place")
     return p
 
 
@@ -103,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
                     print(dump())
                 else:
-                    from protocol.docs import topics_markdown
+                    from protocol.docs import topics_markdown, update_readme
 
-                    print(topics_markdown())
+                    if args.write:
+                        args.write.write_text(update_readme(args.write.read_text()))
+                    else:
+                        print(topics_markdown())
                 return 0
     except ConfigError as exc:
         print(f"farmhand: {exc}", file=sys.stderr)

@@ -42,3 +42,9 @@ def topics_markdown() -> str:
         out.append("")
     out.append(END)
     return "\n".join(out)
+
+
+def update_readme(text: str) -> str:
+    """Replace the generated section of protocol/README.md, leaving the prose alone."""
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    return text[:start] + topics_markdown() + text[end:]

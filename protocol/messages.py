@@ -54,12 +54,28 @@ class Heater(Model):
     target: float | None = None
 
 
+class Gpu(Model):
+    index: int
+    name: str
+    vram_mb: int
+
+
+class RenderCapabilities(Model):
+    """What a render node can do; the hub matches tasks against it."""
+
+    blender_version: str
+    engines: list[str]
+    devices: list[str] = Field(description="CPU, CUDA, OPTIX, HIP… usable with --cycles-device")
+    gpus: list[Gpu] = Field(default_factory=list)
+
+
 class DeviceInfo(Model):
     id: Ident
     kind: Literal["serial_gcode", "octoprint", "moonraker", "prusalink", "bambu", "blender"]
     model: str | None = Field(None, description="machine model, e.g. 'prusa-mk3s'")
     firmware: str | None = Field(None, description="firmware name and version as the device reports it")
     capabilities: list[str] = Field(default_factory=list)
+    render: RenderCapabilities | None = None
 
 
 class HubState(Model):
@@ -101,6 +117,15 @@ class Telemetry(Model):
     lines_sent: int | None = None
 
 
+class GpuReading(Model):
+    index: int
+    util_pct: float | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None
+
+
 class HostMetrics(Model):
     type: Literal["host_metrics"] = "host_metrics"
     cpu_pct: float
@@ -109,6 +134,7 @@ class HostMetrics(Model):
     load1: float
     cpu_temp_c: float | None = None
     uptime_s: float | None = None
+    gpus: list[GpuReading] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- events
@@ -149,6 +175,7 @@ class JobCompleted(Model):
     duration_s: float
     lines: int
     resends: int = 0
+    extruded_mm: float | None = Field(None, description="filament pushed by the extruder(s), for stock and actual cost")
 
 
 class JobFailed(Model):
@@ -163,6 +190,47 @@ class DeviceError(Model):
     type: Literal["device_error"] = "device_error"
     device: Ident
     message: str
+
+
+class RenderProgress(Model):
+    type: Literal["render_progress"] = "render_progress"
+    device: Ident
+    task_id: str
+    frame: int
+    samples_done: int | None = None
+    samples_total: int | None = None
+    remaining_s: float | None = None
+    mem_mb: float | None = None
+
+
+class FrameRendered(Model):
+    """One frame saved and uploaded to the hub (identified by its hash)."""
+
+    type: Literal["frame_rendered"] = "frame_rendered"
+    device: Ident
+    task_id: str
+    frame: int
+    render_s: float
+    output_sha256: Sha256
+    output_name: str
+
+
+class RenderTaskCompleted(Model):
+    type: Literal["render_task_completed"] = "render_task_completed"
+    device: Ident
+    task_id: str
+    frames: list[int]
+    duration_s: float
+
+
+class RenderTaskFailed(Model):
+    type: Literal["render_task_failed"] = "render_task_failed"
+    device: Ident
+    task_id: str
+    reason: str
+    output_tail: list[str] = Field(default_factory=list, description="Blender's last output lines")
+    cancelled: bool = False
+    timed_out: bool = False
 
 
 class CommandAck(Model):
@@ -192,6 +260,26 @@ class StartJob(_Command):
     file_sha256: Sha256
     file_size: int = Field(ge=0)
     file_url: str = Field(description="absolute URL the agent GETs the file from")
+
+
+class StartRender(_Command):
+    """Render frames frame_start..frame_end of a .blend (resources packed) and upload each frame."""
+
+    type: Literal["start_render"] = "start_render"
+    task_id: str
+    job_id: str
+    blend_sha256: Sha256
+    blend_size: int = Field(ge=0)
+    blend_url: str
+    upload_url: str = Field(description="POST each output here (multipart 'file', with task_id and frame)")
+    frame_start: int
+    frame_end: int
+    engine: Literal["CYCLES", "BLENDER_EEVEE", "BLENDER_EEVEE_NEXT", "BLENDER_WORKBENCH"] = "CYCLES"
+    cycles_device: Literal["CPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"] = "CPU"
+    samples: int | None = Field(None, ge=1)
+    resolution_pct: int | None = Field(None, ge=1, le=400)
+    file_format: Literal["PNG", "JPEG", "OPEN_EXR", "TIFF"] = "PNG"
+    timeout_s: float = Field(3600.0, gt=0)
 
 
 class PauseJob(_Command):
@@ -245,8 +333,13 @@ Body = Annotated[
         JobCompleted,
         JobFailed,
         DeviceError,
+        RenderProgress,
+        FrameRendered,
+        RenderTaskCompleted,
+        RenderTaskFailed,
         CommandAck,
         StartJob,
+        StartRender,
         PauseJob,
         ResumeJob,
         CancelJob,
@@ -265,11 +358,18 @@ EVENT_TYPES: tuple[type[Model], ...] = (
     JobCompleted,
     JobFailed,
     DeviceError,
+    RenderProgress,
+    FrameRendered,
+    RenderTaskCompleted,
+    RenderTaskFailed,
     CommandAck,
 )
-COMMAND_TYPES: tuple[type[Model], ...] = (StartJob, PauseJob, ResumeJob, CancelJob, EmergencyStop)
-Command = StartJob | PauseJob | ResumeJob | CancelJob | EmergencyStop
-Event = JobStarted | JobProgress | JobPaused | JobResumed | JobCompleted | JobFailed | DeviceError | CommandAck
+COMMAND_TYPES: tuple[type[Model], ...] = (StartJob, StartRender, PauseJob, ResumeJob, CancelJob, EmergencyStop)
+Command = StartJob | StartRender | PauseJob | ResumeJob | CancelJob | EmergencyStop
+Event = (
+    JobStarted | JobProgress | JobPaused | JobResumed | JobCompleted | JobFailed | DeviceError
+    | RenderProgress | FrameRendered | RenderTaskCompleted | RenderTaskFailed | CommandAck
+)
 
 
 class Envelope(Model):
