@@ -1,0 +1,77 @@
+"""The agent's TOML configuration (``farmhand agent --config agent.toml``).
+
+Loaded with ``protocol.config.load(AgentConfig, path, "FARMHAND_AGENT")``, so
+``FARMHAND_AGENT__MQTT__URL=mqtt://hub.local`` overrides ``[mqtt] url``. See
+``systemd/agent.example.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from protocol.messages import Ident
+from protocol.mqtt import BrokerAddress
+
+from . import devices
+
+
+class _Section(BaseModel):
+    # A typo in a key must fail loudly. Environment overrides arrive as TOML
+    # scalars, so a token or id made of digits would otherwise be an int.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class MqttConfig(_Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _parseable(cls, url: str) -> str:
+        BrokerAddress.parse(url)
+        return url
+
+
+class HubLink(_Section):
+    token: SecretStr | None = Field(None, description="bearer token for job file downloads")
+
+
+class StorageConfig(_Section):
+    dir: Path = Path("/var/lib/farmhand-agent")
+    file_cache_mb: int = Field(512, ge=1)
+    spool_max_messages: int = Field(100_000, ge=100)
+
+
+class DeviceConfig(_Section):
+    id: Ident
+    driver: str
+    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyACM0 or /dev/serial/by-id/…")
+    baud: int = Field(115200, gt=0)
+    profile: str = "marlin2"
+    model: str | None = None
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, driver: str) -> str:
+        devices.check_kind(driver)
+        return driver
+
+
+class AgentConfig(_Section):
+    node_id: Ident
+    mqtt: MqttConfig = MqttConfig()
+    hub: HubLink = HubLink()
+    storage: StorageConfig = StorageConfig()
+    telemetry_interval_s: float = Field(2.0, gt=0)
+    metrics_interval_s: float = Field(10.0, gt=0)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_device_ids(self) -> AgentConfig:
+        repeated = sorted(i for i, n in Counter(d.id for d in self.devices).items() if n > 1)
+        if repeated:
+            raise ValueError(f"device ids must be unique; repeated: {', '.join(repeated)}")
+        return self
