@@ -1,0 +1,71 @@
+"""What the agent's tests share: an MQTT listener, a waiting helper and a broken network."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from protocol import codec
+from protocol.messages import Envelope
+from protocol.mqtt import MqttSession
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Listener:
+    """A test's own MQTT client that records every message on its subscriptions, decoded."""
+
+    def __init__(self, url: str, *filters: str) -> None:
+        self.client_id = f"test-{uuid.uuid4().hex[:12]}"
+        self._probe = f"farmhand/v1/test/{self.client_id}/probe"
+        self.messages: list[tuple[str, Envelope]] = []
+        self.raw: list[tuple[str, bytes]] = []
+        self._probed = asyncio.Event()
+        self.session = MqttSession(url, self.client_id, on_message=self._record, persistent=False,
+                                   subscriptions=[*((f, 1) for f in filters), (self._probe, 1)])
+
+    async def _record(self, topic: str, payload: bytes, qos: int) -> None:
+        if topic == self._probe:
+            self._probed.set()
+            return
+        self.raw.append((topic, payload))
+        if payload:  # an empty payload clears a retained message
+            self.messages.append((topic, codec.decode(payload)))
+
+    async def __aenter__(self) -> Listener:
+        self.session.start()
+        await self.session.wait_connected(10)
+        # The broker handles subscriptions in order: once the last one delivers, all are active.
+        self.session.publish(self._probe, b"probe", qos=1)
+        await asyncio.wait_for(self._probed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.stop()
+
+    def bodies(self, topic: str | None = None, type: str | None = None) -> list:
+        return [env.body for t, env in self.messages
+                if (topic is None or t == topic) and (type is None or env.body.type == type)]
+
+    def envelopes(self, topic: str) -> list[Envelope]:
+        return [env for t, env in self.messages if t == topic]
+
+    async def clear_retained(self, *topics: str) -> None:
+        """Leave the shared broker as we found it."""
+        for topic in topics:
+            await self.session.publish_confirmed(topic, b"", retain=True)
+
+
+def drop_connection(session: MqttSession) -> None:
+    """Cut the TCP connection without an MQTT DISCONNECT, as a crash or a pulled cable does."""
+    client = session._client  # noqa: SLF001 - the test needs the socket under the session
+    assert client is not None, "the session is not connected"
+    client._connection._transport.abort()  # noqa: SLF001

@@ -1,0 +1,212 @@
+"""The spool: events persist before append returns, leave only on PUBACK, and go out in order."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agent.spool import Spool, SpoolLocked
+from protocol import codec
+from protocol.messages import CommandAck, JobCompleted, JobProgress, JobStarted
+from protocol.mqtt import MqttSession
+
+from .agent_support import Listener, drop_connection, wait_for
+
+
+def started(n: int) -> JobStarted:
+    return JobStarted(device="p1", job_id=f"job-{n}")
+
+
+def progress(n: int) -> JobProgress:
+    return JobProgress(device="p1", job_id="job", progress=n / 100)
+
+
+def kinds(spool: Spool) -> list[str]:
+    return [codec.decode(payload).body.type for _, _, payload in spool.rows()]
+
+
+def test_a_fresh_spool_numbers_from_unix_milliseconds_and_reopening_continues(tmp_path: Path) -> None:
+    before = int(time.time() * 1000)
+    spool = Spool(tmp_path / "spool.db", "n1")
+    first = spool.append("t", started(1))
+    assert before <= first <= int(time.time() * 1000)
+    assert spool.append("t", started(2)) == first + 1
+    spool.close()
+
+    spool = Spool(tmp_path / "spool.db", "n1")
+    assert spool.pending() == 2
+    assert spool.append("t", started(3)) == first + 2
+    # The numbers live in the payload the hub de-duplicates on.
+    assert [codec.decode(p).seq for _, _, p in spool.rows()] == [first, first + 1, first + 2]
+    assert {codec.decode(p).sender for _, _, p in spool.rows()} == {"n1"}
+    spool.close()
+
+
+def test_numbers_are_never_reused_even_after_every_row_is_gone(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", "n1")
+    last = spool.append("t", started(1))
+    spool.db.execute("DELETE FROM spool")  # as if the broker had acknowledged everything
+    spool.close()
+    spool = Spool(tmp_path / "spool.db", "n1")
+    assert spool.append("t", started(2)) == last + 1
+    spool.close()
+
+
+def test_the_append_is_on_disk_when_it_returns(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", "n1")
+    seq = spool.append("farmhand/v1/node/n1/event", started(7))
+    # Read it back from a copy made by SQLite's backup API, as another process would.
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    spool.db.backup(copy)
+    assert copy.execute("SELECT seq, topic FROM spool").fetchall() == [(seq, "farmhand/v1/node/n1/event")]
+    copy.close()
+    spool.close()
+
+
+def test_callers_bookkeeping_and_the_event_commit_together(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", "n1")
+    spool.db.execute("CREATE TABLE answers (id TEXT)")
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO answers VALUES ('a')")
+        raise RuntimeError("disk trouble")
+
+    with pytest.raises(RuntimeError):
+        spool.append("t", CommandAck(command_id="a", status="done"), before_commit=broken)
+    assert spool.pending() == 0 and spool.rows() == []
+    assert spool.db.execute("SELECT count(*) FROM answers").fetchone()[0] == 0
+    seq = spool.append("t", CommandAck(command_id="a", status="done"),
+                       before_commit=lambda db: db.execute("INSERT INTO answers VALUES ('a')"))
+    assert [r[0] for r in spool.rows()] == [seq]
+    spool.close()
+
+
+def test_full_spool_drops_superseded_progress_before_any_event(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", "n1", max_messages=4)
+    spool.append("t", started(1))
+    spool.append("t", progress(10))
+    spool.append("t", progress(20))
+    spool.append("t", JobCompleted(device="p1", job_id="job-1", duration_s=1, lines=3))
+    spool.append("t", started(2))
+    spool.append("t", started(3))
+    assert kinds(spool) == ["job_started", "job_completed", "job_started", "job_started"]
+    assert spool.dropped_superseded == 2 and spool.dropped_events == 0
+    spool.close()
+
+
+def test_a_spool_full_of_events_drops_the_oldest_and_counts_it(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", "n1", max_messages=3)
+    seqs = [spool.append("t", started(n)) for n in range(5)]
+    assert [r[0] for r in spool.rows()] == seqs[2:]
+    assert spool.dropped_events == 2 and spool.pending() == 3
+    spool.close()
+    # The count of rows is the file's, not a guess, after a reopen.
+    assert Spool(tmp_path / "spool.db", "n1", max_messages=3).pending() == 3
+
+
+def test_two_agents_cannot_share_one_spool(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", "n1")
+    with pytest.raises(SpoolLocked, match="in use by another agent process"):
+        Spool(tmp_path / "spool.db", "n1")
+    spool.close()
+
+
+# --------------------------------------------------------------------------- with a broker
+
+
+def _sender(url: str, spool: Spool) -> MqttSession:
+    """A session wired as the agent wires it: every (re)connect wakes the spool."""
+
+    async def ignore(topic: str, payload: bytes, qos: int) -> None:
+        pass
+
+    async def connected() -> None:
+        spool.wake()
+
+    return MqttSession(url, f"spool-{uuid.uuid4().hex[:12]}", on_message=ignore, on_connect=connected,
+                       persistent=False, backoff_initial=0.1, backoff_max=0.5)
+
+
+def _seqs(listener: Listener, topic: str) -> list[int]:
+    return [env.seq for env in listener.envelopes(topic)]
+
+
+@pytest.mark.integration
+async def test_events_reach_the_broker_in_order_and_then_leave_the_spool(mosquitto_url: str, tmp_path: Path) -> None:
+    topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
+    spool = Spool(tmp_path / "spool.db", "n1", window=16)
+    session = _sender(mosquitto_url, spool)
+    async with Listener(mosquitto_url, topic) as listener:
+        appended = [spool.append(topic, started(n)) for n in range(150)]
+        session.start()
+        spool.start_sender(session)
+        try:
+            await wait_for(lambda: len(listener.messages) >= 150, what="150 events")
+            assert _seqs(listener, topic) == appended
+            await wait_for(lambda: spool.pending() == 0, what="the spool to empty")
+            assert spool.sent == 150
+        finally:
+            await spool.stop_sender()
+            await session.stop()
+            spool.close()
+
+
+@pytest.mark.integration
+async def test_events_spooled_before_a_restart_are_sent_after_it(mosquitto_url: str, tmp_path: Path) -> None:
+    topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
+    spool = Spool(tmp_path / "spool.db", "n1")
+    appended = [spool.append(topic, started(n)) for n in range(5)]
+    spool.close()  # the agent stops (or dies) before it ever connects
+
+    spool = Spool(tmp_path / "spool.db", "n1")
+    session = _sender(mosquitto_url, spool)
+    async with Listener(mosquitto_url, topic) as listener:
+        session.start()
+        spool.start_sender(session)
+        try:
+            await wait_for(lambda: len(listener.messages) >= 5, what="the replayed events")
+            assert _seqs(listener, topic) == appended
+            assert [b.job_id for b in listener.bodies(topic)] == [f"job-{n}" for n in range(5)]
+        finally:
+            await spool.stop_sender()
+            await session.stop()
+            spool.close()
+
+
+@pytest.mark.integration
+async def test_rows_stay_until_puback_and_are_resent_after_a_lost_connection(private_mosquitto, tmp_path: Path) -> None:
+    """A frozen broker takes the messages but acknowledges none; then the connection drops."""
+    topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
+    spool = Spool(tmp_path / "spool.db", "n1")
+    session = _sender(private_mosquitto.url, spool)
+    broker = private_mosquitto.proc
+    async with Listener(private_mosquitto.url, topic) as listener:
+        session.start()
+        spool.start_sender(session)
+        try:
+            await session.wait_connected(10)
+            broker.send_signal(signal.SIGSTOP)
+            appended = [spool.append(topic, started(n)) for n in range(5)]
+            await wait_for(lambda: spool.in_flight == 5, what="five publishes in flight")
+            assert spool.pending() == 5 and [r[0] for r in spool.rows()] == appended
+
+            drop_connection(session)
+            await wait_for(lambda: spool.in_flight == 0, what="the lost publishes to fail")
+            assert spool.pending() == 5, "an unacknowledged row must survive a lost connection"
+            broker.send_signal(signal.SIGCONT)
+
+            await wait_for(lambda: spool.pending() == 0, 20, "the resent rows to be acknowledged")
+            received = _seqs(listener, topic)
+            assert sorted(set(received)) == appended  # duplicates allowed, losses not
+            first_seen = list(dict.fromkeys(received))
+            assert first_seen == appended
+        finally:
+            broker.send_signal(signal.SIGCONT)
+            await spool.stop_sender()
+            await session.stop()
+            spool.close()
