@@ -1,11 +1,14 @@
-"""What the agent's tests share: an MQTT listener, a waiting helper and a broken network."""
+"""What the agent's tests share: an MQTT listener, a file server, a waiting helper and a broken network."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
+
+from aiohttp import web
 
 from protocol import codec
 from protocol.messages import Envelope
@@ -69,3 +72,55 @@ def drop_connection(session: MqttSession) -> None:
     client = session._client  # noqa: SLF001 - the test needs the socket under the session
     assert client is not None, "the session is not connected"
     client._connection._transport.abort()  # noqa: SLF001
+
+
+class FileServer:
+    """A real HTTP server that serves job files, like the hub's file endpoint, and logs each request."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        # Cleared: downloads send their first bytes, then wait here (a slow link).
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self._runner: web.AppRunner | None = None
+        self.base = ""
+
+    def add(self, content: bytes, *, served: bytes | None = None) -> tuple[str, str, int]:
+        """Serve ``served`` (default ``content``) under ``content``'s hash: (url, sha256, size)."""
+        sha = hashlib.sha256(content).hexdigest()
+        self.files[sha] = content if served is None else served
+        return f"{self.base}/files/{sha}", sha, len(content)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        self.requests.append((request.path, auth))
+        if self.token is not None and auth != f"Bearer {self.token}":
+            raise web.HTTPUnauthorized()
+        body = self.files.get(request.match_info["sha"])
+        if body is None:
+            raise web.HTTPNotFound()
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(body[:1])
+        await self.flowing.wait()
+        await resp.write(body[1:])
+        await resp.write_eof()
+        return resp
+
+    async def __aenter__(self) -> FileServer:
+        app = web.Application()
+        app.router.add_get("/files/{sha}", self._serve)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.flowing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
