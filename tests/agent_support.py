@@ -31,6 +31,7 @@ class Listener:
         self._probe = f"farmhand/v1/test/{self.client_id}/probe"
         self.messages: list[tuple[str, Envelope]] = []
         self.raw: list[tuple[str, bytes]] = []
+        self.undecodable: list[tuple[str, bytes]] = []
         self._probed = asyncio.Event()
         self.session = MqttSession(url, self.client_id, on_message=self._record, persistent=False,
                                    subscriptions=[*((f, 1) for f in filters), (self._probe, 1)])
@@ -40,8 +41,12 @@ class Listener:
             self._probed.set()
             return
         self.raw.append((topic, payload))
-        if payload:  # an empty payload clears a retained message
+        if not payload:  # an empty payload clears a retained message
+            return
+        try:
             self.messages.append((topic, codec.decode(payload)))
+        except codec.ProtocolError:
+            self.undecodable.append((topic, payload))
 
     async def __aenter__(self) -> Listener:
         self.session.start()

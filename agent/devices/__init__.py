@@ -56,6 +56,10 @@ def register(kind: str, factory: DeviceFactory) -> None:
     _FACTORIES[kind] = factory
 
 
+def unregister(kind: str) -> None:
+    _FACTORIES.pop(kind, None)
+
+
 def create(config: DeviceConfig, emitter: Emitter, *, poll_interval_s: float) -> Device:
     check_kind(config.driver)
     return _FACTORIES[config.driver](config, emitter, poll_interval_s)

@@ -1,0 +1,182 @@
+"""The agent process: devices, the spool, commands and metrics around one MQTT session.
+
+Presence follows the Sparkplug-style birth/death pattern: a retained Last
+Will (``online: false``) is registered with every connection, and every
+(re)connect publishes the birth (``online: true`` with every device's info),
+then each device's current status, and only then lets the spool replay its
+events, so the hub always knows a node and its devices before their events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import structlog
+
+from protocol import codec, topics
+from protocol.messages import Body, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
+from protocol.mqtt import MqttSession, NotConnected, Will
+
+from . import __version__, devices
+from .commands import CommandDispatcher, CommandStore
+from .config import AgentConfig
+from .devices.base import Device
+from .files import JobFileCache
+from .metrics import report_forever
+from .spool import Spool
+
+log = structlog.get_logger("farmhand.agent")
+
+
+class _DeviceEmitter:
+    """What one device's driver emits, routed to its topics; the topic comes from the id bound here."""
+
+    def __init__(self, agent: Agent, device_id: str) -> None:
+        self._agent = agent
+        self._device_id = device_id
+
+    def event(self, body: Event) -> None:
+        self._agent.emit_event(body)
+
+    def status(self, status: DeviceStatus) -> None:
+        self._agent.publish_live(topics.device_status(self._agent.node_id, self._device_id), status, qos=1,
+                                 retain=True)
+
+    def telemetry(self, telemetry: Telemetry) -> None:
+        self._agent.publish_live(topics.device_telemetry(self._agent.node_id, self._device_id), telemetry)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        storage = config.storage
+        self.spool = Spool(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
+        self.files = JobFileCache(
+            storage.dir / "files",
+            storage.file_cache_mb * 1024 * 1024,
+            token=config.hub.token.get_secret_value() if config.hub.token else None,
+        )
+        self.devices: dict[str, Device] = {
+            d.id: devices.create(d, _DeviceEmitter(self, d.id), poll_interval_s=config.telemetry_interval_s)
+            for d in config.devices
+        }
+        self.commands = CommandDispatcher(
+            self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files
+        )
+        self.session = MqttSession(
+            config.mqtt.url,
+            f"farmhand-agent-{self.node_id}",
+            on_message=self._on_message,
+            subscriptions=[(topics.node_command(self.node_id), 1), (topics.hub_state(), 1)],
+            on_connect=self._on_connect,
+            will=Will(topics.node_state(self.node_id), self._encode(NodeState(online=False)), qos=1, retain=True),
+            persistent=True,
+            keepalive=config.mqtt.keepalive_s,
+        )
+        self.hub_online: bool | None = None
+        self.malformed = 0
+        self.event_errors = 0
+        self._metrics_task: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        interrupted = self.commands.answer_interrupted()
+        if interrupted:
+            log.warning("commands_interrupted", count=interrupted)
+        for device in self.devices.values():
+            try:
+                await device.open()
+            except Exception:
+                # One broken device must not keep the others (and the node's presence) down.
+                log.exception("device_open_failed", device=device.id)
+        self.spool.start_sender(self.session)
+        self.session.start()
+        self._metrics_task = asyncio.create_task(
+            report_forever(self.config.storage.dir, self.config.metrics_interval_s, self._publish_metrics),
+            name="metrics",
+        )
+        log.info("agent_started", node=self.node_id, devices=sorted(self.devices), version=__version__,
+                 spooled=self.spool.pending())
+
+    async def stop(self) -> None:
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._metrics_task
+        await self.commands.close()
+        for device in self.devices.values():
+            try:
+                await device.close()
+            except Exception:
+                log.exception("device_close_failed", device=device.id)
+        # The last events (a job failed on close, an ack) get a moment to leave.
+        if self.session.connected:
+            await self.spool.drain(timeout=2.0)
+        await self.spool.stop_sender()
+        farewell = (topics.node_state(self.node_id), self._encode(NodeState(online=False)), 1, True)
+        await self.session.stop(farewell=[farewell])
+        self.spool.close()
+        log.info("agent_stopped", node=self.node_id, unsent=self.spool.pending())
+
+    # ---------------------------------------------------------------- outbound
+
+    def _encode(self, body: Body) -> bytes:
+        return codec.encode(codec.make(self.node_id, body))
+
+    def birth(self) -> NodeState:
+        return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
+                         devices=[d.info() for d in self.devices.values()])
+
+    async def _on_connect(self) -> None:
+        self.session.publish(topics.node_state(self.node_id), self._encode(self.birth()), qos=1, retain=True)
+        for device in self.devices.values():
+            self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
+                                 qos=1, retain=True)
+        self.spool.wake()
+
+    def emit_event(self, body: Event) -> None:
+        try:
+            self.spool.append(topics.node_event(self.node_id), body)
+        except Exception:
+            # A full disk must not crash the driver's streaming loop mid-print.
+            self.event_errors += 1
+            log.exception("event_not_spooled", type=body.type, errors=self.event_errors)
+
+    def publish_live(self, topic: str, body: Body, qos: int = 0, retain: bool = False) -> None:
+        """Publish now or not at all: a retained status is re-published on reconnect anyway."""
+        try:
+            self.session.publish(topic, self._encode(body), qos=qos, retain=retain)
+        except NotConnected:
+            pass
+
+    def _publish_metrics(self, metrics: HostMetrics) -> None:
+        self.publish_live(topics.node_metrics(self.node_id), metrics)
+
+    # ---------------------------------------------------------------- inbound
+
+    async def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
+        if topic == topics.node_command(self.node_id):
+            await self.commands.handle(payload)
+        elif topic == topics.hub_state():
+            self._on_hub_state(payload)
+
+    def _on_hub_state(self, payload: bytes) -> None:
+        if not payload:
+            return  # a cleared retained message
+        try:
+            body = codec.decode(payload).body
+        except codec.ProtocolError as exc:
+            self.malformed += 1
+            log.warning("hub_state_malformed", error=str(exc), malformed_total=self.malformed)
+            return
+        if not isinstance(body, HubState):
+            self.malformed += 1
+            log.warning("hub_state_malformed", error=f"a {body.type} message on the hub state topic")
+            return
+        if body.online != self.hub_online:
+            log.info("hub_online" if body.online else "hub_offline", version=body.version or None)
+        self.hub_online = body.online
