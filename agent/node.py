@@ -120,7 +120,8 @@ class Agent:
         farewell = (topics.node_state(self.node_id), self._encode(NodeState(online=False)), 1, True)
         await self.session.stop(farewell=[farewell])
         self.spool.close()
-        log.info("agent_stopped", node=self.node_id, unsent=self.spool.pending())
+        log.info("agent_stopped", node=self.node_id, unsent=self.spool.pending(),
+                 dropped_events=self.spool.dropped_events, dropped_progress=self.spool.dropped_superseded)
 
     # ---------------------------------------------------------------- outbound
 
@@ -132,11 +133,13 @@ class Agent:
                          devices=[d.info() for d in self.devices.values()])
 
     async def _on_connect(self) -> None:
-        self.session.publish(topics.node_state(self.node_id), self._encode(self.birth()), qos=1, retain=True)
-        for device in self.devices.values():
-            self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
-                                 qos=1, retain=True)
-        self.spool.wake()
+        try:
+            self.session.publish(topics.node_state(self.node_id), self._encode(self.birth()), qos=1, retain=True)
+            for device in self.devices.values():
+                self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
+                                     qos=1, retain=True)
+        finally:
+            self.spool.wake()
 
     def emit_event(self, body: Event) -> None:
         try:

@@ -202,13 +202,19 @@ class Spool:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            self._delete_acked()
-            if not session.connected:
-                continue  # the (re)connect wakes us
-            if self._restart:
-                self._restart = False
-                self._cursor = 0
-            self._send_some(session)
+            try:
+                self._delete_acked()
+                if not session.connected:
+                    continue  # the (re)connect wakes us
+                if self._restart:
+                    self._restart = False
+                    self._cursor = 0
+                self._send_some(session)
+            except sqlite3.Error:
+                # A sender that died would strand every later event; retry instead.
+                log.exception("spool_send_failed", path=str(self.path))
+                await asyncio.sleep(1.0)
+                self._wake.set()
 
     def _send_some(self, session: MqttSession) -> None:
         room = self.window - len(self._in_flight)

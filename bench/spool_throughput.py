@@ -1,0 +1,83 @@
+"""How many events per second the agent's spool stores, and stores-and-sends through a real broker.
+
+    python -m bench.spool_throughput [--events 20000] [--mqtt mqtt://127.0.0.1:1883] [--window 1 16 64 256]
+
+"append" is the cost a driver pays per event (one committed INSERT);
+"append+send" runs the sender against the broker and stops the clock when
+the last row's PUBACK has deleted it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from agent.spool import Spool
+from protocol.messages import JobProgress
+from protocol.mqtt import MqttSession
+
+
+def _event(n: int) -> JobProgress:
+    return JobProgress(device="bench", job_id="bench-job", progress=(n % 1000) / 1000, lines_done=n)
+
+
+def bench_append(dir: Path, events: int) -> float:
+    spool = Spool(dir / "append.db", "bench", max_messages=events + 1)
+    t0 = time.perf_counter()
+    for n in range(events):
+        spool.append("farmhand/v1/node/bench/event", _event(n))
+    elapsed = time.perf_counter() - t0
+    spool.close()
+    return events / elapsed
+
+
+async def bench_send(dir: Path, url: str, events: int, window: int) -> float:
+    spool = Spool(dir / f"send-{window}.db", "bench", max_messages=events + 1, window=window)
+
+    async def ignore(topic: str, payload: bytes, qos: int) -> None:
+        pass
+
+    async def connected() -> None:
+        spool.wake()
+
+    session = MqttSession(url, f"bench-{uuid.uuid4().hex[:8]}", on_message=ignore, on_connect=connected,
+                          persistent=False)
+    session.start()
+    await session.wait_connected(10)
+    spool.start_sender(session)
+    topic = f"farmhand/v1/node/bench-{uuid.uuid4().hex[:8]}/event"
+    t0 = time.perf_counter()
+    for n in range(events):
+        spool.append(topic, _event(n))
+        if n % 256 == 0:
+            await asyncio.sleep(0)  # a driver yields between lines; let the sender run
+    while spool.pending():
+        await asyncio.sleep(0.001)
+    elapsed = time.perf_counter() - t0
+    await spool.stop_sender()
+    await session.stop()
+    spool.close()
+    return events / elapsed
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--mqtt", default="mqtt://127.0.0.1:1883")
+    p.add_argument("--window", type=int, nargs="+", default=[1, 16, 64, 256])
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="farmhand-bench-") as tmp:
+        result = {"events": args.events, "append_per_s": round(bench_append(Path(tmp), args.events))}
+        for window in args.window:
+            rate = await bench_send(Path(tmp), args.mqtt, args.events, window)
+            result[f"append_send_per_s_window_{window}"] = round(rate)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
