@@ -1,0 +1,1 @@
+"""Simulators for development, the demo and tests: ``printer`` serves a virtual Marlin on a pty."""
