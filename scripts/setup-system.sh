@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+# Render nodes run Blender on the command line; the render tests use the real one.
+command -v blender >/dev/null 2>&1 || need+=(blender)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: missing system packages: ${need[*]} (install them with: sudo apt-get install ${need[*]})" >&2
