@@ -84,10 +84,11 @@ async def read_gpus(nvidia_smi: str | None = None, timeout_s: float = 10.0) -> l
         out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:
         # A wedged driver makes nvidia-smi hang; a render node must not hang with it.
-        proc.kill()
-        await proc.wait()
         log.warning("nvidia_smi_timeout", exe=exe, timeout_s=timeout_s)
         return []
+    finally:
+        if proc.returncode is None:
+            proc.kill()
     text = out.decode(errors="replace")
     if proc.returncode != 0:
         log.warning("nvidia_smi_failed", exe=exe, returncode=proc.returncode, output=text.strip()[-300:])
