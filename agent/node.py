@@ -53,16 +53,17 @@ class Agent:
         self.config = config
         self.node_id = config.node_id
         storage = config.storage
+        # Devices first: a driver that refuses its config must fail before the spool's lock is taken.
+        self.devices: dict[str, Device] = {
+            d.id: devices.create(d, _DeviceEmitter(self, d.id), poll_interval_s=config.telemetry_interval_s)
+            for d in config.devices
+        }
         self.spool = Spool(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
         self.files = JobFileCache(
             storage.dir / "files",
             storage.file_cache_mb * 1024 * 1024,
             token=config.hub.token.get_secret_value() if config.hub.token else None,
         )
-        self.devices: dict[str, Device] = {
-            d.id: devices.create(d, _DeviceEmitter(self, d.id), poll_interval_s=config.telemetry_interval_s)
-            for d in config.devices
-        }
         self.commands = CommandDispatcher(
             self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files
         )
