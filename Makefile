@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 .PHONY: demo test setup system broker bench clean
 
 demo: setup broker
-	$(BIN)/farmhand demo --mqtt mqtt://127.0.0.1:1883
+	$(BIN)/farmhand demo
 
 test: setup broker
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -23,8 +23,9 @@ from .farm import Api, Hub, agent_config, hub_config, start_printer, wait_for
 
 pytestmark = pytest.mark.integration
 
-# Commands the host adds on its own (line-number reset, temperature polls, capability query).
-HOST_COMMANDS = ("M105", "M110", "M115", "M155")
+# Commands the host adds on its own: line-number reset, temperature polls,
+# capability query, and the wait-for-moves that ends a job.
+HOST_COMMANDS = ("M105", "M110", "M115", "M155", "M400")
 
 
 def streamed_file_lines(gcode: str) -> list[str]:
