@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test setup system broker bench clean
 
-demo: setup broker
+demo: setup
 	$(BIN)/farmhand demo
 
 test: setup broker
