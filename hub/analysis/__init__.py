@@ -1,0 +1,20 @@
+"""Pure analysis the hub runs on uploaded files: meshes, G-code, print time and quick quotes.
+
+Nothing here touches the store, the network or the agent; every function takes
+a path or data and returns a pydantic model.
+"""
+
+from hub.analysis.gcode import GcodeAnalysis, analyze_gcode
+from hub.analysis.machines import MachineModel, load_machine, machine_ids
+from hub.analysis.motion import EstimatorSettings, TimeEstimate, estimate_time
+
+__all__ = [
+    "EstimatorSettings",
+    "GcodeAnalysis",
+    "MachineModel",
+    "TimeEstimate",
+    "analyze_gcode",
+    "estimate_time",
+    "load_machine",
+    "machine_ids",
+]
