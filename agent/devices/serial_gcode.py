@@ -43,8 +43,6 @@ from .base import CommandRejected, Device, Emitter
 log = structlog.get_logger("farmhand.agent.serial")
 
 HELLO_RETRY_S = 2.0
-# After a "start" banner the board has just booted; give it this long to say ok to a hello sent during boot.
-AFTER_BOOT_S = 0.25
 PROGRESS_EVERY_S = 1.0
 READ_CHUNK = 4096
 
@@ -321,7 +319,7 @@ class SerialGcodeDevice(Device):
         self.engine.reset()
         self._end_job("the printer restarted during the job")
         self._greeting = True
-        self._schedule_hello(AFTER_BOOT_S)
+        self._hello()
 
     async def _poll_loop(self) -> None:
         while True:
@@ -355,7 +353,8 @@ class SerialGcodeDevice(Device):
         if reply.kind is Kind.OK:
             self._greeted()
         elif reply.kind is Kind.START:
-            self._schedule_hello(AFTER_BOOT_S)
+            # The board just booted: a hello sent before this was lost in its bootloader.
+            self._hello()
         elif reply.kind is Kind.ERROR and reply.fatal:
             self._halt(reply.message)
         else:

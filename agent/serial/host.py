@@ -62,11 +62,13 @@ class HostEngine:
         *,
         checksums: bool = True,
         history: int = 1024,
+        max_tries: int = 10,
         fatal_markers: tuple[str, ...] = FATAL_MARKERS,
     ) -> None:
         self.rx_buffer = rx_buffer
         self.checksums = checksums
         self.history = history
+        self.max_tries = max_tries
         self.fatal_markers = fatal_markers
         self._log: deque[Sent] = deque(maxlen=history)
         self._window: deque[Sent] = deque()
@@ -85,6 +87,7 @@ class HostEngine:
         self._held = False
         self._ignore_line: int | None = None
         self._ignore_count = 0
+        self._streak = 0
         self._polls = 0
         self._job_in_flight = 0
         self._syncs_in_flight = 0
@@ -297,6 +300,11 @@ class HostEngine:
             return Outcome(reply, failure=f"the firmware asked to resend line {wanted}, which is no longer "
                                           f"in the host's history (oldest kept: {oldest})")
         target = self._log[start]
+        # The same line asked for again and again: a line the firmware cannot take (cut short, or a bad cable).
+        self._streak = self._streak + 1 if wanted == self._ignore_line else 1
+        if self._streak > self.max_tries:
+            return Outcome(reply, failure=f"the firmware rejected line {wanted} {self.max_tries} times in a row: "
+                                          f"{target.data.decode('utf-8', 'replace').strip()!r}")
         stale = 0
         for sent in self._window:
             if sent is target:

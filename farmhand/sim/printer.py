@@ -41,6 +41,8 @@ from .marlin import (
 log = structlog.get_logger("farmhand.sim")
 
 MAX_CMD_SIZE = 96
+# A board reset by the port opening boots for a moment; what the host sends meanwhile is lost.
+BOOT_S = 0.05
 PLANNER_SLOTS = 16
 _EMERGENCY = re.compile(rb"^\s*(?:N\d+\s*)?(M112|M108|M410)\b")
 # Commands a stock Marlin accepts that change nothing the simulation models.
@@ -99,6 +101,7 @@ class VirtualPrinter:
         self._worker: asyncio.Task[None] | None = None
         self._autoreport: asyncio.Task[None] | None = None
         self._connected = False
+        self._booting: asyncio.TimerHandle | None = None
         self._out = bytearray()
         self._writing = False
         self._boot()
@@ -123,6 +126,7 @@ class VirtualPrinter:
                  noise=self.noise)
 
     async def stop(self) -> None:
+        self._stop_worker()
         for task in [*self._tasks, self._worker, self._autoreport]:
             if task is not None:
                 task.cancel()
@@ -144,6 +148,16 @@ class VirtualPrinter:
     def inject_kill(self, message: str = "Printer halted. kill() called!") -> None:
         """Make the firmware stop as Marlin's kill() does: print ``Error:<message>`` and answer nothing more."""
         self._kill(message)
+
+    @property
+    def halted(self) -> bool:
+        """Stopped by kill() (M112, an injected fault) until the host opens the port again."""
+        return self._halted
+
+    @property
+    def host_connected(self) -> bool:
+        """Whether a host holds the port open (as far as the last read could tell)."""
+        return self._connected
 
     @property
     def tty(self) -> str:
@@ -191,11 +205,10 @@ class VirtualPrinter:
                 await asyncio.sleep(0.02)
                 continue
             if not present:
-                # Bytes sent before the board finished booting: its bootloader swallows them.
                 present = True
                 self._host_opened()
-                continue
-            self._received(data)
+            if self._booting is None:
+                self._received(data)
 
     async def _readable(self) -> None:
         loop = asyncio.get_running_loop()
@@ -211,6 +224,10 @@ class VirtualPrinter:
         self._stop_worker()
         self._boot()
         self._connected = True
+        self._booting = asyncio.get_running_loop().call_later(BOOT_S, self._booted)
+
+    def _booted(self) -> None:
+        self._booting = None
         self._worker = asyncio.create_task(self._work(), name=f"sim-work {self.link}")
         self._send(["start", f"echo:Marlin 2.1.2 ({self.name})", "echo: Last Updated: 2026-01-01 | Author: Farmhand",
                     "echo:Compiled: Jan  1 2026", "echo: Free Memory: 4096  PlannerBufferBytes: 1600"])
@@ -221,6 +238,9 @@ class VirtualPrinter:
         self._stop_worker()
 
     def _stop_worker(self) -> None:
+        if self._booting is not None:
+            self._booting.cancel()
+            self._booting = None
         for task in (self._worker, self._autoreport):
             if task is not None:
                 task.cancel()

@@ -1,0 +1,211 @@
+"""The virtual printer over a real pseudo-terminal, driven by hand the way a host would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import serial_asyncio
+
+from agent.serial.gcode import frame_text
+from farmhand.sim.printer import VirtualPrinter
+
+pytestmark = pytest.mark.integration
+
+
+class Port:
+    """A bare serial client: send raw bytes, read lines."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, link: Path) -> Port:
+        reader, writer = await serial_asyncio.open_serial_connection(url=str(link), baudrate=115200)
+        port = cls(reader, writer)
+        await port.until("start")
+        await port.command("M110 N0")  # past the banner
+        return port
+
+    def send(self, data: bytes | str) -> None:
+        self.writer.write(data.encode() + b"\n" if isinstance(data, str) else data)
+
+    async def line(self) -> str:
+        raw = await asyncio.wait_for(self.reader.readline(), 10)
+        return raw.decode().strip()
+
+    async def until(self, prefix: str) -> list[str]:
+        """Every line up to and including the first that starts with ``prefix``."""
+        seen = []
+        while True:
+            seen.append(await self.line())
+            if seen[-1].startswith(prefix):
+                return seen
+
+    async def command(self, data: bytes | str) -> list[str]:
+        self.send(data)
+        return await self.until("ok")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest.fixture
+async def printer(tmp_path: Path) -> AsyncIterator[VirtualPrinter]:
+    p = VirtualPrinter(tmp_path / "printer0", speed_factor=1000.0)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def port(printer: VirtualPrinter) -> AsyncIterator[Port]:
+    p = await Port.open(printer.link)
+    yield p
+    p.close()
+
+
+async def test_link_is_a_pty_and_goes_away_on_stop(tmp_path: Path) -> None:
+    p = VirtualPrinter(tmp_path / "tty" / "p")
+    await p.start()
+    assert os.path.islink(p.link) and os.readlink(p.link).startswith("/dev/pts/")
+    await p.stop()
+    assert not os.path.lexists(p.link)
+
+
+async def test_greets_with_a_start_banner_on_open(printer: VirtualPrinter) -> None:
+    reader, writer = await serial_asyncio.open_serial_connection(url=str(printer.link), baudrate=115200)
+    try:
+        first = (await asyncio.wait_for(reader.readline(), 10)).decode().strip()
+        assert first == "start"
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"echo:")
+    finally:
+        writer.close()
+    assert printer.stats.connections == 1
+
+
+async def test_m115_reports_firmware_and_capabilities(port: Port) -> None:
+    lines = await port.command("M115")
+    assert lines[0].startswith("FIRMWARE_NAME:") and "PROTOCOL_VERSION:1.0" in lines[0]
+    assert "MACHINE_TYPE:Farmhand Virtual Printer" in lines[0]
+    assert "Cap:AUTOREPORT_TEMP:1" in lines and "Cap:EMERGENCY_PARSER:1" in lines
+    assert lines[-1] == "ok"
+
+
+async def test_m105_answers_with_temperatures_on_the_ok(port: Port) -> None:
+    lines = await port.command("M105")
+    assert len(lines) == 1 and lines[0].startswith("ok T:") and " B:" in lines[0] and "@:" in lines[0]
+
+
+async def test_numbered_lines_run_in_order_with_their_numbers(printer: VirtualPrinter, port: Port) -> None:
+    for n, command in enumerate(["M110 N0", "G28", "G1 X10 Y10 F3000", "M400"]):
+        assert (await port.command(frame_text(n, command)))[-1] == "ok"
+    assert printer.executed[-4:] == [(0, "M110 N0"), (1, "G28"), (2, "G1 X10 Y10 F3000"), (3, "M400")]
+
+
+async def test_a_checksum_mismatch_asks_for_the_line_again(printer: VirtualPrinter, port: Port) -> None:
+    await port.command(frame_text(0, "M110 N0"))
+    await port.command(frame_text(1, "G28"))
+    good = frame_text(2, "G1 X5")
+    lines = await port.command(good.replace(b"X5", b"X6"))
+    assert lines == ["Error:checksum mismatch, Last Line: 1", "Resend: 2", "ok"]
+    assert (await port.command(good)) == ["ok"]
+    assert printer.executed[-1] == (2, "G1 X5")
+    assert printer.stats.checksum_errors == 1 and printer.stats.resends_requested == 1
+
+
+async def test_out_of_sequence_and_unchecked_lines_are_rejected_each_with_its_own_ok(
+    printer: VirtualPrinter, port: Port
+) -> None:
+    await port.command(frame_text(0, "M110 N0"))
+    # Lines 2 and 3 arrive before line 1: each is rejected; line 1 then goes in.
+    port.send(frame_text(2, "G1 X2") + frame_text(3, "G1 X3") + b"N1 G1 X1\n" + frame_text(1, "G1 X1"))
+    lines = [await port.line() for _ in range(10)]
+    assert lines == [
+        "Error:Line Number is not Last Line Number+1, Last Line: 0", "Resend: 1", "ok",
+        "Error:Line Number is not Last Line Number+1, Last Line: 0", "Resend: 1", "ok",
+        "Error:No Checksum with line number, Last Line: 0", "Resend: 1", "ok",
+        "ok",
+    ]
+    assert printer.executed[-1] == (1, "G1 X1")
+
+
+async def test_m110_resets_the_line_number(printer: VirtualPrinter, port: Port) -> None:
+    await port.command(frame_text(0, "M110 N0"))
+    await port.command(frame_text(1, "G90"))
+    await port.command(frame_text(0, "M110 N100"))
+    assert await port.command(frame_text(101, "G91")) == ["ok"]
+
+
+async def test_m109_waits_for_the_hotend_and_reports_while_heating(printer: VirtualPrinter, port: Port) -> None:
+    lines = await port.command("M109 S200")
+    reports = [line for line in lines if line.startswith("T:")]
+    assert reports and reports[0].split()[1] == "/200.00"
+    actual, target = printer.temperatures["T0"]
+    assert target == 200.0 and actual >= 199.0
+
+
+async def test_every_line_gets_exactly_one_ok_even_with_noise(tmp_path: Path) -> None:
+    p = VirtualPrinter(tmp_path / "noisy", speed_factor=1e6, noise=0.5, seed=7)
+    await p.start()
+    port = await Port.open(p.link)
+    try:
+        before = p.stats.lines_received
+        for _ in range(40):
+            lines = await port.command("G1 X1")
+            assert lines[-1] == "ok" and not any(line == "ok" for line in lines[:-1])
+        assert p.stats.lines_received - before == 40 and 5 < p.stats.corrupted < 36
+    finally:
+        port.close()
+        await p.stop()
+
+
+async def test_a_host_that_overruns_the_buffer_is_caught(printer: VirtualPrinter, port: Port) -> None:
+    assert printer.stats.overruns == 0
+    port.send(b"G4 P1\n" * 200)  # 1200 bytes at once, far past 128 + 4 * 96
+    await port.until("ok")
+    assert printer.stats.overruns > 0 and printer.stats.max_outstanding > 128 + 4 * 96
+
+
+async def test_a_killed_printer_says_why_and_answers_nothing_more(printer: VirtualPrinter, port: Port) -> None:
+    printer.inject_kill("Printer halted. kill() called!")
+    assert await port.line() == "Error:Printer halted. kill() called!"
+    port.send("M105")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(port.reader.readline(), 0.3)
+
+
+async def test_m112_halts_at_once(printer: VirtualPrinter, port: Port) -> None:
+    port.send("M112")
+    assert await port.line() == "Error:Printer halted. kill() called!"
+
+
+async def test_advanced_ok_reports_line_and_free_space(tmp_path: Path) -> None:
+    p = VirtualPrinter(tmp_path / "adv", advanced_ok=True)
+    await p.start()
+    port = await Port.open(p.link)
+    try:
+        await port.command(frame_text(0, "M110 N0"))
+        lines = await port.command(frame_text(1, "G28"))
+        assert lines[-1].startswith("ok N1 P") and " B" in lines[-1]
+    finally:
+        port.close()
+        await p.stop()
+
+
+async def test_reopening_the_port_reboots_the_printer(printer: VirtualPrinter) -> None:
+    first = await Port.open(printer.link)
+    printer.inject_kill()
+    await first.line()
+    first.close()
+    while printer.host_connected:  # a board notices the port closing; a pty needs a moment
+        await asyncio.sleep(0.01)
+    second = await Port.open(printer.link)
+    try:
+        assert (await second.command("M105"))[-1].startswith("ok T:")
+    finally:
+        second.close()
+    assert printer.stats.connections == 2
