@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -209,3 +211,23 @@ async def test_reopening_the_port_reboots_the_printer(printer: VirtualPrinter) -
     finally:
         second.close()
     assert printer.stats.connections == 2
+
+
+async def test_cli_serves_until_sigterm_and_cleans_up(tmp_path: Path) -> None:
+    link = tmp_path / "cli-printer"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "farmhand.cli", "--log-level", "warning", "sim", "printer",
+        "--link", str(link), "--speed", "1000", "--noise", "0.0",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert f"serving on {link}" in banner
+        port = await Port.open(link)
+        assert (await port.command("M105"))[-1].startswith("ok T:")
+        port.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 0 and not os.path.lexists(link)
