@@ -260,3 +260,20 @@ async def test_waits_for_an_unplugged_printer_and_notices_it_leaving(tmp_path: P
         assert failed.job_id == "job-11" and failed.reason.startswith("lost the connection to the printer")
     finally:
         await dev.close()
+
+
+@pytest.mark.parametrize("printer", [{"speed_factor": 1e5}], indirect=True)
+async def test_a_profile_without_checksums_streams_plain_lines(printer: VirtualPrinter, tmp_path: Path) -> None:
+    rec = Recorder()
+    dev = SerialGcodeDevice("printer-2", rec, port=str(printer.link), profile="klipper", poll_interval_s=60)
+    await dev.open()
+    try:
+        await until(lambda: dev.state is DeviceState.IDLE)
+        path = tmp_path / "short.gcode"
+        path.write_text(moves(300))
+        await dev.start_job("job-12", path)
+        await until(lambda: rec.of(JobCompleted))
+    finally:
+        await dev.close()
+    ran = [(n, c) for n, c in printer.executed if c not in ("M105", "M115")]
+    assert ran == [(None, c) for c in job_commands(path)] + [(None, "M400")]

@@ -79,6 +79,7 @@ class SerialGcodeDevice(Device):
         self._state = DeviceState.DISCONNECTED
         self._error: str | None = None
         self._temps: dict[str, Heater] = {}
+        self._last_telemetry = 0.0
         self._job: _Job | None = None
         self._firmware: str | None = None
         self._capabilities: list[str] = []
@@ -113,6 +114,8 @@ class SerialGcodeDevice(Device):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        self.engine.reset()
+        self._end_job("the agent closed the printer's port")
         self._set_state(DeviceState.DISCONNECTED)
 
     async def start_job(self, job_id: str, path: Path) -> None:
@@ -418,5 +421,10 @@ class SerialGcodeDevice(Device):
 
     def _on_temperatures(self, temps: dict[str, Heater]) -> None:
         self._temps.update(temps)
+        # A heating wait reports every (simulated) second; the hub needs no more than the poll rate.
+        now = time.monotonic()
+        if now - self._last_telemetry < self.poll_interval_s / 2:
+            return
+        self._last_telemetry = now
         self.emitter.telemetry(Telemetry(device=self.id, temperatures=dict(self._temps), progress=self._progress(),
                                          lines_sent=self.engine.lines_sent if self._job else None))
