@@ -146,6 +146,7 @@ class HostEngine:
         self._feed_pos = 0
         self.lines_done = 0
         self.resends = 0
+        self._streak = 0
         self._held = False
         self._staged = None
 
