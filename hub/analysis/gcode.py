@@ -109,27 +109,41 @@ class _Stats:
 
 
 def _lines(f: BinaryIO, problems: list[str]) -> Iterator[str]:
-    """Text lines from fixed-size chunks; a line longer than ``MAX_LINE`` is dropped, not buffered."""
+    """Text lines from fixed-size chunks; a line longer than ``MAX_LINE`` is dropped, never buffered whole."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     carry = ""
-    skipping = False
+    dropping = False  # inside an over-long line, already reported
+
+    def too_long() -> None:
+        problems.append(f"line longer than {MAX_LINE} characters skipped")
+
     while True:
         chunk = f.read(CHUNK)
         text = decoder.decode(chunk, final=not chunk)
-        if not text and not chunk:
+        if not chunk and not text:
             break
-        parts = (carry + text).split("\n")
-        carry = parts.pop()
-        if skipping and parts:
-            parts[0] = ""
-            skipping = False
-        yield from parts
-        if len(carry) > MAX_LINE:
-            if not skipping:
-                problems.append(f"line longer than {MAX_LINE} characters skipped")
+        parts = text.split("\n")
+        last = parts.pop()
+        if parts:
+            first = carry + parts[0]
+            if dropping:
+                dropping = False
+            elif len(first) > MAX_LINE:
+                too_long()
+            else:
+                yield first
+            for part in parts[1:]:
+                if len(part) > MAX_LINE:
+                    too_long()
+                else:
+                    yield part
             carry = ""
-            skipping = True
-    if carry and not skipping:
+        if not dropping:
+            carry += last
+            if len(carry) > MAX_LINE:
+                too_long()
+                carry, dropping = "", True
+    if carry and not dropping:
         yield carry
 
 

@@ -17,8 +17,39 @@ ARC_TOLERANCE_MM = 0.01
 ARC_MAX_SEGMENT_MM = 2.0
 
 _WORD = re.compile(r"([A-Z])\s*([-+]?(?:\d+\.?\d*|\.\d+))")
+_ONLY_WORDS = re.compile(r"(?:\s*[A-Z]\s*[-+]?(?:\d+\.?\d*|\.\d+))*\s*")
 _EXTENDED_WORD = re.compile(r"([A-Z_]+)=([-+]?(?:\d+\.?\d*|\.\d+))")
 _CODE = re.compile(r"([GMT])\s*(\d+)(?:\.\d+)?")
+
+# Commands whose words anything here reads; others pass on by name only, so that
+# free-form arguments (M862.3 P "MK3S", M117 text) are never mistaken for bad input.
+WORD_CODES = frozenset({
+    "G0", "G1", "G2", "G3", "G4", "G92", "M104", "M109", "M140", "M190", "M141", "M191",
+    "M201", "M203", "M204", "M205", "M220", "M221", "M566",
+})
+
+
+def parse_words(text: str) -> dict[str, float]:
+    """``"X1.5 E.2"`` → ``{"X": 1.5, "E": 0.2}``; ``ValueError`` when a word does not read as a number."""
+    words = {}
+    for token in text.split():
+        key = token[0]
+        if "A" <= key <= "Z":
+            try:
+                value = float(token[1:])
+            except ValueError:
+                break
+            if not math.isfinite(value):
+                raise ValueError(f"not a finite number: {token!r}")
+            words[key] = value
+        else:
+            break
+    else:
+        return words
+    # Rarer spellings: "X 10", "G1X10Y20".
+    if _ONLY_WORDS.fullmatch(text) is None:
+        raise ValueError(f"unreadable G-code words {text.strip()[:40]!r}")
+    return {k: float(v) for k, v in _WORD.findall(text)}
 
 
 def parse_line(line: str) -> tuple[str, dict[str, float]] | None:
@@ -26,6 +57,7 @@ def parse_line(line: str) -> tuple[str, dict[str, float]] | None:
 
     Line numbers (``N12``) and checksums (``*71``) are dropped. Klipper-style
     extended commands come back as ``("SET_VELOCITY_LIMIT", {"ACCEL": 3000.0})``.
+    Raises ``ValueError`` when a command this package acts on has unreadable words.
     """
     cut = line.find(";")
     if cut >= 0:
@@ -49,12 +81,12 @@ def parse_line(line: str) -> tuple[str, dict[str, float]] | None:
             return None
         return name, {k: float(v) for k, v in _EXTENDED_WORD.findall(rest)}
     code = head.group(1) + str(int(head.group(2)))
-    if code in ("M117", "M118", "M23", "M28", "M30", "M32"):
-        return code, {}  # their argument is text (messages, file names), not words
     if code == "G28":
         # Bare axis letters name the axes to home: "G28 X Y".
         return code, {c: 0.0 for c in upper[head.end():] if c in "XYZ"}
-    return code, {k: float(v) for k, v in _WORD.findall(upper, head.end())}
+    if code not in WORD_CODES:
+        return code, {}
+    return code, parse_words(upper[head.end():])
 
 
 class Move:
