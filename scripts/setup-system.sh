@@ -4,6 +4,7 @@
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v prusa-slicer >/dev/null 2>&1 || need+=(prusa-slicer)
 # Render nodes run Blender on the command line; the render tests use the real one.
 command -v blender >/dev/null 2>&1 || need+=(blender)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
