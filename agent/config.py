@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from protocol.messages import Ident
 from protocol.mqtt import BrokerAddress
@@ -45,19 +46,39 @@ class StorageConfig(_Section):
     spool_max_messages: int = Field(100_000, ge=100)
 
 
+# Drivers that talk to their machine over a serial port; the others (Blender) have none.
+_NEEDS_PORT = frozenset({"serial_gcode"})
+
+
 class DeviceConfig(_Section):
     id: Ident
     driver: str
-    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyACM0 or /dev/serial/by-id/…")
+    port: str | None = Field(None, min_length=1, validate_default=True,
+                             description="serial device, e.g. /dev/ttyACM0 or /dev/serial/by-id/…")
     baud: int = Field(115200, gt=0)
     profile: str = "marlin2"
     model: str | None = None
+    # Render nodes (driver = "blender").
+    blender: str = Field("blender", min_length=1, description="the Blender executable: a name on PATH or a path")
+    max_task_s: float = Field(86_400.0, gt=0, description="upper bound on any render task's own timeout")
 
     @field_validator("driver")
     @classmethod
     def _known_driver(cls, driver: str) -> str:
         devices.check_kind(driver)
         return driver
+
+    @field_validator("port", mode="after")
+    @classmethod
+    def _port_when_needed(cls, port: str | None, info: ValidationInfo) -> str | None:
+        driver = info.data.get("driver")
+        if port is None and driver in _NEEDS_PORT:
+            # Kept as pydantic's own "Field required" wording, with what to put there.
+            raise PydanticCustomError(
+                "missing", "Field required: the {driver} driver needs the serial device, e.g. /dev/ttyACM0",
+                {"driver": driver},
+            )
+        return port
 
 
 class AgentConfig(_Section):
