@@ -1,8 +1,9 @@
-"""Host metrics (CPU, memory, disk, load, temperature, uptime) read with psutil."""
+"""Host metrics (CPU, memory, disk, load, temperature, uptime) read with psutil, and GPUs from nvidia-smi."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import psutil
 import structlog
 
-from protocol.messages import HostMetrics
+from protocol.messages import GpuReading, HostMetrics
 
 log = structlog.get_logger("farmhand.agent.metrics")
 
@@ -45,9 +46,23 @@ def collect(storage_dir: Path) -> HostMetrics:
     )
 
 
+async def gpu_readings(nvidia_smi: str) -> list[GpuReading]:
+    """Every NVIDIA GPU's load, memory, temperature and power; empty when nvidia-smi fails."""
+    # Imported here: a printer's Pi has no nvidia-smi and never loads the render code.
+    from agent.render.gpu import read_gpus
+
+    return [
+        GpuReading(index=g.index, util_pct=g.utilization_pct, mem_used_mb=g.memory_used_mb,
+                   mem_total_mb=g.memory_total_mb, temp_c=g.temperature_c, power_w=g.power_w)
+        for g in await read_gpus(nvidia_smi)
+    ]
+
+
 async def report_forever(storage_dir: Path, interval_s: float, publish: Callable[[HostMetrics], None]) -> None:
     """Publish a reading every ``interval_s``; a failed reading is logged and skipped."""
     psutil.cpu_percent(interval=None)
+    # Looked up once: a machine without a GPU pays nothing per reading.
+    nvidia_smi = shutil.which("nvidia-smi")
     while True:
         await asyncio.sleep(interval_s)
         try:
@@ -56,4 +71,6 @@ async def report_forever(storage_dir: Path, interval_s: float, publish: Callable
         except (OSError, psutil.Error) as exc:
             log.warning("metrics_failed", error=str(exc))
             continue
+        if nvidia_smi is not None:
+            metrics = metrics.model_copy(update={"gpus": await gpu_readings(nvidia_smi)})
         publish(metrics)
