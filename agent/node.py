@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -28,6 +30,13 @@ from .metrics import report_forever
 from .spool import Spool
 
 log = structlog.get_logger("farmhand.agent")
+
+
+@runtime_checkable
+class _NodeLinked(Protocol):
+    """A driver that keeps files of its own and sends them to the hub (the Blender driver's frames)."""
+
+    def link_node(self, work_dir: Path, token: str | None) -> None: ...
 
 
 class _DeviceEmitter:
@@ -58,11 +67,15 @@ class Agent:
             d.id: devices.create(d, _DeviceEmitter(self, d.id), poll_interval_s=config.telemetry_interval_s)
             for d in config.devices
         }
+        token = config.hub.token.get_secret_value() if config.hub.token else None
+        for device in self.devices.values():
+            if isinstance(device, _NodeLinked):
+                device.link_node(storage.dir / "devices" / device.id, token)
         self.spool = Spool(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
         self.files = JobFileCache(
             storage.dir / "files",
             storage.file_cache_mb * 1024 * 1024,
-            token=config.hub.token.get_secret_value() if config.hub.token else None,
+            token=token,
         )
         self.commands = CommandDispatcher(
             self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files

@@ -37,8 +37,16 @@ def _serial_gcode(config: DeviceConfig, emitter: Emitter, poll_interval_s: float
     )
 
 
+def _blender(config: DeviceConfig, emitter: Emitter, poll_interval_s: float) -> Device:
+    from .blender import BlenderDevice
+
+    return BlenderDevice(config.id, emitter, blender=config.blender, max_task_s=config.max_task_s,
+                         poll_interval_s=poll_interval_s)
+
+
 _FACTORIES: dict[str, DeviceFactory] = {
     "serial_gcode": _serial_gcode,
+    "blender": _blender,
 }
 
 
