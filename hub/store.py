@@ -1,0 +1,194 @@
+"""The hub's SQLite database: one file, WAL, numbered migrations.
+
+Every other hub module reads and writes through ``Store.db`` (a sqlite-utils
+``Database``) on the event loop's thread, so there is exactly one writer and a
+transaction never interleaves with another. Statements are short; the slowest
+path (an event plus its job update) is one small transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlite_utils import Database
+
+log = structlog.get_logger("farmhand.hub.store")
+
+DB_NAME = "hub.db"
+
+# Append only: a released migration is never edited, its number is its identity.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: files, jobs, the command outbox, the fleet, events and telemetry history.
+    # jobs.request_key makes a retried submission (same key) return the first job.
+    """
+    CREATE TABLE files (
+        sha256 TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        file_sha256 TEXT NOT NULL REFERENCES files(sha256),
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        pin_node TEXT,
+        pin_device TEXT,
+        node TEXT,
+        device TEXT,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        command_id TEXT,
+        ack_deadline TEXT,
+        cancel_requested_at TEXT,
+        progress REAL,
+        lines INTEGER,
+        lines_total INTEGER,
+        resends INTEGER,
+        extruded_mm REAL,
+        duration_s REAL,
+        error TEXT,
+        request_key TEXT UNIQUE,
+        created_at TEXT NOT NULL,
+        assigned_at TEXT,
+        started_at TEXT,
+        finished_at TEXT
+    );
+    CREATE INDEX jobs_by_state ON jobs(state, priority, id);
+    CREATE INDEX jobs_by_device ON jobs(node, device, state);
+    CREATE TABLE commands (
+        command_id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        job_id INTEGER REFERENCES jobs(id),
+        node TEXT NOT NULL,
+        device TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        superseded_at TEXT,
+        ack_status TEXT,
+        ack_reason TEXT,
+        acked_at TEXT
+    );
+    CREATE INDEX commands_pending ON commands(ack_status, superseded_at);
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        online INTEGER NOT NULL,
+        agent_version TEXT NOT NULL DEFAULT '',
+        hostname TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE devices (
+        node TEXT NOT NULL,
+        id TEXT NOT NULL,
+        kind TEXT,
+        model TEXT,
+        firmware TEXT,
+        capabilities TEXT NOT NULL DEFAULT '[]',
+        render TEXT,
+        listed INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'disconnected',
+        job_id TEXT,
+        progress REAL,
+        temperatures TEXT NOT NULL DEFAULT '{}',
+        error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (node, id)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        type TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX events_sender_seq ON events(sender, seq);
+    CREATE TABLE telemetry (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        device TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        temperatures TEXT NOT NULL,
+        progress REAL
+    );
+    CREATE INDEX telemetry_by_device ON telemetry(node, device, ts);
+    """,
+)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer hub; refusing to run rather than corrupt it."""
+
+
+def utcnow() -> str:
+    return timestamp(datetime.now(UTC))
+
+
+def timestamp(moment: datetime) -> str:
+    """One fixed ISO 8601 shape, so stored times also sort and compare as text."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class Store:
+    def __init__(self, data_dir: Path, migrations: tuple[str, ...] = MIGRATIONS) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / DB_NAME
+        self.db = Database(self.path)
+        self.db.enable_wal()
+        # FULL: a message is acknowledged to the broker only after its commit, so
+        # the commit must survive a power cut, not only a crash of this process.
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        try:
+            self.migrate(migrations)
+        except BaseException:
+            self.db.close()
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return row[0] or 0
+
+    def migrate(self, migrations: tuple[str, ...]) -> None:
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        current = self.schema_version
+        if current > len(migrations):
+            raise SchemaTooNew(
+                f"{self.path} has schema version {current}; this hub knows up to {len(migrations)}"
+            )
+        for version, sql in enumerate(migrations[current:], start=current + 1):
+            with self.db.atomic():
+                self.db.executescript(sql)
+                self.db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                                (version, utcnow()))
+            log.info("schema_migrated", version=version, db=str(self.path))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        with self.db.atomic() as db:
+            yield db
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        return next(self.db.query(sql, params), None)
+
+    def all(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,62 @@
+"""The hub's database: migrations are numbered, applied once, atomically, and never backwards."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hub.store import DB_NAME, MIGRATIONS, SchemaTooNew, Store
+
+
+def versions(path: Path) -> list[int]:
+    with sqlite3.connect(path / DB_NAME) as conn:
+        return [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+
+
+def test_fresh_database_gets_every_migration_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        assert {"files", "jobs", "commands", "nodes", "devices", "events", "telemetry"} <= set(store.db.table_names())
+        assert store.db.journal_mode == "wal"
+    finally:
+        store.close()
+    assert versions(tmp_path) == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_reopening_applies_only_new_migrations_and_keeps_data(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.db.execute("INSERT INTO files (sha256, name, size, created_at) VALUES ('ab', 'x.gcode', 1, 'now')")
+    store.close()
+
+    added = (*MIGRATIONS, "ALTER TABLE files ADD COLUMN note TEXT;")
+    store = Store(tmp_path, added)
+    try:
+        assert store.schema_version == len(added)
+        assert store.all("SELECT name, note FROM files") == [{"name": "x.gcode", "note": None}]
+    finally:
+        store.close()
+    # Opening it again applies nothing a second time (ALTER TABLE would fail if it did).
+    Store(tmp_path, added).close()
+    assert versions(tmp_path) == list(range(1, len(added) + 1))
+
+
+def test_a_failing_migration_leaves_the_previous_version_intact(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    broken = (*MIGRATIONS, "CREATE TABLE half (x INTEGER); INSERT INTO no_such_table VALUES (1);")
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        Store(tmp_path, broken)
+    store = Store(tmp_path)
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        assert "half" not in store.db.table_names()
+    finally:
+        store.close()
+
+
+def test_a_database_from_a_newer_hub_is_refused(tmp_path: Path) -> None:
+    Store(tmp_path, (*MIGRATIONS, "CREATE TABLE later (x INTEGER);")).close()
+    with pytest.raises(SchemaTooNew, match=f"knows up to {len(MIGRATIONS)}"):
+        Store(tmp_path)
