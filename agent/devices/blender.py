@@ -256,8 +256,7 @@ class BlenderDevice(Device):
             self._finish(task, result)
         except Exception as exc:
             self._log.exception("render_task_crashed", task_id=task.id)
-            if task.run.pid is not None:
-                await task.run.cancel(0.0)
+            await task.run.cancel(0.0)  # whatever broke here, Blender must not render on unwatched
             self._end(task, RenderTaskFailed(device=self.id, task_id=task.id,
                                              reason=f"agent error: {type(exc).__name__}: {exc}"))
         finally:
