@@ -1,0 +1,177 @@
+"""The hub's HTTP API (aiohttp): JSON in and out, errors as RFC 9457 problem details.
+
+Handlers translate HTTP to calls on the job service, the file store and the
+fleet, and return the pydantic models of ``schemas``; they hold no logic of
+their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from protocol.codec import describe
+
+from .files import FileStore, StoredFile, UploadError, too_large
+from .fleet import Fleet
+from .jobs import JobError, JobService
+from .schemas import FileInfo, Health, Items, Job, JobCreate, JobState, Problem
+
+log = structlog.get_logger("farmhand.hub.api")
+
+PROBLEM_TYPE = "application/problem+json"
+CHUNK = 256 * 1024
+
+
+class ApiProblem(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def problem(status: int, title: str, detail: str) -> web.Response:
+    slug = title.lower().replace(" ", "-")
+    body = Problem(type=f"urn:farmhand:problem:{slug}", title=title, status=status, detail=detail)
+    return web.Response(status=status, text=body.model_dump_json(), content_type=PROBLEM_TYPE)
+
+
+def respond(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=model.model_dump_json(), content_type="application/json")
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                   ) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiProblem as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    except JobError as exc:
+        return problem(exc.status, exc.title, str(exc))
+    except UploadError as exc:
+        title = "Upload too large" if exc.status == 413 else "Invalid upload"
+        return problem(exc.status, title, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem(exc.status, exc.reason, exc.text if exc.text and exc.text != exc.reason else
+                       f"{request.method} {request.path}: {exc.reason}")
+    except Exception:
+        log.exception("http_handler_failed", method=request.method, path=request.path)
+        return problem(500, "Internal error", "the hub failed to handle this request; see its log")
+
+
+def _job_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise ApiProblem(404, "Job not found", f"no job {raw!r}: job ids are integers")
+    return int(raw)
+
+
+def _file_info(row: dict | StoredFile) -> FileInfo:
+    data = row if isinstance(row, dict) else row.__dict__
+    return FileInfo(sha256=data["sha256"], name=data["name"], size=data["size"], created_at=data["created_at"],
+                    url=f"/api/v1/files/{data['sha256']}")
+
+
+class HttpApi:
+    def __init__(self, jobs: JobService, files: FileStore, fleet: Fleet, health: Callable[[], Health]) -> None:
+        self.jobs = jobs
+        self.files = files
+        self.fleet = fleet
+        self.health = health
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[problems])
+        app.add_routes([
+            web.get("/healthz", self.get_health),
+            web.get("/api/v1/nodes", self.list_nodes),
+            web.get("/api/v1/devices", self.list_devices),
+            web.post("/api/v1/files", self.upload),
+            web.get("/api/v1/files", self.list_files),
+            web.get("/api/v1/files/{sha256}", self.download),
+            web.post("/api/v1/jobs", self.create_job),
+            web.get("/api/v1/jobs", self.list_jobs),
+            web.get("/api/v1/jobs/{id}", self.get_job),
+            web.post("/api/v1/jobs/{id}/cancel", self.cancel_job),
+        ])
+        return app
+
+    async def get_health(self, request: web.Request) -> web.Response:
+        return respond(self.health())
+
+    async def list_nodes(self, request: web.Request) -> web.Response:
+        return respond(Items(items=self.fleet.nodes()))
+
+    async def list_devices(self, request: web.Request) -> web.Response:
+        return respond(Items(items=self.fleet.devices()))
+
+    # ------------------------------------------------------------------ files
+
+    async def upload(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > self.files.max_bytes:
+            raise too_large(self.files.max_mb)
+        if request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if getattr(part, "name", None) == "file":
+                    break
+            else:
+                raise ApiProblem(422, "Invalid upload", "multipart upload without a 'file' field")
+
+            async def chunks():  # type: ignore[no-untyped-def]
+                while chunk := await part.read_chunk(CHUNK):
+                    yield chunk
+
+            name = part.filename or request.query.get("name", "")
+            stored = await self.files.receive(chunks(), name)
+        else:
+            name = request.query.get("name")
+            if not name:
+                raise ApiProblem(422, "Invalid upload", "a raw upload needs ?name=<file name>")
+            stored = await self.files.receive(request.content.iter_chunked(CHUNK), name)
+        return respond(_file_info(stored), 201 if stored.created else 200)
+
+    async def list_files(self, request: web.Request) -> web.Response:
+        return respond(Items(items=[_file_info(r) for r in self.files.list()]))
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        sha = request.match_info["sha256"]
+        row = self.files.get(sha) if len(sha) == 64 else None
+        if row is None:
+            raise ApiProblem(404, "File not found", f"no file with sha256 {sha}")
+        safe_name = row["name"].replace('"', "").replace("\r", "").replace("\n", "")
+        return web.FileResponse(self.files.path(sha), headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{safe_name}"',
+        })
+
+    # ------------------------------------------------------------------ jobs
+
+    async def create_job(self, request: web.Request) -> web.Response:
+        try:
+            spec = JobCreate.model_validate_json(await request.read())
+        except ValidationError as exc:
+            raise ApiProblem(422, "Invalid job", describe(exc)) from None
+        key = request.headers.get("Idempotency-Key")
+        job, created = self.jobs.create(spec, request_key=f"http:{key}" if key else None)
+        return respond(job, 201 if created else 200)
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        raw = request.query.get("state")
+        try:
+            state = JobState(raw) if raw else None
+        except ValueError:
+            raise ApiProblem(422, "Invalid filter", f"state must be one of {', '.join(JobState)}; got {raw!r}") \
+                from None
+        return respond(Items[Job](items=self.jobs.list(state)))
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        return respond(self.jobs.get(_job_id(request)))
+
+    async def cancel_job(self, request: web.Request) -> web.Response:
+        outcome = self.jobs.cancel(_job_id(request))
+        return respond(outcome.job, 200 if outcome.done else 202)

@@ -1,0 +1,174 @@
+"""``Hub``: builds the hub's parts, starts them in order and stops them in reverse.
+
+Start order: database → HTTP (its bound address is the default public URL put
+into start commands) → broker (when embedded) → MQTT session → scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from importlib import metadata
+
+import structlog
+from aiohttp import web
+
+from protocol import codec, topics
+from protocol.messages import HubState
+from protocol.mqtt import MqttSession, Will
+
+from .api import HttpApi
+from .broker import EmbeddedBroker
+from .commands import Outbox
+from .config import HubConfig
+from .files import FileStore
+from .fleet import Fleet
+from .ingest import Ingest
+from .jobs import JobService
+from .lifecycle import JobTracker
+from .requests import ScriptRequests
+from .scheduler import Scheduler
+from .schemas import Health
+from .store import Store
+
+log = structlog.get_logger("farmhand.hub")
+
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("farmhand")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class Hub:
+    def __init__(self, config: HubConfig) -> None:
+        self.config = config
+        self.http_url = ""
+        self.public_url = ""
+        self.mqtt_url = ""
+        self.store: Store | None = None
+        self._runner: web.AppRunner | None = None
+        self._broker: EmbeddedBroker | None = None
+        self._session: MqttSession | None = None
+        self._scheduler_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        cfg = self.config
+        self.store = store = Store(cfg.data_dir)
+        self.files = FileStore(cfg.data_dir / "files", store, cfg.max_upload_mb)
+        self.outbox = Outbox(store, cfg.hub_id)
+        self.scheduler = Scheduler(store, self.outbox, ack_timeout_s=cfg.ack_timeout_s,
+                                   file_url=lambda sha: f"{self.public_url}/api/v1/files/{sha}",
+                                   connected=lambda: self._session is not None and self._session.connected)
+        self.jobs = JobService(store, self.outbox, on_change=self.scheduler.wake)
+        self.fleet = Fleet(store, cfg.telemetry_history_interval_s)
+        self.requests = ScriptRequests(self.jobs, cfg.hub_id)
+        self.ingest = Ingest(store, self.fleet, JobTracker(self.outbox), self.outbox, self.requests,
+                             self.scheduler.wake)
+
+        self._runner = web.AppRunner(HttpApi(self.jobs, self.files, self.fleet, self.health).app(),
+                                     access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        wildcard = cfg.http.host in WILDCARD_HOSTS
+        self.http_url = f"http://{_url_host('127.0.0.1' if wildcard else cfg.http.host)}:{port}"
+        self.public_url = (cfg.public_url or (f"http://{socket.getfqdn()}:{port}" if wildcard else self.http_url)
+                           ).rstrip("/")
+
+        if cfg.mqtt.url is None:
+            self._broker = EmbeddedBroker(cfg.mqtt.embedded_host, cfg.mqtt.embedded_port)
+            await self._broker.start()
+            self.mqtt_url = self._broker.url
+        else:
+            self.mqtt_url = cfg.mqtt.url
+        self._session = MqttSession(
+            self.mqtt_url,
+            f"farmhand-hub-{cfg.hub_id}",
+            on_message=self.ingest.handle,
+            subscriptions=topics.HUB_SUBSCRIPTIONS,
+            on_connect=self._on_connect,
+            will=Will(topics.hub_state(), self._hub_state(online=False)),
+            persistent=True,
+        )
+        self.outbox.publisher = self._session
+        self.requests.publish = self._session.publish
+        self._session.start()
+        try:
+            await self._session.wait_connected(timeout=5.0)
+        except TimeoutError:
+            # Serve HTTP anyway; jobs queue up and the session keeps trying.
+            log.warning("hub_started_without_broker", broker=self.mqtt_url)
+        self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="hub:scheduler")
+        log.info("hub_started", http=self.http_url, public_url=self.public_url, mqtt=self.mqtt_url,
+                 data_dir=str(cfg.data_dir), schema_version=store.schema_version)
+
+    async def stop(self) -> None:
+        if self._scheduler_task is not None:
+            self._scheduler_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler_task
+            self._scheduler_task = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.stop(farewell=[(topics.hub_state(), self._hub_state(online=False), 1, True)])
+            self._session = None
+        if self._broker is not None:
+            await self._broker.stop()
+            self._broker = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        log.info("hub_stopped", hub_id=self.config.hub_id)
+
+    # ------------------------------------------------------------------ MQTT presence
+
+    def _hub_state(self, online: bool) -> bytes:
+        body = HubState(online=online, version=_version(), http_url=self.public_url if online else None)
+        return codec.encode(codec.make(self.config.hub_id, body))
+
+    async def _on_connect(self) -> None:
+        assert self._session is not None
+        self._session.publish(topics.hub_state(), self._hub_state(online=True), qos=1, retain=True)
+        # Commands the agents have not answered go out again, with the same ids.
+        self.scheduler.refresh_deadlines()
+        resent = self.outbox.resend_pending()
+        self.scheduler.wake()
+        log.info("hub_online", broker=self.mqtt_url, commands_resent=resent)
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> Health:
+        connected = self._session is not None and self._session.connected
+        return Health(
+            status="ok" if connected else "degraded",
+            hub_id=self.config.hub_id,
+            mqtt_connected=connected,
+            schema_version=self.store.schema_version if self.store else 0,
+            counters={
+                "ingest": self.ingest.counters(),
+                "requests": self.requests.counters(),
+                "commands": self.outbox.counters(),
+                "scheduler": self.scheduler.counters(),
+            },
+        )
