@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -319,57 +319,18 @@ class Response(Model):
     error: str | None = None
 
 
-Body = Annotated[
-    Union[
-        HubState,
-        NodeState,
-        DeviceStatus,
-        Telemetry,
-        HostMetrics,
-        JobStarted,
-        JobProgress,
-        JobPaused,
-        JobResumed,
-        JobCompleted,
-        JobFailed,
-        DeviceError,
-        RenderProgress,
-        FrameRendered,
-        RenderTaskCompleted,
-        RenderTaskFailed,
-        CommandAck,
-        StartJob,
-        StartRender,
-        PauseJob,
-        ResumeJob,
-        CancelJob,
-        EmergencyStop,
-        Request,
-        Response,
-    ],
-    Field(discriminator="type"),
-]
-
-EVENT_TYPES: tuple[type[Model], ...] = (
-    JobStarted,
-    JobProgress,
-    JobPaused,
-    JobResumed,
-    JobCompleted,
-    JobFailed,
-    DeviceError,
-    RenderProgress,
-    FrameRendered,
-    RenderTaskCompleted,
-    RenderTaskFailed,
-    CommandAck,
-)
-COMMAND_TYPES: tuple[type[Model], ...] = (StartJob, StartRender, PauseJob, ResumeJob, CancelJob, EmergencyStop)
-Command = StartJob | StartRender | PauseJob | ResumeJob | CancelJob | EmergencyStop
 Event = (
     JobStarted | JobProgress | JobPaused | JobResumed | JobCompleted | JobFailed | DeviceError
     | RenderProgress | FrameRendered | RenderTaskCompleted | RenderTaskFailed | CommandAck
 )
+Command = StartJob | StartRender | PauseJob | ResumeJob | CancelJob | EmergencyStop
+EVENT_TYPES: tuple[type[Model], ...] = get_args(Event)
+COMMAND_TYPES: tuple[type[Model], ...] = get_args(Command)
+
+Body = Annotated[
+    HubState | NodeState | DeviceStatus | Telemetry | HostMetrics | Event | Command | Request | Response,
+    Field(discriminator="type"),
+]
 
 
 class Envelope(Model):

@@ -88,3 +88,38 @@ async def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+class OnePrinterFarm:
+    """A hub, one agent and one virtual printer; `async with` starts and stops them all."""
+
+    def __init__(self, tmp: Path, mqtt_url: str, *, speed_factor: float) -> None:
+        self.tmp, self.mqtt_url, self.speed_factor = tmp, mqtt_url, speed_factor
+        self.agent_config: AgentConfig | None = None
+
+    async def __aenter__(self) -> OnePrinterFarm:
+        self.printer = await start_printer(self.tmp, speed_factor=self.speed_factor)
+        await self._start_hub()
+        self.agent_config = agent_config(self.tmp / "agent", self.mqtt_url, {"mk3s-1": self.printer.link})
+        self.agent = Agent(self.agent_config)
+        await self.agent.start()
+        return self
+
+    async def _start_hub(self) -> None:
+        self.hub = Hub(hub_config(self.tmp / "hub", self.mqtt_url))
+        await self.hub.start()
+        self.api = Api(self.hub.http_url)
+
+    async def _stop_hub(self) -> None:
+        await self.api.close()
+        await self.hub.stop()
+
+    async def restart_hub(self, pause_s: float = 1.0) -> None:
+        await self._stop_hub()
+        await asyncio.sleep(pause_s)
+        await self._start_hub()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stop_hub()
+        await self.agent.stop()
+        await self.printer.stop()

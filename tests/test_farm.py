@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.node import Agent
 from farmhand.sample_gcode import ring_tower
 
-from .farm import Api, Hub, agent_config, hub_config, start_printer, wait_for
+from .farm import OnePrinterFarm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,95 +48,54 @@ def hub_events(hub_dir: Path, sender: str) -> list[tuple[int, str]]:
 
 
 async def test_upload_to_completed(private_mosquitto, tmp_path: Path) -> None:
-    printer = await start_printer(tmp_path, speed_factor=500)
-    hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
-    await hub.start()
-    agent = Agent(agent_config(tmp_path / "agent", private_mosquitto.url, {"mk3s-1": printer.link}))
-    await agent.start()
-    api = Api(hub.http_url)
-    try:
+    async with OnePrinterFarm(tmp_path, private_mosquitto.url, speed_factor=500) as farm:
         gcode = ring_tower(height_mm=1.0)
-        sha = await api.upload(gcode)
-        job = await api.submit(sha, name="ring")
+        job = await farm.api.submit(await farm.api.upload(gcode), name="ring")
         assert job["state"] == "queued"
-        done = await api.wait_job(job["id"], {"completed", "failed"}, timeout=60)
+        done = await farm.api.wait_job(job["id"], {"completed", "failed"}, timeout=60)
         assert done["state"] == "completed", done
         assert done["device"].endswith("/mk3s-1")
         assert done["lines"] == len(streamed_file_lines(gcode))
-        assert job_commands(printer) == streamed_file_lines(gcode)
-    finally:
-        await api.close()
-        await agent.stop()
-        await hub.stop()
-        await printer.stop()
+        assert job_commands(farm.printer) == streamed_file_lines(gcode)
 
 
 async def test_broker_outage_loses_and_repeats_nothing(private_mosquitto, tmp_path: Path) -> None:
     """Stop the broker mid-print: the agent keeps printing and spooling; the hub gets every event once."""
-    printer = await start_printer(tmp_path, speed_factor=25)
-    hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
-    await hub.start()
-    cfg = agent_config(tmp_path / "agent", private_mosquitto.url, {"mk3s-1": printer.link})
-    agent = Agent(cfg)
-    await agent.start()
-    api = Api(hub.http_url)
-    try:
+    async with OnePrinterFarm(tmp_path, private_mosquitto.url, speed_factor=25) as farm:
         gcode = ring_tower(height_mm=2.0)
-        job = await api.submit(await api.upload(gcode))
-        await api.wait_job(job["id"], {"printing"}, timeout=30)
-        executed_before = len(printer.executed)
+        job = await farm.api.submit(await farm.api.upload(gcode))
+        await farm.api.wait_job(job["id"], {"printing"}, timeout=30)
+        executed_before = len(farm.printer.executed)
         private_mosquitto.stop()
         await asyncio.sleep(4)
-        assert len(printer.executed) > executed_before, "the print must go on while the broker is down"
+        assert len(farm.printer.executed) > executed_before, "the print must go on while the broker is down"
         private_mosquitto.start()
-        done = await api.wait_job(job["id"], {"completed", "failed"}, timeout=90)
+        done = await farm.api.wait_job(job["id"], {"completed", "failed"}, timeout=90)
         assert done["state"] == "completed", done
-        assert job_commands(printer) == streamed_file_lines(gcode)
-        await wait_for(lambda: agent.spool.pending() == 0, 20, "the agent's spool to drain")
-        events = hub_events(tmp_path / "hub", cfg.node_id)
+        assert job_commands(farm.printer) == streamed_file_lines(gcode)
+        await wait_for(lambda: farm.agent.spool.pending() == 0, 20, "the agent's spool to drain")
+        events = hub_events(tmp_path / "hub", farm.agent_config.node_id)
         seqs = [s for s, _ in events]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap: an event was lost"
         types = [t for _, t in events]
         assert types.count("job_started") == 1 and types.count("job_completed") == 1
-    finally:
-        await api.close()
-        await agent.stop()
-        await hub.stop()
-        await printer.stop()
 
 
 async def test_hub_restart_keeps_jobs_and_starts_none_twice(private_mosquitto, tmp_path: Path) -> None:
-    printer = await start_printer(tmp_path, speed_factor=100)
-    hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
-    await hub.start()
-    agent = Agent(agent_config(tmp_path / "agent", private_mosquitto.url, {"mk3s-1": printer.link}))
-    await agent.start()
-    api = Api(hub.http_url)
-    try:
+    async with OnePrinterFarm(tmp_path, private_mosquitto.url, speed_factor=100) as farm:
         gcode = ring_tower(height_mm=1.6)
-        sha = await api.upload(gcode)
-        jobs = [await api.submit(sha, name=f"copy {n}") for n in range(3)]
-        await api.wait_job(jobs[0]["id"], {"printing"}, timeout=30)
-        await api.close()
-        await hub.stop()
-        await asyncio.sleep(1.0)
-
-        hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
-        await hub.start()
-        api = Api(hub.http_url)
-        states = {(await api.job(j["id"]))["state"] for j in jobs}
+        sha = await farm.api.upload(gcode)
+        jobs = [await farm.api.submit(sha, name=f"copy {n}") for n in range(3)]
+        await farm.api.wait_job(jobs[0]["id"], {"printing"}, timeout=30)
+        await farm.restart_hub()
+        states = {(await farm.api.job(j["id"]))["state"] for j in jobs}
         assert states <= {"queued", "assigned", "printing", "completed"}, states
         for j in jobs:
-            done = await api.wait_job(j["id"], {"completed", "failed", "cancelled"}, timeout=90)
+            done = await farm.api.wait_job(j["id"], {"completed", "failed", "cancelled"}, timeout=90)
             assert done["state"] == "completed", done
         # Each copy homes once: three G28s means no job ran twice and none was lost.
-        assert job_commands(printer).count("G28") == 3
-        assert job_commands(printer) == streamed_file_lines(gcode) * 3
-    finally:
-        await api.close()
-        await agent.stop()
-        await hub.stop()
-        await printer.stop()
+        assert job_commands(farm.printer).count("G28") == 3
+        assert job_commands(farm.printer) == streamed_file_lines(gcode) * 3
 
 
 def test_demo_exits_when_done_with_every_job_completed(tmp_path: Path) -> None:

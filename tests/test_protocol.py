@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -18,7 +19,7 @@ from protocol.mqtt import BrokerAddress, MqttSession, backoff_delay
 from protocol.schema import envelope_schema
 
 def test_examples_cover_every_body_type() -> None:
-    union_members = m.Body.__origin__.__args__  # type: ignore[attr-defined]
+    union_members = get_args(get_args(m.Body)[0])
     assert {type(e) for e in EXAMPLES} == set(union_members)
 
 
