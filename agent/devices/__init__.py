@@ -26,6 +26,7 @@ class UnknownDriver(ValueError):
 def _serial_gcode(config: DeviceConfig, emitter: Emitter, poll_interval_s: float) -> Device:
     from .serial_gcode import SerialGcodeDevice
 
+    assert config.port is not None, "DeviceConfig requires a port for serial_gcode"
     return SerialGcodeDevice(
         config.id,
         emitter,
