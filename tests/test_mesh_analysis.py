@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def test_garbage_and_empty_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "nothing.stl").write_text("solid nothing\nfacet normal 0 0 1\nendsolid nothing\n")
     with pytest.raises(ValueError):
         analyze_mesh(tmp_path / "nothing.stl")
+    nan_facet = struct.pack("<12fH", *([float("nan")] * 12), 0)
+    (tmp_path / "nan.stl").write_bytes(b"\0" * 80 + struct.pack("<I", 1) + nan_facet)
+    with pytest.raises(ValueError, match="no triangles"):
+        analyze_mesh(tmp_path / "nan.stl")
     (tmp_path / "model.step").write_text("ISO-10303-21;")
     with pytest.raises(ValueError, match="unsupported model format"):
         analyze_mesh(tmp_path / "model.step")

@@ -191,8 +191,6 @@ def analyze_gcode(path: Path, machine: MachineModel | None = None,
                 else:
                     meta.comment(text)
                 continue
-            if not first or first in " \t\r" and not line.strip():
-                continue
             try:
                 parsed = parse_line(line)
                 if parsed is not None:

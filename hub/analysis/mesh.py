@@ -136,6 +136,8 @@ def load_objects(path: Path, *, max_bytes: int = MAX_FILE_BYTES,
         geometry = scene.geometry[geometry_name]
         if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
             continue
+        if not np.isfinite(geometry.vertices).all():
+            raise ValueError(f"{path.name}: object {node!r} has coordinates that are not numbers")
         objects.append((str(node), geometry.copy().apply_transform(transform)))
     if not objects:
         raise ValueError(f"{path.name}: no triangles in the model")
