@@ -85,6 +85,13 @@ def test_the_files_own_limits_override_the_machine() -> None:
     assert moves_s("M204 P250\nG1 X100 F6000") == pytest.approx(1.1)
 
 
+def test_zero_limits_in_a_file_are_ignored_not_fatal() -> None:
+    assert moves_s("M204 P0 T0 R0\nM203 X0\nM201 X0\nM220 S0\nG1 X100 F6000") == pytest.approx(1.1)
+    voron = load_machine("voron-2.4-350")
+    assert moves_s("SET_VELOCITY_LIMIT ACCEL=0 VELOCITY=0\nG1 X100 F6000", voron) == pytest.approx(
+        moves_s("G1 X100 F6000", voron))
+
+
 def test_speed_factor_units_and_relative_moves() -> None:
     assert moves_s("M220 S50\nG1 X100 F6000") == pytest.approx(100 / 50 + 50 / 1000)
     assert moves_s("G20\nG1 X3.937007874 F236.2204724") == pytest.approx(1.1, rel=1e-6)  # inches

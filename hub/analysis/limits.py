@@ -62,6 +62,8 @@ class FirmwareLimits:
         self.accel_print = self.accel_travel = self.accel_retract = value
 
     def _accelerations(self, words: dict[str, float]) -> None:
+        # A zero acceleration would never move; firmwares refuse it, and so do we.
+        words = {k: v for k, v in words.items() if v > 0}
         if self.firmware == "klipper":
             # Klipper has one acceleration: M204 S, or the smaller of P and T given together.
             value = words.get("S") or (min(words["P"], words["T"]) if "P" in words and "T" in words else None)
@@ -96,7 +98,7 @@ class FirmwareLimits:
         if "T" in words:
             self.min_travel_rate = words["T"]
         if "J" in words:
-            self.junction_deviation = words["J"] if words["J"] > 0 else None
+            self.junction_deviation = words["J"] if words["J"] > 0 else None  # J0: back to jerk
         elif "X" in words or "Y" in words:
             self.junction_deviation = None  # setting jerk means classic jerk is in use
 
@@ -109,11 +111,11 @@ class FirmwareLimits:
             self.speed_factor = self.saved_speed_factor
 
     def _klipper(self, words: dict[str, float]) -> None:
-        if "VELOCITY" in words:
+        if words.get("VELOCITY", 0) > 0:
             # Klipper caps the toolhead's speed, not each axis; per axis is close enough for X/Y.
             self.max_feed[0] = self.max_feed[1] = words["VELOCITY"]
-        if "ACCEL" in words:
+        if words.get("ACCEL", 0) > 0:
             self._set_all_accelerations(words["ACCEL"])
         if "SQUARE_CORNER_VELOCITY" in words:
-            scv = words["SQUARE_CORNER_VELOCITY"]
+            scv = max(words["SQUARE_CORNER_VELOCITY"], 0.0)
             self.junction_deviation = max(scv * scv * (math.sqrt(2) - 1) / self.accel_print, 1e-6)
