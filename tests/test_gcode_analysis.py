@@ -181,9 +181,9 @@ G1 X120 Y120 Z50 ; park
 
 
 def test_bad_lines_are_counted_and_the_rest_still_analysed(tmp_path: Path) -> None:
-    gcode = "G1 X10 E1 F600\nG1 Xten E2\nG1 X10 Y\nM862.3 P \"MK3S\"\nM117 Printing...\nG1 X20 E2\n"
+    gcode = "G1 X10 E1 F600\nG1 Xten E2\nG1 X10 Y\nG1 Y1e300\nG1 Xnan\nM862.3 P \"MK3S\"\nM117 Printing...\nG1 X20 E2\n"
     a = analyze_gcode(write(tmp_path, gcode))
-    assert a.malformed == 2
+    assert a.malformed == 4
     assert any("line 2" in p for p in a.problems)
     assert a.extrusion[0].filament_mm == pytest.approx(2)
 
