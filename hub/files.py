@@ -7,6 +7,7 @@ seen. The row in ``files`` is written only after the bytes are on disk.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import hashlib
 import os
@@ -133,17 +134,11 @@ class FileStore:
                 sink.write(chunk)
             if sink.size == 0:
                 raise InvalidUpload("the upload is empty")
-            sha = sink.finish()
+            # fsync of a large file takes long enough to stall MQTT ingest: off the loop.
+            sha = await asyncio.to_thread(self._keep, sink)
         except BaseException:
             sink.abort()
             raise
-        final = self.path(sha)
-        if final.exists():
-            sink.path.unlink()
-        else:
-            final.parent.mkdir(exist_ok=True)
-            os.replace(sink.path, final)
-            _fsync_dir(final.parent)
         with self.store.transaction() as db:
             inserted = db.execute(
                 "INSERT OR IGNORE INTO files (sha256, name, size, created_at) VALUES (?, ?, ?, ?)",
@@ -153,6 +148,18 @@ class FileStore:
         assert row is not None
         log.info("file_stored", sha256=sha, name=name, size=sink.size, new=bool(inserted))
         return StoredFile(**row, created=bool(inserted))
+
+    def _keep(self, sink: _Sink) -> str:
+        """Make the upload durable under its hash; the same bytes stored before are kept as they are."""
+        sha = sink.finish()
+        final = self.path(sha)
+        if final.exists():
+            sink.path.unlink()
+        else:
+            final.parent.mkdir(exist_ok=True)
+            os.replace(sink.path, final)
+            _fsync_dir(final.parent)
+        return sha
 
     def get(self, sha256: str) -> dict | None:
         return self.store.one("SELECT sha256, name, size, created_at FROM files WHERE sha256 = ?", (sha256,))

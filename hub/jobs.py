@@ -127,8 +127,11 @@ class JobService:
         pin_node = pin_device = None
         if spec.device is not None:
             pin_node, pin_device = spec.device.split("/", 1)
-            if self.store.one("SELECT 1 FROM devices WHERE node = ? AND id = ?", (pin_node, pin_device)) is None:
+            device = self.store.one("SELECT render FROM devices WHERE node = ? AND id = ?", (pin_node, pin_device))
+            if device is None:
                 raise InvalidJob(f"unknown device {spec.device!r}; GET /api/v1/devices lists the known ones")
+            if device["render"] is not None:
+                raise InvalidJob(f"device {spec.device!r} is a render node; print jobs need a printer")
         with self.store.transaction() as db:
             job_id = db.execute(
                 "INSERT INTO jobs (name, file_sha256, state, priority, pin_node, pin_device, request_key, created_at)"

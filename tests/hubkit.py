@@ -21,7 +21,7 @@ import pytest
 from hub.app import Hub
 from hub.config import HubConfig
 from protocol import codec, topics
-from protocol.messages import DeviceInfo, DeviceState, DeviceStatus, Envelope, NodeState
+from protocol.messages import DeviceInfo, DeviceState, DeviceStatus, Envelope, NodeState, RenderCapabilities
 from protocol.mqtt import MqttSession, Will
 
 
@@ -117,10 +117,12 @@ class Http:
 class ScriptedNode:
     """An agent's MQTT side, driven by the test: birth, device status, numbered events, commands received."""
 
-    def __init__(self, mqtt_url: str, devices: list[str], node_id: str | None = None) -> None:
+    def __init__(self, mqtt_url: str, devices: list[str], node_id: str | None = None,
+                 render: RenderCapabilities | None = None) -> None:
         self.id = node_id or unique("node")
         self.url = mqtt_url
         self.devices = devices
+        self.render = render
         self.seq = int(time.time() * 1000)
         self.commands: asyncio.Queue[Envelope] = asyncio.Queue()
         death = codec.encode(codec.make(self.id, NodeState(online=False)))
@@ -139,7 +141,8 @@ class ScriptedNode:
     async def birth(self, state: DeviceState = DeviceState.IDLE) -> None:
         await self.publish(topics.node_state(self.id), NodeState(
             online=True, agent_version="test", hostname=self.id,
-            devices=[DeviceInfo(id=d, kind="serial_gcode") for d in self.devices]), retain=True)
+            devices=[DeviceInfo(id=d, kind="blender" if self.render else "serial_gcode", render=self.render)
+                     for d in self.devices]), retain=True)
         for device in self.devices:
             await self.status(device, state)
 
@@ -200,9 +203,10 @@ class Farm:
         self.hubs.append(hub)
         return hub
 
-    async def node(self, *devices: str, state: DeviceState = DeviceState.IDLE) -> ScriptedNode:
+    async def node(self, *devices: str, state: DeviceState = DeviceState.IDLE,
+                   render: RenderCapabilities | None = None) -> ScriptedNode:
         url = self.mqtt_url or self.hubs[-1].mqtt_url
-        node = ScriptedNode(url, list(devices))
+        node = ScriptedNode(url, list(devices), render=render)
         await node.start(state)
         self.nodes.append(node)
         return node

@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from protocol.messages import CancelJob, CommandAck, JobCompleted, JobFailed, JobProgress, JobStarted, StartJob
+from protocol.messages import (
+    CancelJob,
+    CommandAck,
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobStarted,
+    RenderCapabilities,
+    StartJob,
+)
 
 from .hubkit import Farm, Http, ScriptedNode, eventually, farm, isolated_farm  # noqa: F401 - fixtures
 
@@ -20,10 +29,11 @@ pytestmark = pytest.mark.integration
 GCODE = b"G28\nG1 X10 Y10 F3000\nG1 X20\n"
 
 
-async def setup(farm: Farm, *devices: str, **hub_config: Any) -> tuple[Http, ScriptedNode, str]:
+async def setup(farm: Farm, *devices: str, render: RenderCapabilities | None = None,
+                **hub_config: Any) -> tuple[Http, ScriptedNode, str]:
     hub = await farm.hub(**hub_config)
     http = farm.http(hub)
-    node = await farm.node(*devices)
+    node = await farm.node(*devices, render=render)
     await eventually(lambda: _knows(http, node), "the hub to see the node's devices")
     return http, node, await http.upload(GCODE, "tower.gcode")
 
@@ -133,6 +143,20 @@ async def test_a_late_acceptance_after_the_job_moved_to_another_device_is_cancel
     assert (stop.device, stop.job_id) == ("a", str(job["id"]))
     still = await http.job(job["id"])
     assert still["state"] == "printing" and still["device"] == f"{fast.id}/b"
+
+
+async def test_print_jobs_never_go_to_render_nodes(isolated_farm: Farm) -> None:
+    gpu = RenderCapabilities(blender_version="4.2", engines=["CYCLES"], devices=["CPU"])
+    http, renderer, sha = await setup(isolated_farm, "gpu-0", render=gpu)
+    status, problem = await http.call("POST", "/api/v1/jobs",
+                                      json={"file_sha256": sha, "device": f"{renderer.id}/gpu-0"})
+    assert status == 422 and "render node" in problem["detail"]
+
+    job = await http.submit(sha)
+    printer = await isolated_farm.node("mk3s-1")
+    start = await printer.command()
+    assert start.job_id == str(job["id"])
+    assert renderer.commands.empty()
 
 
 async def test_cancelling_a_running_job_asks_the_device_and_waits_for_it(farm: Farm) -> None:
