@@ -17,18 +17,15 @@ import structlog
 
 from protocol import codec, topics
 from protocol.codec import ProtocolError
-from protocol.messages import CommandAck, DeviceError, Envelope, JobCompleted, JobFailed, JobPaused, JobProgress
-from protocol.messages import JobResumed, JobStarted
+from protocol.messages import CommandAck, DeviceError, Envelope
 
 from .commands import Outbox
 from .fleet import Fleet
-from .lifecycle import Effects, JobTracker
+from .lifecycle import Effects, JobEvent, JobTracker
 from .requests import ScriptRequests
 from .store import Store, dumps, timestamp, utcnow
 
 log = structlog.get_logger("farmhand.hub.ingest")
-
-JOB_EVENTS = (JobStarted, JobProgress, JobPaused, JobResumed, JobCompleted, JobFailed, CommandAck)
 
 
 class Ingest:
@@ -119,7 +116,7 @@ class Ingest:
         """Store, then apply only if new: a replay after an outage is applied exactly once."""
         assert t.node is not None
         if env.seq is None:
-            self._reject("missing_seq", f"{topics.node_event(t.node)}", "events must carry seq")
+            self._reject("missing_seq", topics.node_event(t.node), "events must carry seq")
             return
         body = env.body
         at = timestamp(env.ts)
@@ -134,7 +131,7 @@ class Ingest:
                 self.counts["duplicate_events"] += 1
                 log.info("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
                 return
-            if isinstance(body, JOB_EVENTS):
+            if isinstance(body, JobEvent | CommandAck):
                 effects = self.tracker.apply(db, t.node, at, body)
             elif isinstance(body, DeviceError):
                 self.fleet.device_error(db, t.node, body)

@@ -133,21 +133,22 @@ class JobTracker:
             return
         job_id = job["id"]
         running = JobState.PRINTING.value
+        # The device reporting on the job runs it, even if its acceptance is still on the way.
+        current = running if job["state"] == JobState.ASSIGNED.value else job["state"]
         match body:
             case JobStarted():
-                jobs.set_fields(db, job_id, state=running if job["state"] == JobState.ASSIGNED.value else job["state"],
-                                started_at=job["started_at"] or at, lines_total=body.lines_total,
-                                ack_deadline=None)
+                jobs.set_fields(db, job_id, state=current, started_at=job["started_at"] or at,
+                                lines_total=body.lines_total, ack_deadline=None)
             case JobProgress():
-                state = running if job["state"] == JobState.ASSIGNED.value else job["state"]
-                jobs.set_fields(db, job_id, state=state, progress=body.progress, lines=body.lines_done,
+                jobs.set_fields(db, job_id, state=current, progress=body.progress, lines=body.lines_done,
                                 ack_deadline=None)
             case JobPaused():
                 jobs.set_fields(db, job_id, state=JobState.PAUSED.value)
             case JobResumed():
                 jobs.set_fields(db, job_id, state=running)
             case JobCompleted():
-                started = job["started_at"] or timestamp(datetime.fromisoformat(at) - timedelta(seconds=body.duration_s))
+                started = job["started_at"] or timestamp(
+                    datetime.fromisoformat(at) - timedelta(seconds=body.duration_s))
                 jobs.finish(db, self.outbox, job_id, JobState.COMPLETED, at, progress=1.0, lines=body.lines,
                             resends=body.resends, duration_s=body.duration_s, extruded_mm=body.extruded_mm,
                             started_at=started)
