@@ -1,0 +1,103 @@
+"""How fast the hub takes in events and uploads, and how long an upload holds up its event loop.
+
+    python -m bench.hub_ingest            # 3000 events, a 100 MiB upload
+    python -m bench.hub_ingest --quick    # 500 events, a 10 MiB upload
+
+Events: numbered JobProgress envelopes for one printing job go through
+``Ingest.handle`` — decode, de-duplicate on (sender, seq), apply, commit with
+synchronous=FULL — as the MQTT session would deliver them, without a broker.
+Upload: curl POSTs a G-code file to a running hub while a ticker measures the
+longest the event loop was held (what MQTT ingest would wait).
+The last line printed is one JSON object with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from hub.app import Hub
+from hub.commands import Outbox
+from hub.config import HubConfig
+from hub.fleet import Fleet
+from hub.ingest import Ingest
+from hub.jobs import JobService
+from hub.lifecycle import JobTracker
+from hub.requests import ScriptRequests
+from hub.store import Store, utcnow
+from protocol import codec, topics
+from protocol.logs import configure
+from protocol.messages import JobProgress
+
+
+async def events_per_second(data_dir: Path, count: int) -> float:
+    store = Store(data_dir)
+    outbox = Outbox(store, "bench")
+    store.db.execute("INSERT INTO files VALUES (?, 'part.gcode', 1, ?)", ("a" * 64, utcnow()))
+    store.db.execute("INSERT INTO jobs (name, file_sha256, state, node, device, created_at)"
+                     " VALUES ('part', ?, 'printing', 'pi-1', 'mk3s-1', ?)", ("a" * 64, utcnow()))
+    ingest = Ingest(store, Fleet(store, 10.0), JobTracker(outbox), outbox,
+                    ScriptRequests(JobService(store, outbox), "bench"), lambda: None)
+    payloads = [codec.encode(codec.make("pi-1", JobProgress(device="mk3s-1", job_id="1", progress=n / count,
+                                                            lines_done=n), seq=n + 1)) for n in range(count)]
+    topic = topics.node_event("pi-1")
+    started = time.perf_counter()
+    for payload in payloads:
+        await ingest.handle(topic, payload, 1)
+    elapsed = time.perf_counter() - started
+    assert ingest.counts["events"] == count, ingest.counts
+    store.close()
+    return count / elapsed
+
+
+async def upload(data_dir: Path, mib: int) -> dict[str, float]:
+    path = data_dir / "big.gcode"
+    line = b"G1 X10.123 Y20.456 E0.0123 F1800 ; move\n"
+    path.write_bytes(line * (mib * 1024 * 1024 // len(line)))
+    hub = Hub(HubConfig.model_validate({"hub_id": "bench", "data_dir": data_dir / "hub", "http": {"port": 0},
+                                        "mqtt": {"embedded_port": 0}}))
+    await hub.start()
+    worst = 0.0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            worst = max(worst, time.perf_counter() - t - 0.005)
+
+    tick = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-sf", "-o", "/dev/null", "--data-binary", f"@{path}", "-H", "Content-Type: application/octet-stream",
+        f"{hub.http_url}/api/v1/files?name=big.gcode")
+    assert await proc.wait() == 0, "upload failed"
+    elapsed = time.perf_counter() - started
+    done.set()
+    await tick
+    await hub.stop()
+    return {"upload_mib_per_s": round(path.stat().st_size / 2**20 / elapsed, 1),
+            "upload_worst_loop_stall_ms": round(worst * 1000, 1)}
+
+
+async def main(quick: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="farmhand-bench-") as tmp:
+        result: dict[str, float] = {"events_per_s": round(await events_per_second(Path(tmp) / "events",
+                                                                                 500 if quick else 3000))}
+        if shutil.which("curl"):
+            result.update(await upload(Path(tmp), 10 if quick else 100))
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer events and a smaller upload")
+    args = parser.parse_args()
+    configure("warning")
+    print(json.dumps(asyncio.run(main(args.quick))))
