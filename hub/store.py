@@ -121,6 +121,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX telemetry_by_device ON telemetry(node, device, ts);
     """,
+    # Slots 2-4 are held for work in progress; each is replaced by its DDL before release.
+    "-- 2: reserved for orders, costs, filament stock and scheduler constraints",
+    "-- 3: reserved for render jobs",
+    "-- 4: reserved for users, tokens and sessions",
 )
 
 
