@@ -1,4 +1,4 @@
-"""The first scheduler: FIFO (by priority, then age) onto idle devices.
+"""The scheduler: queued jobs onto free printers under ``matching``'s rules.
 
 A pass runs when woken (a new job, a device that became idle, a job that
 ended) and on a periodic tick that also expires start commands nobody
@@ -14,26 +14,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from sqlite_utils import Database
 
 from protocol.messages import StartJob
 
 from . import jobs
 from .commands import Outbox, Outgoing
-from .schemas import ACTIVE_STATES, JobState
+from .matching import plan
+from .schemas import JobState
+from .snapshot import free_printers, queued_needs
 from .store import Store, timestamp, utcnow
 
 log = structlog.get_logger("farmhand.hub.scheduler")
-
-_ACTIVE = tuple(s.value for s in ACTIVE_STATES)
-
-# Print jobs go to devices that print: a render node declares render capabilities.
-IDLE_DEVICES = f"""
-    SELECT d.node, d.id FROM devices d JOIN nodes n ON n.id = d.node
-    WHERE n.online = 1 AND d.listed = 1 AND d.state = 'idle' AND d.render IS NULL
-      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.node = d.node AND j.device = d.id
-                      AND j.state IN ({', '.join('?' * len(_ACTIVE))}))
-    ORDER BY d.updated_at, d.node, d.id
-"""
 
 
 class Scheduler:
@@ -55,6 +47,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.assignments = 0
         self.expired = 0
+        # Bookkeeping that must land before matching (filament booked, failed jobs retried).
+        self.before_pass: list[Callable[[], object]] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -79,6 +73,8 @@ class Scheduler:
         if not self.connected():
             return 0
         self.expire_unacknowledged()
+        for step in self.before_pass:
+            step()
         return self.assign()
 
     def _deadline(self) -> str:
@@ -101,42 +97,33 @@ class Scheduler:
         return len(expired)
 
     def assign(self) -> int:
-        idle = [(r["node"], r["id"]) for r in self.store.all(IDLE_DEVICES, _ACTIVE)]
-        if not idle:
+        printers = free_printers(self.store.db)
+        if not printers:
             return 0
-        queued = self.store.all(
-            "SELECT id, pin_node, pin_device FROM jobs WHERE state = ? ORDER BY priority DESC, id",
-            (JobState.QUEUED.value,),
-        )
-        sent = 0
-        for job in queued:
-            pin = (job["pin_node"], job["pin_device"]) if job["pin_node"] else None
-            device = pin if pin in idle else (None if pin else idle[0])
-            if device is None:
-                continue  # its device is busy; later jobs may still run elsewhere
-            idle.remove(device)
-            out = self._assign(job["id"], *device)
-            if out is not None:
-                self.outbox.send(out)
-                sent += 1
-            if not idle:
-                break
-        self.assignments += sent
-        return sent
-
-    def _assign(self, job_id: int, node: str, device: str) -> Outgoing | None:
+        pairs = plan(queued_needs(self.store.db), printers)
+        if not pairs:
+            return 0
+        # One transaction for the whole pass: one fsync, and still every start is
+        # recorded before any is published.
         with self.store.transaction() as db:
-            job = jobs.load(db, job_id)
-            if job is None or job["state"] != JobState.QUEUED.value:
-                return None
-            size = db.execute("SELECT size FROM files WHERE sha256 = ?", (job["file_sha256"],)).fetchone()[0]
-            command_id = f"start-{job_id}-{job['attempt']}"
-            jobs.set_fields(db, job_id, state=JobState.ASSIGNED.value, node=node, device=device,
-                            command_id=command_id, ack_deadline=self._deadline(), assigned_at=utcnow())
-            body = StartJob(command_id=command_id, device=device, job_id=str(job_id),
-                            file_sha256=job["file_sha256"], file_size=size,
-                            file_url=self.file_url(job["file_sha256"]))
-            out = self.outbox.record(db, node, body, job_id)
+            outgoing = [out for job_id, p in pairs if (out := self._assign(db, job_id, p.node, p.device))]
+        for out in outgoing:
+            self.outbox.send(out)
+        self.assignments += len(outgoing)
+        return len(outgoing)
+
+    def _assign(self, db: Database, job_id: int, node: str, device: str) -> Outgoing | None:
+        job = jobs.load(db, job_id)
+        if job is None or job["state"] != JobState.QUEUED.value:
+            return None
+        size = db.execute("SELECT size FROM files WHERE sha256 = ?", (job["file_sha256"],)).fetchone()[0]
+        command_id = f"start-{job_id}-{job['attempt']}"
+        jobs.set_fields(db, job_id, state=JobState.ASSIGNED.value, node=node, device=device,
+                        command_id=command_id, ack_deadline=self._deadline(), assigned_at=utcnow())
+        body = StartJob(command_id=command_id, device=device, job_id=str(job_id),
+                        file_sha256=job["file_sha256"], file_size=size,
+                        file_url=self.file_url(job["file_sha256"]))
+        out = self.outbox.record(db, node, body, job_id)
         log.info("job_assigned", job_id=job_id, device=f"{node}/{device}", command_id=command_id)
         return out
 

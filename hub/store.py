@@ -122,7 +122,157 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX telemetry_by_device ON telemetry(node, device, ts);
     """,
     # Slots 2-4 are held for work in progress; each is replaced by its DDL before release.
-    "-- 2: reserved for orders, costs, filament stock and scheduler constraints",
+    # 2: file analyses, slicing, costs, filament stock (Spoolman's vendor/filament/spool
+    # names), alerts, device profiles, the scheduler's per-job constraints and orders.
+    # job_requirements is kept beside jobs so a job without a row has no constraints.
+    """
+    CREATE TABLE file_analyses (
+        sha256 TEXT PRIMARY KEY REFERENCES files(sha256),
+        kind TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        error TEXT,
+        body TEXT,
+        analyzed_at TEXT NOT NULL
+    );
+    CREATE TABLE slicing_profiles (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE TABLE slice_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mesh_sha256 TEXT NOT NULL REFERENCES files(sha256),
+        machine_model TEXT NOT NULL,
+        material TEXT NOT NULL,
+        quality TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT,
+        gcode_sha256 TEXT REFERENCES files(sha256),
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE vendors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        comment TEXT,
+        registered TEXT NOT NULL
+    );
+    CREATE TABLE filaments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        vendor_id INTEGER REFERENCES vendors(id),
+        name TEXT,
+        material TEXT NOT NULL,
+        color_hex TEXT,
+        density REAL NOT NULL,
+        diameter REAL NOT NULL,
+        price REAL,
+        weight REAL,
+        spool_weight REAL,
+        comment TEXT,
+        registered TEXT NOT NULL
+    );
+    CREATE TABLE spools (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        filament_id INTEGER NOT NULL REFERENCES filaments(id),
+        initial_weight REAL NOT NULL,
+        used_weight REAL NOT NULL DEFAULT 0,
+        price REAL,
+        lot_nr TEXT,
+        location TEXT,
+        comment TEXT,
+        archived INTEGER NOT NULL DEFAULT 0,
+        node TEXT,
+        device TEXT,
+        low_alerted INTEGER NOT NULL DEFAULT 0,
+        registered TEXT NOT NULL,
+        first_used TEXT,
+        last_used TEXT
+    );
+    CREATE UNIQUE INDEX spools_loaded ON spools(node, device) WHERE node IS NOT NULL;
+    CREATE TABLE spool_usage (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        attempt INTEGER NOT NULL,
+        spool_id INTEGER REFERENCES spools(id),
+        grams REAL NOT NULL,
+        booked_at TEXT NOT NULL,
+        PRIMARY KEY (job_id, attempt)
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        resolved_at TEXT
+    );
+    CREATE TABLE device_profiles (
+        node TEXT NOT NULL,
+        device TEXT NOT NULL,
+        nozzle_diameter REAL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        auto_eject INTEGER NOT NULL DEFAULT 0,
+        bed_cleared_at TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (node, device)
+    );
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        customer TEXT NOT NULL,
+        reference TEXT,
+        notes TEXT,
+        deadline TEXT,
+        price REAL,
+        stages TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE order_items (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        file_sha256 TEXT NOT NULL REFERENCES files(sha256),
+        copies INTEGER NOT NULL,
+        material TEXT,
+        color TEXT,
+        deadline TEXT,
+        notes TEXT
+    );
+    CREATE TABLE order_stages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        stage TEXT NOT NULL,
+        by TEXT NOT NULL,
+        at TEXT NOT NULL,
+        notes TEXT
+    );
+    CREATE TABLE job_requirements (
+        job_id INTEGER PRIMARY KEY REFERENCES jobs(id),
+        material TEXT,
+        color TEXT,
+        nozzle_diameter REAL,
+        machine_model TEXT,
+        sliced_material TEXT,
+        mesh INTEGER NOT NULL DEFAULT 0,
+        size_x REAL,
+        size_y REAL,
+        size_z REAL,
+        filament_mm REAL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        deadline TEXT,
+        held INTEGER NOT NULL DEFAULT 0,
+        rank REAL,
+        max_retries INTEGER NOT NULL DEFAULT 0,
+        order_item_id INTEGER REFERENCES order_items(id),
+        spool_id INTEGER REFERENCES spools(id)
+    );
+    CREATE INDEX job_requirements_by_item ON job_requirements(order_item_id);
+    """,
     "-- 3: reserved for render jobs",
     "-- 4: reserved for users, tokens and sessions",
 )
