@@ -18,7 +18,9 @@ from protocol.codec import describe
 from .files import FileStore, StoredFile, UploadError, too_large
 from .fleet import Fleet
 from .jobs import JobError, JobService
-from .schemas import FileInfo, Health, Items, Job, JobCreate, JobState, Problem
+from .listing import ListError, PageQuery, page
+from .openapi import RouteTable
+from .schemas import Device, FileInfo, Health, Items, Job, JobCreate, JobFilter, JobState, Node, Problem
 
 log = structlog.get_logger("farmhand.hub.api")
 
@@ -64,6 +66,19 @@ async def problems(request: web.Request, handler: Callable[[web.Request], Awaita
         return problem(500, "Internal error", "the hub failed to handle this request; see its log")
 
 
+class JobListQuery(JobFilter, PageQuery):
+    device: str | None = None
+
+
+def listed(request: web.Request, items: list, filterable: tuple[str, ...] = ()) -> Items:  # type: ignore[type-arg]
+    """A page of a list, filtered by the query (see ``listing``)."""
+    try:
+        chunk, cursor = page(request.query, items, filterable)
+    except ListError as exc:
+        raise ApiProblem(422, "Invalid list query", str(exc)) from None
+    return Items(items=chunk, next=cursor)
+
+
 def _job_id(request: web.Request) -> int:
     raw = request.match_info["id"]
     if not raw.isdigit():
@@ -84,30 +99,38 @@ class HttpApi:
         self.fleet = fleet
         self.health = health
 
+    def table(self) -> RouteTable:
+        t = RouteTable()
+        t.add("GET", "/healthz", self.get_health, response=Health, summary="Liveness and counters")
+        t.add("GET", "/api/v1/nodes", self.list_nodes, response=Items[Node], query=PageQuery, summary="Agents")
+        t.add("GET", "/api/v1/devices", self.list_devices, response=Items[Device], query=PageQuery,
+              summary="Printers and render devices")
+        t.add("POST", "/api/v1/files", self.upload, response=FileInfo, status=201, body_type="application/octet-stream",
+              summary="Upload a file (raw body with ?name=, or multipart field 'file')")
+        t.add("GET", "/api/v1/files", self.list_files, response=Items[FileInfo], query=PageQuery, summary="Files")
+        t.add("GET", "/api/v1/files/{sha256}", self.download, response_type="application/octet-stream",
+              summary="A file's bytes (agents fetch job files here)")
+        t.add("POST", "/api/v1/jobs", self.create_job, body=JobCreate, response=Job, status=201,
+              summary="Queue a print job (Idempotency-Key header makes retries safe)")
+        t.add("GET", "/api/v1/jobs", self.list_jobs, response=Items[Job], query=JobListQuery, summary="Jobs")
+        t.add("GET", "/api/v1/jobs/{id}", self.get_job, response=Job, summary="One job")
+        t.add("POST", "/api/v1/jobs/{id}/cancel", self.cancel_job, response=Job,
+              summary="Cancel a job (202 while the device stops it)")
+        return t
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[problems])
-        app.add_routes([
-            web.get("/healthz", self.get_health),
-            web.get("/api/v1/nodes", self.list_nodes),
-            web.get("/api/v1/devices", self.list_devices),
-            web.post("/api/v1/files", self.upload),
-            web.get("/api/v1/files", self.list_files),
-            web.get("/api/v1/files/{sha256}", self.download),
-            web.post("/api/v1/jobs", self.create_job),
-            web.get("/api/v1/jobs", self.list_jobs),
-            web.get("/api/v1/jobs/{id}", self.get_job),
-            web.post("/api/v1/jobs/{id}/cancel", self.cancel_job),
-        ])
+        app.add_routes(self.table().routes())
         return app
 
     async def get_health(self, request: web.Request) -> web.Response:
         return respond(self.health())
 
     async def list_nodes(self, request: web.Request) -> web.Response:
-        return respond(Items(items=self.fleet.nodes()))
+        return respond(listed(request, self.fleet.nodes(), ("online", "hostname")))
 
     async def list_devices(self, request: web.Request) -> web.Response:
-        return respond(Items(items=self.fleet.devices()))
+        return respond(listed(request, self.fleet.devices(), ("node", "state", "online", "kind")))
 
     # ------------------------------------------------------------------ files
 
@@ -136,7 +159,7 @@ class HttpApi:
         return respond(_file_info(stored), 201 if stored.created else 200)
 
     async def list_files(self, request: web.Request) -> web.Response:
-        return respond(Items(items=[_file_info(r) for r in self.files.list()]))
+        return respond(listed(request, [_file_info(r) for r in self.files.list()], ("name",)))
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         sha = request.match_info["sha256"]
@@ -167,7 +190,7 @@ class HttpApi:
         except ValueError:
             raise ApiProblem(422, "Invalid filter", f"state must be one of {', '.join(JobState)}; got {raw!r}") \
                 from None
-        return respond(Items[Job](items=self.jobs.list(state)))
+        return respond(listed(request, self.jobs.list(state), ("state", "device")))
 
     async def get_job(self, request: web.Request) -> web.Response:
         return respond(self.jobs.get(_job_id(request)))

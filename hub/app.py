@@ -31,6 +31,7 @@ from .requests import ScriptRequests
 from .scheduler import Scheduler
 from .schemas import Health
 from .store import Store
+from .surface import Surface
 
 log = structlog.get_logger("farmhand.hub")
 
@@ -83,8 +84,9 @@ class Hub:
         self.ingest = Ingest(store, self.fleet, JobTracker(self.outbox), self.outbox, self.requests,
                              self.scheduler.wake)
 
-        self._runner = web.AppRunner(HttpApi(self.jobs, self.files, self.fleet, self.health).app(),
-                                     access_log=None)
+        api = HttpApi(self.jobs, self.files, self.fleet, self.health)
+        self.surface = Surface(self, api.table())  # auth, live updates, OpenAPI, panel
+        self._runner = web.AppRunner(self.surface.install(api.app()), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
         await site.start()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from protocol.messages import Ident
+
+from .render.config import RenderConfig
 
 
 class _Section(BaseModel):
@@ -24,6 +28,25 @@ class MqttConfig(_Section):
     embedded_port: int = Field(1883, ge=0, le=65535, description="0 picks a free port")
 
 
+class BootstrapToken(_Section):
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["admin", "operator", "viewer", "agent"]
+    token: SecretStr = Field(min_length=20, description="the bearer token itself; only its hash is kept in memory")
+
+
+class AuthConfig(_Section):
+    admin_user: str = Field("admin", min_length=1, max_length=64)
+    admin_password: SecretStr | None = Field(
+        None, description="first run only: the admin's password; unset prints a generated one once")
+    bootstrap_tokens: list[BootstrapToken] = Field(
+        default_factory=list, description="tokens accepted without a database row: CI, the demo, provisioning")
+    session_hours: float = Field(12.0, gt=0)
+    login_failures: int = Field(5, ge=1, description="failed logins per client and per user before a pause")
+    login_window_s: float = Field(300.0, gt=0)
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed cross-site; empty: CORS off")
+    secure_cookies: bool = Field(False, description="mark cookies Secure (set when served over HTTPS)")
+
+
 class HubConfig(_Section):
     hub_id: Ident = "hub"
     data_dir: Path = Path("var/hub")
@@ -35,3 +58,5 @@ class HubConfig(_Section):
     max_upload_mb: float = Field(512, gt=0)
     ack_timeout_s: float = Field(20.0, gt=0, description="how long an agent has to accept a start command")
     telemetry_history_interval_s: float = Field(10.0, ge=0)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)

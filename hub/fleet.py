@@ -112,6 +112,12 @@ class Fleet:
         )
         return [self._device(r) for r in rows]
 
+    def device(self, node: str, device_id: str) -> Device | None:
+        row = self.store.one(
+            "SELECT d.*, COALESCE(n.online, 0) AS node_online FROM devices d LEFT JOIN nodes n ON n.id = d.node"
+            " WHERE d.node = ? AND d.id = ?", (node, device_id))
+        return self._device(row) if row else None
+
     def _device(self, r: dict[str, Any]) -> Device:
         temperatures = json.loads(r["temperatures"])
         progress = r["progress"]

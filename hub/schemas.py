@@ -77,6 +77,7 @@ class Job(BaseModel):
 
 class Items(BaseModel, Generic[T]):
     items: list[T]
+    next: str | None = Field(None, description="cursor of the next page (pass as ?cursor=); null on the last page")
 
 
 class FileInfo(BaseModel):

@@ -274,7 +274,36 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX job_requirements_by_item ON job_requirements(order_item_id);
     """,
     "-- 3: reserved for render jobs",
-    "-- 4: reserved for users, tokens and sessions",
+    # 4: users (argon2 password hashes), API tokens and panel sessions. Tokens and
+    # session ids are stored as SHA-256 digests only: they are random, so a slow hash adds nothing.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        disabled_at TEXT
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_by TEXT,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    """,
 )
 
 

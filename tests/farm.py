@@ -16,6 +16,8 @@ from farmhand.sim.printer import VirtualPrinter
 from hub.app import Hub
 from hub.config import HubConfig
 
+from .authkit import AGENT_TOKEN, auth_config, bearer
+
 
 def hub_config(data_dir: Path, mqtt_url: str | None, **extra: Any) -> HubConfig:
     return HubConfig.model_validate({
@@ -23,6 +25,7 @@ def hub_config(data_dir: Path, mqtt_url: str | None, **extra: Any) -> HubConfig:
         "data_dir": data_dir,
         "http": {"host": "127.0.0.1", "port": 0},
         "mqtt": {"url": mqtt_url} if mqtt_url else {"embedded_port": 0},
+        "auth": auth_config(),
         **extra,
     })
 
@@ -32,6 +35,7 @@ def agent_config(storage: Path, mqtt_url: str, devices: dict[str, Path], node_id
         "node_id": node_id or f"node-{uuid.uuid4().hex[:8]}",
         "mqtt": {"url": mqtt_url},
         "storage": {"dir": storage},
+        "hub": {"token": AGENT_TOKEN},
         "telemetry_interval_s": 0.5,
         "metrics_interval_s": 5.0,
         "devices": [{"id": dev, "driver": "serial_gcode", "port": str(link), "baud": 250000}
@@ -50,7 +54,7 @@ class Api:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.http = aiohttp.ClientSession()
+        self.http = aiohttp.ClientSession(headers=bearer("admin"))
 
     async def close(self) -> None:
         await self.http.close()

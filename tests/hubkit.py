@@ -24,6 +24,8 @@ from protocol import codec, topics
 from protocol.messages import DeviceInfo, DeviceState, DeviceStatus, Envelope, NodeState, RenderCapabilities
 from protocol.mqtt import MqttSession, Will
 
+from .authkit import auth_config, bearer
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -35,6 +37,7 @@ def hub_config(data_dir: Path, mqtt_url: str | None, hub_id: str | None = None, 
         "data_dir": data_dir,
         "http": {"host": "127.0.0.1", "port": 0},
         "mqtt": {"url": mqtt_url} if mqtt_url else {"embedded_port": 0},
+        "auth": auth_config(),
         **extra,
     })
 
@@ -74,9 +77,10 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0)
 class Http:
     """The hub's HTTP API as a script uses it; returns (status, json) pairs."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, role: str | None = "admin") -> None:
+        """``role``: whose bootstrap token to send (see ``authkit``); None sends none."""
         self.base = base
-        self.session = aiohttp.ClientSession()
+        self.session = aiohttp.ClientSession(headers=bearer(role) if role else None)
 
     async def close(self) -> None:
         await self.session.close()
@@ -211,8 +215,8 @@ class Farm:
         self.nodes.append(node)
         return node
 
-    def http(self, hub: Hub) -> Http:
-        client = Http(hub.http_url)
+    def http(self, hub: Hub, role: str | None = "admin") -> Http:
+        client = Http(hub.http_url, role)
         self.clients.append(client)
         return client
 
