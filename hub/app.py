@@ -22,6 +22,7 @@ from .api import HttpApi
 from .broker import EmbeddedBroker
 from .commands import Outbox
 from .config import HubConfig
+from .farm import FarmServices
 from .files import FileStore
 from .fleet import Fleet
 from .ingest import Ingest
@@ -86,7 +87,10 @@ class Hub:
 
         api = HttpApi(self.jobs, self.files, self.fleet, self.health)
         self.surface = Surface(self, api.table())  # auth, live updates, OpenAPI, panel
-        self._runner = web.AppRunner(self.surface.install(api.app()), access_log=None)
+        app = api.app()
+        self.farm = FarmServices(store, self.files, self.jobs, self.scheduler)
+        self.farm.extend(app)  # files' analysis, constrained queue, stock, costs, orders
+        self._runner = web.AppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
         await site.start()
@@ -132,6 +136,8 @@ class Hub:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if getattr(self, "farm", None) is not None:
+            self.farm.close()
         if self._session is not None:
             await self._session.stop(farewell=[(topics.hub_state(), self._hub_state(online=False), 1, True)])
             self._session = None

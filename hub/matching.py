@@ -11,7 +11,7 @@ Rules. A job runs only on a printer that
 * has the job's nozzle diameter;
 * was the machine model the G-code was made for, or, for a mesh, is a model
   we can slice for;
-* has a build volume the part fits (any quarter turn about Z);
+* has a build volume the part fits (any quarter turn about Z), when its model is known;
 * carries every tag the job asks for;
 * holds enough filament on its loaded spool for the whole job.
 
@@ -119,8 +119,9 @@ def _group_refusal(need: Need, p: Printer) -> str | None:
             return f"a mesh, and there is no slicing profile for model {p.model or 'unknown'}"
     elif need.machine_model is not None and need.machine_model != p.model:
         return f"G-code made for {need.machine_model}; the printer is {p.model or 'of unknown model'}"
-    if need.size is not None and (p.build is None or not fits(need.size, p.build)):
-        return "the part does not fit its build volume" if p.build else "its build volume is unknown"
+    # A printer of unknown model may be big enough; only a known build volume can refuse.
+    if need.size is not None and p.build is not None and not fits(need.size, p.build):
+        return "the part does not fit its build volume"
     missing = need.tags - p.tags
     if missing:
         return f"lacks tags {', '.join(sorted(missing))}"

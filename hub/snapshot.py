@@ -31,9 +31,10 @@ FREE_PRINTERS = f"""
     WHERE n.online = 1 AND d.listed = 1 AND d.state = 'idle' AND d.render IS NULL
       AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.node = d.node AND j.device = d.id
                       AND j.state IN ({', '.join('?' * len(_ACTIVE))}))
-      AND NOT (p.node IS NOT NULL AND p.auto_eject = 0 AND EXISTS (
-          SELECT 1 FROM jobs j WHERE j.node = d.node AND j.device = d.id AND j.started_at IS NOT NULL
-          AND j.finished_at IS NOT NULL AND j.finished_at > COALESCE(p.bed_cleared_at, '')))
+      AND NOT (p.node IS NOT NULL AND p.auto_eject = 0 AND (
+          COALESCE(p.last_print_at, '') > COALESCE(p.bed_cleared_at, '')
+          OR EXISTS (SELECT 1 FROM jobs j WHERE j.node = d.node AND j.device = d.id AND j.started_at IS NOT NULL
+                     AND j.finished_at IS NOT NULL AND j.finished_at > COALESCE(p.bed_cleared_at, ''))))
     ORDER BY d.updated_at, d.node, d.id
 """
 

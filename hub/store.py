@@ -220,6 +220,7 @@ MIGRATIONS: tuple[str, ...] = (
         tags TEXT NOT NULL DEFAULT '[]',
         auto_eject INTEGER NOT NULL DEFAULT 0,
         bed_cleared_at TEXT,
+        last_print_at TEXT,
         updated_at TEXT NOT NULL,
         PRIMARY KEY (node, device)
     );
@@ -267,7 +268,7 @@ MIGRATIONS: tuple[str, ...] = (
         deadline TEXT,
         held INTEGER NOT NULL DEFAULT 0,
         rank REAL,
-        max_retries INTEGER NOT NULL DEFAULT 0,
+        retries_left INTEGER NOT NULL DEFAULT 0,
         order_item_id INTEGER REFERENCES order_items(id),
         spool_id INTEGER REFERENCES spools(id)
     );
