@@ -29,6 +29,7 @@ from .ingest import Ingest
 from .jobs import JobService
 from .lifecycle import JobTracker
 from .requests import ScriptRequests
+from .render.farm import RenderFarm
 from .scheduler import Scheduler
 from .schemas import Health
 from .store import Store
@@ -61,6 +62,7 @@ class Hub:
         self._broker: EmbeddedBroker | None = None
         self._session: MqttSession | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
+        self.render: RenderFarm | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -82,12 +84,19 @@ class Hub:
         self.jobs = JobService(store, self.outbox, on_change=self.scheduler.wake)
         self.fleet = Fleet(store, cfg.telemetry_history_interval_s)
         self.requests = ScriptRequests(self.jobs, cfg.hub_id)
+        self.render = RenderFarm(store, self.files, self.outbox, cfg.render, ack_timeout_s=cfg.ack_timeout_s,
+                                 public_url=lambda: self.public_url,
+                                 connected=lambda: self._session is not None and self._session.connected)
         self.ingest = Ingest(store, self.fleet, JobTracker(self.outbox), self.outbox, self.requests,
-                             self.scheduler.wake)
+                             self._reschedule)
+        self.ingest.render = self.render.tracker
 
         api = HttpApi(self.jobs, self.files, self.fleet, self.health)
         self.surface = Surface(self, api.table())  # auth, live updates, OpenAPI, panel
+        render_routes = self.render.table()
+        self.surface.table.extend(render_routes.ops)  # so the OpenAPI document lists them
         app = api.app()
+        app.add_routes(render_routes.routes())
         self.farm = FarmServices(store, self.files, self.jobs, self.scheduler)
         self.farm.extend(app)  # files' analysis, constrained queue, stock, costs, orders
         self._runner = web.AppRunner(self.surface.install(app), access_log=None)
@@ -124,10 +133,13 @@ class Hub:
             # Serve HTTP anyway; jobs queue up and the session keeps trying.
             log.warning("hub_started_without_broker", broker=self.mqtt_url)
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="hub:scheduler")
+        self.render.start()
         log.info("hub_started", http=self.http_url, public_url=self.public_url, mqtt=self.mqtt_url,
                  data_dir=str(cfg.data_dir), schema_version=store.schema_version)
 
     async def stop(self) -> None:
+        if self.render is not None:
+            await self.render.stop()
         if self._scheduler_task is not None:
             self._scheduler_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -160,9 +172,14 @@ class Hub:
         self._session.publish(topics.hub_state(), self._hub_state(online=True), qos=1, retain=True)
         # Commands the agents have not answered go out again, with the same ids.
         self.scheduler.refresh_deadlines()
+        self.render.dispatcher.refresh_deadlines()
         resent = self.outbox.resend_pending()
-        self.scheduler.wake()
+        self._reschedule()
         log.info("hub_online", broker=self.mqtt_url, commands_resent=resent)
+
+    def _reschedule(self) -> None:
+        self.scheduler.wake()
+        self.render.wake()
 
     # ------------------------------------------------------------------ health
 
@@ -178,5 +195,6 @@ class Hub:
                 "requests": self.requests.counters(),
                 "commands": self.outbox.counters(),
                 "scheduler": self.scheduler.counters(),
+                "render": self.render.counters() if self.render else {},
             },
         )

@@ -22,6 +22,7 @@ from protocol.messages import CommandAck, DeviceError, Envelope
 from .commands import Outbox
 from .fleet import Fleet
 from .lifecycle import Effects, JobEvent, JobTracker
+from .render.events import RenderEvent, RenderTracker
 from .requests import ScriptRequests
 from .store import Store, dumps, timestamp, utcnow
 
@@ -37,6 +38,7 @@ class Ingest:
         self.outbox = outbox
         self.requests = requests
         self.reschedule = reschedule
+        self.render: RenderTracker | None = None  # set by the hub: render events and acks of render commands
         self.counts: Counter[str] = Counter()
         self._lock = asyncio.Lock()
         self._routes: dict[str, Callable[[topics.ParsedTopic, Envelope], None]] = {
@@ -133,6 +135,12 @@ class Ingest:
                 return
             if isinstance(body, JobEvent | CommandAck):
                 effects = self.tracker.apply(db, t.node, at, body)
+                if isinstance(body, CommandAck) and self.render is not None:
+                    more = self.render.apply(db, t.node, at, body)
+                    effects.commands += more.commands
+                    effects.reschedule |= more.reschedule
+            elif isinstance(body, RenderEvent) and self.render is not None:
+                effects = self.render.apply(db, t.node, at, body)
             elif isinstance(body, DeviceError):
                 self.fleet.device_error(db, t.node, body)
             else:

@@ -1,0 +1,1 @@
+"""Render jobs: a .blend split into frame-range tasks for the farm's Blender nodes (see ``farm``)."""

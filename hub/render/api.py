@@ -1,0 +1,125 @@
+"""HTTP routes of render jobs and their outputs; handlers only translate HTTP to the render services."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from protocol.codec import describe
+
+from ..api import ApiProblem, respond
+from ..openapi import RouteTable
+from ..schemas import Items
+from .costs import RenderCosting
+from .outputs import RenderOutputs
+from .schemas import (
+    RenderCost,
+    RenderJob,
+    RenderJobCreate,
+    RenderJobFilter,
+    RenderJobState,
+    RenderOutput,
+    RenderSubmission,
+    StoredOutput,
+)
+from .service import RenderJobService
+
+
+def _job_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise ApiProblem(404, "Render job not found", f"no render job {raw!r}: ids are integers")
+    return int(raw)
+
+
+def _preview(request: web.Request) -> bool:
+    return request.query.get("preview", "").lower() in ("1", "true", "yes")
+
+
+class RenderApi:
+    def __init__(self, jobs: RenderJobService, outputs: RenderOutputs, costing: RenderCosting) -> None:
+        self.jobs = jobs
+        self.outputs = outputs
+        self.costing = costing
+
+    def table(self) -> RouteTable:
+        t = RouteTable()
+        base, tags = "/api/v1/render-jobs", ("render",)
+        t.add("POST", base, self.create, body=RenderJobCreate, response=RenderSubmission, status=201, tags=tags,
+              summary="Queue a render job, or a batch of them (Idempotency-Key header makes retries safe)")
+        t.add("GET", base, self.list, response=Items[RenderJob], query=RenderJobFilter, tags=tags,
+              summary="Render jobs")
+        t.add("GET", base + "/{id}", self.get, response=RenderJob, tags=tags,
+              summary="One render job: tasks, progress and ETA")
+        t.add("POST", base + "/{id}/pause", self.pause, response=RenderJob, tags=tags,
+              summary="Start no more tasks of the job (running ones finish)")
+        t.add("POST", base + "/{id}/resume", self.resume, response=RenderJob, tags=tags, summary="Resume a paused job")
+        t.add("POST", base + "/{id}/cancel", self.cancel, response=RenderJob, tags=tags,
+              summary="Cancel a job (202 while its running tasks are stopped)")
+        t.add("GET", base + "/{id}/cost", self.cost, response=RenderCost, tags=tags,
+              summary="Estimated (from the preview) and actual cost")
+        t.add("GET", base + "/{id}/outputs", self.list_outputs, response=Items[RenderOutput], tags=tags,
+              summary="Frames delivered so far")
+        t.add("GET", base + "/{id}/outputs.zip", self.zip, response_type="application/zip", tags=tags,
+              summary="All frames as one zip, streamed (?preview=true: the preview frames)")
+        t.add("GET", base + "/{id}/outputs/{frame}", self.download, response_type="application/octet-stream",
+              tags=tags, summary="One frame's image (?preview=true: its preview)")
+        t.add("POST", "/api/v1/render/outputs", self.upload, response=StoredOutput, status=201,
+              body_type="multipart/form-data", tags=tags,
+              summary="A render node delivers a frame: fields task_id, frame, sha256, then file")
+        return t
+
+    async def create(self, request: web.Request) -> web.Response:
+        try:
+            spec = RenderJobCreate.model_validate_json(await request.read())
+        except ValidationError as exc:
+            raise ApiProblem(422, "Invalid render job", describe(exc)) from None
+        key = request.headers.get("Idempotency-Key")
+        submission, created = self.jobs.create(spec, request_key=f"http:{key}" if key else None)
+        return respond(submission, 201 if created else 200)
+
+    async def list(self, request: web.Request) -> web.Response:
+        raw = request.query.get("state")
+        try:
+            state = RenderJobState(raw) if raw else None
+        except ValueError:
+            raise ApiProblem(422, "Invalid filter",
+                             f"state must be one of {', '.join(RenderJobState)}; got {raw!r}") from None
+        return respond(Items[RenderJob](items=self.jobs.list(state)))
+
+    async def get(self, request: web.Request) -> web.Response:
+        return respond(self.jobs.get(_job_id(request)))
+
+    async def pause(self, request: web.Request) -> web.Response:
+        return respond(self.jobs.pause(_job_id(request)))
+
+    async def resume(self, request: web.Request) -> web.Response:
+        return respond(self.jobs.resume(_job_id(request)))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        job, done = self.jobs.cancel(_job_id(request))
+        return respond(job, 200 if done else 202)
+
+    async def cost(self, request: web.Request) -> web.Response:
+        return respond(self.costing.cost(_job_id(request)))
+
+    async def list_outputs(self, request: web.Request) -> web.Response:
+        return respond(Items(items=self.outputs.list(_job_id(request))))
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        raw = request.match_info["frame"]
+        if not raw.lstrip("-").isdigit():
+            raise ApiProblem(404, "Render output not found", f"frame {raw!r} is not a frame number")
+        row = self.outputs.get(_job_id(request), int(raw), _preview(request))
+        safe = row["name"].replace('"', "").replace("\r", "").replace("\n", "")
+        return web.FileResponse(self.outputs.files.path(row["sha256"]), headers={
+            "Content-Type": "application/octet-stream", "Content-Disposition": f'attachment; filename="{safe}"'})
+
+    async def zip(self, request: web.Request) -> web.StreamResponse:
+        return await self.outputs.zip(request, _job_id(request), _preview(request))
+
+    async def upload(self, request: web.Request) -> web.Response:
+        if not request.content_type.startswith("multipart/"):
+            raise ApiProblem(422, "Invalid render output", "send multipart/form-data: task_id, frame, sha256, file")
+        stored = await self.outputs.receive(await request.multipart())
+        return respond(stored, 201)
