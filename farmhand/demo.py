@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import math
+import secrets
 import sys
 import tempfile
 import time
@@ -39,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None, help="keep the farm's state here (default: a temporary folder)")
     p.add_argument("--exit-when-done", action="store_true", help="exit once every job finished; print a JSON summary")
     p.add_argument("--timeout", type=float, default=300.0, help="with --exit-when-done, give up after this many seconds")
+    p.add_argument("--password", default=None, help="the panel's admin password (default: generated and printed)")
 
 
 async def run_from_args(args: argparse.Namespace) -> int:
@@ -55,8 +57,12 @@ class DemoFarm:
     """Starts and stops the pieces; knows nothing about jobs."""
 
     def __init__(self, data_dir: Path, *, printers: int, agents: int, mqtt_url: str | None, http_port: int,
-                 speed: float, noise: float) -> None:
+                 speed: float, noise: float, admin_password: str | None = None) -> None:
         self.data_dir = data_dir
+        # Fresh credentials per run: the demo's hub has auth on like any other.
+        self.admin_password = admin_password or secrets.token_urlsafe(9)
+        self.admin_token = "fh_demo_admin_" + secrets.token_urlsafe(24)
+        self.agent_token = "fh_demo_agent_" + secrets.token_urlsafe(24)
         self.printer_count = printers
         self.agent_count = agents or math.ceil(printers / 2)
         self.mqtt_url = mqtt_url
@@ -81,6 +87,9 @@ class DemoFarm:
             "data_dir": self.data_dir / "hub",
             "http": {"host": "127.0.0.1", "port": self.http_port},
             "mqtt": mqtt,
+            "auth": {"admin_password": self.admin_password, "bootstrap_tokens": [
+                {"name": "demo-admin", "role": "admin", "token": self.admin_token},
+                {"name": "demo-agents", "role": "agent", "token": self.agent_token}]},
         }))
         await self.hub.start()
 
@@ -102,6 +111,7 @@ class DemoFarm:
                 "node_id": f"demo-{run_id}-node-{a}",
                 "mqtt": {"url": self.hub.mqtt_url},
                 "storage": {"dir": self.data_dir / f"agent-{a}"},
+                "hub": {"token": self.agent_token},
                 "telemetry_interval_s": 1.0,
                 "devices": devices,
             }))
@@ -146,7 +156,7 @@ def _render(jobs: list[dict[str, Any]], started: float) -> str:
 
 async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     farm = DemoFarm(data_dir, printers=args.printers, agents=args.agents, mqtt_url=args.mqtt,
-                    http_port=args.http_port, speed=args.speed, noise=args.noise)
+                    http_port=args.http_port, speed=args.speed, noise=args.noise, admin_password=args.password)
     started = time.monotonic()
     out = sys.stdout
     try:
@@ -154,7 +164,8 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
         base = farm.hub.http_url
         print(f"farmhand demo: hub {base}  broker {farm.hub.mqtt_url}  "
               f"{farm.printer_count} printers on {farm.agent_count} agents", file=out, flush=True)
-        async with aiohttp.ClientSession() as http:
+        print(f"farmhand demo: panel {base}/panel/  user admin  password {farm.admin_password}", file=out, flush=True)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {farm.admin_token}"}) as http:
             ids = await submit_jobs(http, base, args.jobs)
             print(f"farmhand demo: submitted {len(ids)} jobs; try: curl {base}/api/v1/jobs", file=out, flush=True)
             last = ""

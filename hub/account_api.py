@@ -11,7 +11,7 @@ from protocol.codec import describe
 from .access import CSRF_COOKIE, PRINCIPAL, SESSION_COOKIE, LoginLimiter
 from .access_schemas import Login, SessionInfo, Token, TokenCreate, TokenCreated, User, UserCreate
 from .accounts import AccountError, Accounts, Principal
-from .api import ApiProblem, listed, respond
+from .api import ApiProblem, listed, problem, respond
 from .config import AuthConfig
 from .listing import PageQuery
 from .openapi import Op
@@ -76,8 +76,9 @@ class AccountApi:
         wait = self.limiter.retry_after(*keys)
         if wait > 0:
             log.warning("login_throttled", user=spec.username, remote=request.remote)
-            raise web.HTTPTooManyRequests(text=f"too many failed logins; try again in {wait:.0f} s",
-                                          headers={"Retry-After": str(max(1, round(wait)))})
+            refused = problem(429, "Too many logins", f"too many failed logins; try again in {wait:.0f} s")
+            refused.headers["Retry-After"] = str(max(1, round(wait)))
+            return refused
         user = self.accounts.check_password(spec.username, spec.password)
         if user is None:
             self.limiter.failed(*keys)

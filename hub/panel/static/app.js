@@ -1,0 +1,264 @@
+// The operator panel: hash-routed views over the hub's API, updated from the live stream.
+import { api, all, ApiError, Live } from "./api.js";
+import { lineChart, sparkline } from "./chart.js";
+
+const view = document.getElementById("view");
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const pct = (p) => (p == null ? "" : `${Math.round(p * 100)}%`);
+let live = null;
+
+function toast(text) {
+  const t = document.getElementById("toast");
+  t.textContent = text; t.classList.add("show");
+  setTimeout(() => t.classList.remove("show"), 3000);
+}
+
+async function guarded(fn) {
+  try { await fn(); } catch (e) {
+    if (e instanceof ApiError && e.status === 401) { location.hash = "#/login"; return; }
+    toast(e.message);
+  }
+}
+
+function temps(t) {
+  return Object.entries(t || {}).map(([k, h]) => `${esc(k)} ${Math.round(h.actual)}/${Math.round(h.target ?? 0)}°`).join(" ");
+}
+
+function eta(job) {
+  if (!job || !job.started_at || !job.progress) return "";
+  const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
+  const left = spent * (1 - job.progress) / job.progress;
+  return left > 0 ? `ETA ${Math.round(left / 60)} min` : "";
+}
+
+// --------------------------------------------------------------------------- login
+
+function loginView() {
+  view.innerHTML = `<h1>Log in</h1>
+    <form class="stack" id="login">
+      <label>User <input name="username" autocomplete="username" required aria-label="User name"></label>
+      <label>Password <input name="password" type="password" autocomplete="current-password" required aria-label="Password"></label>
+      <button class="primary" type="submit">Log in</button>
+    </form>`;
+  document.getElementById("login").onsubmit = (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    guarded(async () => {
+      const me = await api("POST", "/api/v1/session", { username: f.get("username"), password: f.get("password") });
+      showWho(me);
+      location.hash = "#/grid";
+    });
+  };
+}
+
+function showWho(me) {
+  document.getElementById("who").textContent = me ? `${me.name} (${me.role})` : "";
+  document.getElementById("logout").hidden = !me;
+}
+
+// --------------------------------------------------------------------------- farm grid
+
+function tileHtml(d, job) {
+  return `<div class="name">${esc(d.ref)}</div>
+    <div class="meta">${esc(d.online ? d.state : "offline")} ${esc(d.model || "")}</div>
+    <div class="meta">${temps(d.temperatures)}</div>
+    <div class="meta">${job ? esc(job.name) + " " + pct(d.progress) + " " + eta(job) : ""}</div>
+    <div class="bar"><i style="width:${Math.round((d.progress || 0) * 100)}%"></i></div>`;
+}
+
+async function gridView() {
+  view.innerHTML = `<h1>Farm <span class="muted" id="count"></span></h1><div class="grid" id="grid" role="list"></div>`;
+  const grid = document.getElementById("grid");
+  const tiles = new Map();
+  let jobs = new Map();
+  const place = (d) => {
+    let el = tiles.get(d.ref);
+    if (!el) {
+      el = document.createElement("a");
+      el.className = "tile"; el.href = `#/device/${d.ref}`; el.setAttribute("role", "listitem");
+      el.setAttribute("aria-label", `device ${d.ref}`);
+      tiles.set(d.ref, el); grid.appendChild(el);
+    }
+    const state = d.online ? d.state : "disconnected";
+    if (el.dataset.state !== state) el.dataset.state = state;
+    const html = tileHtml(d, jobs.get(String(d.job_id)));
+    // Rewriting only changed tiles keeps 200 of them cheap at one update per second each.
+    if (el._html !== html) { el.innerHTML = html; el._html = html; }
+  };
+  const load = async () => {
+    const [devices, active] = await Promise.all([all("/api/v1/devices"), all("/api/v1/jobs")]);
+    jobs = new Map(active.map((j) => [String(j.id), j]));
+    devices.forEach(place);
+    document.getElementById("count").textContent = `${devices.length} devices`;
+  };
+  await guarded(load);
+  live.watch({ devices: (key, d) => (d ? place(d) : guarded(load)), jobs: () => guarded(load) }, () => guarded(load));
+}
+
+// --------------------------------------------------------------------------- device page
+
+async function deviceView(ref) {
+  view.innerHTML = `<h1>${esc(ref)}</h1>
+    <div class="row" id="info"></div>
+    <div class="row">
+      <button id="pause" aria-label="Pause print">Pause</button>
+      <button id="resume" aria-label="Resume print">Resume</button>
+      <button id="cancel" aria-label="Cancel print">Cancel</button>
+      <button id="estop" class="danger" aria-label="Emergency stop">Emergency stop</button>
+    </div>
+    <canvas id="chart" aria-label="Temperature chart" role="img"></canvas>
+    <h2>Console</h2>
+    <pre class="console" id="console" aria-label="Console output"></pre>
+    <form class="row" id="gcode"><input name="line" aria-label="G-code to send" placeholder="G28" disabled>
+      <button type="submit" disabled title="needs the SendGcode command in the protocol">Send</button></form>`;
+  const history = {};
+  let device = null;
+  const show = (d) => {
+    device = d;
+    document.getElementById("info").innerHTML = `<span id="state" data-state="${esc(d.state)}">${esc(d.online ? d.state : "offline")}</span>
+      <span>${temps(d.temperatures)}</span><span>${pct(d.progress)}</span><span>job ${esc(d.job_id || "-")}</span>
+      <span class="muted">${esc(d.error || "")}</span>`;
+    for (const [k, h] of Object.entries(d.temperatures || {})) {
+      (history[k] ||= []).push(h.actual);
+      if (history[k].length > 300) history[k].shift();
+    }
+    lineChart(document.getElementById("chart"), history);
+  };
+  const load = async () => {
+    const d = (await all("/api/v1/devices")).find((x) => x.ref === ref);
+    if (d) show(d); else view.querySelector("#info").textContent = "unknown device";
+  };
+  const act = (label, fn) => () => guarded(async () => {
+    if (!device?.job_id && label !== "Emergency stop") throw new Error("no job on this device");
+    if (!confirm(`${label} on ${ref}?`)) return;
+    await fn();
+    toast(`${label}: sent`);
+  });
+  document.getElementById("pause").onclick = act("Pause", () => api("POST", `/api/v1/jobs/${device.job_id}/pause`));
+  document.getElementById("resume").onclick = act("Resume", () => api("POST", `/api/v1/jobs/${device.job_id}/resume`));
+  document.getElementById("cancel").onclick = act("Cancel", () => api("POST", `/api/v1/jobs/${device.job_id}/cancel`));
+  document.getElementById("estop").onclick = act("Emergency stop", () => api("POST", `/api/v1/devices/${ref}/emergency-stop`));
+  await guarded(load);
+  live.watch({ [`devices:${ref}`]: (key, d) => d && show(d) }, () => guarded(load));
+}
+
+// --------------------------------------------------------------------------- queue and jobs
+
+async function jobsView() {
+  view.innerHTML = `<h1>Queue</h1>
+    <div class="row"><label>State <select id="state" aria-label="Filter by state">
+      <option value="">all</option><option>queued</option><option>assigned</option><option>printing</option>
+      <option>paused</option><option>completed</option><option>failed</option><option>cancelled</option></select></label></div>
+    <table><thead><tr><th>#</th><th>Name</th><th>State</th><th>Progress</th><th>Device</th><th>Priority</th><th></th></tr></thead>
+    <tbody id="jobs"></tbody></table>`;
+  const body = document.getElementById("jobs");
+  const load = async () => {
+    const state = document.getElementById("state").value;
+    const jobs = await all(`/api/v1/jobs${state ? `?state=${state}` : ""}`);
+    body.innerHTML = jobs.reverse().map((j) => `<tr data-job="${j.id}" data-state="${esc(j.state)}">
+      <td>${j.id}</td><td>${esc(j.name)}</td><td class="state">${esc(j.state)}</td><td>${pct(j.progress)}</td>
+      <td>${esc(j.device || j.pinned_device || "")}</td><td>${j.priority}</td>
+      <td>${["queued", "assigned", "printing", "paused"].includes(j.state)
+        ? `<button data-cancel="${j.id}" aria-label="Cancel job ${j.id}">Cancel</button>` : ""}</td></tr>`).join("");
+  };
+  body.onclick = (e) => {
+    const id = e.target.dataset.cancel;
+    if (id && confirm(`Cancel job ${id}?`)) guarded(async () => { await api("POST", `/api/v1/jobs/${id}/cancel`); await load(); });
+  };
+  document.getElementById("state").onchange = () => guarded(load);
+  await guarded(load);
+  live.watch({ jobs: () => guarded(load) }, () => guarded(load));
+}
+
+// --------------------------------------------------------------------------- upload and submit
+
+async function uploadView() {
+  view.innerHTML = `<h1>Upload and submit</h1>
+    <form class="stack" id="upload">
+      <label>File <input type="file" name="file" accept=".gcode,.gco,.g,.3mf,.stl" required aria-label="File to print"></label>
+      <label>Copies <input type="number" name="copies" value="1" min="1" max="500" aria-label="Copies"></label>
+      <label>Priority <input type="number" name="priority" value="0" min="-1000" max="1000" aria-label="Priority"></label>
+      <button class="primary" type="submit">Upload and queue</button>
+    </form>
+    <p id="result" class="muted"></p>`;
+  document.getElementById("upload").onsubmit = (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    const file = f.get("file");
+    guarded(async () => {
+      const out = document.getElementById("result");
+      out.textContent = `uploading ${file.name}…`;
+      const info = await api("POST", `/api/v1/files?name=${encodeURIComponent(file.name)}`, file,
+        { raw: true, headers: { "Content-Type": "application/octet-stream" } });
+      const copies = Number(f.get("copies")) || 1;
+      const ids = [];
+      for (let i = 0; i < copies; i++) {
+        const job = await api("POST", "/api/v1/jobs", {
+          file_sha256: info.sha256, priority: Number(f.get("priority")) || 0,
+          name: copies > 1 ? `${file.name} (${i + 1}/${copies})` : file.name,
+        });
+        ids.push(job.id);
+      }
+      out.textContent = `queued job${ids.length > 1 ? "s" : ""} ${ids.join(", ")}`;
+      out.dataset.jobs = ids.join(",");
+    });
+  };
+}
+
+// --------------------------------------------------------------------------- nodes and other resources
+
+async function nodesView() {
+  view.innerHTML = `<h1>Nodes</h1><table><thead><tr><th>Node</th><th>Online</th><th>CPU</th><th>Memory</th>
+    <th>Temperature</th><th>Devices</th></tr></thead><tbody id="nodes"></tbody></table>`;
+  const series = {};
+  const push = (id, k, v) => { const s = ((series[id] ||= {})[k] ||= []); if (v != null) s.push(v); if (s.length > 60) s.shift(); return s; };
+  const row = (n) => {
+    const m = n.metrics || {};
+    return `<tr><td>${esc(n.id)}</td><td>${n.online ? "yes" : "no"}</td>
+      <td>${sparkline(push(n.id, "cpu", m.cpu_pct))} ${m.cpu_pct ?? ""}</td>
+      <td>${sparkline(push(n.id, "mem", m.mem_pct))} ${m.mem_pct ?? ""}</td>
+      <td>${sparkline(push(n.id, "temp", m.cpu_temp_c), 100)} ${m.cpu_temp_c ?? ""}</td>
+      <td>${esc(n.devices.join(", "))}</td></tr>`;
+  };
+  const load = async () => { document.getElementById("nodes").innerHTML = (await all("/api/v1/nodes")).map(row).join(""); };
+  await guarded(load);
+  live.watch({ nodes: () => guarded(load) }, () => guarded(load));
+}
+
+async function listView(name) {
+  view.innerHTML = `<h1>${esc(name)}</h1><div id="list"></div>`;
+  const load = async () => {
+    let items;
+    try { items = await all(`/api/v1/${name}`); } catch (e) {
+      if (e.status === 404) { document.getElementById("list").textContent = `this hub has no ${name} yet`; return; }
+      throw e;
+    }
+    const cols = [...new Set(items.flatMap((i) => Object.keys(i)))].filter((c) => typeof items[0][c] !== "object").slice(0, 8);
+    document.getElementById("list").innerHTML = items.length ? `<table><thead><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead>
+      <tbody>${items.map((i) => `<tr>${cols.map((c) => `<td>${esc(i[c])}</td>`).join("")}</tr>`).join("")}</tbody></table>` : "none";
+  };
+  await guarded(load);
+  live.watch({ [name]: () => guarded(load) }, () => guarded(load));
+}
+
+// --------------------------------------------------------------------------- routing
+
+async function route() {
+  const [, page, ...rest] = location.hash.replace(/^#/, "").split("/");
+  if (page === "login") return loginView();
+  if (!live) live = new Live();
+  switch (page) {
+    case "device": return deviceView(rest.join("/"));
+    case "jobs": return jobsView();
+    case "upload": return uploadView();
+    case "nodes": return nodesView();
+    case "list": return listView(rest[0]);
+    default: return gridView();
+  }
+}
+
+document.getElementById("logout").onclick = () => guarded(async () => {
+  await api("DELETE", "/api/v1/session"); showWho(null); location.hash = "#/login";
+});
+window.addEventListener("hashchange", route);
+api("GET", "/api/v1/session").then((me) => { showWho(me); route(); }).catch(() => { location.hash = "#/login"; route(); });
