@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .alerts import Alerts
+from .costing import Costs
 from .file_analysis import FileAnalyses
 from .files import FileStore
 from .jobs import JobService
@@ -27,9 +28,10 @@ class FarmServices:
         self.printers = Printers(store, scheduler.wake)
         self.stock = Stock(store)
         self.alerts = Alerts(store)
+        self.costs = Costs(store, self.analyses)
         # Filament is booked before failed jobs are reset for a retry, and both before matching.
         scheduler.before_pass += [self.stock.book_finished, self.queue.retry_failed]
-        self._parts = [self.analyses, self.queue, self.printers, self.stock, self.alerts]
+        self._parts = [self.analyses, self.queue, self.printers, self.stock, self.alerts, self.costs]
 
     def extend(self, app: web.Application) -> web.Application:
         for part in self._parts:
