@@ -65,6 +65,8 @@ async def test_broker_outage_loses_and_repeats_nothing(private_mosquitto, tmp_pa
         gcode = ring_tower(height_mm=2.0)
         job = await farm.api.submit(await farm.api.upload(gcode))
         await farm.api.wait_job(job["id"], {"printing"}, timeout=30)
+        # Past the heat-up waits, so the printer is moving when the broker goes.
+        await wait_for(lambda: any(cmd.startswith("G1 X") for _, cmd in farm.printer.executed), 30, "first move")
         executed_before = len(farm.printer.executed)
         private_mosquitto.stop()
         await asyncio.sleep(4)
