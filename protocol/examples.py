@@ -38,7 +38,7 @@ EXAMPLES: list[m.Model] = [
     m.StartRender(command_id="render-r7-t3-1", device="gpu-0", task_id="r7-t3", job_id="r7", blend_sha256=SHA,
                   blend_size=1048576, blend_url=f"http://hub.local:8080/api/v1/files/{SHA}",
                   upload_url="http://hub.local:8080/api/v1/render/outputs", frame_start=12, frame_end=14,
-                  engine="CYCLES", cycles_device="OPTIX", samples=128, resolution_pct=100),
+                  engine="CYCLES", cycles_device="OPTIX", samples=128, resolution_pct=100, camera="Turntable"),
     m.PauseJob(command_id="pause-42-1", device="mk3s-1"),
     m.ResumeJob(command_id="resume-42-1", device="mk3s-1"),
     m.CancelJob(command_id="cancel-42", device="mk3s-1", job_id="42"),

@@ -280,6 +280,9 @@ class StartRender(_Command):
     resolution_pct: int | None = Field(None, ge=1, le=400)
     file_format: Literal["PNG", "JPEG", "OPEN_EXR", "TIFF"] = "PNG"
     timeout_s: float = Field(3600.0, gt=0)
+    camera: str | None = Field(None, min_length=1, max_length=63, description="render through this camera object")
+    denoise: bool | None = Field(None, description="Cycles denoising on/off; None keeps the file's setting")
+    threads: int | None = Field(None, ge=1, le=1024, description="Blender render threads; None uses all cores")
 
 
 class PauseJob(_Command):

@@ -388,3 +388,26 @@ async def test_gpu_readings_are_empty_without_a_working_nvidia_smi() -> None:
         assert readings == []
     else:
         assert readings and all(r.name for r in readings)
+
+
+def test_camera_name_travels_as_an_argument_not_as_code() -> None:
+    cmd = build_command("blender", Path("/s.blend"), output_pattern="/o/f_####", camera="cam'); import os #",
+                        denoise=False, threads=2)
+    expr = cmd[cmd.index("--python-expr") + 1]
+    assert "import os" not in expr and "scene.cycles.use_denoising = False" in expr
+    assert cmd[-2:] == ["--farmhand-camera", "cam'); import os #"]
+    assert cmd[cmd.index("-t") + 1] == "2"
+    with pytest.raises(ValueError, match="denoise"):
+        build_command("blender", Path("/s.blend"), output_pattern="/o/f", engine="BLENDER_EEVEE", denoise=True)
+
+
+@pytest.mark.integration
+async def test_a_camera_override_renders_through_it_or_fails_naming_it(scene: Path, tmp_path: Path) -> None:
+    good = BlenderRun(RenderSpec(scene, str(tmp_path / "a_####"), samples=1, camera="camera", threads=1))
+    await good.start()
+    assert (await good.wait()).ok
+    bad = BlenderRun(RenderSpec(scene, str(tmp_path / "b_####"), samples=1, camera="no such cam"))
+    await bad.start()
+    result = await bad.wait()
+    assert not result.ok and not result.frames
+    assert "no camera named 'no such cam'" in (result.error or "") + "\n".join(result.tail)

@@ -199,7 +199,8 @@ class BlenderDevice(Device):
         spec = RenderSpec(blend, str(folder / "frame_####"), engine=command.engine, file_format=command.file_format,
                           frame_start=command.frame_start, frame_end=command.frame_end,
                           device=command.cycles_device, samples=command.samples,
-                          resolution_pct=command.resolution_pct)
+                          resolution_pct=command.resolution_pct, threads=command.threads,
+                          camera=command.camera, denoise=command.denoise)
         timeout = min(command.timeout_s, self.max_task_s) if self.max_task_s else command.timeout_s
         try:
             run = BlenderRun(spec, blender=self.blender, timeout_s=timeout, tail_lines=TAIL_LINES,

@@ -25,6 +25,16 @@ _SAMPLES_EXPR = {
     "BLENDER_EEVEE_NEXT": "scene.eevee.taa_render_samples = %d",
 }
 _RESOLUTION_EXPR = "scene.render.resolution_percentage = %d"
+CAMERA_FLAG = "--farmhand-camera"
+_CAMERA_EXPR = "\n".join([
+    "import sys",
+    "_args = sys.argv[sys.argv.index('--') + 1:]",
+    f"_name = _args[_args.index('{CAMERA_FLAG}') + 1]",
+    "_cam = bpy.data.objects.get(_name)",
+    "if _cam is None or _cam.type != 'CAMERA':",
+    "    raise SystemExit('Error: no camera named %r in this file' % _name)",
+    "scene.camera = _cam",
+])
 # An override that fails must stop the render, not render with the .blend's settings.
 PYTHON_FAILED_EXIT = 17
 
@@ -56,6 +66,8 @@ def build_command(
     samples: int | None = None,
     resolution_pct: int | None = None,
     threads: int | None = None,
+    camera: str | None = None,
+    denoise: bool | None = None,
 ) -> list[str]:
     """Blender's arguments for rendering ``frame_start..frame_end`` of ``blend``.
 
@@ -86,9 +98,20 @@ def build_command(
         overrides.append(_SAMPLES_EXPR[engine] % _integer("samples", samples, 1, 1 << 24))
     if resolution_pct is not None:
         overrides.append(_RESOLUTION_EXPR % _integer("resolution_pct", resolution_pct, 1, 1000))
+    if denoise is not None:
+        if engine != "CYCLES":
+            raise ValueError(f"denoise applies to CYCLES only, not {engine}")
+        overrides.append(f"scene.cycles.use_denoising = {bool(denoise)}")
+    tail = ["--cycles-device", device]
+    if camera is not None:
+        if not isinstance(camera, str) or not camera or len(camera) > 63 or not camera.isprintable():
+            raise ValueError(f"camera must be a printable object name of at most 63 characters, got {camera!r}")
+        # The name travels as an argument, never inside the Python source.
+        overrides.append(_CAMERA_EXPR)
+        tail += [CAMERA_FLAG, camera]
     expr = "\n".join(["import bpy", "scene = bpy.context.scene", *overrides])
     command += ["--python-exit-code", str(PYTHON_FAILED_EXIT), "--python-expr", expr]
-    return [*command, "-a", "--", "--cycles-device", device]
+    return [*command, "-a", "--", *tail]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +128,15 @@ class RenderSpec:
     samples: int | None = None
     resolution_pct: int | None = None
     threads: int | None = None
+    camera: str | None = None
+    denoise: bool | None = None
 
     def command(self, blender: str = "blender") -> list[str]:
         return build_command(
             blender, self.blend, output_pattern=self.output_pattern, engine=self.engine,
             file_format=self.file_format, frame_start=self.frame_start, frame_end=self.frame_end,
             device=self.device, samples=self.samples, resolution_pct=self.resolution_pct, threads=self.threads,
+            camera=self.camera, denoise=self.denoise,
         )
 
     @property
