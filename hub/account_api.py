@@ -33,7 +33,7 @@ def _principal(request: web.Request) -> Principal:
 
 def _id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ApiProblem(404, "Not found", f"ids are integers; got {raw!r}")
     return int(raw)
 

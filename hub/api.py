@@ -81,7 +81,7 @@ def listed(request: web.Request, items: list, filterable: tuple[str, ...] = ()) 
 
 def _job_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "³".isdigit() is true, yet int() refuses it
         raise ApiProblem(404, "Job not found", f"no job {raw!r}: job ids are integers")
     return int(raw)
 
@@ -138,7 +138,10 @@ class HttpApi:
         if request.content_length is not None and request.content_length > self.files.max_bytes:
             raise too_large(self.files.max_mb)
         if request.content_type.startswith("multipart/"):
-            reader = await request.multipart()
+            try:
+                reader = await request.multipart()
+            except ValueError as exc:  # e.g. a multipart Content-Type without a boundary
+                raise ApiProblem(422, "Invalid upload", f"unreadable multipart body: {exc}") from None
             while (part := await reader.next()) is not None:
                 if getattr(part, "name", None) == "file":
                     break

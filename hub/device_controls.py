@@ -52,7 +52,7 @@ class DeviceControls:
 
     def _job(self, request: web.Request, allowed: tuple[JobState, ...], action: str) -> dict:
         raw = request.match_info["id"]
-        row = load(self.store.db, int(raw)) if raw.isdigit() else None
+        row = load(self.store.db, int(raw)) if raw.isascii() and raw.isdigit() else None
         if row is None:
             raise ApiProblem(404, "Job not found", f"no job {raw!r}")
         if row["state"] not in allowed:

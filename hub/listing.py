@@ -32,7 +32,7 @@ class ListError(ValueError):
 
 
 def _int(raw: str, name: str, low: int, high: int) -> int:
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ListError(f"{name} must be an integer from {low} to {high}; got {raw!r}")
     return int(raw)
 

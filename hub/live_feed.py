@@ -41,7 +41,7 @@ class LiveFeed:
                 self.bus.publish("devices", key, snapshot.model_dump(mode="json"))
 
     def job(self, job_id: str | int | None) -> None:
-        if job_id is None or not str(job_id).isdigit() or not self.bus.wants("jobs", str(job_id)):
+        if job_id is None or not (str(job_id).isascii() and str(job_id).isdigit()) or not self.bus.wants("jobs", str(job_id)):
             return
         try:
             job = self.jobs.get(int(job_id))
