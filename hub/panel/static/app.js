@@ -59,8 +59,11 @@ function showWho(me) {
 // --------------------------------------------------------------------------- farm grid
 
 function tileHtml(d, job) {
-  return `<div class="name">${esc(d.ref)}</div>
-    <div class="meta">${esc(d.online ? d.state : "offline")} ${esc(d.model || "")}</div>
+  const thumb = job ? `<img class="thumb" alt="" loading="lazy" src="/api/v1/files/${esc(job.file_sha256)}/thumbnail">` : "";
+  const material = d.material ? ` · ${esc(d.material)}` : "";
+  return `${thumb}<div class="name" title="${esc(d.ref)}">${esc(d.id)}</div>
+    <div class="meta">${esc(d.node)}</div>
+    <div class="meta">${esc(d.online ? d.state : "offline")} ${esc(d.model || "")}${material}</div>
     <div class="meta">${temps(d.temperatures)}</div>
     <div class="meta">${job ? esc(job.name) + " " + pct(d.progress) + " " + eta(job) : ""}</div>
     <div class="bar"><i style="width:${Math.round((d.progress || 0) * 100)}%"></i></div>`;
@@ -261,4 +264,6 @@ document.getElementById("logout").onclick = () => guarded(async () => {
   await api("DELETE", "/api/v1/session"); showWho(null); location.hash = "#/login";
 });
 window.addEventListener("hashchange", route);
+// A file without a thumbnail answers 404: hide the broken image rather than show its icon.
+document.addEventListener("error", (e) => { if (e.target.tagName === "IMG") e.target.hidden = true; }, true);
 api("GET", "/api/v1/session").then((me) => { showWho(me); route(); }).catch(() => { location.hash = "#/login"; route(); });
