@@ -292,6 +292,7 @@ MIGRATIONS: tuple[str, ...] = (
         resolution_pct INTEGER NOT NULL,
         denoise INTEGER NOT NULL,
         file_format TEXT NOT NULL,
+        camera TEXT,
         priority INTEGER NOT NULL DEFAULT 0,
         tags TEXT NOT NULL DEFAULT '[]',
         min_vram_mb INTEGER,

@@ -46,6 +46,9 @@ class PrivateMosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {workdir}/\nmax_queued_messages 100000\n"
+            # As root Mosquitto drops to its own user, which cannot write into pytest's 0700
+            # folders: a restart would then lose the persistent sessions this broker is for.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

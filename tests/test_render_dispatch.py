@@ -148,3 +148,20 @@ async def test_an_upload_whose_hash_does_not_match_is_refused_and_not_kept(farm:
     assert (await http.call("GET", f"/api/v1/files/{hashlib.sha256(png).hexdigest()}"))[0] == 404
     status, body = await post(1, hashlib.sha256(png).hexdigest())
     assert status == 201 and body["frame"] == 1
+
+
+@pytest.mark.integration
+async def test_cameras_make_one_job_each_and_reach_blender_as_settings(farm: Farm) -> None:
+    hub = await farm.hub()
+    http = farm.http(hub)
+    node = await farm.node("r1", render=CPU_NODE)
+    sha = await http.upload(FAKE_BLEND, name="shot.blend")
+    status, body = await http.call("POST", "/api/v1/render-jobs", json={
+        "blend_sha256": sha, "cameras": ["front", "top"], "preview": False, "quality": "final"})
+    assert status == 201, body
+    assert [j["camera"] for j in body["jobs"]] == ["front", "top"] and body["batch_id"]
+    first = await started(node)
+    assert first.camera in ("front", "top")
+    assert first.denoise is None  # "final" asks for denoising: the file's own setting is kept
+    status, body = await http.call("POST", "/api/v1/render-jobs", json={"blend_sha256": sha, "cameras": ["bad\nname"]})
+    assert status == 422

@@ -127,7 +127,7 @@ async def test_bad_submissions_are_refused_with_reasons(tmp_path: Path, private_
             ({"blend_sha256": not_blend}, "is not a .blend file"),
             ({"blend_sha256": "0" * 64}, "upload the .blend first"),
             ({"blend_sha256": not_blend, "frame_start": 5, "frame_end": 2}, "before frame_start"),
-            ({"blend_sha256": not_blend, "cameras": ["cam2"]}, "camera overrides are not supported"),
+            ({"blend_sha256": not_blend, "cameras": [""]}, "cameras.0"),
             ({}, "give blend_sha256"),
         ]:
             status, body = await rig.http.call("POST", "/api/v1/render-jobs", json=fields)

@@ -174,7 +174,10 @@ class RenderDispatcher:
                 blend_sha256=job["blend_sha256"], blend_size=size, blend_url=self.blend_url(job["blend_sha256"]),
                 upload_url=self.upload_url(), frame_start=task["frame_start"], frame_end=task["frame_end"],
                 engine=job["engine"], cycles_device=job["cycles_device"], samples=task["samples"],
-                resolution_pct=task["resolution_pct"], file_format=job["file_format"], timeout_s=job["timeout_s"])
+                resolution_pct=task["resolution_pct"], file_format=job["file_format"], timeout_s=job["timeout_s"],
+                camera=job["camera"],
+                # Off is always safe; on keeps the file's setting, since not every Blender build has a denoiser.
+                denoise=None if job["denoise"] and task["kind"] != "preview" else False)
             out = self.outbox.record(db, node, body, None)
         log.info("render_task_assigned", task_id=task_id, job_id=task["job_id"], kind=task["kind"],
                  frames=f"{task['frame_start']}-{task['frame_end']}", device=f"{node}/{device}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -57,14 +57,17 @@ ACTIVE_TASK_STATES = (TaskState.ASSIGNED, TaskState.RUNNING)
 JOB_TERMINAL = (RenderJobState.COMPLETED, RenderJobState.FAILED, RenderJobState.CANCELLED)
 
 
+CameraName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
 class RenderJobCreate(_In):
     """One job, or a batch: several .blend files rendered with the same settings, one job each."""
 
     blend_sha256: Sha256 | None = Field(None, description="an uploaded .blend (resources packed)")
     batch: list[Sha256] = Field(default_factory=list, max_length=100,
                                 description="several .blend files: one job each, sharing a batch id")
-    cameras: list[str] = Field(default_factory=list,
-                               description="per-camera jobs: refused until StartRender can carry a camera")
+    cameras: list[CameraName] = Field(default_factory=list, max_length=50,
+                                      description="render through each of these cameras: one job per file and camera")
     name: str | None = Field(None, min_length=1, max_length=200, description="default: the file's name")
     frame_start: int = Field(1, ge=0, le=1_048_574)
     frame_end: int = Field(1, ge=0, le=1_048_574)
@@ -90,8 +93,6 @@ class RenderJobCreate(_In):
     def _one_source(self) -> RenderJobCreate:
         if (self.blend_sha256 is None) == (not self.batch):
             raise ValueError("give blend_sha256 (one job) or batch (several), not both or neither")
-        if self.cameras:
-            raise ValueError("camera overrides are not supported yet: the render command carries no camera")
         if self.frame_end < self.frame_start:
             raise ValueError(f"frame_end {self.frame_end} is before frame_start {self.frame_start}")
         return self
@@ -131,7 +132,8 @@ class RenderJob(BaseModel):
     quality: str
     samples: int
     resolution_pct: int
-    denoise: bool = Field(description="asked for; the agent cannot pass it to Blender yet")
+    denoise: bool = Field(description="off: denoising is switched off; on: the .blend's own setting is kept")
+    camera: str | None = Field(description="the camera rendered through; null: the file's active camera")
     file_format: str
     priority: int
     tags: list[str]

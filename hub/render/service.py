@@ -57,22 +57,24 @@ class RenderJobService:
             if rows:
                 return RenderSubmission(batch_id=rows[0]["batch_id"], jobs=[self.get(r["id"]) for r in rows]), False
         names = {sha: self._check_blend(sha) for sha in spec.files}
-        batch_id = uuid.uuid4().hex[:12] if len(spec.files) > 1 else None
+        shots = [(sha, cam) for sha in spec.files for cam in (spec.cameras or [None])]
+        batch_id = uuid.uuid4().hex[:12] if len(shots) > 1 else None
         preset = PRESETS[spec.quality]
         ids = []
         with self.store.transaction() as db:
-            for n, sha in enumerate(spec.files):
+            for n, (sha, camera) in enumerate(shots):
+                name = spec.name if spec.name and len(spec.files) == 1 else names[sha]
                 key = request_key if request_key is None or n == 0 else f"{request_key}#{n}"
                 job_id = db.execute(
                     "INSERT INTO render_jobs (batch_id, name, blend_sha256, frame_start, frame_end, engine,"
-                    " cycles_device, quality, samples, resolution_pct, denoise, file_format, priority, tags,"
+                    " cycles_device, quality, samples, resolution_pct, denoise, file_format, camera, priority, tags,"
                     " min_vram_mb, chunk_size, preview, max_attempts, max_node_failures, timeout_s, state,"
                     " request_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                    " ?, ?, ?)",
-                    (batch_id, spec.name if spec.name and len(spec.files) == 1 else names[sha], sha,
+                    " ?, ?, ?, ?)",
+                    (batch_id, f"{name} [{camera}]" if camera else name, sha,
                      spec.frame_start, spec.frame_end, spec.engine, spec.cycles_device, spec.quality,
                      spec.samples or preset.samples, spec.resolution_pct or preset.resolution_pct, int(preset.denoise),
-                     spec.file_format, spec.priority, json.dumps(sorted(set(spec.tags))), spec.min_vram_mb,
+                     spec.file_format, camera, spec.priority, json.dumps(sorted(set(spec.tags))), spec.min_vram_mb,
                      spec.chunk_size, int(spec.preview), spec.max_attempts or self.config.max_attempts,
                      spec.max_node_failures or self.config.max_node_failures,
                      spec.timeout_s or self.config.task_timeout_s, RenderJobState.QUEUED.value, key, utcnow()),
@@ -132,7 +134,8 @@ class RenderJobService:
             id=job["id"], batch_id=job["batch_id"], name=job["name"], state=job["state"],
             blend_sha256=job["blend_sha256"], frame_start=job["frame_start"], frame_end=job["frame_end"],
             engine=job["engine"], cycles_device=job["cycles_device"], quality=job["quality"], samples=job["samples"],
-            resolution_pct=job["resolution_pct"], denoise=bool(job["denoise"]), file_format=job["file_format"],
+            resolution_pct=job["resolution_pct"], denoise=bool(job["denoise"]), camera=job["camera"],
+            file_format=job["file_format"],
             priority=job["priority"], tags=json.loads(job["tags"]), min_vram_mb=job["min_vram_mb"],
             chunk_size=job["chunk_size"], preview=bool(job["preview"]),
             preview_done=bool(previews) and all(t["state"] == TaskState.COMPLETED.value for t in previews),
