@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     add("schema", "Print the JSON Schema of every message.", proto_sub, "protocol")
     docs = add("docs", "Print the topic table of protocol/README.md.", proto_sub, "protocol")
     docs.add_argument("--write", type=Path, metavar="README", help="update the generated section of this file in place")
+    from . import ops_cli
+
+    ops_cli.add_commands(sub, add)  # jobs, devices, token: operator actions over the HTTP API
     return p
 
 
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         match args.command:
+            case "jobs" | "devices" | "token":
+                from . import ops_cli
+
+                return ops_cli.run(args)
             case "hub":
                 return asyncio.run(_run_hub(args.config))
             case "agent":
