@@ -74,6 +74,13 @@ class FileAnalyses:
     def stored(self, sha: str) -> dict[str, Any] | None:
         return self.store.one("SELECT * FROM file_analyses WHERE sha256 = ?", (sha,))
 
+    def record(self, sha: str, kind: str, body: dict[str, Any]) -> None:
+        """Keep an analysis made elsewhere (the slicer's, of its own G-code) so the file is not analysed again."""
+        self.store.db.execute(
+            "INSERT OR IGNORE INTO file_analyses (sha256, kind, ok, error, body, analyzed_at)"
+            " VALUES (?, ?, 1, NULL, ?, ?)",
+            (sha, kind, json.dumps(body), utcnow()))
+
     async def ensure(self, sha: str, machine: str | None = None) -> dict[str, Any]:
         """The stored analysis row of a file, analysing it first if it never was."""
         row = self.stored(sha)

@@ -97,19 +97,26 @@ def _ini_keys(path: Path) -> dict[str, str]:
     return keys
 
 
-def compose_profile(machine: str | MachineModel, material: str, quality: str = "0.20mm", *, out_dir: Path) -> Path:
+def _layer(kind: str, name: str, layer_dirs: Sequence[Path]) -> Path:
+    for root in (*layer_dirs, PROFILES_DIR):
+        path = root / kind / f"{name}.ini"
+        if path.is_file():
+            return path
+    known = sorted({p.stem for root in (*layer_dirs, PROFILES_DIR) for p in (root / kind).glob("*.ini")})
+    raise ValueError(f"no {kind} profile {name!r} (known: {', '.join(known)})")
+
+
+def compose_profile(machine: str | MachineModel, material: str, quality: str = "0.20mm", *, out_dir: Path,
+                    layer_dirs: Sequence[Path] = ()) -> Path:
     """Join machine model, printer, filament and quality layers into one INI under ``out_dir``.
 
-    The file name names the three choices, and its content depends only on
-    them, so composing again gives the same file.
+    ``layer_dirs`` hold operators' layers (``<kind>/<name>.ini``), looked up
+    before the shipped ones. The file name names the three choices, and its
+    content depends only on them, so composing again gives the same file.
     """
     m = machine if isinstance(machine, MachineModel) else load_machine(machine)
-    layers = [PROFILES_DIR / "printer" / f"{m.id}.ini", PROFILES_DIR / "filament" / f"{material}.ini",
-              PROFILES_DIR / "quality" / f"{quality}.ini"]
-    for path in layers:
-        if not path.is_file():
-            kind = path.parent.name
-            raise ValueError(f"no {kind} profile {path.stem!r} (known: {', '.join(profile_names(kind))})")
+    layers = [_layer("printer", m.id, layer_dirs), _layer("filament", material, layer_dirs),
+              _layer("quality", quality, layer_dirs)]
     keys = _machine_keys(m)
     for path in layers:
         keys.update(_ini_keys(path))  # PrusaSlicer refuses a key given twice: later layers replace

@@ -154,6 +154,8 @@ MIGRATIONS: tuple[str, ...] = (
         started_at TEXT,
         finished_at TEXT
     );
+    CREATE INDEX slice_jobs_by_inputs ON slice_jobs(mesh_sha256, machine_model, material, quality, state);
+    CREATE INDEX slice_jobs_by_gcode ON slice_jobs(gcode_sha256);
     CREATE TABLE settings (
         key TEXT PRIMARY KEY,
         body TEXT NOT NULL,
@@ -232,7 +234,8 @@ MIGRATIONS: tuple[str, ...] = (
         deadline TEXT,
         price REAL,
         stages TEXT NOT NULL DEFAULT '[]',
-        created_at TEXT NOT NULL
+        created_at TEXT NOT NULL,
+        cancelled_at TEXT
     );
     CREATE TABLE order_items (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -242,7 +245,14 @@ MIGRATIONS: tuple[str, ...] = (
         material TEXT,
         color TEXT,
         deadline TEXT,
-        notes TEXT
+        notes TEXT,
+        machine_model TEXT,
+        quality TEXT,
+        slice_job_id INTEGER REFERENCES slice_jobs(id),
+        gcode_sha256 TEXT REFERENCES files(sha256),
+        quoted_cost REAL,
+        quoted_price REAL,
+        error TEXT
     );
     CREATE TABLE order_stages (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
