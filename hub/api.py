@@ -98,6 +98,8 @@ class HttpApi:
         self.files = files
         self.fleet = fleet
         self.health = health
+        # Called with each stored upload before it is answered; raising refuses it (see upload_screen).
+        self.screen: Callable[[StoredFile], Awaitable[None]] | None = None
 
     def table(self) -> RouteTable:
         t = RouteTable()
@@ -159,6 +161,8 @@ class HttpApi:
             if not name:
                 raise ApiProblem(422, "Invalid upload", "a raw upload needs ?name=<file name>")
             stored = await self.files.receive(request.content.iter_chunked(CHUNK), name)
+        if self.screen is not None:
+            await self.screen(stored)
         return respond(_file_info(stored), 201 if stored.created else 200)
 
     async def list_files(self, request: web.Request) -> web.Response:

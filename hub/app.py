@@ -98,7 +98,8 @@ class Hub:
         app = api.app()
         app.add_routes(render_routes.routes())
         self.farm = FarmServices(store, self.files, self.jobs, self.scheduler)
-        self.farm.extend(app)  # files' analysis, constrained queue, stock, costs, orders
+        self.farm.extend(app, self.surface.table)  # files' analysis, constrained queue, stock, costs, orders
+        api.screen = self.farm.screen_upload
         self._runner = web.AppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
@@ -149,7 +150,7 @@ class Hub:
             await self._runner.cleanup()
             self._runner = None
         if getattr(self, "farm", None) is not None:
-            self.farm.close()
+            await self.farm.stop()
         if self._session is not None:
             await self._session.stop(farewell=[(topics.hub_state(), self._hub_state(online=False), 1, True)])
             self._session = None

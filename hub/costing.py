@@ -21,6 +21,7 @@ from .analysis import QuoteSettings, quick_quote_file
 from .analysis.quick_quote import DENSITY_G_CM3
 from .api import ApiProblem
 from .file_analysis import FileAnalyses
+from .slicing import SliceJobs, SliceRequest
 from .snapshot import filament_grams, machine
 from .store import Store, utcnow
 from .webkit import body, respond, row_id
@@ -74,6 +75,7 @@ class Costing(BaseModel):
     lines: list[Line]
     cost: float = Field(description="before markup")
     price: float = Field(description="cost plus markup")
+    gcode_sha256: str | None = Field(None, description="the G-code a precise quote priced")
 
 
 class QuoteRequest(BaseModel):
@@ -82,6 +84,8 @@ class QuoteRequest(BaseModel):
     machine_model: str | None = None
     material: str = "PLA"
     copies: int = Field(1, ge=1, le=10_000)
+    quality: str | None = Field(None, description="for a mesh: slice it with this quality layer (and machine_model,"
+                                                   " material) and quote the G-code precisely; unset: quick quote")
 
 
 def breakdown(model: CostModel, kind: str, grams: float, hours: float, machine_model: str | None, material: str,
@@ -133,6 +137,7 @@ class Costs:
     def __init__(self, store: Store, analyses: FileAnalyses) -> None:
         self.store = store
         self.analyses = analyses
+        self.slicing: SliceJobs | None = None  # set by FarmServices; precise quotes of meshes need it
 
     def model(self) -> CostModel:
         row = self.store.one("SELECT body FROM settings WHERE key = ?", (SETTINGS_KEY,))
@@ -148,6 +153,16 @@ class Costs:
         kind, analysis = await self.analyses.body(req.file_sha256)
         model = self.model()
         material = req.material.upper()
+        gcode_sha = req.file_sha256
+        if kind == "mesh" and req.quality is not None:
+            if req.machine_model is None or self.slicing is None:
+                raise ApiProblem(422, "Cannot quote", "a precise quote of a mesh slices it: give machine_model too")
+            sliced = await self.slicing.sliced(SliceRequest(
+                mesh_sha256=req.file_sha256, machine_model=req.machine_model, material=req.material.lower(),
+                quality=req.quality))
+            assert sliced.gcode_sha256 is not None
+            gcode_sha = sliced.gcode_sha256
+            kind, analysis = await self.analyses.body(gcode_sha)
         if kind == "mesh":
             path, name = str(self.analyses.files.path(req.file_sha256)), self.analyses.files.get(req.file_sha256)
             try:
@@ -158,8 +173,9 @@ class Costs:
         mat = model.materials.get(material)
         density = mat.density_g_cm3 if mat else 1.24
         grams = sum(filament_grams(t["filament_mm"], density, 1.75) for t in analysis["extrusion"])
-        return breakdown(model, "precise", grams, analysis["estimate"]["total_s"] / 3600, req.machine_model,
-                         material, req.copies)
+        quote = breakdown(model, "precise", grams, analysis["estimate"]["total_s"] / 3600, req.machine_model,
+                          material, req.copies)
+        return quote.model_copy(update={"gcode_sha256": gcode_sha})
 
     def job_cost(self, job_id: int) -> Costing:
         job = self.store.one(

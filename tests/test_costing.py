@@ -71,6 +71,9 @@ async def test_analysis_of_meshes_and_gcode_and_refusal_of_hostile_files(isolate
     assert m["kind"] == "mesh" and len(m["objects"]) == 2 and m["watertight"] is True
     assert m["fits"]["prusa-mk3s"] is True and m["triangles"] > 12
 
-    junk = await http.upload(b"this is not a mesh at all\n" * 10, "evil.stl")
-    status, problem = await http.call("GET", f"/api/v1/files/{junk}/analysis")
+    # Refused at upload, with the reason, and not kept.
+    status, problem = await http.call("POST", "/api/v1/files", params={"name": "evil.stl"},
+                                      data=b"this is not a mesh at all\n" * 10)
     assert status == 422 and "STL" in problem["detail"], problem
+    names = [f["name"] for f in (await ok(http, "GET", "/api/v1/files"))["items"]]
+    assert "evil.stl" not in names
