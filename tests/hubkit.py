@@ -122,11 +122,12 @@ class ScriptedNode:
     """An agent's MQTT side, driven by the test: birth, device status, numbered events, commands received."""
 
     def __init__(self, mqtt_url: str, devices: list[str], node_id: str | None = None,
-                 render: RenderCapabilities | None = None) -> None:
+                 render: RenderCapabilities | None = None, model: str | None = None) -> None:
         self.id = node_id or unique("node")
         self.url = mqtt_url
         self.devices = devices
         self.render = render
+        self.model = model  # machine model every device reports, e.g. "prusa-mk4"
         self.seq = int(time.time() * 1000)
         self.commands: asyncio.Queue[Envelope] = asyncio.Queue()
         death = codec.encode(codec.make(self.id, NodeState(online=False)))
@@ -145,8 +146,8 @@ class ScriptedNode:
     async def birth(self, state: DeviceState = DeviceState.IDLE) -> None:
         await self.publish(topics.node_state(self.id), NodeState(
             online=True, agent_version="test", hostname=self.id,
-            devices=[DeviceInfo(id=d, kind="blender" if self.render else "serial_gcode", render=self.render)
-                     for d in self.devices]), retain=True)
+            devices=[DeviceInfo(id=d, kind="blender" if self.render else "serial_gcode", render=self.render,
+                                model=self.model) for d in self.devices]), retain=True)
         for device in self.devices:
             await self.status(device, state)
 
@@ -208,9 +209,9 @@ class Farm:
         return hub
 
     async def node(self, *devices: str, state: DeviceState = DeviceState.IDLE,
-                   render: RenderCapabilities | None = None) -> ScriptedNode:
+                   render: RenderCapabilities | None = None, model: str | None = None) -> ScriptedNode:
         url = self.mqtt_url or self.hubs[-1].mqtt_url
-        node = ScriptedNode(url, list(devices), render=render)
+        node = ScriptedNode(url, list(devices), render=render, model=model)
         await node.start(state)
         self.nodes.append(node)
         return node
