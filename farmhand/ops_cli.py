@@ -108,46 +108,46 @@ def _print(args: argparse.Namespace, data: Any, cols: list[str], out: TextIO) ->
 JOB_COLS = ["id", "name", "state", "progress", "device", "priority"]
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     from .client import HubClient, HubError
 
     if not args.token:
-        print("farmhand: no token: pass --token or set FARMHAND_TOKEN", file=sys.stderr)
+        print("farmhand: no token: pass --token or set FARMHAND_TOKEN", file=err)
         return 2
     hub = HubClient(args.hub, args.token)
     try:
         match args.command:
             case "jobs":
-                return _jobs(hub, args, out)
+                return _jobs(hub, args, out, err)
             case "devices":
                 _print(args, hub.devices(), ["ref", "state", "online", "progress", "job_id"], out)
             case "token":
                 created = hub.create_token(args.name, args.role)
                 _print(args, created, ["id", "name", "role", "token"], out)
                 if not args.json:
-                    print("keep the token now: the hub stores only its hash", file=sys.stderr)
+                    print("keep the token now: the hub stores only its hash", file=err)
         return 0
     except HubError as exc:
-        print(f"farmhand: {exc.title or exc.status}: {exc.detail}", file=sys.stderr)
+        print(f"farmhand: {exc.title or exc.status}: {exc.detail}", file=err)
         return 1
     except OSError as exc:
-        print(f"farmhand: cannot reach the hub at {args.hub}: {exc}", file=sys.stderr)
+        print(f"farmhand: cannot reach the hub at {args.hub}: {exc}", file=err)
         return 1
 
 
-def _jobs(hub: Any, args: argparse.Namespace, out: TextIO) -> int:
+def _jobs(hub: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     match args.jobs_command:
         case "list":
             _print(args, hub.jobs(args.state), JOB_COLS, out)
         case "cancel":
             _print(args, hub.cancel(args.id), JOB_COLS, out)
         case "submit":
-            bar = Bar("upload")
+            bar = Bar("upload", err)
             info = hub.upload(args.file, progress=lambda done, total: bar.show(done / total if total else 1.0))
             bar.done()
             jobs = hub.submit(info["sha256"], args.copies, name=args.name, priority=args.priority, device=args.device)
             if args.wait:
-                wait_bar = Bar("printing")
+                wait_bar = Bar("printing", err)
 
                 def show(current: list[dict[str, Any]]) -> None:
                     finished = sum(j["state"] in ("completed", "failed", "cancelled") for j in current)

@@ -158,15 +158,31 @@ async function jobsView() {
   const load = async () => {
     const state = document.getElementById("state").value;
     const jobs = await all(`/api/v1/jobs${state ? `?state=${state}` : ""}`);
-    body.innerHTML = jobs.reverse().map((j) => `<tr data-job="${j.id}" data-state="${esc(j.state)}">
+    body.innerHTML = jobs.reverse().map((j) => `<tr data-job="${j.id}" data-state="${esc(j.state)}"
+      ${j.state === "queued" ? 'draggable="true" aria-grabbed="false"' : ""}>
       <td>${j.id}</td><td>${esc(j.name)}</td><td class="state">${esc(j.state)}</td><td>${pct(j.progress)}</td>
       <td>${esc(j.device || j.pinned_device || "")}</td><td>${j.priority}</td>
-      <td>${["queued", "assigned", "printing", "paused"].includes(j.state)
-        ? `<button data-cancel="${j.id}" aria-label="Cancel job ${j.id}">Cancel</button>` : ""}</td></tr>`).join("");
+      <td>${j.state === "queued" ? `<button data-act="hold" data-id="${j.id}" aria-label="Hold job ${j.id}">Hold</button>
+        <button data-act="release" data-id="${j.id}" aria-label="Release job ${j.id}">Release</button>` : ""}
+        ${["queued", "assigned", "printing", "paused"].includes(j.state)
+        ? `<button data-act="cancel" data-id="${j.id}" aria-label="Cancel job ${j.id}">Cancel</button>` : ""}</td></tr>`).join("");
   };
   body.onclick = (e) => {
-    const id = e.target.dataset.cancel;
-    if (id && confirm(`Cancel job ${id}?`)) guarded(async () => { await api("POST", `/api/v1/jobs/${id}/cancel`); await load(); });
+    const { act, id } = e.target.dataset;
+    if (!act || (act === "cancel" && !confirm(`Cancel job ${id}?`))) return;
+    guarded(async () => { await api("POST", `/api/v1/jobs/${id}/${act}`); await load(); });
+  };
+  // Drag a queued job onto another to run it just ahead of that one (the scheduler's queue order).
+  let dragged = null;
+  body.ondragstart = (e) => { dragged = e.target.closest("tr")?.dataset.job; };
+  body.ondragover = (e) => { if (dragged) e.preventDefault(); };
+  body.ondrop = (e) => {
+    e.preventDefault();
+    const target = e.target.closest("tr[data-state=queued]")?.dataset.job;
+    if (dragged && target && target !== dragged) {
+      guarded(async () => { await api("POST", `/api/v1/jobs/${dragged}/queue`, { before: Number(target) }); await load(); });
+    }
+    dragged = null;
   };
   document.getElementById("state").onchange = () => guarded(load);
   await guarded(load);
