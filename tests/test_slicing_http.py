@@ -140,3 +140,14 @@ async def test_profiles_list_shipped_layers_and_refuse_bad_uploads(isolated_farm
     assert listed["printer/prusa-mk4"]["source"] == "shipped"
     assert listed["quality/draft-0.28"]["source"] == "uploaded" and listed["quality/draft-0.28"]["keys"] == 2
     assert not any(i.startswith(("quality/sections", "filament/huge")) for i in listed)
+
+
+async def test_slicing_orders_and_reports_are_documented_with_their_models(isolated_farm: Farm) -> None:
+    http = await start(isolated_farm)
+    doc = await ok(http, "GET", "/api/v1/openapi.json")
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    assert "SliceRequest" in str(paths["/api/v1/slice"]["post"]) and "SliceJob" in schemas
+    assert "OrderCreate" in str(paths["/api/v1/orders"]["post"]) and "Order" in schemas
+    assert "ProfileUpload" in str(paths["/api/v1/slicing-profiles"]["post"])
+    params = {p["name"] for p in paths["/api/v1/reports/utilisation"]["get"]["parameters"]}
+    assert {"from", "to"} <= params
