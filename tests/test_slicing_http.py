@@ -151,3 +151,19 @@ async def test_slicing_orders_and_reports_are_documented_with_their_models(isola
     assert "ProfileUpload" in str(paths["/api/v1/slicing-profiles"]["post"])
     params = {p["name"] for p in paths["/api/v1/reports/utilisation"]["get"]["parameters"]}
     assert {"from", "to"} <= params
+
+
+async def test_a_slice_cut_off_by_a_hub_stop_runs_again_after_restart(isolated_farm: Farm, tmp_path: Path) -> None:
+    hub = await isolated_farm.hub()
+    http = isolated_farm.http(hub)
+    mesh = await http.upload(stl(trimesh.creation.icosphere(subdivisions=6, radius=90)), "heavy.stl")
+    job = await ok(http, "POST", "/api/v1/slice", 202, json={"mesh_sha256": mesh, "machine_model": "prusa-mk4"})
+    await eventually(lambda: slicers_running(tmp_path), "the slicer to start", timeout=30)
+    await hub.stop()
+    assert slicers_running(tmp_path) == []  # the hub took its slicer down with it
+
+    http = isolated_farm.http(await isolated_farm.hub())
+    await eventually(lambda: slicers_running(tmp_path), "the slicer to start again", timeout=30)
+    again = await ok(http, "GET", f"/api/v1/slice/{job['id']}")
+    assert again["state"] == "running"
+    await ok(http, "POST", f"/api/v1/slice/{job['id']}/cancel")
