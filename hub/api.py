@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from protocol.codec import describe
@@ -56,6 +57,9 @@ async def problems(request: web.Request, handler: Callable[[web.Request], Awaita
     except UploadError as exc:
         title = "Upload too large" if exc.status == 413 else "Invalid upload"
         return problem(exc.status, title, str(exc))
+    except HttpProcessingError as exc:
+        # A body that breaks its own framing (a malformed multipart header, say) is the client's fault.
+        return problem(400, "Malformed request", f"{request.method} {request.path}: {exc.message}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

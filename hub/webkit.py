@@ -34,6 +34,7 @@ def respond(value: BaseModel | dict[str, Any] | list[Any], status: int = 200) ->
 
 def row_id(request: web.Request, key: str = "id") -> int:
     raw = request.match_info[key]
-    if not raw.isdigit():
+    # isdigit() accepts '³' and other digits int() refuses; ids are ASCII.
+    if not (raw.isascii() and raw.isdigit()):
         raise ApiProblem(404, "Not found", f"{raw!r} is not an id: ids are integers")
     return int(raw)

@@ -135,3 +135,14 @@ async def test_health_reports_the_broker_connection_and_counters(farm: Farm) -> 
     assert health["status"] == "ok" and health["mqtt_connected"] is True
     assert health["schema_version"] >= 1
     assert {"ingest", "requests", "commands", "scheduler"} <= set(health["counters"])
+
+
+async def test_a_broken_multipart_body_and_a_non_ascii_id_are_client_errors(farm: Farm) -> None:
+    hub = await farm.hub()
+    http = farm.http(hub)
+    broken = b"--xx\r\nContent-Disposition form-data\r\n\r\nG28\r\n--xx--\r\n"  # header line without a colon
+    status, problem = await http.call("POST", "/api/v1/files", data=broken,
+                                      headers={"Content-Type": "multipart/form-data; boundary=xx"})
+    assert status == 400 and problem["title"] == "Malformed request"
+    status, problem = await http.call("GET", "/api/v1/jobs/³")
+    assert status == 404 and "ids are integers" in problem["detail"]
