@@ -19,7 +19,9 @@ def configure(level: str = "info", json: bool | None = None) -> None:
     # gmqtt and amqtt log every packet at INFO; keep their warnings only.
     for noisy in ("gmqtt", "amqtt", "transitions", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    # Plain tracebacks: rich's would print every frame's locals, tokens and passwords included.
+    renderer = (structlog.processors.JSONRenderer() if json else
+                structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
