@@ -48,6 +48,10 @@ log = structlog.get_logger("farmhand.hub.orders")
 _RUNNING = {s.value for s in ACTIVE_STATES}
 
 
+def _slicing(mesh: str, model: str, material: str | None, quality: str) -> SliceRequest:
+    return SliceRequest(mesh_sha256=mesh, machine_model=model, material=(material or "pla").lower(), quality=quality)
+
+
 def _status(order: dict[str, Any], copies: int, states: list[str], stages: list[str], done: set[str]) -> OrderStatus:
     if order["cancelled_at"]:
         return OrderStatus.CANCELLED
@@ -114,10 +118,8 @@ class Orders:
         raise ApiProblem(422, "Cannot slice", f"item {n}: no machine model can take this mesh ({'; '.join(reasons)})")
 
     @staticmethod
-    def _slice_request(item: OrderItemIn | dict[str, Any], model: str) -> SliceRequest:
-        get = item.get if isinstance(item, dict) else lambda k: getattr(item, k)
-        return SliceRequest(mesh_sha256=get("file_sha256"), machine_model=model,
-                            material=(get("material") or "pla").lower(), quality=get("quality") or "0.20mm")
+    def _slice_request(item: OrderItemIn, model: str) -> SliceRequest:
+        return _slicing(item.file_sha256, model, item.material, item.quality)
 
     async def create(self, spec: OrderCreate) -> Order:
         plans: list[tuple[OrderItemIn, str, str | None]] = []  # (item, kind, machine model to slice for)
@@ -144,12 +146,9 @@ class Orders:
                  item.quality if kind == "mesh" else None, item.file_sha256 if kind == "gcode" else None)).lastrowid
                 for item, kind, model in plans]
         log.info("order_created", order_id=order_id, customer=spec.customer, items=len(item_ids))
-        for item_id, (item, kind, model) in zip(item_ids, plans, strict=True):
+        for item_id, (_, kind, _) in zip(item_ids, plans, strict=True):
             if kind == "mesh":
-                assert model is not None
-                job, _ = await self.slicing.submit(self._slice_request(item, model))
-                self.store.db.execute("UPDATE order_items SET slice_job_id = ? WHERE id = ?", (job.id, item_id))
-                self._follow(item_id)
+                self._follow(item_id)  # asks for the slice, then queues the copies
             else:
                 await self._queue_item(item_id)
         assert order_id is not None
@@ -164,7 +163,13 @@ class Orders:
         try:
             item = self._item(item_id)
             if item["gcode_sha256"] is None:
-                sliced = await self.slicing.wait(item["slice_job_id"])
+                slice_id = item["slice_job_id"]
+                if slice_id is None:  # the hub stopped between taking the order and asking for the slice
+                    job, _ = await self.slicing.submit(_slicing(item["file_sha256"], item["machine_model"],
+                                                                item["material"], item["quality"]))
+                    self.store.db.execute("UPDATE order_items SET slice_job_id = ? WHERE id = ?", (job.id, item_id))
+                    slice_id = job.id
+                sliced = await self.slicing.wait(slice_id)
                 if sliced.state != SliceState.DONE:
                     error = f"slicing failed: {sliced.error or sliced.state.value}"
                     self.store.db.execute("UPDATE order_items SET error = ? WHERE id = ?", (error, item_id))
