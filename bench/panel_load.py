@@ -77,6 +77,15 @@ async def hub_cpu(node: Node, window: float) -> float:
     return 100 * ((after.user - before.user) + (after.system - before.system)) / (time.monotonic() - started)
 
 
+async def until(page, expression: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll a JS expression (evaluated over CDP, which the panel's CSP allows, unlike wait_for_function)."""
+    deadline = time.monotonic() + timeout
+    while not await page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout} s: {expression}")
+        await asyncio.sleep(0.01)
+
+
 async def open_panel(browser, base: str):  # type: ignore[no-untyped-def]
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     await page.goto(f"{base}/panel/#/login")
@@ -104,19 +113,17 @@ async def main(devices: int, window: float) -> dict[str, object]:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
                 page = await open_panel(browser, hub.http_url)
                 started = time.perf_counter()
-                await page.wait_for_function(f"document.querySelectorAll('.tile').length >= {devices}",
-                                             timeout=60_000)
+                await until(page, f"document.querySelectorAll('.tile').length >= {devices}")
                 result["render_ms"] = round((time.perf_counter() - started) * 1000)
                 started = time.perf_counter()
                 node.telemetry(0.5)
-                await page.wait_for_function(
-                    f"[...document.querySelectorAll('.tile .bar > i')].filter(i => i.style.width === '50%').length"
-                    f" >= {devices}", timeout=60_000)
+                await until(page, "[...document.querySelectorAll('.tile .bar > i')]"
+                                  f".filter(i => i.style.width === '50%').length >= {devices}")
                 result["update_all_tiles_ms"] = round((time.perf_counter() - started) * 1000)
                 result["hub_cpu_pct_1_panel"] = round(await hub_cpu(node, window), 1)
                 for _ in range(4):
                     extra = await open_panel(browser, hub.http_url)
-                    await extra.wait_for_function(f"document.querySelectorAll('.tile').length >= {devices}")
+                    await until(extra, f"document.querySelectorAll('.tile').length >= {devices}")
                 result["hub_cpu_pct_5_panels"] = round(await hub_cpu(node, window), 1)
                 result["live"] = hub.surface.counters()
                 await browser.close()
