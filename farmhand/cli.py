@@ -21,7 +21,8 @@ EXAMPLES = {
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="farmhand", description="Orchestrator for 3D-print farms and render nodes.")
-    p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+    p.add_argument("--log-level", default=None,
+                   help="debug, info, warning or error (default info; warning for the demo, whose progress lines matter)")
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines (default when not a terminal)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -84,7 +85,7 @@ async def _run_agent(config: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure(args.log_level, json=args.log_json)
+    logs.configure(args.log_level or ("warning" if args.command == "demo" else "info"), json=args.log_json)
     from protocol.config import ConfigError
 
     try:
