@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# Every benchmark in its --quick mode; each prints one JSON line last.
+BENCHES := serial_stream spool_throughput hub_ingest scheduler estimate render_farm panel_load
 bench: setup broker
-	$(BIN)/python -m bench.serial_stream --quick
+	set -e; for b in $(BENCHES); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b --quick; done
 
 clean:
 	rm -rf $(VENV) var artifacts
