@@ -6,7 +6,8 @@ subscriber has a bounded queue, and a subscriber whose queue is full is dropped
 panel reconnects and refetches, so dropping loses nothing it cannot recover.
 
 Protocol: the client sends ``{"subscribe": ["devices", "jobs", "device:node/dev"]}``
-(any time, replacing the set); the hub sends ``{"topic": ..., "key": ..., "data": ...}``.
+(any time, replacing the set); the hub sends JSON arrays of ``{"topic": ..., "key": ..., "data": ...}``
+(several updates per message when they pile up) and plain objects to acknowledge a subscription.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 log = structlog.get_logger("farmhand.hub.live")
 
 QUEUE_LIMIT = 256
+BATCH_LIMIT = 64
 TOPICS = ("devices", "jobs", "nodes", "orders", "render", "alerts", "stock")
 
 
@@ -113,8 +115,12 @@ class LiveSocket:
     async def _send(self, request: web.Request, ws: web.WebSocketResponse, sub: Subscriber) -> None:
         try:
             while True:
-                frame = await sub.queue.get()
-                await ws.send_str(frame.decode())
+                frames = [await sub.queue.get()]
+                # Whatever piled up while the last send was in flight goes as one message:
+                # per-message overhead, not bytes, is what a busy farm costs per panel.
+                while not sub.queue.empty() and len(frames) < BATCH_LIMIT:
+                    frames.append(sub.queue.get_nowait())
+                await ws.send_str("[" + b",".join(frames).decode() + "]")
         except asyncio.CancelledError:
             if sub.dropped:
                 try:

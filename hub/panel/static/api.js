@@ -45,8 +45,10 @@ export class Live {
     this.ws = new WebSocket(`${proto}://${location.host}/api/v1/live`);
     this.ws.onopen = () => this.send();
     this.ws.onmessage = (e) => {
-      const msg = JSON.parse(e.data);
-      if (msg.topic) for (const fn of this.handlers.get(msg.topic) || []) fn(msg.key, msg.data);
+      const data = JSON.parse(e.data);
+      for (const msg of Array.isArray(data) ? data : []) {
+        for (const fn of this.handlers.get(msg.topic) || []) fn(msg.key, msg.data);
+      }
     };
     this.ws.onclose = () => { this.resync?.(); setTimeout(() => this.connect(), 1000); };
   }
