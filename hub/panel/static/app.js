@@ -203,7 +203,7 @@ async function uploadView() {
       <label>Priority <input type="number" name="priority" value="0" min="-1000" max="1000" aria-label="Priority"></label>
       <button class="primary" type="submit">Upload and queue</button>
     </form>
-    <p id="result" class="muted"></p>`;
+    <p id="result" class="muted"></p><p id="quote" class="muted" aria-label="Quote"></p>`;
   document.getElementById("upload").onsubmit = (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
@@ -214,6 +214,14 @@ async function uploadView() {
       const info = await api("POST", `/api/v1/files?name=${encodeURIComponent(file.name)}`, file,
         { raw: true, headers: { "Content-Type": "application/octet-stream" } });
       const copies = Number(f.get("copies")) || 1;
+      let quote = "";
+      try {
+        const q = await api("POST", "/api/v1/quotes", { file_sha256: info.sha256, copies });
+        quote = ` · quote ${q.price.toFixed(2)} ${q.currency} (${q.grams.toFixed(0)} g, ${q.hours.toFixed(1)} h)`;
+      } catch (e) {
+        quote = e.status === 404 ? "" : ` · no quote: ${e.message}`;  // a hub without costing still prints
+      }
+      document.getElementById("quote").textContent = quote;
       const ids = [];
       for (let i = 0; i < copies; i++) {
         const job = await api("POST", "/api/v1/jobs", {
