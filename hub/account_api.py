@@ -8,6 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from protocol.codec import describe
 
+from .ids import ascii_int
 from .access import CSRF_COOKIE, PRINCIPAL, SESSION_COOKIE, LoginLimiter
 from .access_schemas import Login, SessionInfo, Token, TokenCreate, TokenCreated, User, UserCreate
 from .accounts import AccountError, Accounts, Principal
@@ -33,9 +34,10 @@ def _principal(request: web.Request) -> Principal:
 
 def _id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()):
+    value = ascii_int(raw)
+    if value is None:
         raise ApiProblem(404, "Not found", f"ids are integers; got {raw!r}")
-    return int(raw)
+    return value
 
 
 def _checked(call):  # type: ignore[no-untyped-def]

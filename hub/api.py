@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiohttp import web
+from aiohttp import MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from protocol.codec import describe
 
+from .ids import ascii_int
 from .files import FileStore, StoredFile, UploadError, too_large
 from .fleet import Fleet
 from .jobs import JobError, JobService
@@ -83,11 +84,20 @@ def listed(request: web.Request, items: list, filterable: tuple[str, ...] = ()) 
     return Items(items=chunk, next=cursor)
 
 
+async def multipart_reader(request: web.Request) -> MultipartReader:
+    """The request's multipart reader; a 422 problem when the body cannot be one."""
+    try:
+        return await request.multipart()
+    except ValueError as exc:  # e.g. a multipart Content-Type without a boundary
+        raise ApiProblem(422, "Invalid upload", f"unreadable multipart body: {exc}") from None
+
+
 def _job_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()):  # "³".isdigit() is true, yet int() refuses it
+    value = ascii_int(raw)
+    if value is None:
         raise ApiProblem(404, "Job not found", f"no job {raw!r}: job ids are integers")
-    return int(raw)
+    return value
 
 
 def _file_info(row: dict | StoredFile) -> FileInfo:
@@ -144,10 +154,7 @@ class HttpApi:
         if request.content_length is not None and request.content_length > self.files.max_bytes:
             raise too_large(self.files.max_mb)
         if request.content_type.startswith("multipart/"):
-            try:
-                reader = await request.multipart()
-            except ValueError as exc:  # e.g. a multipart Content-Type without a boundary
-                raise ApiProblem(422, "Invalid upload", f"unreadable multipart body: {exc}") from None
+            reader = await multipart_reader(request)
             while (part := await reader.next()) is not None:
                 if getattr(part, "name", None) == "file":
                     break

@@ -21,6 +21,7 @@ from .jobs import JobService, load
 from .openapi import Op
 from .schemas import JobState
 from .store import Store
+from .ids import ascii_int
 
 log = structlog.get_logger("farmhand.hub.controls")
 
@@ -52,7 +53,7 @@ class DeviceControls:
 
     def _job(self, request: web.Request, allowed: tuple[JobState, ...], action: str) -> dict:
         raw = request.match_info["id"]
-        row = load(self.store.db, int(raw)) if raw.isascii() and raw.isdigit() else None
+        row = load(self.store.db, job_id) if (job_id := ascii_int(raw)) is not None else None
         if row is None:
             raise ApiProblem(404, "Job not found", f"no job {raw!r}")
         if row["state"] not in allowed:

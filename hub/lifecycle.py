@@ -33,6 +33,7 @@ from . import jobs
 from .commands import Outbox, Outgoing
 from .schemas import ACTIVE_STATES, JobState
 from .store import timestamp, utcnow
+from .ids import ascii_int
 
 log = structlog.get_logger("farmhand.hub.lifecycle")
 
@@ -159,7 +160,7 @@ class JobTracker:
                 effects.reschedule = True
 
     def _active_job(self, db: Database, node: str, body: JobEvent) -> dict[str, Any] | None:
-        job = jobs.load(db, int(body.job_id)) if body.job_id.isdigit() else None
+        job = jobs.load(db, job_id) if (job_id := ascii_int(body.job_id)) is not None else None
         if job is None or job["state"] not in _ACTIVE or (job["node"], job["device"]) != (node, body.device):
             self.stray += 1
             log.warning("stray_job_event", node=node, device=body.device, job_id=body.job_id, event_type=body.type,

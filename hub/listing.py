@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, Field
+from .ids import ascii_int
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -32,9 +33,10 @@ class ListError(ValueError):
 
 
 def _int(raw: str, name: str, low: int, high: int) -> int:
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    value = ascii_int(raw)
+    if value is None or not low <= value <= high:
         raise ListError(f"{name} must be an integer from {low} to {high}; got {raw!r}")
-    return int(raw)
+    return value
 
 
 def _text(value: Any) -> str:

@@ -21,6 +21,7 @@ from .fleet import Fleet
 from .ingest import Ingest
 from .jobs import JobNotFound, JobService
 from .live import Bus
+from .ids import ascii_int
 
 log = structlog.get_logger("farmhand.hub.live")
 
@@ -41,7 +42,7 @@ class LiveFeed:
                 self.bus.publish("devices", key, snapshot.model_dump(mode="json"))
 
     def job(self, job_id: str | int | None) -> None:
-        if job_id is None or not (str(job_id).isascii() and str(job_id).isdigit()) or not self.bus.wants("jobs", str(job_id)):
+        if job_id is None or ascii_int(str(job_id)) is None or not self.bus.wants("jobs", str(job_id)):
             return
         try:
             job = self.jobs.get(int(job_id))

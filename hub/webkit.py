@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from protocol.codec import describe
 
 from .api import ApiProblem
+from .ids import ascii_int
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,7 +35,7 @@ def respond(value: BaseModel | dict[str, Any] | list[Any], status: int = 200) ->
 
 def row_id(request: web.Request, key: str = "id") -> int:
     raw = request.match_info[key]
-    # isdigit() accepts '³' and other digits int() refuses; ids are ASCII.
-    if not (raw.isascii() and raw.isdigit()):
+    value = ascii_int(raw)
+    if value is None:
         raise ApiProblem(404, "Not found", f"{raw!r} is not an id: ids are integers")
-    return int(raw)
+    return value

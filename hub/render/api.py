@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from protocol.codec import describe
 
-from ..api import ApiProblem, respond
+from ..ids import ascii_int
+from ..api import ApiProblem, multipart_reader, respond
 from ..openapi import RouteTable
 from ..schemas import Items
 from .costs import RenderCosting
@@ -27,9 +28,10 @@ from .service import RenderJobService
 
 def _job_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    value = ascii_int(raw)
+    if value is None:
         raise ApiProblem(404, "Render job not found", f"no render job {raw!r}: ids are integers")
-    return int(raw)
+    return value
 
 
 def _preview(request: web.Request) -> bool:
@@ -108,9 +110,10 @@ class RenderApi:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         raw = request.match_info["frame"]
-        if not raw.lstrip("-").isdigit():
+        frame = ascii_int(raw, signed=True)
+        if frame is None:
             raise ApiProblem(404, "Render output not found", f"frame {raw!r} is not a frame number")
-        row = self.outputs.get(_job_id(request), int(raw), _preview(request))
+        row = self.outputs.get(_job_id(request), frame, _preview(request))
         safe = row["name"].replace('"', "").replace("\r", "").replace("\n", "")
         return web.FileResponse(self.outputs.files.path(row["sha256"]), headers={
             "Content-Type": "application/octet-stream", "Content-Disposition": f'attachment; filename="{safe}"'})
@@ -121,5 +124,5 @@ class RenderApi:
     async def upload(self, request: web.Request) -> web.Response:
         if not request.content_type.startswith("multipart/"):
             raise ApiProblem(422, "Invalid render output", "send multipart/form-data: task_id, frame, sha256, file")
-        stored = await self.outputs.receive(await request.multipart())
+        stored = await self.outputs.receive(await multipart_reader(request))
         return respond(stored, 201)

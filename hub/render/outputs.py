@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import BodyPartReader, web
 
+from ..ids import ascii_int
 from ..files import FileStore
 from ..jobs import JobError
 from ..store import Store, utcnow
@@ -88,7 +89,8 @@ class RenderOutputs:
         task = load_task(self.store.db, ids[0]) if ids else None
         if task is None:
             return self._refuse(f"no render task {task_id!r}", OutputNotFound)
-        if not frame.lstrip("-").isdigit() or not task["frame_start"] <= int(frame) <= task["frame_end"]:
+        number = ascii_int(frame, signed=True)
+        if number is None or not task["frame_start"] <= number <= task["frame_end"]:
             return self._refuse(f"frame {frame!r} is not in task {task_id} "
                                 f"({task['frame_start']}-{task['frame_end']})")
         if len(claimed) != 64:
