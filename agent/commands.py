@@ -35,6 +35,7 @@ from protocol.messages import (
     EmergencyStop,
     PauseJob,
     ResumeJob,
+    SendGcode,
     StartJob,
     StartRender,
 )
@@ -120,6 +121,17 @@ class CommandStore:
 
 
 @runtime_checkable
+class Console(Protocol):
+    """A device with a G-code console (the serial driver): SendGcode goes only to these.
+
+    It emits the firmware's replies as ConsoleOutput events and returns when the
+    lines are done; CommandRejected when it cannot take them now (printing, say).
+    """
+
+    async def send_gcode(self, command_id: str, lines: list[str]) -> None: ...
+
+
+@runtime_checkable
 class Renderer(Protocol):
     """A device that renders (the Blender driver): StartRender goes only to these."""
 
@@ -151,6 +163,7 @@ class CommandDispatcher:
         self._store = store
         self._files = files
         self._starting: dict[str, _Starting] = {}
+        self._console: set[asyncio.Task[None]] = set()
         self.counters = CommandCounters()
 
     def answer_interrupted(self) -> int:
@@ -196,6 +209,15 @@ class CommandDispatcher:
                 self._begin_start(cmd, device, lambda path: device.start_render(cmd, path))
             case StartRender():
                 self._answer(cmd.command_id, "rejected", f"device {device.id} cannot render")
+            case SendGcode() if isinstance(device, Console):
+                # G28 can take a minute: never hold up the commands behind it (an emergency stop).
+                lines = list(cmd.lines)
+                task = asyncio.create_task(self._act(cmd.command_id, lambda: device.send_gcode(cmd.command_id, lines)),
+                                           name=f"console:{cmd.command_id}")
+                self._console.add(task)
+                task.add_done_callback(self._console.discard)
+            case SendGcode():
+                self._answer(cmd.command_id, "rejected", f"device {device.id} has no G-code console")
             case PauseJob():
                 await self._act(cmd.command_id, device.pause)
             case ResumeJob():
@@ -218,6 +240,9 @@ class CommandDispatcher:
         tasks = [s.task for s in self._starting.values() if s.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        if self._console:
+            # Console lines still running get their answer before the devices close.
+            await asyncio.wait(self._console, timeout=5)
 
     # ---------------------------------------------------------------- start
 

@@ -233,6 +233,15 @@ class RenderTaskFailed(Model):
     timed_out: bool = False
 
 
+class ConsoleOutput(Model):
+    """What the firmware answered to a SendGcode, in its own words."""
+
+    type: Literal["console_output"] = "console_output"
+    device: Ident
+    command_id: str
+    lines: list[str] = Field(max_length=500)
+
+
 class CommandAck(Model):
     """The agent's answer to a command: accepted, rejected (with why) or done."""
 
@@ -285,6 +294,17 @@ class StartRender(_Command):
     threads: int | None = Field(None, ge=1, le=1024, description="Blender render threads; None uses all cores")
 
 
+# Printable ASCII without '*': the host frames each line with its own checksum.
+GcodeLine = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[\x20-\x29\x2b-\x7e]+$")]
+
+
+class SendGcode(_Command):
+    """Operator console: run these lines; the firmware's replies come back as ConsoleOutput."""
+
+    type: Literal["send_gcode"] = "send_gcode"
+    lines: list[GcodeLine] = Field(min_length=1, max_length=50)
+
+
 class PauseJob(_Command):
     type: Literal["pause_job"] = "pause_job"
 
@@ -324,9 +344,9 @@ class Response(Model):
 
 Event = (
     JobStarted | JobProgress | JobPaused | JobResumed | JobCompleted | JobFailed | DeviceError
-    | RenderProgress | FrameRendered | RenderTaskCompleted | RenderTaskFailed | CommandAck
+    | RenderProgress | FrameRendered | RenderTaskCompleted | RenderTaskFailed | ConsoleOutput | CommandAck
 )
-Command = StartJob | StartRender | PauseJob | ResumeJob | CancelJob | EmergencyStop
+Command = StartJob | StartRender | SendGcode | PauseJob | ResumeJob | CancelJob | EmergencyStop
 EVENT_TYPES: tuple[type[Model], ...] = get_args(Event)
 COMMAND_TYPES: tuple[type[Model], ...] = get_args(Command)
 

@@ -6,6 +6,8 @@ the serial driver is tested against the virtual printer by its own tests.
 
 from __future__ import annotations
 
+import asyncio
+
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from protocol import codec, topics
 from protocol.messages import (
     CancelJob,
     CommandAck,
+    ConsoleOutput,
     DeviceInfo,
     DeviceState,
     DeviceStatus,
@@ -31,6 +34,7 @@ from protocol.messages import (
     Heater,
     JobStarted,
     PauseJob,
+    SendGcode,
     StartJob,
     Telemetry,
 )
@@ -338,3 +342,44 @@ def test_a_command_cut_short_by_a_crash_is_answered_failed_on_the_next_start(tmp
     assert dispatcher.answer_interrupted() == 0
     spool.close()
 
+
+
+class ConsoleDevice(RecordingDevice):
+    """A device with a console whose lines take as long as the test says."""
+
+    def __init__(self, device_id: str, emitter: Emitter) -> None:
+        super().__init__(device_id, emitter)
+        self.release = asyncio.Event()
+
+    async def send_gcode(self, command_id: str, lines: list[str]) -> None:
+        self.calls.append(("send_gcode", *lines))
+        await self.release.wait()  # a G28 homing, say
+        self.emitter.event(ConsoleOutput(device=self.id, command_id=command_id, lines=[f"echo:{lines[0]}", "ok"]))
+
+
+@pytest.mark.integration
+async def test_console_lines_run_in_the_background_and_never_hold_up_a_stop(node) -> None:
+    config, listener = node
+    devices.register("console", lambda cfg, emitter, poll_s: ConsoleDevice(cfg.id, emitter))
+    config = config.model_copy(update={"devices": [
+        config.devices[0].model_copy(update={"driver": "console"}), config.devices[1]]})
+    agent = await started(config)
+    try:
+        home = SendGcode(command_id=f"g-{uuid.uuid4().hex}", device="p1", lines=["G28"])
+        stop = EmergencyStop(command_id=f"e-{uuid.uuid4().hex}", device="p1")
+        refused = SendGcode(command_id=f"g-{uuid.uuid4().hex}", device="p2", lines=["M105"])
+        await send(listener, config.node_id, home)
+        await send(listener, config.node_id, stop)
+        await send(listener, config.node_id, refused)
+        await wait_for(acked(listener, stop.command_id), what="the stop, while G28 still runs")
+        assert not acks(listener, home.command_id)
+        agent.devices["p1"].release.set()  # type: ignore[attr-defined]
+        await wait_for(acked(listener, home.command_id), what="the console's answer")
+    finally:
+        await agent.stop()
+        devices.unregister("console")
+    assert acks(listener, home.command_id)[0].status == "done"
+    (output,) = listener.bodies(type="console_output")
+    assert output.command_id == home.command_id and output.lines == ["echo:G28", "ok"]
+    assert acks(listener, refused.command_id)[0].status == "rejected"
+    assert "no G-code console" in acks(listener, refused.command_id)[0].reason
