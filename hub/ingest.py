@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -39,6 +40,8 @@ class Ingest:
         self.requests = requests
         self.reschedule = reschedule
         self.render: RenderTracker | None = None  # set by the hub: render events and acks of render commands
+        # Called with (node, body) for each new event after its commit (the console, live views).
+        self.observers: list[Callable[[str, Any], None]] = []
         self.counts: Counter[str] = Counter()
         self._lock = asyncio.Lock()
         self._routes: dict[str, Callable[[topics.ParsedTopic, Envelope], None]] = {
@@ -146,6 +149,12 @@ class Ingest:
             else:
                 log.debug("event_stored_only", type=body.type, sender=env.sender, seq=env.seq)
         self.counts["events"] += 1
+        for observe in self.observers:
+            try:
+                observe(t.node, body)
+            except Exception:
+                # The event is committed; an observer's bug must not look like an ingest failure.
+                log.warning("event_observer_failed", type=body.type, exc_info=True)
         for out in effects.commands:
             self.outbox.send(out)
         if effects.reschedule:

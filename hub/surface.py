@@ -17,6 +17,7 @@ from .access import access_middleware, security_headers
 from .account_api import AccountApi
 from .accounts import Accounts
 from .api import problem
+from .console import DeviceConsole
 from .device_controls import DeviceControls
 from .listing import etags
 from .live import Bus, LiveSocket
@@ -52,6 +53,8 @@ class Surface:
         self.own = RouteTable()
         self.own.extend(AccountApi(self.accounts, cfg).ops())
         self.own.extend(DeviceControls(hub.store, hub.outbox, hub.jobs).ops())
+        self.console = DeviceConsole(hub.store, hub.outbox, self.bus, hub.ingest)
+        self.own.extend(self.console.ops())
         self.own.add("GET", "/api/v1/live", LiveSocket(self.bus).handle, tags=("live",),
                      summary="WebSocket of state changes; send {\"subscribe\": [\"devices\", \"jobs\", ...]}")
         self.own.add("GET", "/api/v1/openapi.json", self.openapi_json, tags=("docs",), summary="This document")
