@@ -17,10 +17,18 @@ from sqlite_utils import Database
 
 from protocol.messages import DeviceError, DeviceStatus, HostMetrics, NodeState, Telemetry
 
-from .schemas import Device, Node
+from .schemas import Device, LoadedMaterial, Node
 from .store import Store, dumps, utcnow
 
 log = structlog.get_logger("farmhand.hub.fleet")
+
+# The spool loaded on each device rides along (at most one: spools_loaded is unique per device).
+DEVICE_ROWS = (
+    "SELECT d.*, COALESCE(n.online, 0) AS node_online, s.id AS spool_id, f.material AS spool_material,"
+    " f.name AS spool_filament, f.color_hex AS spool_color, s.initial_weight - s.used_weight AS spool_left"
+    " FROM devices d LEFT JOIN nodes n ON n.id = d.node"
+    " LEFT JOIN spools s ON s.node = d.node AND s.device = d.id LEFT JOIN filaments f ON f.id = s.filament_id"
+)
 
 
 class Fleet:
@@ -106,16 +114,11 @@ class Fleet:
         ]
 
     def devices(self) -> list[Device]:
-        rows = self.store.all(
-            "SELECT d.*, COALESCE(n.online, 0) AS node_online FROM devices d LEFT JOIN nodes n ON n.id = d.node"
-            " ORDER BY d.node, d.id"
-        )
+        rows = self.store.all(DEVICE_ROWS + " ORDER BY d.node, d.id")
         return [self._device(r) for r in rows]
 
     def device(self, node: str, device_id: str) -> Device | None:
-        row = self.store.one(
-            "SELECT d.*, COALESCE(n.online, 0) AS node_online FROM devices d LEFT JOIN nodes n ON n.id = d.node"
-            " WHERE d.node = ? AND d.id = ?", (node, device_id))
+        row = self.store.one(DEVICE_ROWS + " WHERE d.node = ? AND d.id = ?", (node, device_id))
         return self._device(row) if row else None
 
     def _device(self, r: dict[str, Any]) -> Device:
@@ -131,5 +134,14 @@ class Fleet:
             online=bool(r["node_online"] and r["listed"]), kind=r["kind"], model=r["model"],
             firmware=r["firmware"], capabilities=json.loads(r["capabilities"]), state=r["state"],
             job_id=r["job_id"], progress=progress, temperatures=temperatures, error=r["error"],
-            updated_at=r["updated_at"],
+            updated_at=r["updated_at"], material=_material(r),
         )
+
+
+def _material(r: dict[str, Any]) -> LoadedMaterial | None:
+    if r["spool_id"] is None:
+        return None
+    colour = r["spool_color"]
+    return LoadedMaterial(spool_id=r["spool_id"], material=r["spool_material"], name=r["spool_filament"],
+                          color_hex=f"#{colour.lstrip('#').lower()}" if colour else None,
+                          remaining_grams=round(max(r["spool_left"], 0.0), 1))

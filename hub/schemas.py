@@ -88,6 +88,16 @@ class FileInfo(BaseModel):
     url: str = Field(description="path to GET the bytes from")
 
 
+class LoadedMaterial(BaseModel):
+    """The spool the stock module has loaded on a printer, as the farm grid shows it."""
+
+    spool_id: int
+    material: str = Field(description="type, e.g. PLA, PETG")
+    name: str | None = Field(description="the filament's colour or product name")
+    color_hex: str | None = Field(description="'#rrggbb'")
+    remaining_grams: float
+
+
 class Device(BaseModel):
     ref: str = Field(description="'node/device', as used to pin a job")
     node: str
@@ -103,6 +113,7 @@ class Device(BaseModel):
     temperatures: dict[str, Heater]
     error: str | None
     updated_at: datetime
+    material: LoadedMaterial | None = Field(None, description="the spool loaded on it (POST .../spool)")
 
 
 class Node(BaseModel):

@@ -58,12 +58,25 @@ function showWho(me) {
 
 // --------------------------------------------------------------------------- farm grid
 
+// The loaded spool: colour swatch (painted through the CSSOM, see paintSwatches), type, colour name, grams left.
+function materialHtml(m) {
+  if (!m) return "";
+  const hex = /^#[0-9a-f]{6}$/i.test(m.color_hex || "") ? m.color_hex : "";
+  return `<div class="meta material" aria-label="loaded material">
+    <i class="swatch" data-color="${esc(hex)}" title="${esc(hex || "colour unknown")}"></i>
+    ${esc(m.material)}${m.name ? ` ${esc(m.name)}` : ""} · ${Math.round(m.remaining_grams)} g</div>`;
+}
+
+function paintSwatches(el) {
+  for (const s of el.querySelectorAll(".swatch[data-color]")) if (s.dataset.color) s.style.background = s.dataset.color;
+}
+
 function tileHtml(d, job) {
   const thumb = job ? `<img class="thumb" alt="" loading="lazy" src="/api/v1/files/${esc(job.file_sha256)}/thumbnail">` : "";
-  const material = d.material ? ` · ${esc(d.material)}` : "";
   return `${thumb}<div class="name" title="${esc(d.ref)}">${esc(d.id)}</div>
     <div class="meta">${esc(d.node)}</div>
-    <div class="meta">${esc(d.online ? d.state : "offline")} ${esc(d.model || "")}${material}</div>
+    <div class="meta">${esc(d.online ? d.state : "offline")} ${esc(d.model || "")}</div>
+    ${materialHtml(d.material)}
     <div class="meta">${temps(d.temperatures)}</div>
     <div class="meta">${job ? esc(job.name) + " " + pct(d.progress) + " " + eta(job) : ""}</div>
     <div class="bar"><i></i></div>`;
@@ -90,6 +103,7 @@ async function gridView() {
       el.innerHTML = html; el._html = html;
       // Through the CSSOM: the CSP refuses style attributes in markup.
       el.querySelector(".bar > i").style.width = `${Math.round((d.progress || 0) * 100)}%`;
+      paintSwatches(el);
     }
   };
   const load = async () => {
