@@ -14,10 +14,11 @@ is lost when a restart empties it, and the ingest hot path writes nothing more.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import uuid
 from collections import OrderedDict, deque
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
@@ -32,7 +33,7 @@ from .commands import Outbox
 from .ingest import Ingest
 from .live import Bus
 from .openapi import Op
-from .store import Store, utcnow
+from .store import Store
 
 log = structlog.get_logger("farmhand.hub.console")
 
@@ -55,9 +56,13 @@ class GcodeAccepted(BaseModel):
     lines: int
 
 
+Direction = Literal["sent", "received", "status"]
+
+
 class ConsoleEntry(BaseModel):
+    n: int = Field(description="increases with every line this hub adds to any console (a client appends n > last)")
     at: datetime
-    direction: Literal["sent", "received", "status"] = Field(
+    direction: Direction = Field(
         description="sent: a line the hub sent; received: the firmware's reply; status: the agent refused or failed")
     text: str
     command_id: str
@@ -78,13 +83,14 @@ class DeviceConsole:
         self.ttl_s = ttl_s
         self._logs: dict[str, deque[ConsoleEntry]] = {}
         self._waiting: OrderedDict[str, str] = OrderedDict()  # command_id -> "node/device"
+        self._numbers = itertools.count(1)
         ingest.observers.append(self.observe)
 
     def ops(self) -> list[Op]:
         tags = ("devices",)
         return [
             Op("POST", "/api/v1/devices/{node}/{device}/gcode", self.send, body=GcodeSend, response=GcodeAccepted,
-               status=202, tags=tags, summary="Send G-code lines to a device's console; replies arrive as console lines"),
+               status=202, tags=tags, summary="Send G-code lines to a device's console (replies: GET .../console)"),
             Op("GET", "/api/v1/devices/{node}/{device}/console", self.get, response=ConsoleLog, tags=tags,
                summary=f"The device's console: the last {MAX_LINES} lines sent and received"),
         ]
@@ -113,8 +119,7 @@ class DeviceConsole:
             out = self.outbox.record(db, node, body, None)
         key = f"{node}/{device}"
         self._wait(body.command_id, key)
-        self._add(key, [ConsoleEntry(at=utcnow(), direction="sent", text=line,  # type: ignore[arg-type]
-                                     command_id=body.command_id) for line in spec.lines])
+        self._add(key, [self._entry("sent", line, body.command_id) for line in spec.lines])
         self.outbox.send(out)
         asyncio.get_running_loop().call_later(self.ttl_s, self._expire, body.command_id)
         log.info("gcode_sent", device=key, command_id=body.command_id, lines=len(spec.lines))
@@ -130,17 +135,17 @@ class DeviceConsole:
     def observe(self, node: str, body: Any) -> None:
         """Ingest observer: replies go into the device's console; refusals of console commands too."""
         if isinstance(body, ConsoleOutput):
-            self._add(f"{node}/{body.device}", [
-                ConsoleEntry(at=utcnow(), direction="received", text=line,  # type: ignore[arg-type]
-                             command_id=body.command_id) for line in body.lines])
+            self._add(f"{node}/{body.device}", [self._entry("received", line, body.command_id) for line in body.lines])
         elif isinstance(body, CommandAck) and body.command_id in self._waiting:
             if body.status == "accepted":
                 return
             key = self._waiting.pop(body.command_id)
             if body.status in ("rejected", "failed"):
-                self._add(key, [ConsoleEntry(at=utcnow(), direction="status",  # type: ignore[arg-type]
-                                             text=f"{body.status}: {body.reason}".rstrip(": "),
-                                             command_id=body.command_id)])
+                self._add(key, [self._entry("status", f"{body.status}: {body.reason}".rstrip(": "), body.command_id)])
+
+    def _entry(self, direction: Direction, text: str, command_id: str) -> ConsoleEntry:
+        return ConsoleEntry(n=next(self._numbers), at=datetime.now(UTC), direction=direction, text=text,
+                            command_id=command_id)
 
     def _add(self, key: str, entries: list[ConsoleEntry]) -> None:
         if not entries:
@@ -167,7 +172,5 @@ class DeviceConsole:
         except sqlite3.ProgrammingError:
             return  # the hub stopped (its database is closed) before the timer fired
         self._waiting.pop(command_id, None)
-        self._add(key, [ConsoleEntry(at=utcnow(), direction="status",  # type: ignore[arg-type]
-                                     text=f"no answer in {self.ttl_s:g} s: not sent again",
-                                     command_id=command_id)])
+        self._add(key, [self._entry("status", f"no answer in {self.ttl_s:g} s: not sent again", command_id)])
         log.info("gcode_expired", device=key, command_id=command_id)
