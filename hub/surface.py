@@ -24,6 +24,7 @@ from .live import Bus, LiveSocket
 from .live_feed import LiveFeed
 from .openapi import RouteTable, openapi
 from .panel import Panel
+from .render.frames import RenderFrames
 
 log = structlog.get_logger("farmhand.hub.surface")
 
@@ -55,6 +56,7 @@ class Surface:
         self.own.extend(DeviceControls(hub.store, hub.outbox, hub.jobs).ops())
         self.console = DeviceConsole(hub.store, hub.outbox, self.bus, hub.ingest)
         self.own.extend(self.console.ops())
+        self.own.extend(RenderFrames(hub.store, hub.files, self.bus, hub.ingest).ops())
         self.own.add("GET", "/api/v1/live", LiveSocket(self.bus).handle, tags=("live",),
                      summary="WebSocket of state changes; send {\"subscribe\": [\"devices\", \"jobs\", ...]}")
         self.own.add("GET", "/api/v1/openapi.json", self.openapi_json, tags=("docs",), summary="This document")
