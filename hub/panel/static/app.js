@@ -1,6 +1,8 @@
 // The operator panel: hash-routed views over the hub's API, updated from the live stream.
 import { api, all, ApiError, Live } from "./api.js";
 import { lineChart, sparkline } from "./chart.js";
+import { attachConsole, consoleMarkup } from "./console.js";
+import { renderJobView, renderListView } from "./render.js";
 
 const view = document.getElementById("view");
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -128,10 +130,8 @@ async function deviceView(ref) {
       <button id="estop" class="danger" aria-label="Emergency stop">Emergency stop</button>
     </div>
     <canvas id="chart" aria-label="Temperature chart" role="img"></canvas>
-    <h2>Console</h2>
-    <pre class="console" id="console" aria-label="Console output"></pre>
-    <form class="row" id="gcode"><input name="line" aria-label="G-code to send" placeholder="G28" disabled>
-      <button type="submit" disabled title="needs the SendGcode command in the protocol">Send</button></form>`;
+    ${consoleMarkup}`;
+  const term = attachConsole(ref, guarded);
   const history = {};
   let device = null;
   const show = (d) => {
@@ -159,8 +159,10 @@ async function deviceView(ref) {
   document.getElementById("resume").onclick = act("Resume", () => api("POST", `/api/v1/jobs/${device.job_id}/resume`));
   document.getElementById("cancel").onclick = act("Cancel", () => api("POST", `/api/v1/jobs/${device.job_id}/cancel`));
   document.getElementById("estop").onclick = act("Emergency stop", () => api("POST", `/api/v1/devices/${ref}/emergency-stop`));
-  await guarded(load);
-  live.watch({ [`devices:${ref}`]: (key, d) => d && show(d) }, () => guarded(load));
+  const reload = () => guarded(async () => { await load(); await term.load(); });
+  await reload();
+  live.watch({ [`devices:${ref}`]: (key, d) => d && show(d), [`console:${ref}`]: (key, lines) => term.append(lines) },
+    reload);
 }
 
 // --------------------------------------------------------------------------- queue and jobs
@@ -297,6 +299,8 @@ async function route() {
     case "jobs": return jobsView();
     case "upload": return uploadView();
     case "nodes": return nodesView();
+    case "render": return rest[0] ? renderJobView(rest[0], { view, live, guarded, esc, toast })
+      : renderListView({ view, live, guarded, esc });
     case "list": return listView(rest[0]);
     default: return gridView();
   }
