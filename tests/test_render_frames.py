@@ -36,8 +36,9 @@ def png(width: int = 2, height: int = 2, padding: int = 0) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
     rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
     extra = chunk(b"tEXt", b"pad\x00" + b"x" * padding) if padding else b""
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x00\x00\x00\x00")
-            + extra + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x00\x00\x00\x00"  # 8-bit grey
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
 
 
 async def submit(http: Http, **fields: Any) -> int:
