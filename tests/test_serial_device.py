@@ -267,7 +267,7 @@ async def test_waits_for_an_unplugged_printer_and_notices_it_leaving(tmp_path: P
         await dev.close()
 
 
-@pytest.mark.parametrize("printer", [{"speed_factor": 1e5}], indirect=True)
+@pytest.mark.parametrize("printer", [{"speed_factor": 1e5, "profile": "klipper"}], indirect=True)
 async def test_a_profile_without_checksums_streams_plain_lines(printer: VirtualPrinter, tmp_path: Path) -> None:
     rec = Recorder()
     dev = SerialGcodeDevice("printer-2", rec, port=str(printer.link), profile="klipper", poll_interval_s=60)

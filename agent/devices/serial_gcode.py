@@ -1,9 +1,11 @@
-"""A printer on a serial port speaking G-code (Marlin, Prusa, Klipper's pty): the ``Device`` for it.
+"""A printer on a serial port speaking G-code (Marlin, Prusa, RepRapFirmware, Smoothieware, Repetier, Klipper's pty).
 
-This module is the plumbing and the policy: it opens the port (and keeps
-trying while the printer is unplugged), greets the firmware, moves bytes
-between the port and ``HostEngine``, and turns what happens into device states
-and events. The protocol itself lives in ``agent.serial.host``.
+This module is the policy: jobs streamed from a file or printed from the
+printer's SD card, pause/resume/cancel and emergency stop, what the firmware's
+words mean (a halt, a restart, a host action like a filament runout), and the
+events and states the hub sees. The protocol is ``agent.serial.host``; the
+port, the greeting and the answer watchdog are ``agent.serial.connection``;
+what differs between firmwares is the profile (``firmware-profiles/*.toml``).
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import serial
-import serial_asyncio
 import structlog
 
-from agent.serial.gcode import GcodeError, prepare_file
+from agent.serial.connection import Connection
+from agent.serial.gcode import GcodeError, GcodeFile, prepare_lines
 from agent.serial.host import HostEngine, Outcome
 from agent.serial.profiles import load_profile
-from agent.serial.responses import Kind, Reply, classify
+from agent.serial.responses import Dialect, Kind, Reply
+from agent.serial.sdcard import SdFile, SdTracker
 from protocol.messages import (
+    ConsoleOutput,
     DeviceError,
     DeviceInfo,
     DeviceState,
@@ -36,15 +39,18 @@ from protocol.messages import (
     JobStarted,
     Telemetry,
 )
-from protocol.mqtt import backoff_delay
 
 from .base import CommandRejected, Device, Emitter
 
 log = structlog.get_logger("farmhand.agent.serial")
 
-HELLO_RETRY_S = 2.0
 PROGRESS_EVERY_S = 1.0
-READ_CHUNK = 4096
+SD_ANSWER_S = 10.0
+CONSOLE_MAX_LINES = 500
+
+
+class ConsoleInterrupted(Exception):
+    """The printer stopped, restarted or went away before the console's lines were done."""
 
 
 @dataclass(slots=True)
@@ -53,6 +59,15 @@ class _Job:
     lines: int
     started: float
     last_progress: float
+    sd: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _ConsoleRequest:
+    command_id: str
+    future: asyncio.Future[None]
+    remaining: int
+    output: list[str] = field(default_factory=list)
 
 
 class SerialGcodeDevice(Device):
@@ -66,35 +81,42 @@ class SerialGcodeDevice(Device):
         profile: str = "marlin2",
         model: str | None = None,
         poll_interval_s: float = 2.0,
+        answer_timeout_s: float | None = None,
     ) -> None:
         super().__init__(device_id, emitter)
         self.port = port
         self.baud = baud
-        self.profile = load_profile(profile)
+        self.profile = p = load_profile(profile)
         self.model = model
         self.poll_interval_s = poll_interval_s
-        self.engine = HostEngine(self.profile.rx_buffer, checksums=self.profile.checksums,
-                                 fatal_markers=tuple(self.profile.fatal_errors))
-        self._fatal = tuple(self.profile.fatal_errors)
+        self.dialect = Dialect.from_profile(p)
+        self.engine = HostEngine(p.rx_buffer, checksums=p.checksums, one_in_flight=p.flow == "one",
+                                 resend_ok=p.resend_ok, classify=self.dialect.classify,
+                                 temperature_command=p.temperature_command,
+                                 streaming_commands=tuple(p.streaming_commands))
+        self.connection = Connection(device_id, port, baud, p, self.engine, self.dialect, self,
+                                     poll_interval_s=poll_interval_s,
+                                     answer_timeout_s=answer_timeout_s or p.answer_timeout_s)
+        self.sd = SdTracker()
+        self.prompt: list[str] | None = None
+        """The question the printer shows (host prompt support): its text, then its choices."""
+        self.notification: str | None = None
         self._state = DeviceState.DISCONNECTED
         self._error: str | None = None
         self._temps: dict[str, Heater] = {}
         self._last_telemetry = 0.0
         self._job: _Job | None = None
-        self._firmware: str | None = None
-        self._capabilities: list[str] = []
-        self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._greeting = False
-        self._hello_timer: asyncio.TimerHandle | None = None
-        self.bad_lines = 0
+        self._m27_pending = False
+        self._sd_waiters: list[tuple[tuple[str, ...], asyncio.Future[str]]] = []
+        self._consoles: list[_ConsoleRequest] = []
         self._log = log.bind(device=device_id, port=port)
 
     # ------------------------------------------------------------------ Device
 
     def info(self) -> DeviceInfo:
-        return DeviceInfo(id=self.id, kind="serial_gcode", model=self.model, firmware=self._firmware,
-                          capabilities=list(self._capabilities))
+        return DeviceInfo(id=self.id, kind="serial_gcode", model=self.model, firmware=self.connection.firmware,
+                          capabilities=list(self.connection.capabilities))
 
     def status(self) -> DeviceStatus:
         return DeviceStatus(device=self.id, state=self._state, job_id=self._job.id if self._job else None,
@@ -106,8 +128,7 @@ class SerialGcodeDevice(Device):
 
     async def open(self) -> None:
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._connect_loop(), name=f"serial {self.id}"),
-                           asyncio.create_task(self._poll_loop(), name=f"serial poll {self.id}")]
+            self._tasks = self.connection.tasks(self.id)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -115,13 +136,13 @@ class SerialGcodeDevice(Device):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self.engine.reset()
-        self._end_job("the agent closed the printer's port")
+        self._interrupted("the agent closed the printer's port")
         self._set_state(DeviceState.DISCONNECTED)
 
     async def start_job(self, job_id: str, path: Path) -> None:
         self._require((DeviceState.IDLE,), "start a job")
         try:
-            job = await asyncio.to_thread(prepare_file, Path(path), paren_comments=self.profile.paren_comments,
+            job = await asyncio.to_thread(GcodeFile.scan, Path(path), paren_comments=self.profile.paren_comments,
                                           max_line_bytes=self.profile.max_line_bytes)
         except GcodeError as exc:
             raise CommandRejected(str(exc)) from None
@@ -129,12 +150,44 @@ class SerialGcodeDevice(Device):
             raise CommandRejected(f"cannot read the job file: {exc}") from None
         self._require((DeviceState.IDLE,), "start a job")
         self.engine.start_job(job, self.profile.finish_script)
-        now = time.monotonic()
-        self._job = _Job(job_id, job.count, now, now)
-        self.emitter.event(JobStarted(device=self.id, job_id=job_id, lines_total=job.count))
-        self._set_state(DeviceState.PRINTING)
-        self._log.info("job started", job_id=job_id, lines=job.count)
-        self._pump()
+        self._begin(_Job(job_id, job.count, time.monotonic(), time.monotonic()), lines_total=job.count)
+
+    async def sd_files(self) -> list[SdFile]:
+        """The files on the printer's SD card (M20)."""
+        self._require((DeviceState.IDLE,), "list the SD card")
+        await self._sd_ask("M20", "list_end")
+        return list(self.sd.files)
+
+    async def start_sd_job(self, job_id: str, name: str) -> None:
+        """Print a file from the printer's own SD card (M23, M24): the firmware reads it, the host watches."""
+        self._require((DeviceState.IDLE,), "start a job")
+        if await self._sd_ask(f"M23 {name}", "opened", "open_failed") == "open_failed":
+            raise CommandRejected(f"the printer's SD card cannot open {name!r}")
+        self._require((DeviceState.IDLE,), "start a job")
+        self.engine.command("M24")
+        self._begin(_Job(job_id, 0, time.monotonic(), time.monotonic(), sd=True), lines_total=None)
+
+    async def send_gcode(self, command_id: str, lines: list[str]) -> None:
+        """Operator console: run ``lines`` between jobs and emit, as one ConsoleOutput, what the firmware said."""
+        self._require((DeviceState.IDLE, DeviceState.PAUSED), "run console commands")
+        try:
+            commands = prepare_lines(lines, paren_comments=self.profile.paren_comments,
+                                     max_line_bytes=self.profile.max_line_bytes, where="console")
+        except GcodeError as exc:
+            raise CommandRejected(str(exc)) from None
+        if not commands.count:
+            raise CommandRejected("no command to send: every line is empty or a comment")
+        request = _ConsoleRequest(command_id, asyncio.get_running_loop().create_future(), commands.count)
+        self._consoles.append(request)
+        for command in commands.commands:
+            self.engine.command(command.decode("utf-8", "surrogateescape"), tag=request)
+        self.connection.pump()
+        try:
+            await request.future
+        finally:
+            self._consoles.remove(request)
+            self.emitter.event(ConsoleOutput(device=self.id, command_id=command_id,
+                                             lines=request.output[:CONSOLE_MAX_LINES]))
 
     async def pause(self) -> None:
         self._require((DeviceState.PRINTING,), "pause")
@@ -149,11 +202,18 @@ class SerialGcodeDevice(Device):
         self._cancel("cancelled")
 
     async def emergency_stop(self) -> None:
-        if self._writer is None:
+        if self.connection.link is None:
             raise CommandRejected("the printer is not connected")
-        # Sent outside the numbering and the buffer count: Marlin's emergency parser acts on it as it arrives.
-        self._writer.write(self.profile.emergency_stop.encode() + b"\n")
-        self._halt("emergency stop")
+        command = self.profile.emergency_stop
+        if self.connection.emergency_parser:
+            self.connection.write_now(self.engine.urgent(command))
+            self._enter_error("emergency stop")
+        else:
+            # The firmware reads M112 in turn: send it next, and nothing of the job after it.
+            self.engine.drop_job()
+            self.engine.command(command, first=True)
+            self.connection.pump()
+            self._enter_error("emergency stop", reset=False)
 
     # ------------------------------------------------------------------ policy
 
@@ -168,30 +228,58 @@ class SerialGcodeDevice(Device):
         self.emitter.status(self.status())
 
     def _progress(self) -> float | None:
-        if self._job is None:
+        job = self._job
+        if job is None:
             return None
-        return self.engine.lines_done / self._job.lines if self._job.lines else 0.0
+        if job.sd:
+            return self.sd.fraction or 0.0
+        if self.engine.m73_percent is not None:
+            return self.engine.m73_percent / 100.0
+        return self.engine.lines_done / job.lines if job.lines else 0.0
 
-    def _pause(self, reason: str) -> None:
+    def _begin(self, job: _Job, lines_total: int | None) -> None:
+        self._job = job
+        self.emitter.event(JobStarted(device=self.id, job_id=job.id, lines_total=lines_total))
+        self._set_state(DeviceState.PRINTING)
+        self._log.info("job started", job_id=job.id, lines=lines_total, sd=job.sd)
+        self.connection.pump()
+
+    def _pause(self, reason: str, *, script: bool = True) -> None:
         assert self._job is not None
         # Lines already in the firmware's buffer run first; the park script follows them.
         self.engine.hold(True)
-        self._script(self.profile.pause_script)
+        if self._job.sd:
+            self.engine.command("M25")
+        if script:
+            self._script(self.profile.pause_script)
         self.emitter.event(JobPaused(device=self.id, job_id=self._job.id, reason=reason))
         self._set_state(DeviceState.PAUSED)
         self._log.info("job paused", job_id=self._job.id, reason=reason)
 
-    def _resume(self) -> None:
+    def _resume(self, *, script: bool = True) -> None:
         assert self._job is not None
-        self._script(self.profile.resume_script)
+        if self.prompt is not None:
+            # The printer is asking (filament runout: "Continue?"); resuming answers its first choice.
+            self.engine.command("M876 S0")
+            self.prompt = None
+        if script:
+            self._script(self.profile.resume_script)
+        if self._job.sd:
+            self.engine.command("M24")
         self.engine.hold(False)
         self.emitter.event(JobResumed(device=self.id, job_id=self._job.id))
         self._set_state(DeviceState.PRINTING)
         self._log.info("job resumed", job_id=self._job.id)
-        self._pump()
+        self.connection.pump()
 
     def _cancel(self, reason: str) -> None:
+        if self._job is not None and self._job.sd:
+            self.engine.command("M524")
         self.engine.drop_job()
+        heating = tuple(self.profile.heating_commands)
+        if self.connection.emergency_parser and self.engine.in_flight_command(heating):
+            # A heating wait would hold the cancel script until the target is reached; M108 ends it now.
+            self.connection.write_now(self.engine.urgent(self.profile.break_wait))
         self._script(self.profile.cancel_script)
         self._end_job(reason, cancelled=True)
         self._set_state(DeviceState.IDLE)
@@ -199,7 +287,7 @@ class SerialGcodeDevice(Device):
     def _script(self, lines: list[str]) -> None:
         for text in lines:
             self.engine.command(text)
-        self._pump()
+        self.connection.pump()
 
     def _end_job(self, reason: str, *, cancelled: bool = False) -> None:
         if self._job is None:
@@ -209,16 +297,27 @@ class SerialGcodeDevice(Device):
         self._log.warning("job ended", job_id=job.id, reason=reason, cancelled=cancelled,
                           lines_done=self.engine.lines_done)
 
-    def _halt(self, message: str) -> None:
-        """The firmware has stopped (or we stopped it): nothing more is sent until it restarts."""
+    def _interrupted(self, reason: str) -> None:
+        """Whatever was running on the printer is over: the job fails, console requests fail."""
+        self._end_job(reason)
+        for request in self._consoles:
+            if not request.future.done():
+                request.future.set_exception(ConsoleInterrupted(reason))
+
+    def _enter_error(self, message: str, *, reset: bool = True) -> None:
+        """The firmware has stopped (or we stopped it): fail the job, say why, send nothing until it is back."""
+        if reset:
+            self.engine.reset()
         if self._state is DeviceState.ERROR:
             self._log.warning("firmware error while halted", message=message)
-            return
-        self.engine.reset()
-        self._end_job(message)
-        self.emitter.event(DeviceError(device=self.id, message=message))
-        self._set_state(DeviceState.ERROR, message)
-        self._log.error("printer halted", message=message)
+        else:
+            self._interrupted(message)
+            self.emitter.event(DeviceError(device=self.id, message=message))
+            self._set_state(DeviceState.ERROR, message)
+            self._log.error("printer halted", message=message)
+        if reset:
+            # A firmware that restarts (reset button, M999, a power cycle) answers the hello again.
+            self.connection.restart_greeting()
 
     def _complete(self) -> None:
         assert self._job is not None
@@ -234,175 +333,96 @@ class SerialGcodeDevice(Device):
         """The engine cannot go on (a resend it cannot serve): end the job, renumber, stay usable."""
         self._log.error("streaming failed", reason=reason)
         self.engine.reset()
-        self._end_job(reason)
+        self._interrupted(reason)
         self.emitter.event(DeviceError(device=self.id, message=reason))
         self.engine.sync()
         # Send the sync now: until it is out, the firmware's answers to the lost lines have no numbering to land in.
-        self._pump()
+        self.connection.pump()
         self._set_state(DeviceState.IDLE)
 
-    # ------------------------------------------------------------------ connection
+    # ------------------------------------------------------------------ the connection's news
 
-    async def _connect_loop(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                reader, writer = await serial_asyncio.open_serial_connection(url=self.port, baudrate=self.baud)
-            except (OSError, serial.SerialException) as exc:
-                delay = backoff_delay(attempt, 0.5, 10.0)
-                if attempt == 0:
-                    self._log.warning("cannot open the port; retrying", error=str(exc))
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            self._log.info("port open", baud=self.baud)
-            reason = "the port closed"
-            try:
-                await self._session(reader, writer)
-            except (OSError, serial.SerialException, ConnectionError) as exc:
-                reason = str(exc) or type(exc).__name__
-            finally:
-                self._writer = None
-                self._cancel_hello()
-                with contextlib.suppress(Exception):
-                    writer.close()
-            self._lost(reason)
-            await asyncio.sleep(backoff_delay(0, 0.5, 10.0))
+    def connection_ready(self) -> None:
+        self._m27_pending = False
+        self._set_state(DeviceState.IDLE)
 
-    def _lost(self, reason: str) -> None:
-        self._log.warning("printer connection lost", reason=reason)
-        self.engine.reset()
-        self._end_job(f"lost the connection to the printer: {reason}")
+    def connection_lost(self, reason: str) -> None:
+        self._interrupted(f"lost the connection to the printer: {reason}")
         self._set_state(DeviceState.DISCONNECTED)
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self.engine.reset()
-        self._greeting = True
-        self._hello()
-        pending = b""
-        while True:
-            data = await reader.read(READ_CHUNK)
-            if not data:
-                raise ConnectionError("the port closed")
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                self._on_line(raw)
-            self._pump()
+    def connection_failed(self, message: str) -> None:
+        self._enter_error(message)
 
-    def _hello(self) -> None:
-        """Send the profile's hello until the firmware answers: a board that resets on open misses the first."""
-        if not self._greeting or self._writer is None:
-            return
-        self._writer.write(self.profile.hello.encode() + b"\n")
-        self._schedule_hello(HELLO_RETRY_S)
+    def info_changed(self) -> None:
+        # The node re-announces a device whose info changed when it publishes its status.
+        self.emitter.status(self.status())
 
-    def _schedule_hello(self, delay: float) -> None:
-        self._cancel_hello()
-        self._hello_timer = asyncio.get_running_loop().call_later(delay, self._hello)
+    def streaming(self) -> bool:
+        return self._state is DeviceState.PRINTING and self.engine.job_active
 
-    def _cancel_hello(self) -> None:
-        if self._hello_timer is not None:
-            self._hello_timer.cancel()
-            self._hello_timer = None
+    def poll_due(self) -> None:
+        if self._job is not None and self._job.sd and not self._m27_pending and self._state is DeviceState.PRINTING:
+            self._m27_pending = True
+            self.engine.command("M27")
 
-    def _greeted(self) -> None:
-        self._greeting = False
-        self._cancel_hello()
-        self.engine.reset()
-        self.engine.sync()
-        self.engine.command("M115")
-        self._log.info("printer answered")
-        self._set_state(DeviceState.IDLE)
-
-    def _firmware_restarted(self) -> None:
-        self._log.warning("the firmware restarted")
-        self.engine.reset()
-        self._end_job("the printer restarted during the job")
-        self._greeting = True
-        self._hello()
-
-    async def _poll_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval_s)
-            if self._writer is not None and not self._greeting and self._state is not DeviceState.ERROR:
-                if self.engine.poll(self.profile.temperature_command):
-                    self._pump()
-
-    def _pump(self) -> None:
-        data = self.engine.take()
-        if data and self._writer is not None:
-            self._writer.write(data)
-
-    # ------------------------------------------------------------------ what the firmware says
-
-    def _on_line(self, raw: bytes) -> None:
-        text = raw.decode("ascii", "replace").strip()
-        if not text:
-            return
-        try:
-            if self._greeting:
-                self._on_greeting(classify(text, self._fatal))
-            else:
-                self._on_outcome(self.engine.receive(text))
-        except Exception:
-            # One line we cannot digest must not stop the printer's stream.
-            self.bad_lines += 1
-            self._log.exception("could not handle a line from the firmware", line=text[:200])
-
-    def _on_greeting(self, reply: Reply) -> None:
-        if reply.kind is Kind.OK:
-            self._greeted()
-        elif reply.kind is Kind.START:
-            # The board just booted: a hello sent before this was lost in its bootloader.
-            self._hello()
-        elif reply.kind is Kind.ERROR and reply.fatal:
-            self._halt(reply.message)
-        else:
-            self._log.debug("firmware says", line=reply.text)
-
-    def _on_outcome(self, out: Outcome) -> None:
+    def connection_line(self, text: str, out: Outcome) -> None:
         reply = out.reply
         kind = reply.kind
+        if self._consoles and kind is not Kind.TEMPERATURE:
+            self._consoles[0].output.append(text)
+        if self.engine.acked:
+            self._console_acked()
         if kind is Kind.OK:
             if reply.temperatures:
                 self._on_temperatures(reply.temperatures)
-            if out.job_done and self._job is not None:
+            job = self._job
+            if out.job_done and job is not None:
                 self._complete()
-            elif self._job is not None:
+            elif job is not None:
                 now = time.monotonic()
-                if now - self._job.last_progress >= PROGRESS_EVERY_S:
-                    self._job.last_progress = now
-                    self.emitter.event(JobProgress(device=self.id, job_id=self._job.id,
-                                                   progress=self._progress() or 0.0,
+                if now - job.last_progress >= PROGRESS_EVERY_S:
+                    job.last_progress = now
+                    self.emitter.event(JobProgress(device=self.id, job_id=job.id, progress=self._progress() or 0.0,
                                                    lines_done=self.engine.lines_done))
             return
         if out.failure:
             self._stream_failed(out.failure)
-        elif kind is Kind.RESEND:
-            self._log.debug("resend requested", line=reply.line)
         elif kind is Kind.ERROR:
             self._on_error(reply)
         elif kind is Kind.TEMPERATURE:
             self._on_temperatures(reply.temperatures or {})
         elif kind is Kind.START:
             self._firmware_restarted()
-        elif kind is Kind.FIRMWARE:
-            self._firmware = (reply.fields or {}).get("FIRMWARE_NAME") or reply.text
-            self._log.info("firmware", firmware=self._firmware)
-        elif kind is Kind.CAPABILITY:
-            if reply.enabled and reply.name not in self._capabilities:
-                self._capabilities.append(reply.name)
         elif kind is Kind.ACTION:
             self._on_action(reply)
+        elif kind is Kind.SD:
+            self._on_sd(reply)
+        elif kind is Kind.OTHER:
+            self.sd.on_other(reply.text)
+
+    def _console_acked(self) -> None:
+        for request in self.engine.acked:
+            if isinstance(request, _ConsoleRequest):
+                request.remaining -= 1
+                if not request.remaining and not request.future.done():
+                    request.future.set_result(None)
+        self.engine.acked.clear()
+
+    def _firmware_restarted(self) -> None:
+        self._log.warning("the firmware restarted")
+        self.engine.reset()
+        if self._job is not None:
+            reason = "printer reset: the firmware restarted during the job"
+            self.emitter.event(DeviceError(device=self.id, message=reason))
+            self._interrupted(reason)
+            self._set_state(DeviceState.IDLE)
         else:
-            self._log.debug("firmware says", line=reply.text)
+            self._interrupted("printer reset")
+        self.connection.restart_greeting()
 
     def _on_error(self, reply: Reply) -> None:
         if reply.fatal:
-            self._halt(reply.message)
+            self._enter_error(reply.message)
         elif reply.line_error:
             self._log.debug("line rejected", error=reply.message)
         else:
@@ -410,14 +430,62 @@ class SerialGcodeDevice(Device):
             self.emitter.event(DeviceError(device=self.id, message=reply.message))
 
     def _on_action(self, reply: Reply) -> None:
-        """``//action:`` lines: the printer's own buttons asking the host to pause, resume or cancel."""
-        self._log.info("host action", action=reply.name, args=reply.message)
-        if reply.name == "pause" and self._state is DeviceState.PRINTING:
+        """``//action:`` lines: the printer (its buttons, its sensors) asks the host to act."""
+        action, args, state = reply.name, reply.message, self._state
+        self._log.info("host action", action=action, args=args)
+        if action == "pause" and state is DeviceState.PRINTING:
             self._pause("paused on the printer")
-        elif reply.name == "resume" and self._state is DeviceState.PAUSED:
+        elif action == "paused" and state is DeviceState.PRINTING:
+            self._pause("the printer paused itself", script=False)
+        elif action == "resume" and state is DeviceState.PAUSED:
             self._resume()
-        elif reply.name == "cancel" and self._state in (DeviceState.PRINTING, DeviceState.PAUSED):
+        elif action == "resumed" and state is DeviceState.PAUSED:
+            self._resume(script=False)
+        elif action == "cancel" and state in (DeviceState.PRINTING, DeviceState.PAUSED):
             self._cancel("cancelled on the printer")
+        elif action == "out_of_filament":
+            where = f" ({args})" if args else ""
+            if state is DeviceState.PRINTING:
+                self._pause(f"out of filament{where}")
+            self.emitter.event(DeviceError(device=self.id, message=f"filament runout{where}"))
+        elif action == "notification":
+            self.notification = args
+        elif action == "prompt_begin":
+            self.prompt = [args]
+        elif action in ("prompt_choice", "prompt_button") and self.prompt is not None:
+            self.prompt.append(args)
+        elif action == "prompt_end":
+            self.prompt = None
+
+    def _on_sd(self, reply: Reply) -> None:
+        event = self.sd.on_reply(reply)
+        for names, future in list(self._sd_waiters):
+            if event in names and not future.done():
+                future.set_result(event)
+        if event in ("progress", "idle"):
+            self._m27_pending = False
+        job = self._job
+        if job is None or not job.sd:
+            return
+        if event == "done":
+            self._complete()
+        elif event == "progress":
+            self.emitter.event(JobProgress(device=self.id, job_id=job.id, progress=self._progress() or 0.0))
+
+    async def _sd_ask(self, command: str, *answers: str) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiter = (answers, future)
+        self._sd_waiters.append(waiter)
+        self.engine.command(command)
+        self.connection.pump()
+        try:
+            async with asyncio.timeout(SD_ANSWER_S):
+                return await future
+        except TimeoutError:
+            raise CommandRejected(f"the printer did not answer {command!r}") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._sd_waiters.remove(waiter)
 
     def _on_temperatures(self, temps: dict[str, Heater]) -> None:
         self._temps.update(temps)

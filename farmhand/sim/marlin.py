@@ -31,18 +31,27 @@ def strtol(text: str) -> int:
 class Verdict:
     command: str = ""
     line: int | None = None
+    """The line's number: the one it was accepted with, or the one a rejected line carried."""
     error: str | None = None
     """The error kind (one of the ERR_ strings) when the line was rejected."""
 
 
 class LineChecker:
-    """Marlin's checks on a received line (GCodeQueue::get_serial_commands), in Marlin's order."""
+    """Marlin's checks on a received line (GCodeQueue::get_serial_commands), in Marlin's order.
 
-    def __init__(self) -> None:
+    With ``checksums`` off it is Klipper's reading instead: a line number and a
+    checksum, when present, are dropped unchecked.
+    """
+
+    def __init__(self, checksums: bool = True) -> None:
         self.last_line = 0
+        self.checksums = checksums
 
     def check(self, raw: str) -> Verdict:
         text = raw.split(";", 1)[0].strip()
+        if not self.checksums:
+            prefix = _LINE_PREFIX.match(text) if text.startswith("N") else None
+            return Verdict(command=text[prefix.end() if prefix else 0:].split("*", 1)[0].strip())
         if not text.startswith("N"):
             if "*" in text:
                 return Verdict(error=ERR_NO_LINE_NUMBER)
@@ -56,12 +65,12 @@ class LineChecker:
                 number_at = arg
         line = strtol(text[number_at + 1:])
         if line != self.last_line + 1 and not is_m110:
-            return Verdict(error=ERR_LINE_NUMBER)
+            return Verdict(line=line, error=ERR_LINE_NUMBER)
         star = text.rfind("*")
         if star < 0:
-            return Verdict(error=ERR_NO_CHECKSUM)
+            return Verdict(line=line, error=ERR_NO_CHECKSUM)
         if strtol(text[star + 1:]) != reduce(xor, text[:star].encode("latin-1"), 0):
-            return Verdict(error=ERR_CHECKSUM)
+            return Verdict(line=line, error=ERR_CHECKSUM)
         self.last_line = line
         prefix = _LINE_PREFIX.match(text)
         return Verdict(command=text[prefix.end() if prefix else 0:star].strip(), line=line)

@@ -1,16 +1,21 @@
-"""A virtual Marlin-like printer on a pseudo-terminal, for the demo, the tests and benchmarks.
+"""A virtual printer on a pseudo-terminal, for the demo, the tests and benchmarks.
 
 It answers on a pty exactly the way a host sees a USB printer: a ``start``
-banner when the port opens, Marlin's line-number and checksum rules with
-``Error:``/``Resend:``/``ok``, heaters that take time to heat and moves that
-take time to run, both sped up by ``speed_factor``. ``noise`` corrupts one
-byte of a received line with that probability, so a host's resend logic runs
-for real. ``executed`` lists every command it ran, in order: the proof that a
-host delivered each line once.
+banner when the port opens, line-number and checksum rules with errors,
+resend requests and ``ok``, heaters that take time to heat and moves that take
+time to run, both sped up by ``speed_factor``. Its dialect (buffer sizes,
+wording, capabilities) comes from a firmware profile.
 
-It never limits what it reads (the kernel's pty buffer would hide an overrun);
-it counts the bytes a host has outstanding instead, and ``stats.overruns``
-says whether a host ever sent more than the firmware could have held.
+With ``baud`` set, the pty behaves like a UART at that speed: every byte
+takes 10 bit times in each direction, so a line reaches the firmware only
+when its last byte would have, and a reply reaches the host only when it
+would have been clocked out. Pacing is by the event loop's timers (sleeping,
+never spinning), accurate to about a millisecond per line and exact on
+average, because each line's time is counted from the wire's own clock.
+
+``noise`` corrupts one byte of a received line with that probability, so a
+host's resend logic runs for real. ``executed`` lists every command the
+firmware accepted, in order: the proof that a host delivered each line once.
 This module is the pty and the wire; ``firmware`` is what the board does.
 """
 
@@ -19,14 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import json
 import os
 import random
 import tty
+from collections import deque
 from pathlib import Path
 
 import structlog
 
+from agent.serial.profiles import FirmwareProfile, ProfileError, load_profile
+
 from .firmware import PrinterStats, VirtualFirmware
+from .sdcard import SdCard
 
 __all__ = ["PrinterStats", "VirtualPrinter", "add_arguments", "run_from_args"]
 
@@ -36,6 +46,8 @@ log = structlog.get_logger("farmhand.sim")
 BOOT_S = 0.05
 # How often to look for a host while none holds the port (a closed pty slave cannot be waited on).
 HOST_POLL_S = 0.02
+# A line due within this much of now is handled now: the loop's timers fire up to a millisecond late anyway.
+TIMER_SLACK_S = 0.0005
 
 
 class VirtualPrinter:
@@ -43,38 +55,56 @@ class VirtualPrinter:
         self,
         link: str | Path,
         *,
+        profile: str | FirmwareProfile = "marlin2",
         speed_factor: float = 100.0,
         noise: float = 0.0,
         seed: int | None = None,
-        rx_buffer: int = 128,
-        bufsize: int = 4,
-        advanced_ok: bool = False,
+        baud: int | None = None,
+        rx_buffer: int | None = None,
+        bufsize: int | None = None,
+        advanced_ok: bool | None = None,
         name: str = "Farmhand Virtual Printer",
+        sd_files: dict[str, bytes] | None = None,
     ) -> None:
         if speed_factor <= 0:
             raise ValueError("speed_factor must be > 0")
         if not 0.0 <= noise < 1.0:
             raise ValueError("noise is a probability in [0, 1)")
+        if baud is not None and baud < 300:
+            raise ValueError("baud must be at least 300")
+        self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.link = Path(link)
         self.speed_factor = speed_factor
         self.noise = noise
-        self.rx_buffer = rx_buffer
-        self.bufsize = bufsize
-        self.advanced_ok = advanced_ok
+        self.baud = baud
+        self.rx_buffer = rx_buffer or self.profile.rx_buffer
+        self.bufsize = bufsize or self.profile.command_queue
+        self.advanced_ok = self.profile.advanced_ok if advanced_ok is None else advanced_ok
         self.name = name
+        self.card = SdCard(dict(sd_files or {}))
         self.executed: list[tuple[int | None, str]] = []
         self.stats = PrinterStats()
         self._rng = random.Random(seed)
+        self._byte_s = 10.0 / baud if baud else 0.0
         self._master = -1
         self._tty = ""
         self._reader: asyncio.Task[None] | None = None
-        self._worker: asyncio.Task[None] | None = None
         self._booting: asyncio.TimerHandle | None = None
         self._connected = False
-        self._rx = bytearray()
-        self._out = bytearray()
+        self._lose_oks = 0
         self._writing = False
+        self._out = bytearray()
+        self._reset_wire()
         self.firmware = self._new_firmware()
+
+    def _reset_wire(self) -> None:
+        self._rx_clock = 0.0
+        self._rx_partial = bytearray()
+        self._arrivals: deque[tuple[float, bytes]] = deque()
+        self._rx_timer: asyncio.TimerHandle | None = None
+        self._tx_clock = 0.0
+        self._tx_queue: deque[tuple[float, bytes]] = deque()
+        self._tx_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -92,8 +122,8 @@ class VirtualPrinter:
         tmp.symlink_to(self._tty)
         os.replace(tmp, self.link)
         self._reader = asyncio.create_task(self._read_loop(), name=f"sim-read {self.link}")
-        log.info("virtual printer serving", link=str(self.link), tty=self._tty, speed=self.speed_factor,
-                 noise=self.noise)
+        log.info("virtual printer serving", link=str(self.link), tty=self._tty, profile=self.profile.name,
+                 speed=self.speed_factor, noise=self.noise, baud=self.baud)
 
     async def stop(self) -> None:
         self._power_off()
@@ -113,9 +143,32 @@ class VirtualPrinter:
         except OSError:
             pass
 
-    def inject_kill(self, message: str = "Printer halted. kill() called!") -> None:
-        """Make the firmware stop as Marlin's kill() does: print ``Error:<message>`` and answer nothing more."""
+    # ------------------------------------------------------------------ what a test can make happen
+
+    def inject_kill(self, message: str | None = None) -> None:
+        """Make the firmware stop as Marlin's kill() does: print the error and answer nothing more."""
         self.firmware.kill(message)
+
+    def inject_thermal_runaway(self) -> None:
+        """Thermal protection trips: the firmware says so in its own words and halts."""
+        self.firmware.thermal_runaway()
+
+    def inject_reset(self) -> None:
+        """The board resets by itself (a brown-out, the reset button): it boots again and greets."""
+        self._power_off()
+        self._boot()
+
+    def inject_runout(self) -> None:
+        """The filament sensor trips."""
+        self.firmware.runout()
+
+    def press(self, action: str) -> None:
+        """A button on the printer: the firmware sends ``//action:<action>`` to the host."""
+        self.firmware.host_action(action)
+
+    def lose_oks(self, count: int) -> None:
+        """The next ``count`` ok lines never reach the host, as if the cable ate them."""
+        self._lose_oks += count
 
     @property
     def halted(self) -> bool:
@@ -137,12 +190,21 @@ class VirtualPrinter:
         """(actual, target) per heater, as M105 would report them."""
         return self.firmware.temperatures()
 
+    def record(self, path: Path) -> None:
+        """Write the stats (one JSON line) and every accepted command (``line<TAB>command``) to ``path``."""
+        stats = {name: getattr(self.stats, name) for name in self.stats.__dataclass_fields__}
+        with open(path, "w", encoding="latin-1") as f:
+            f.write(json.dumps(stats) + "\n")
+            for number, command in self.executed:
+                f.write(f"{'-' if number is None else number}\t{command}\n")
+
     # ------------------------------------------------------------------ the host's side of the pty
 
     def _new_firmware(self) -> VirtualFirmware:
-        return VirtualFirmware(send=self._send, executed=self.executed, stats=self.stats,
-                               speed_factor=self.speed_factor, rx_buffer=self.rx_buffer, bufsize=self.bufsize,
-                               advanced_ok=self.advanced_ok, name=self.name, link=str(self.link))
+        return VirtualFirmware(profile=self.profile, send=self._send, executed=self.executed, stats=self.stats,
+                               card=self.card, speed_factor=self.speed_factor, rx_buffer=self.rx_buffer,
+                               bufsize=self.bufsize, advanced_ok=self.advanced_ok, name=self.name,
+                               link=str(self.link))
 
     async def _read_loop(self) -> None:
         present = False
@@ -180,16 +242,18 @@ class VirtualPrinter:
 
     def _host_opened(self) -> None:
         self.stats.connections += 1
-        self._power_off()
-        self._rx.clear()
-        self.firmware = self._new_firmware()
         self._connected = True
+        self._power_off()
+        self._boot()
+
+    def _boot(self) -> None:
+        self._reset_wire()
+        self.firmware = self._new_firmware()
         self._booting = asyncio.get_running_loop().call_later(BOOT_S, self._booted)
 
     def _booted(self) -> None:
         self._booting = None
-        self._worker = asyncio.create_task(self.firmware.run(), name=f"sim-firmware {self.link}")
-        self._send(self.firmware.banner())
+        self._send(list(self.profile.emulation.banner))
 
     def _host_closed(self) -> None:
         self._connected = False
@@ -200,34 +264,109 @@ class VirtualPrinter:
         if self._booting is not None:
             self._booting.cancel()
             self._booting = None
-        if self._worker is not None:
-            self._worker.cancel()
-            self._worker = None
+        for timer in (self._rx_timer, self._tx_timer):
+            if timer is not None:
+                timer.cancel()
+        self._reset_wire()
         self.firmware.stop()
 
+    # ------------------------------------------------------------------ receiving, at the wire's pace
+
     def _received(self, data: bytes) -> None:
-        self.firmware.received_bytes(len(data))
-        self._rx += data
-        while (end := self._rx.find(b"\n")) >= 0:
-            raw = bytes(self._rx[:end + 1])
-            del self._rx[:end + 1]
-            self.stats.lines_received += 1
-            self.firmware.received_line(self._corrupt(raw))
+        if not self._byte_s:
+            self._rx_partial += data
+            while (end := self._rx_partial.find(b"\n")) >= 0:
+                raw = bytes(self._rx_partial[:end + 1])
+                del self._rx_partial[:end + 1]
+                self._line(raw)
+            return
+        loop = asyncio.get_running_loop()
+        start = max(loop.time(), self._rx_clock)
+        byte_s = self._byte_s
+        pos = 0
+        while (end := data.find(b"\n", pos)) >= 0:
+            raw = data[pos:end + 1]
+            if self._rx_partial:
+                raw = bytes(self._rx_partial) + raw
+                self._rx_partial.clear()
+            self._arrivals.append((start + (end + 1) * byte_s, raw))
+            pos = end + 1
+        self._rx_partial += data[pos:]
+        self._rx_clock = start + len(data) * byte_s
+        self._deliver()
+
+    def _deliver(self) -> None:
+        self._rx_timer = None
+        loop = asyncio.get_running_loop()
+        due = loop.time() + TIMER_SLACK_S
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] <= due:
+            self._line(arrivals.popleft()[1])
+        if arrivals and self._rx_timer is None:
+            self._rx_timer = loop.call_at(arrivals[0][0], self._deliver)
+
+    def _line(self, raw: bytes) -> None:
+        self.stats.lines_received += 1
+        self.firmware.received_line(self._corrupt(raw))
 
     def _corrupt(self, raw: bytes) -> bytes:
         """With probability ``noise``, one byte of the line (never its end) turns into another."""
+        if self.noise <= 0 or self._rng.random() >= self.noise:
+            return raw
         body = raw.rstrip(b"\r\n")
-        if not body or self.noise <= 0 or self._rng.random() >= self.noise:
+        if not body:
             return raw
         pos = self._rng.randrange(len(body))
         choices = [c for c in range(0x21, 0x7F) if c != body[pos]]
         self.stats.corrupted += 1
         return body[:pos] + bytes([self._rng.choice(choices)]) + body[pos + 1:] + raw[len(body):]
 
+    # ------------------------------------------------------------------ sending, at the wire's pace
+
     def _send(self, lines: list[str]) -> None:
         if not self._connected or self._master < 0:
             return
-        self._out += ("\n".join(lines) + "\n").encode()
+        if self._lose_oks:
+            lines = self._drop_oks(lines)
+            if not lines:
+                return
+        data = ("\n".join(lines) + "\n").encode()
+        if not self._byte_s:
+            self._write(data)
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = max(now, self._tx_clock)
+        self._tx_clock = done = start + len(data) * self._byte_s
+        if done <= now + TIMER_SLACK_S and not self._tx_queue:
+            self._write(data)
+            return
+        self._tx_queue.append((done, data))
+        if self._tx_timer is None:
+            self._tx_timer = loop.call_at(done, self._transmit)
+
+    def _drop_oks(self, lines: list[str]) -> list[str]:
+        kept = []
+        for line in lines:
+            if self._lose_oks and line.startswith("ok"):
+                self._lose_oks -= 1
+                self.stats.oks_lost += 1
+            else:
+                kept.append(line)
+        return kept
+
+    def _transmit(self) -> None:
+        self._tx_timer = None
+        loop = asyncio.get_running_loop()
+        due = loop.time() + TIMER_SLACK_S
+        queue = self._tx_queue
+        while queue and queue[0][0] <= due:
+            self._write(queue.popleft()[1])
+        if queue:
+            self._tx_timer = loop.call_at(queue[0][0], self._transmit)
+
+    def _write(self, data: bytes) -> None:
+        self._out += data
         if not self._writing:
             self._flush()
 
@@ -252,28 +391,43 @@ class VirtualPrinter:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--link", type=Path, required=True, help="path of the symlink to the printer's pty, e.g. /tmp/printer0")
-    p.add_argument("--speed", type=float, default=100.0, help="run this many times faster than real (default 100)")
+    p.add_argument("--profile", default="marlin2", help="firmware dialect to speak (a firmware profile; default marlin2)")
+    p.add_argument("--baud", type=int, default=250000,
+                   help="pace both directions like a UART at this speed, 10 bits a byte (default 250000; 0: no pacing)")
+    p.add_argument("--speed", type=float, default=100.0, help="run moves and heating this many times faster than real")
     p.add_argument("--noise", type=float, default=0.0, help="probability a received line gets one corrupted byte")
     p.add_argument("--seed", type=int, default=None, help="random seed for the noise, for repeatable runs")
-    p.add_argument("--rx-buffer", type=int, default=128, help="firmware receive buffer in bytes (default 128)")
-    p.add_argument("--bufsize", type=int, default=4, help="firmware command queue length (default 4)")
-    p.add_argument("--advanced-ok", action="store_true", help="answer 'ok N<line> P<planner> B<buffer>'")
+    p.add_argument("--rx-buffer", type=int, default=None, help="receive buffer in bytes (default: the profile's)")
+    p.add_argument("--bufsize", type=int, default=None, help="command queue length (default: the profile's)")
+    p.add_argument("--advanced-ok", action=argparse.BooleanOptionalAction, default=None,
+                   help="answer 'ok N<line> P<planner> B<queue>' (default: the profile's)")
     p.add_argument("--name", default="Farmhand Virtual Printer", help="MACHINE_TYPE reported by M115")
+    p.add_argument("--sd", type=Path, action="append", default=[], metavar="FILE",
+                   help="put FILE on the printer's SD card (repeatable)")
+    p.add_argument("--record", type=Path, default=None, metavar="PATH",
+                   help="on exit, write the stats and every command the firmware accepted to PATH")
 
 
 async def run_from_args(args: argparse.Namespace) -> int:
     from farmhand.service import run_service
 
     try:
-        printer = VirtualPrinter(args.link, speed_factor=args.speed, noise=args.noise, seed=args.seed,
-                                 rx_buffer=args.rx_buffer, bufsize=args.bufsize, advanced_ok=args.advanced_ok,
-                                 name=args.name)
-    except ValueError as exc:
+        sd_files = {path.name.upper(): path.read_bytes() for path in args.sd}
+        printer = VirtualPrinter(args.link, profile=args.profile, speed_factor=args.speed, noise=args.noise,
+                                 seed=args.seed, baud=args.baud or None, rx_buffer=args.rx_buffer,
+                                 bufsize=args.bufsize, advanced_ok=args.advanced_ok, name=args.name,
+                                 sd_files=sd_files)
+    except (ValueError, OSError, ProfileError) as exc:
         raise SystemExit(f"farmhand sim printer: {exc}") from None
 
     async def start() -> None:
         await printer.start()
         print(f"farmhand sim printer: serving on {printer.link} (-> {printer.tty}); Ctrl-C stops", flush=True)
 
-    await run_service(start, printer.stop)
+    async def stop() -> None:
+        await printer.stop()
+        if args.record is not None:
+            printer.record(args.record)
+
+    await run_service(start, stop)
     return 0

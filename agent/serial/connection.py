@@ -1,0 +1,315 @@
+"""Keeping a conversation with a printer's firmware going: the port, the greeting, polls and the answer watchdog.
+
+A ``Connection`` opens the port (and keeps trying while the printer is
+unplugged), greets the firmware until it answers, reads who it is (M115) and
+what it can do, polls temperatures or asks for autoreports, moves bytes between
+the port and the ``HostEngine``, and probes a firmware that owes answers and
+has gone quiet. What the lines *mean* for a job is the device's business: the
+connection hands every line after the greeting to its ``Listener``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+import serial
+import structlog
+
+from .host import HostEngine, Outcome
+from .link import SerialLink
+from .profiles import FirmwareProfile
+from .responses import Dialect, Kind, Reply
+
+log = structlog.get_logger("farmhand.agent.serial")
+
+HELLO_RETRY_S = 2.0
+# After the first answer to the hello, answers to earlier (retried) hellos may still come; they are let pass.
+SETTLE_S = 0.2
+RECONNECT_MAX_S = 10.0
+# Sleep through answers while the wire has more than HOLD_MIN_S of lines still to clock out; wake
+# HOLD_GUARD_S before it runs dry (timers fire up to a millisecond late), never later than HOLD_MAX_S.
+HOLD_MIN_S = 0.003
+HOLD_GUARD_S = 0.002
+HOLD_MAX_S = 0.05
+
+
+class Listener(Protocol):
+    def connection_ready(self) -> None:
+        """The firmware answered and the host has resynchronised: ready for jobs."""
+
+    def connection_lost(self, reason: str) -> None:
+        """The port closed (unplugged, the agent stopping)."""
+
+    def connection_failed(self, message: str) -> None:
+        """The firmware stopped (a fatal error while greeting) or stopped answering."""
+
+    def connection_line(self, text: str, out: Outcome) -> None:
+        """One line the firmware printed, and what the engine made of it."""
+
+    def info_changed(self) -> None:
+        """The firmware's name or capabilities became known or changed."""
+
+    def streaming(self) -> bool:
+        """Whether a job is streaming now (answers may then be read in batches)."""
+
+    def poll_due(self) -> None:
+        """A poll period passed (the device may ask for something of its own, like SD progress)."""
+
+
+class Connection:
+    def __init__(self, device_id: str, port: str, baud: int, profile: FirmwareProfile, engine: HostEngine,
+                 dialect: Dialect, listener: Listener, *, poll_interval_s: float, answer_timeout_s: float) -> None:
+        self.port = port
+        self.baud = baud
+        self.profile = profile
+        self.engine = engine
+        self.dialect = dialect
+        self.listener = listener
+        self.poll_interval_s = poll_interval_s
+        self.answer_timeout_s = answer_timeout_s
+        self.link: SerialLink | None = None
+        self.firmware: str | None = None
+        self.capabilities: list[str] = list(profile.capabilities)
+        self.autoreport = False
+        self.greeting = False
+        self.probes_sent = 0
+        self.bad_lines = 0
+        self._heating = tuple(profile.heating_commands)
+        self._settling = False
+        self._info_dirty = False
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self._pending = b""
+        self._last_answer = 0.0
+        self._probes = 0
+        self._wire_free = 0.0
+        self._byte_s = 10.0 / baud
+        self._log = log.bind(device=device_id, port=port)
+
+    @property
+    def emergency_parser(self) -> bool:
+        return "EMERGENCY_PARSER" in self.capabilities
+
+    def tasks(self, name: str) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._connect_loop(), name=f"serial {name}"),
+                asyncio.create_task(self._poll_loop(), name=f"serial poll {name}"),
+                asyncio.create_task(self._watch_loop(), name=f"serial watch {name}")]
+
+    def write_now(self, data: bytes) -> None:
+        """Past the engine's window and queue: what the firmware must see at once (M112, M108)."""
+        if self.link is not None:
+            self.link.write(data)
+
+    def pump(self) -> None:
+        link = self.link
+        if link is None:
+            return
+        idle = not self.engine.awaiting
+        data = self.engine.take()
+        if data:
+            now = time.monotonic()
+            if idle:
+                # The answer clock starts with the first line the firmware owes an answer for.
+                self._last_answer = now
+            self._wire_free = max(now, self._wire_free) + len(data) * self._byte_s
+            link.write(data)
+
+    def restart_greeting(self) -> None:
+        """Say hello until the firmware answers again (it restarted, or stopped and may come back)."""
+        self.greeting = True
+        self._settling = False
+        self._hello()
+
+    # ------------------------------------------------------------------ the port
+
+    async def _connect_loop(self) -> None:
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            lost: asyncio.Future[str] = loop.create_future()
+            link = SerialLink(self.port, self.baud, self._on_data,
+                              lambda reason, lost=lost: lost.done() or lost.set_result(reason))
+            try:
+                link.open()
+            except (OSError, serial.SerialException) as exc:
+                if attempt == 0:
+                    self._log.warning("cannot open the port; retrying", error=str(exc))
+                await asyncio.sleep(min(RECONNECT_MAX_S, 0.5 * 2 ** min(attempt, 5)))
+                attempt += 1
+                continue
+            attempt = 0
+            self._log.info("port open", baud=self.baud, profile=self.profile.name)
+            self.link = link
+            self._pending = b""
+            self.engine.reset()
+            self.restart_greeting()
+            try:
+                reason = await lost
+            finally:
+                self.link = None
+                self._cancel_hello()
+                link.close()
+            self._log.warning("printer connection lost", reason=reason)
+            self.engine.reset()
+            self.listener.connection_lost(reason)
+            await asyncio.sleep(0.5)
+
+    def _hello(self) -> None:
+        """Send the profile's hello until the firmware answers: a board that resets on open misses the first."""
+        if not self.greeting or self.link is None:
+            return
+        self.link.write(self.profile.hello.encode() + b"\n")
+        self._cancel_hello()
+        self._hello_timer = asyncio.get_running_loop().call_later(HELLO_RETRY_S, self._hello)
+
+    def _cancel_hello(self) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+
+    def _greeted(self) -> None:
+        self._settling = True
+        self._cancel_hello()
+        self._hello_timer = asyncio.get_running_loop().call_later(SETTLE_S, self._settled)
+
+    def _settled(self) -> None:
+        self._hello_timer = None
+        self.greeting = self._settling = False
+        self.engine.reset()
+        self.engine.sync()
+        self.capabilities = list(self.profile.capabilities)
+        self.autoreport = False
+        self.engine.command("M115")
+        self.engine.poll(self.profile.temperature_command)
+        self._log.info("printer answered")
+        self.listener.connection_ready()
+        self.pump()
+
+    # ------------------------------------------------------------------ timers
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            if self.link is None or self.greeting:
+                continue
+            if not self.autoreport:
+                self.engine.poll(self.profile.temperature_command)
+            self.listener.poll_due()
+            self.pump()
+
+    async def _watch_loop(self) -> None:
+        """Probe a firmware that owes answers and has said nothing for ``answer_timeout_s``; give up after a few."""
+        period = min(self.answer_timeout_s / 4, 0.5)
+        while True:
+            await asyncio.sleep(period)
+            if self.link is None or self.greeting or not self.engine.awaiting:
+                self._probes = 0
+                continue
+            silent = time.monotonic() - self._last_answer
+            if silent < self.answer_timeout_s * (self._probes + 1):
+                continue
+            if self._probes >= self.profile.probe_limit:
+                message = (f"the printer stopped answering: nothing for {silent:.1f} s and "
+                           f"{self._probes} probes unanswered")
+                self.engine.reset()
+                self.listener.connection_failed(message)
+                continue
+            self._probe(f"nothing for {silent:.1f} s")
+
+    def _probe(self, why: str) -> None:
+        assert self.link is not None
+        self._probes += 1
+        self.probes_sent += 1
+        self._log.warning("the printer owes answers; asking", why=why, probe=self._probes)
+        self.link.write(self.engine.probe(self.profile.temperature_command))
+
+    def _hold(self) -> None:
+        """While a job streams and the wire has lines to clock out, let answers gather before reading them."""
+        link = self.link
+        if link is None or not self.listener.streaming():
+            return
+        ahead = self._wire_free - time.monotonic()
+        if ahead > HOLD_MIN_S:
+            loop = asyncio.get_running_loop()
+            link.hold_reading(loop.time() + min(ahead - HOLD_GUARD_S, HOLD_MAX_S))
+
+    # ------------------------------------------------------------------ what the firmware says
+
+    def _on_data(self, data: bytes) -> None:
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for raw in lines:
+            self._on_line(raw)
+        self.pump()
+        self._hold()
+
+    def _on_line(self, raw: bytes) -> None:
+        text = raw.decode("ascii", "replace").strip()
+        if not text:
+            return
+        try:
+            if self.greeting:
+                self._on_greeting(self.dialect.classify(text))
+                return
+            out = self.engine.receive(text)
+            kind = out.reply.kind
+            # Autoreported temperatures come while a firmware is stuck too; they prove nothing unless it is heating.
+            if kind is not Kind.TEMPERATURE or self.engine.in_flight_command(self._heating):
+                self._last_answer = time.monotonic()
+                self._probes = 0
+            if kind is Kind.OK:
+                if out.reply.fields:
+                    self._on_firmware(out.reply)
+                elif self._info_dirty:
+                    # M115's ok: the firmware's name and capabilities are all in.
+                    self._info_dirty = False
+                    self.listener.info_changed()
+            elif kind is Kind.FIRMWARE:
+                self._on_firmware(out.reply)
+            elif kind is Kind.CAPABILITY:
+                self._on_capability(out.reply)
+            elif kind is Kind.WAIT and self.engine.awaiting and self.link is not None and not self._probes:
+                # An idle firmware with answers still owed to us: they were lost on the way.
+                self._probe("the firmware says it waits")
+            self.listener.connection_line(text, out)
+        except Exception:
+            # One line we cannot digest must not stop the printer's stream.
+            self.bad_lines += 1
+            self._log.exception("could not handle a line from the firmware", line=text[:200])
+
+    def _on_greeting(self, reply: Reply) -> None:
+        if reply.kind is Kind.OK:
+            if not self._settling:
+                self._greeted()
+        elif reply.kind is Kind.START:
+            # The board just booted: a hello sent before this was lost in its bootloader.
+            self._settling = False
+            self._hello()
+        elif reply.kind is Kind.ERROR and reply.fatal:
+            self.listener.connection_failed(reply.message)
+        else:
+            self._log.debug("firmware says", line=reply.text)
+
+    def _on_firmware(self, reply: Reply) -> None:
+        fields = reply.fields or {}
+        name, version = fields.get("FIRMWARE_NAME"), fields.get("FIRMWARE_VERSION")
+        self.firmware = (f"{name} {version}" if name and version and version not in name else name) or reply.text
+        self._log.info("firmware", firmware=self.firmware)
+        if reply.kind is Kind.OK:
+            # The answer came on the ok itself (Klipper): nothing else of M115 is to follow.
+            self.listener.info_changed()
+        else:
+            self._info_dirty = True
+
+    def _on_capability(self, reply: Reply) -> None:
+        name = reply.name
+        if reply.enabled and name not in self.capabilities:
+            self.capabilities.append(name)
+        elif not reply.enabled and name in self.capabilities:
+            self.capabilities.remove(name)
+        self._info_dirty = True
+        if name == "AUTOREPORT_TEMP" and reply.enabled and not self.autoreport:
+            # The firmware reports on its own; polling would only take room from the job's lines.
+            self.autoreport = True
+            seconds = max(1, round(self.poll_interval_s))
+            self.engine.command(self.profile.autoreport_command.format(seconds=seconds))
