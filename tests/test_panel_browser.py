@@ -54,7 +54,8 @@ async def test_login_submit_pause_resume_complete(tmp_path: Path) -> None:
             await page.get_by_label("User name").fill("admin")
             await page.get_by_label("Password").fill(PASSWORD)
             await page.get_by_role("button", name="Log in").click()
-            await page.wait_for_function("document.querySelectorAll('.tile[data-state=idle]').length >= 12")
+            # A locator wait, not wait_for_function: the panel's CSP (rightly) forbids eval.
+            await page.locator(".tile[data-state=idle]").nth(11).wait_for()
             await page.screenshot(path=str(ARTIFACTS / "panel-farm-grid.png"), full_page=True)
 
             await page.goto(f"{base}/panel/#/upload")
