@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.serial.gcode import GcodeError, checksum, frame, frame_text, prepare_file, prepare_lines, strip_line
-from agent.serial.profiles import ProfileError, load_profile
+from agent.serial.gcode import (
+    GcodeError,
+    GcodeFile,
+    checksum,
+    frame,
+    frame_text,
+    prepare_file,
+    prepare_lines,
+    strip_line,
+)
+from agent.serial.profiles import ProfileError, bundled_profiles, load_profile
 from agent.serial.responses import Kind, classify, parse_temperatures
 from protocol.messages import Heater
 
@@ -61,6 +70,30 @@ def test_a_line_too_long_for_the_firmware_is_refused_with_its_line() -> None:
         prepare_lines(["G28", "M117 " + "x" * 80], max_line_bytes=96)
 
 
+def test_a_job_file_is_checked_whole_then_streamed_as_prepared(tmp_path: Path) -> None:
+    path = tmp_path / "job.gcode"
+    path.write_text("; sliced\nG28 ; home\n\nG1 X1 Y2\nM104 S0\n")
+    job = GcodeFile.scan(path)
+    assert (job.count, job.size) == (3, len(b"G28G1 X1 Y2M104 S0"))
+    assert list(job) == list(prepare_file(path)) == [(b"G28", checksum(b"G28")), (b"G1 X1 Y2", checksum(b"G1 X1 Y2")),
+                                                     (b"M104 S0", checksum(b"M104 S0"))]
+
+
+def test_a_job_file_with_a_bad_line_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    path = tmp_path / "bad.gcode"
+    path.write_text("G28\n" * 1000 + "M117 50*50\n")
+    with pytest.raises(GcodeError, match=r"bad.gcode:1001: '\*' is reserved"):
+        GcodeFile.scan(path)
+
+
+def test_a_job_file_that_shrinks_after_the_check_streams_what_is_left(tmp_path: Path) -> None:
+    path = tmp_path / "job.gcode"
+    path.write_text("G28\nG1 X1\nG1 X2\n")
+    job = GcodeFile.scan(path)
+    path.write_text("G28\n")
+    assert [c for c, _ in job] == [b"G28"]
+
+
 def test_prepare_file_keeps_bytes_that_are_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "latin1.gcode"
     path.write_bytes(b"; caf\xe9\nM117 caf\xe9\nG28\n")
@@ -92,6 +125,12 @@ def test_ok_with_temperatures_from_m105() -> None:
 def test_resend_requests(text: str) -> None:
     reply = classify(text)
     assert reply.kind is Kind.RESEND and reply.line == 42
+
+
+def test_repetier_acknowledges_with_the_line_number_and_klipper_answers_m115_on_its_ok() -> None:
+    assert classify("ok 117").line == 117
+    reply = classify("ok FIRMWARE_NAME:Klipper FIRMWARE_VERSION:v0.12.0")
+    assert reply.kind is Kind.OK and reply.fields == {"FIRMWARE_NAME": "Klipper", "FIRMWARE_VERSION": "v0.12.0"}
 
 
 @pytest.mark.parametrize(
@@ -181,7 +220,12 @@ def test_m115_firmware_line_and_capabilities() -> None:
 # ----------------------------------------------------------------------------- profiles
 
 
-@pytest.mark.parametrize("name", ["marlin2", "prusa-mk3s", "klipper"])
+def test_seven_dialects_ship_with_farmhand() -> None:
+    assert {"marlin2", "prusa-mk3s", "prusa-buddy", "reprapfirmware", "klipper", "smoothieware",
+            "repetier"} <= set(bundled_profiles())
+
+
+@pytest.mark.parametrize("name", bundled_profiles())
 def test_bundled_profiles_load(name: str) -> None:
     profile = load_profile(name, environ={})
     assert profile.name == name and profile.rx_buffer >= 64 and profile.cancel_script
@@ -198,6 +242,12 @@ def test_profiles_dir_comes_first_and_env_overrides(tmp_path: Path) -> None:
     assert load_profile("marlin2", environ=env).rx_buffer == 64
     env["FARMHAND_PROFILE_MARLIN2__RX_BUFFER"] = "256"
     assert load_profile("marlin2", environ=env).rx_buffer == 256
+
+
+def test_a_temperature_pattern_must_name_its_groups(tmp_path: Path) -> None:
+    (tmp_path / "odd.toml").write_text('name = "odd"\ntemperature_pattern = "T:(\\\\d+)"\n')
+    with pytest.raises(ProfileError, match=r"odd.toml: temperature_pattern: .*needs the groups"):
+        load_profile("odd", environ={"FARMHAND_PROFILES_DIR": str(tmp_path)})
 
 
 def test_invalid_profile_names_file_and_field(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from agent.serial.gcode import prepare_lines
 from agent.serial.host import HostEngine, Outcome
-from farmhand.sim.marlin import LineChecker, parse_params
+from farmhand.sim.marlin import ERR_LINE_NUMBER, LineChecker, parse_params
 
 RX = 128
 
@@ -26,19 +26,32 @@ def corrupt(raw: bytes) -> bytes:
 
 
 class MemoryMarlin:
+    """Marlin's line rules in memory; ``style`` words rejections like Marlin, Smoothieware or Repetier.
+
+    ``advanced_ok`` answers ``ok N<line> P<planner> B<queue>``; ``lose_oks`` drops the
+    answers with those (1-based) counts on the way back, as a bad cable would.
+    """
+
     def __init__(self, *, in_order: bool = True, corrupt_lines: set[int] | None = None, last_line: int = 0,
-                 bufsize: int = 4) -> None:
+                 bufsize: int = 4, style: str = "marlin", advanced_ok: bool = False, planner_free: int = 15,
+                 lose_oks: set[int] | None = None) -> None:
         self.checker = LineChecker()
         self.checker.last_line = last_line
         self.in_order = in_order
         self.corrupt_lines = corrupt_lines or set()
         self.bufsize = bufsize
+        self.style = style
+        self.advanced_ok = advanced_ok
+        self.planner_free = planner_free
+        self.lose_oks = lose_oks or set()
         self.rx: deque[bytes] = deque()
         self.queue: deque[tuple[int | None, str, int]] = deque()
         self.executed: list[tuple[int | None, str]] = []
         self.received = 0
+        self.oks = 0
         self.outstanding = 0
         self.max_outstanding = 0
+        self._skipping = False
 
     @property
     def pending(self) -> bool:
@@ -51,6 +64,31 @@ class MemoryMarlin:
             self.received += 1
             self.rx.append(corrupt(raw) if self.received in self.corrupt_lines else raw)
 
+    def _reject(self, error: str) -> list[str]:
+        last = self.checker.last_line
+        if self.style == "smoothie":
+            return [f"rs N{last + 1}"]
+        if self.style == "repetier" and self._skipping and error == ERR_LINE_NUMBER:
+            return [f"skip {last + 2}", "ok"]  # a line behind the bad one, dropped with a word and an ok
+        self._skipping = self.style == "repetier"
+        return self.checker.rejection(error)
+
+    def _ok(self, line: int | None) -> str:
+        if not self.advanced_ok:
+            return "ok"
+        number = f" N{line}" if line is not None else ""
+        return f"ok{number} P{self.planner_free} B{self.bufsize - len(self.queue)}"
+
+    def _answer(self, lines: list[str]) -> list[str]:
+        out = []
+        for line in lines:
+            if line.startswith("ok"):
+                self.oks += 1
+                if self.oks in self.lose_oks:
+                    continue
+            out.append(line)
+        return out
+
     def step(self) -> list[str]:
         """Answer one line (in order) or parse what fits and run one command (like Marlin)."""
         out: list[str] = []
@@ -59,30 +97,32 @@ class MemoryMarlin:
             verdict = self.checker.check(raw.decode("latin-1"))
             if verdict.error:
                 self.outstanding -= len(raw) + 1
-                out += self.checker.rejection(verdict.error)
+                out += self._reject(verdict.error)
                 if self.in_order:
-                    return out
+                    return self._answer(out)
             else:
+                self._skipping = False
                 self.queue.append((verdict.line, verdict.command, len(raw) + 1))
         if self.queue:
-            line, command, size = self.queue.popleft()
+            line, command, size = self.queue[0]
             self.executed.append((line, command))
             code, params = parse_params(command)
             if code == "M110":
                 self.checker.last_line = int(params.get("N", 0))
             self.outstanding -= size
-            out.append("ok")
-        return out
+            out.append(self._ok(line) if code != "M105" else "ok T:21.0 /0.0 B:21.0 /0.0 @:0 B@:0")
+            self.queue.popleft()
+        return self._answer(out)
 
 
-def run(engine: HostEngine, fw: MemoryMarlin, steps: int = 200_000) -> list[Outcome]:
+def run(engine: HostEngine, fw: MemoryMarlin, steps: int = 200_000, *, bounded: bool = True) -> list[Outcome]:
     """Shuttle bytes both ways until nothing is left to send or answer."""
     outcomes: list[Outcome] = []
     for _ in range(steps):
         data = engine.take()
         if data:
             fw.receive(data)
-        assert engine.window_bytes <= engine.rx_buffer or engine.in_flight == 1
+        assert not bounded or engine.window_bytes <= engine.rx_buffer or engine.in_flight == 1
         answers = fw.step()
         for line in answers:
             outcomes.append(engine.receive(line))
@@ -257,3 +297,136 @@ def test_a_line_the_firmware_never_takes_fails_instead_of_looping() -> None:
     engine, fw = started(lines, max_tries=4), MemoryMarlin(corrupt_lines=set(range(6, 400)))
     failures = [o.failure for o in run(engine, fw) if o.failure]
     assert failures and "rejected line 5 4 times in a row" in failures[0]
+
+
+# ----------------------------------------------------------------------------- dialects' ways of rejecting
+
+
+@pytest.mark.parametrize("in_order", [True, False], ids=["in-order", "marlin-order"])
+def test_smoothieware_rejections_come_without_an_ok_and_every_line_still_runs_once(in_order: bool) -> None:
+    lines = job(300)
+    pick = random.Random("smoothie")
+    bad = {n for n in range(1, 3000) if pick.random() < 0.05}
+    engine = started(lines, resend_ok=False)
+    fw = MemoryMarlin(in_order=in_order, corrupt_lines=bad, style="smoothie")
+    run(engine, fw)
+    assert delivered(fw) == ["M110 N0", *lines, "M400"]
+    assert engine.resends > 0 and not engine.busy
+
+
+def test_repetier_skips_the_lines_behind_a_bad_one_and_every_line_still_runs_once() -> None:
+    lines = job(300)
+    engine, fw = started(lines), MemoryMarlin(in_order=False, corrupt_lines={30, 90, 91, 200}, style="repetier")
+    outcomes = run(engine, fw)
+    assert delivered(fw) == ["M110 N0", *lines, "M400"]
+    assert any(o.reply.kind.value == "skip" for o in outcomes) and not engine.busy
+
+
+# ----------------------------------------------------------------------------- answers that name their question
+
+
+def test_advanced_ok_names_its_line_so_lost_oks_cost_nothing() -> None:
+    lines = job(400)
+    engine = started(lines)
+    fw = MemoryMarlin(in_order=False, advanced_ok=True, lose_oks={50, 51, 120, 300})
+    outcomes = run(engine, fw, bounded=False)
+    assert delivered(fw) == ["M110 N0", *lines, "M400"]
+    assert engine.lost_oks == 4 and [o.job_done for o in outcomes].count(True) == 1 and not engine.busy
+
+
+def test_the_answer_to_a_temperature_poll_accounts_for_oks_lost_before_it() -> None:
+    lines = job(60)
+    engine, fw = started(lines), MemoryMarlin(lose_oks={20})
+    for _ in range(30):  # part of the job, one ok lost on the way
+        data = engine.take()
+        if data:
+            fw.receive(data)
+        for line in fw.step():
+            engine.receive(line)
+    engine.poll("M105")
+    outcomes = run(engine, fw)
+    assert engine.lost_oks == 1 and outcomes[-1].job_done and not engine.busy
+    assert [c for c in delivered(fw) if c != "M105"] == ["M110 N0", *lines, "M400"]
+
+
+def test_a_probe_goes_now_numbered_and_its_answer_settles_the_window() -> None:
+    engine = started(job(3))
+    fw = MemoryMarlin(lose_oks={2, 3, 4, 5})  # the sync's ok arrives, every later ok is lost
+    run(engine, fw)
+    assert engine.job_active and engine.awaiting  # the host still waits for answers that will never come
+    probe = engine.probe("M105")
+    assert probe.startswith(b"N5 M105*")
+    fw.receive(probe)
+    outcomes = [engine.receive(line) for line in fw.step()]
+    assert outcomes[-1].job_done and engine.lost_oks == 4 and not engine.busy
+
+
+def test_an_urgent_line_goes_unnumbered_past_a_full_window_and_is_answered_in_turn() -> None:
+    engine = started(job(50))
+    engine.take()
+    engine.receive("ok")  # the sync
+    engine.take()  # the window is full now
+    assert engine.take() == b""
+    assert engine.urgent("M108") == b"M108\n"
+    in_flight = engine.in_flight
+    assert in_flight >= 2 and engine.in_flight_command(("M108",))
+
+
+# ----------------------------------------------------------------------------- flow control
+
+
+def test_planner_credit_keeps_moves_in_flight_past_the_receive_buffer() -> None:
+    engine = started(job(200))
+    engine.take()
+    engine.receive("ok N0 P15 B3")  # the sync, answered by a firmware with ADVANCED_OK and 15 free planner slots
+    sent = engine.take().splitlines(keepends=True)
+    # Fifteen moves run as they arrive; behind them, what the receive buffer holds.
+    assert 15 < len(sent) and sum(map(len, sent[15:])) <= engine.rx_buffer < sum(map(len, sent))
+    engine.receive("ok N1 P15 B3")
+    assert engine.take().count(b"\n") == 1  # one move answered, one planner slot back
+
+
+def test_a_command_that_can_wait_ends_the_credit() -> None:
+    lines = [*job(5), "G4 P500", *job(40)]
+    engine = started(lines)
+    engine.take()
+    engine.receive("ok N0 P15 B3")
+    sent = engine.take()
+    # Five moves and the dwell go on credit; the lines behind the dwell may wait in the buffer, so they fit in it.
+    behind = sent.split(b"G4 P500")[1].split(b"\n", 1)[1]
+    assert b"G4 P500" in sent and 0 < len(behind) <= engine.rx_buffer
+
+
+def test_without_advanced_ok_the_window_is_the_receive_buffer() -> None:
+    engine = started(job(200))
+    engine.take()
+    engine.receive("ok")
+    assert len(engine.take()) <= engine.rx_buffer
+
+
+def test_one_line_in_flight_for_firmware_that_needs_it() -> None:
+    lines = job(30)
+    engine, fw = started(lines, one_in_flight=True), MemoryMarlin(in_order=False)
+    for _ in range(200):
+        data = engine.take()
+        assert data.count(b"\n") <= 1 and (not data or engine.in_flight == 1)
+        if data:
+            fw.receive(data)
+        for line in fw.step():
+            engine.receive(line)
+    assert delivered(fw) == ["M110 N0", *lines, "M400"]
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_m73_in_the_job_reports_the_slicers_progress_as_it_is_answered() -> None:
+    lines = ["M73 P0 R12", *job(10), "M73 P40 R7", *job(10)]
+    engine, fw = started(lines), MemoryMarlin()
+    for _ in range(15):
+        data = engine.take()
+        if data:
+            fw.receive(data)
+        for line in fw.step():
+            engine.receive(line)
+    assert (engine.m73_percent, engine.m73_remaining_min) == (40.0, 7)

@@ -98,7 +98,7 @@ _OK_LINE = re.compile(r"ok\s+N?(\d+)\s*$")
 _RESEND = re.compile(r"(?:resend|rs)[:\s]\s*N?:?\s*(\d+)", re.IGNORECASE)
 _SKIP = re.compile(r"skip\s+(\d+)", re.IGNORECASE)
 _TEMP_START = re.compile(r"(?:ok\s+)?(?:T\d?|B|C):")
-_FIELD = re.compile(r"(?:^|\s)([A-Z][A-Z0-9_]+):")
+_FIELD = re.compile(r"(?:^|\s)([A-Z][A-Z0-9_-]+):")
 _CAP = re.compile(r"Cap:([A-Za-z0-9_]+):\s*([01])")
 # SD card replies (Marlin, Prusa, Repetier), matched on the start of the line.
 _SD: tuple[tuple[str, str], ...] = (
