@@ -13,7 +13,7 @@ import pytest
 import serial_asyncio
 
 from agent.serial.gcode import frame_text
-from farmhand.sim.printer import VirtualPrinter
+from farmhand.sim.printer import UartClock, VirtualPrinter
 
 pytestmark = pytest.mark.integration
 
@@ -25,10 +25,11 @@ class Port:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, link: Path) -> Port:
+    async def open(cls, link: Path, banner: str | None = "start") -> Port:
         reader, writer = await serial_asyncio.open_serial_connection(url=str(link), baudrate=115200)
         port = cls(reader, writer)
-        await port.until("start")
+        if banner is not None:
+            await port.until(banner)
         await port.command("M110 N0")  # past the banner
         return port
 
@@ -233,3 +234,140 @@ async def test_cli_serves_until_sigterm_and_cleans_up(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0 and not os.path.lexists(link)
+
+
+# ----------------------------------------------------------------------------- the wire
+
+
+def test_bytes_arrive_ten_bit_times_apart_and_a_line_when_its_last_byte_does() -> None:
+    uart = UartClock(250000)  # 40 microseconds a byte
+    first, second = b"N1 G28*18\n", b"N2 G1 X1*99\n"
+    arrived = uart.lines(10.0, first + second + b"N3 G")
+    assert arrived == [(pytest.approx(10.0 + len(first) * 40e-6), first),
+                       (pytest.approx(10.0 + (len(first) + len(second)) * 40e-6), second)]
+    # The rest of line 3 comes later, but the wire is still busy with what came before.
+    rest = uart.lines(10.0001, b"1 X2*7\n")
+    assert rest == [(pytest.approx(10.0 + (len(first) + len(second) + 11) * 40e-6), b"N3 G1 X2*7\n")]
+    # A write to an idle wire starts when it is written.
+    assert uart.lines(20.0, b"M105\n") == [(pytest.approx(20.0 + 5 * 40e-6), b"M105\n")]
+
+
+def test_answers_leave_one_after_another_at_the_same_pace() -> None:
+    uart = UartClock(115200)
+    assert uart.send(1.0, 3) == pytest.approx(1.0 + 3 * 10 / 115200)
+    assert uart.send(1.0, 3) == pytest.approx(1.0 + 6 * 10 / 115200)
+
+
+async def test_a_paced_printer_runs_a_burst_of_lines_in_order(tmp_path: Path) -> None:
+    p = VirtualPrinter(tmp_path / "paced", speed_factor=1000.0, baud=115200)
+    await p.start()
+    port = await Port.open(p.link)
+    try:
+        await port.command(frame_text(0, "M110 N0"))
+        burst = b"".join(frame_text(n, f"G1 X{n}") for n in range(1, 21))
+        port.send(burst)
+        for _ in range(20):
+            assert await port.line() == "ok"
+        assert p.executed[-20:] == [(n, f"G1 X{n}") for n in range(1, 21)]
+    finally:
+        port.close()
+        await p.stop()
+
+
+# ----------------------------------------------------------------------------- firmware behaviour
+
+
+async def test_a_long_command_sends_busy_keep_alives_until_its_ok(tmp_path: Path) -> None:
+    p = VirtualPrinter(tmp_path / "busy", speed_factor=10.0)  # keep-alive every 2 simulated seconds = 0.2 s
+    await p.start()
+    port = await Port.open(p.link)
+    try:
+        lines = await port.command("G4 S3")
+        assert lines[:-1] and set(lines[:-1]) == {"echo:busy: processing"} and lines[-1] == "ok"
+    finally:
+        port.close()
+        await p.stop()
+
+
+async def test_m108_ends_a_heating_wait_at_once(tmp_path: Path) -> None:
+    p = VirtualPrinter(tmp_path / "heat", speed_factor=1.0)  # heating to 200 °C would take real minutes
+    await p.start()
+    port = await Port.open(p.link)
+    try:
+        port.send("M109 S200")
+        assert (await port.line()).startswith("T:")  # waiting, reporting
+        port.send("M108")
+        await port.until("ok")
+        actual, target = p.temperatures["T0"]
+        assert target == 200.0 and actual < 100.0
+    finally:
+        port.close()
+        await p.stop()
+
+
+async def test_an_injected_thermal_runaway_halts_in_the_firmwares_words(printer: VirtualPrinter, port: Port) -> None:
+    printer.inject_thermal_runaway()
+    assert await port.line() == "Error:Thermal Runaway, system stopped! Heater_ID: 0"
+    assert await port.line() == "Error:Printer halted. kill() called!"
+    assert printer.halted
+
+
+async def test_an_injected_reset_boots_the_firmware_again(printer: VirtualPrinter, port: Port) -> None:
+    await port.command(frame_text(0, "M110 N0"))
+    await port.command(frame_text(1, "G28"))
+    printer.inject_reset()
+    assert await port.line() == "start"
+    # The board forgot the numbering: line 1 is expected again.
+    assert (await port.command(frame_text(1, "G90")))[-1] == "ok"
+
+
+async def test_lost_oks_never_reach_the_host(printer: VirtualPrinter, port: Port) -> None:
+    printer.lose_oks(1)
+    port.send("G90")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(port.reader.readline(), 0.3)
+    assert await port.command("G91") == ["ok"] and printer.stats.oks_lost == 1
+
+
+async def test_filament_runout_and_buttons_ask_the_host_to_act(printer: VirtualPrinter, port: Port) -> None:
+    printer.inject_runout()
+    assert await port.line() == "//action:out_of_filament T0"
+    printer.press("pause")
+    assert (await port.until("//action:"))[-1] == "//action:pause"
+
+
+async def test_the_sd_card_lists_selects_and_prints_a_file(tmp_path: Path) -> None:
+    p = VirtualPrinter(tmp_path / "sd", speed_factor=1e5, sd_files={"PART.GCO": b"G28 ; home\nG1 X10\nG1 X20\n"})
+    await p.start()
+    port = await Port.open(p.link)
+    try:
+        assert await port.command("M20") == ["Begin file list", "PART.GCO 25", "End file list", "ok"]
+        assert await port.command("M23 NOPE.GCO") == ["open failed, File: NOPE.GCO.", "ok"]
+        assert await port.command("M23 PART.GCO") == ["File opened: PART.GCO Size: 25", "File selected", "ok"]
+        port.send("M24")
+        assert "Done printing file" in await port.until("Done printing file")
+        assert p.card.executed == ["G28", "G1 X10", "G1 X20"]
+        assert await port.command("M27") == ["SD printing byte 25/25", "ok"]
+    finally:
+        port.close()
+        await p.stop()
+
+
+async def test_the_printer_speaks_the_dialect_of_its_profile(tmp_path: Path) -> None:
+    p = VirtualPrinter(tmp_path / "klipper", profile="klipper", speed_factor=1e5)
+    await p.start()
+    port = await Port.open(p.link, banner=None)  # Klipper's pty greets with nothing
+    try:
+        assert (await port.command("M115"))[-1].startswith("ok FIRMWARE_NAME:Klipper")
+        assert (await port.command("N5 G1 X1*99")) == ["ok"]  # line numbers and checksums dropped unread
+        assert p.executed[-1] == (None, "G1 X1")
+    finally:
+        port.close()
+        await p.stop()
+
+
+async def test_a_hung_firmware_answers_nothing(printer: VirtualPrinter, port: Port) -> None:
+    printer.inject_hang()
+    port.send("M105")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(port.reader.readline(), 0.3)

@@ -11,14 +11,14 @@ what differs between firmwares is the profile (``firmware-profiles/*.toml``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from agent.serial.connection import Connection
+from agent.serial.console import Console, ConsoleInterrupted
 from agent.serial.gcode import GcodeError, GcodeFile, prepare_lines
 from agent.serial.host import HostEngine, Outcome
 from agent.serial.profiles import load_profile
@@ -46,11 +46,8 @@ log = structlog.get_logger("farmhand.agent.serial")
 
 PROGRESS_EVERY_S = 1.0
 SD_ANSWER_S = 10.0
-CONSOLE_MAX_LINES = 500
 
-
-class ConsoleInterrupted(Exception):
-    """The printer stopped, restarted or went away before the console's lines were done."""
+__all__ = ["ConsoleInterrupted", "SerialGcodeDevice"]
 
 
 @dataclass(slots=True)
@@ -60,14 +57,6 @@ class _Job:
     started: float
     last_progress: float
     sd: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _ConsoleRequest:
-    command_id: str
-    future: asyncio.Future[None]
-    remaining: int
-    output: list[str] = field(default_factory=list)
 
 
 class SerialGcodeDevice(Device):
@@ -108,8 +97,7 @@ class SerialGcodeDevice(Device):
         self._job: _Job | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._m27_pending = False
-        self._sd_waiters: list[tuple[tuple[str, ...], asyncio.Future[str]]] = []
-        self._consoles: list[_ConsoleRequest] = []
+        self.console = Console()
         self._log = log.bind(device=device_id, port=port)
 
     # ------------------------------------------------------------------ Device
@@ -177,17 +165,15 @@ class SerialGcodeDevice(Device):
             raise CommandRejected(str(exc)) from None
         if not commands.count:
             raise CommandRejected("no command to send: every line is empty or a comment")
-        request = _ConsoleRequest(command_id, asyncio.get_running_loop().create_future(), commands.count)
-        self._consoles.append(request)
+        request = self.console.open(command_id, commands.count)
         for command in commands.commands:
             self.engine.command(command.decode("utf-8", "surrogateescape"), tag=request)
         self.connection.pump()
         try:
             await request.future
         finally:
-            self._consoles.remove(request)
             self.emitter.event(ConsoleOutput(device=self.id, command_id=command_id,
-                                             lines=request.output[:CONSOLE_MAX_LINES]))
+                                             lines=self.console.close(request)))
 
     async def pause(self) -> None:
         self._require((DeviceState.PRINTING,), "pause")
@@ -300,9 +286,7 @@ class SerialGcodeDevice(Device):
     def _interrupted(self, reason: str) -> None:
         """Whatever was running on the printer is over: the job fails, console requests fail."""
         self._end_job(reason)
-        for request in self._consoles:
-            if not request.future.done():
-                request.future.set_exception(ConsoleInterrupted(reason))
+        self.console.interrupt(reason)
 
     def _enter_error(self, message: str, *, reset: bool = True) -> None:
         """The firmware has stopped (or we stopped it): fail the job, say why, send nothing until it is back."""
@@ -368,10 +352,9 @@ class SerialGcodeDevice(Device):
     def connection_line(self, text: str, out: Outcome) -> None:
         reply = out.reply
         kind = reply.kind
-        if self._consoles and kind is not Kind.TEMPERATURE:
-            self._consoles[0].output.append(text)
+        self.console.heard(text, kind)
         if self.engine.acked:
-            self._console_acked()
+            self.console.answered(self.engine.acked)
         if kind is Kind.OK:
             if reply.temperatures:
                 self._on_temperatures(reply.temperatures)
@@ -399,14 +382,6 @@ class SerialGcodeDevice(Device):
             self._on_sd(reply)
         elif kind is Kind.OTHER:
             self.sd.on_other(reply.text)
-
-    def _console_acked(self) -> None:
-        for request in self.engine.acked:
-            if isinstance(request, _ConsoleRequest):
-                request.remaining -= 1
-                if not request.remaining and not request.future.done():
-                    request.future.set_result(None)
-        self.engine.acked.clear()
 
     def _firmware_restarted(self) -> None:
         self._log.warning("the firmware restarted")
@@ -459,9 +434,6 @@ class SerialGcodeDevice(Device):
 
     def _on_sd(self, reply: Reply) -> None:
         event = self.sd.on_reply(reply)
-        for names, future in list(self._sd_waiters):
-            if event in names and not future.done():
-                future.set_result(event)
         if event in ("progress", "idle"):
             self._m27_pending = False
         job = self._job
@@ -473,19 +445,14 @@ class SerialGcodeDevice(Device):
             self.emitter.event(JobProgress(device=self.id, job_id=job.id, progress=self._progress() or 0.0))
 
     async def _sd_ask(self, command: str, *answers: str) -> str:
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        waiter = (answers, future)
-        self._sd_waiters.append(waiter)
+        answer = self.sd.expect(*answers)
         self.engine.command(command)
         self.connection.pump()
         try:
             async with asyncio.timeout(SD_ANSWER_S):
-                return await future
+                return await answer
         except TimeoutError:
             raise CommandRejected(f"the printer did not answer {command!r}") from None
-        finally:
-            with contextlib.suppress(ValueError):
-                self._sd_waiters.remove(waiter)
 
     def _on_temperatures(self, temps: dict[str, Heater]) -> None:
         self._temps.update(temps)

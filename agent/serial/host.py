@@ -3,39 +3,23 @@
 ``take()`` returns every framed line that fits the firmware's receive buffer;
 ``receive(line)`` digests one line the firmware printed. The driver only moves
 bytes between these and the port, so the whole protocol can be tested with
-plain strings.
-
-Flow control is by counting: every line the firmware receives gets exactly one
-``ok``, so the bytes of the lines sent and not yet answered bound what sits in
-its receive buffer, and we keep that at or under ``rx_buffer``. With
-ADVANCED_OK (``ok N<line> P<planner> B<queue>``) an ok names its line, so an ok
-lost on the wire costs nothing, and ``B`` says how many of the lines behind it
-already left the receive buffer for the command queue; those stop counting.
+plain strings. What is in flight, and how much of it the receive buffer can
+hold, is ``window``'s business.
 
 Resends: a bad line makes the firmware print ``Resend: N`` for it *and* for
 every line already in flight behind it (each of those is out of sequence).
-Acting on the first, every line in flight numbered N or later becomes *stale*:
-it is sent again from the history, and its old copy waits in the window only
-for its rejection. A later ``Resend: N`` while stale copies remain is one of
-those rejections, not news. This needs no knowledge of which ``ok`` answers
-which good line, so it holds both for firmware that answers strictly in order
-and for Marlin, which rejects a line as soon as it parses it, ahead of the
-``ok`` of commands still queued.
+Acting on the first, every line in flight numbered N or later becomes stale:
+it is sent again from the history, and its old copy waits only for its
+rejection. A later ``Resend: N`` while stale copies remain is one of those
+rejections, not news. This needs no knowledge of which ``ok`` answers which
+good line, so it holds both for firmware that answers strictly in order and
+for Marlin, which rejects a line as soon as it parses it, ahead of the ``ok``
+of commands still queued.
 
 An answer that names its question resynchronises the window: ``ok T:…``
-answers the oldest M105 in flight, an ADVANCED_OK names its line; lines before
-them whose ``ok`` never came are counted in ``lost_oks`` and let go.
-
-Planner credit (ADVANCED_OK only): the receive buffer only fills while the
-firmware is stuck in a command, and Marlin is stuck only in a command that
-waits (G4, G28, M400, a heating wait, a move into a full planner). An ok that
-reports ``P`` free planner slots means the next ``P`` moves run without
-waiting; as long as every line sent since is such a move or a command that
-never waits (the profile's ``streaming_commands``), each leaves the receive
-buffer as it arrives, so none of them counts against ``rx_buffer``. The first
-line that could wait closes the credit until the next such ok. This is what
-lets a 128-byte buffer keep a 250000-baud wire full: the window becomes the
-planner, not the buffer.
+answers the oldest M105 in flight, an ADVANCED_OK (or Repetier) ok names its
+line; lines before them whose ``ok`` never came are counted in ``lost_oks``
+and let go. A firmware that went quiet is asked (``probe``) for such an answer.
 """
 
 from __future__ import annotations
@@ -43,39 +27,16 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from enum import IntEnum
+from dataclasses import replace
 from itertools import chain, islice
 from typing import NamedTuple, Protocol
 
 from .gcode import checksum, frame
 from .responses import MARLIN, Kind as ReplyKind, OK, Reply
+from .window import INSTANT, STREAMING_COMMANDS, Kind, Sent, Window
 
+__all__ = ["STREAMING_COMMANDS", "Feed", "HostEngine", "Kind", "Outcome", "Sent"]
 
-class Kind(IntEnum):
-    JOB = 0
-    COMMAND = 1
-    POLL = 2
-    SYNC = 3
-    PROBE = 4
-    URGENT = 5
-
-
-@dataclass(slots=True, eq=False)
-class Sent:
-    data: bytes
-    line: int | None
-    kind: Kind
-    index: int = -1
-    """JOB: position in the job's feed."""
-    reports: bool = False
-    """Its answer is ``ok T:…`` (an M105), which identifies it."""
-    flow: int = 2
-    """_MOVE, _INSTANT or _WAITS: whether the firmware may get stuck on it."""
-    stale: bool = False
-    """Rejected (or to be): a copy goes again; this one waits only for its rejection."""
-    tag: object = None
-    """Whoever wants to hear when this line is answered (``HostEngine.acked``)."""
 
 
 class Outcome(NamedTuple):
@@ -93,13 +54,6 @@ class Feed(Protocol):
 
 
 _SYNC_COMMAND = b"M110 N0"
-_MOVE, _INSTANT, _WAITS = 0, 1, 2
-_MOVES = frozenset((b"G0", b"G1"))
-STREAMING_COMMANDS = (
-    "G0", "G1", "G20", "G21", "G90", "G91", "G92", "M82", "M83", "M104", "M140", "M141", "M106", "M107",
-    "M73", "M117", "M118", "M105", "M110", "M114", "M115", "M155", "M220", "M221", "M201", "M203", "M204",
-    "M205", "M900",
-)
 _M73 = re.compile(rb"M73(?:\s+P(\d+(?:\.\d*)?))?(?:\s+R(\d+))?")
 
 
@@ -125,9 +79,8 @@ class HostEngine:
         self.resend_ok = resend_ok
         self.classify = classify
         self._report_command = temperature_command.encode()
-        self._instant = frozenset(c.encode() for c in streaming_commands) - _MOVES
         self._log: deque[Sent] = deque(maxlen=history)
-        self._window: deque[Sent] = deque()
+        self._window = Window(streaming_commands)
         self._replay: deque[Sent] = deque()
         self._oob: deque[tuple[bytes, Kind, object]] = deque()
         self.acked: list[object] = []
@@ -135,17 +88,9 @@ class HostEngine:
         self._staged: Sent | None = None
         self._feed: Iterator[tuple[bytes, int]] | None = None
         self._peek: tuple[bytes, int] | None = None
-        self._queue_size = 1
         self._reset_counters()
 
     def _reset_counters(self) -> None:
-        self.window_bytes = 0
-        self._parsed = 0
-        self._parsed_bytes = 0
-        self._credit: int | None = None
-        self._moves = 0
-        self._waits = 0
-        self._stale = 0
         self._pending_rejections = 0
         self._next_line = 0
         self._numbered = False
@@ -296,28 +241,29 @@ class HostEngine:
     def in_flight(self) -> int:
         return len(self._window)
 
+    @property
+    def window_bytes(self) -> int:
+        return self._window.bytes
+
     def in_flight_command(self, prefixes: tuple[str, ...]) -> bool:
         """Whether a command starting with one of ``prefixes`` (e.g. M109) is sent and not yet answered."""
-        wanted = tuple(p.encode() for p in prefixes)
-        for sent in self._window:
-            if not sent.stale and _command_of(sent).startswith(wanted):
-                return True
-        return False
+        return self._window.command_in_flight(tuple(p.encode() for p in prefixes))
 
     # ------------------------------------------------------------------ the wire
 
     def take(self) -> bytes:
         """Every line that fits in the firmware's buffer now, framed, in order (b"" when none)."""
-        room = self.rx_buffer - self.window_bytes + self._parsed_bytes
+        window = self._window
+        room = self.rx_buffer - window.buffered
         chunks: list[bytes] = []
         while True:
             replaying = bool(self._replay)
             sent = self._replay[0] if replaying else (self._staged or self._stage())
             if sent is None:
                 break
-            if not replaying and (self._syncs_in_flight or (sent.kind is Kind.SYNC and self._window)):
+            if not replaying and (self._syncs_in_flight or (sent.kind is Kind.SYNC and window)):
                 break
-            if self._window and (self.one_in_flight or len(sent.data) > room):
+            if window and (self.one_in_flight or len(sent.data) > room):
                 # A line bigger than the whole buffer still goes, alone, or it would never go.
                 break
             if replaying:
@@ -327,7 +273,7 @@ class HostEngine:
                 self._commit_new(sent)
             self._enter(sent)
             # Not just minus this line: a line the planner credit covers takes no room.
-            room = self.rx_buffer - self.window_bytes + self._parsed_bytes
+            room = self.rx_buffer - window.buffered
             chunks.append(sent.data)
         return b"".join(chunks)
 
@@ -371,10 +317,9 @@ class HostEngine:
 
     def _frame(self, data: bytes, data_xor: int, kind: Kind, index: int) -> Sent:
         reports = kind is Kind.POLL or self._report_command in data
-        word = data.split(b" ", 1)[0]
-        flow = _MOVE if word in _MOVES else _INSTANT if word in self._instant else _WAITS
+        flow = self._window.flow(data)
         if kind is Kind.SYNC:
-            return Sent(frame(0, data, data_xor), 0, kind, flow=_INSTANT)
+            return Sent(frame(0, data, data_xor), 0, kind, flow=INSTANT)
         if self._numbered:
             return Sent(frame(self._next_line, data, data_xor), self._next_line, kind, index, reports, flow)
         return Sent(data + b"\n", None, kind, index, reports, flow)
@@ -397,20 +342,8 @@ class HostEngine:
             self._log.append(sent)
 
     def _enter(self, sent: Sent) -> None:
-        self._window.append(sent)
-        size = len(sent.data)
-        self.window_bytes += size
-        self.bytes_sent += size
-        if sent.flow == _MOVE:
-            self._moves += 1
-        elif sent.flow == _WAITS:
-            self._waits += 1
-        if self._credit is not None and self._parsed == len(self._window) - 1:
-            if self._spend(sent):
-                self._parsed += 1
-                self._parsed_bytes += size
-            else:
-                self._credit = None
+        self._window.enter(sent)
+        self.bytes_sent += len(sent.data)
         if sent.kind is Kind.JOB:
             self._job_in_flight += 1
         elif sent.kind is Kind.POLL:
@@ -429,16 +362,16 @@ class HostEngine:
             self._leave(0)
         elif self._pending_rejections:
             self._pending_rejections -= 1
-            self._leave(self._oldest(stale=True))
+            self._leave(window.oldest(stale=True))
         elif reply.line is not None and self.checksums:
-            self._ack_through(lambda s: s.line == reply.line)
-        elif reply.temperatures and any(s.reports and not s.stale for s in window):
-            self._ack_through(lambda s: s.reports)
+            self._ack_through(window.find(reply.line))
+        elif reply.temperatures and (poll := window.find(reports=True)) is not None:
+            self._ack_through(poll)
         else:
-            self._leave(self._oldest(stale=False))
+            self._leave(window.oldest(stale=False))
         if reply.buffer_free is not None:
             self.planner_free = reply.planner_free
-            self._note_queue(reply.buffer_free, reply.planner_free)
+            window.note_queue(reply.buffer_free, reply.planner_free)
         if self._feed is not None and self._feed_pos >= self._feed_end and not self._job_in_flight \
                 and not self._replay and self._peek is None:
             # Every job line has been answered and none is waiting to be sent again: all were taken.
@@ -447,44 +380,21 @@ class HostEngine:
             return Outcome(reply, job_done=True)
         return Outcome(reply)
 
-    def _oldest(self, *, stale: bool) -> int:
-        """Index of the oldest entry that is (or is not) stale; the front when there is none."""
-        for i, sent in enumerate(self._window):
-            if sent.stale is stale:
-                return i
-        return 0
-
-    def _ack_through(self, match: Callable[[Sent], bool]) -> None:
-        """The ok answers the oldest good entry that ``match``es; everything before it was answered too."""
-        for i, sent in enumerate(self._window):
-            if not sent.stale and match(sent):
-                for _ in range(i):
-                    if not self._window[0].stale:
-                        self.lost_oks += 1
-                    self._leave(0)
-                self._leave(0)
-                return
-        # It names nothing we wait for (a late or repeated ok): say so, change nothing.
-        self.unexpected_oks += 1
+    def _ack_through(self, i: int | None) -> None:
+        """The ok answers entry ``i``; every entry before it was answered too, its ok lost on the way."""
+        if i is None:
+            # It names nothing we wait for (a late or repeated ok): say so, change nothing.
+            self.unexpected_oks += 1
+            return
+        for _ in range(i):
+            if not self._window[0].stale:
+                self.lost_oks += 1
+            self._leave(0)
+        self._leave(0)
 
     def _leave(self, i: int) -> None:
         """Entry ``i`` got its answer: an ok if it was good, its rejection if it was stale."""
-        window = self._window
-        sent = window[i]
-        if i == 0:
-            window.popleft()
-            if self._parsed:
-                self._parsed -= 1
-                self._parsed_bytes -= len(sent.data)
-        else:
-            del window[i]
-        self.window_bytes -= len(sent.data)
-        if sent.flow == _MOVE:
-            self._moves -= 1
-        elif sent.flow == _WAITS:
-            self._waits -= 1
-        if sent.stale:
-            self._stale -= 1
+        sent = self._window.leave(i)
         if sent.tag is not None and not sent.stale:
             self.acked.append(sent.tag)
         if sent.kind is Kind.JOB:
@@ -498,47 +408,6 @@ class HostEngine:
             self._polls -= 1
         elif sent.kind is Kind.SYNC:
             self._syncs_in_flight -= 1
-
-    def _note_queue(self, free: int, planner_free: int | None) -> None:
-        """ADVANCED_OK: the queue still had ``free`` slots (counting the command just answered), the planner P.
-
-        The lines already in the queue left the receive buffer. So will the lines
-        after them, as they arrive, while the planner credit lasts (see the module's
-        notes). The queue's size is learnt from the largest B seen (it never reports
-        its full size while answering a command), so a guess only ever undercounts.
-        """
-        self._queue_size = max(self._queue_size, free + 1)
-        if planner_free is not None and not self._stale and not self._waits and self._moves <= planner_free:
-            # The usual case while streaming moves: everything in flight runs without waiting.
-            self._credit = planner_free - self._moves
-            self._parsed, self._parsed_bytes = len(self._window), self.window_bytes
-            return
-        queued = self._queue_size - free - 1
-        self._credit = planner_free
-        parsed = parsed_bytes = 0
-        for i, sent in enumerate(self._window):
-            if sent.stale:
-                self._credit = None
-                break
-            safe = self._spend(sent)
-            if not safe:
-                self._credit = None
-                if i >= queued:
-                    break
-            parsed += 1
-            parsed_bytes += len(sent.data)
-        self._parsed, self._parsed_bytes = parsed, parsed_bytes
-
-    def _spend(self, sent: Sent) -> bool:
-        """Whether ``sent`` runs without waiting on the credit left; spends a planner slot for a move."""
-        credit = self._credit
-        if credit is None or sent.flow == _WAITS:
-            return False
-        if sent.flow == _MOVE:
-            if credit <= 0:
-                return False
-            self._credit = credit - 1
-        return True
 
     def _on_m73(self, data: bytes) -> None:
         match = _M73.search(data)
@@ -554,7 +423,7 @@ class HostEngine:
         assert wanted is not None
         if not self._numbered:
             return Outcome(reply, failure=f"the firmware asked to resend line {wanted} but no line was numbered")
-        if wanted == self._wanted and self._stale > self._pending_rejections:
+        if wanted == self._wanted and self._window.stale > self._pending_rejections:
             self.ignored_resends += 1
             self._rejected()
             return Outcome(reply)
@@ -570,14 +439,7 @@ class HostEngine:
         if self._streak > self.max_tries:
             return Outcome(reply, failure=f"the firmware rejected line {wanted} {self.max_tries} times in a row: "
                                           f"{target.data.decode('utf-8', 'replace').strip()!r}")
-        first = target.line if target.kind is not Kind.SYNC else 0
-        for i, sent in enumerate(self._window):
-            if sent.line is not None and sent.line >= first and not sent.stale:
-                sent.stale = True
-                self._stale += 1
-                self._parsed = min(self._parsed, i)
-        self._parsed_bytes = sum(len(s.data) for s in islice(self._window, self._parsed))
-        self._credit = None
+        self._window.mark_stale(target.line if target.kind is not Kind.SYNC and target.line is not None else 0)
         self._replay = deque(islice(self._log, start, None))
         self.resends += 1
         self._rejected()
@@ -588,7 +450,7 @@ class HostEngine:
         if self.resend_ok:
             self._pending_rejections += 1
         elif self._window:
-            self._leave(self._oldest(stale=True))
+            self._leave(self._window.oldest(stale=True))
 
     def _rewind_point(self, wanted: int) -> int | None:
         """Index in the log to replay from: the line asked for, or the sync while it is unanswered."""
@@ -601,12 +463,4 @@ class HostEngine:
             if sent.line == wanted:
                 return i
         return None
-
-
-def _command_of(sent: Sent) -> bytes:
-    """The command inside a framed line: without ``N<n> `` and ``*<xor>``."""
-    data = sent.data.rstrip(b"\n")
-    if sent.line is not None:
-        data = data.split(b" ", 1)[-1].rsplit(b"*", 1)[0]
-    return data
 

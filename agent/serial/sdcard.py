@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 
@@ -24,10 +25,21 @@ class SdTracker:
     position: tuple[int, int] | None = None
     """(bytes done, bytes in the file) from the last M27."""
     _listing: list[SdFile] | None = None
+    _waiters: list[tuple[tuple[str, ...], asyncio.Future[str]]] = field(default_factory=list)
+
+    def expect(self, *answers: str) -> asyncio.Future[str]:
+        """A future that gets the name of the first of ``answers`` to come (``list_end``, ``opened``…)."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.append((answers, future))
+        future.add_done_callback(lambda f: self._waiters.remove((answers, f)))
+        return future
 
     def on_reply(self, reply: Reply) -> str:
         """Digest one SD reply; returns what happened: the reply's name (``list_end``, ``opened``, ``done``…)."""
         name = reply.name
+        for answers, future in list(self._waiters):
+            if name in answers and not future.done():
+                future.set_result(name)
         if name == "list_begin":
             self._listing = []
         elif name == "list_end":

@@ -37,8 +37,9 @@ from agent.serial.profiles import FirmwareProfile, ProfileError, load_profile
 
 from .firmware import PrinterStats, VirtualFirmware
 from .sdcard import SdCard
+from .uart import UartClock
 
-__all__ = ["PrinterStats", "VirtualPrinter", "add_arguments", "run_from_args"]
+__all__ = ["PrinterStats", "UartClock", "VirtualPrinter", "add_arguments", "run_from_args"]
 
 log = structlog.get_logger("farmhand.sim")
 
@@ -85,7 +86,6 @@ class VirtualPrinter:
         self.executed: list[tuple[int | None, str]] = []
         self.stats = PrinterStats()
         self._rng = random.Random(seed)
-        self._byte_s = 10.0 / baud if baud else 0.0
         self._master = -1
         self._tty = ""
         self._reader: asyncio.Task[None] | None = None
@@ -98,11 +98,10 @@ class VirtualPrinter:
         self.firmware = self._new_firmware()
 
     def _reset_wire(self) -> None:
-        self._rx_clock = 0.0
+        self.uart = UartClock(self.baud) if self.baud else None
         self._rx_partial = bytearray()
         self._arrivals: deque[tuple[float, bytes]] = deque()
         self._rx_timer: asyncio.TimerHandle | None = None
-        self._tx_clock = 0.0
         self._tx_queue: deque[tuple[float, bytes]] = deque()
         self._tx_timer: asyncio.TimerHandle | None = None
 
@@ -148,6 +147,10 @@ class VirtualPrinter:
     def inject_kill(self, message: str | None = None) -> None:
         """Make the firmware stop as Marlin's kill() does: print the error and answer nothing more."""
         self.firmware.kill(message)
+
+    def inject_hang(self) -> None:
+        """The firmware stops answering without a word (a crash, a stuck loop)."""
+        self.firmware.hang()
 
     def inject_thermal_runaway(self) -> None:
         """Thermal protection trips: the firmware says so in its own words and halts."""
@@ -249,6 +252,9 @@ class VirtualPrinter:
     def _boot(self) -> None:
         self._reset_wire()
         self.firmware = self._new_firmware()
+        if not self.profile.emulation.banner:
+            # Boards with native USB (and Klipper's pty) do not reset when the port opens: they are just there.
+            return
         self._booting = asyncio.get_running_loop().call_later(BOOT_S, self._booted)
 
     def _booted(self) -> None:
@@ -273,26 +279,14 @@ class VirtualPrinter:
     # ------------------------------------------------------------------ receiving, at the wire's pace
 
     def _received(self, data: bytes) -> None:
-        if not self._byte_s:
+        if self.uart is None:
             self._rx_partial += data
             while (end := self._rx_partial.find(b"\n")) >= 0:
                 raw = bytes(self._rx_partial[:end + 1])
                 del self._rx_partial[:end + 1]
                 self._line(raw)
             return
-        loop = asyncio.get_running_loop()
-        start = max(loop.time(), self._rx_clock)
-        byte_s = self._byte_s
-        pos = 0
-        while (end := data.find(b"\n", pos)) >= 0:
-            raw = data[pos:end + 1]
-            if self._rx_partial:
-                raw = bytes(self._rx_partial) + raw
-                self._rx_partial.clear()
-            self._arrivals.append((start + (end + 1) * byte_s, raw))
-            pos = end + 1
-        self._rx_partial += data[pos:]
-        self._rx_clock = start + len(data) * byte_s
+        self._arrivals.extend(self.uart.lines(asyncio.get_running_loop().time(), data))
         self._deliver()
 
     def _deliver(self) -> None:
@@ -331,13 +325,12 @@ class VirtualPrinter:
             if not lines:
                 return
         data = ("\n".join(lines) + "\n").encode()
-        if not self._byte_s:
+        if self.uart is None:
             self._write(data)
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        start = max(now, self._tx_clock)
-        self._tx_clock = done = start + len(data) * self._byte_s
+        done = self.uart.send(now, len(data))
         if done <= now + TIMER_SLACK_S and not self._tx_queue:
             self._write(data)
             return
