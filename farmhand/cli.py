@@ -13,6 +13,7 @@ EXAMPLES = {
     "hub": "example: farmhand hub --config /etc/farmhand/hub.toml",
     "agent": "example: farmhand agent --config /etc/farmhand/agent.toml",
     "demo": "example: farmhand demo --printers 3 --jobs 6 --exit-when-done",
+    "print": "example: farmhand print /dev/ttyACM0 benchy.gcode --baud 115200 --profile prusa-mk3s",
     "sim printer": "example: farmhand sim printer --link /tmp/printer0 --speed 100 --noise 0.01",
     "protocol schema": "example: farmhand protocol schema > farmhand-v1.schema.json",
     "protocol docs": "example: farmhand protocol docs --write protocol/README.md",
@@ -40,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     from . import demo
 
     demo.add_arguments(add("demo", "Run a small simulated farm: hub, broker, agents and virtual printers."))
+
+    from . import print_cmd
+
+    print_cmd.add_arguments(add("print", "Stream a G-code file straight to a serial printer, without a hub."))
 
     sim = add("sim", "Simulators for development and tests.")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
@@ -85,7 +90,7 @@ async def _run_agent(config: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure(args.log_level or ("warning" if args.command == "demo" else "info"), json=args.log_json)
+    logs.configure(args.log_level or ("warning" if args.command in ("demo", "print") else "info"), json=args.log_json)
     from protocol.config import ConfigError
 
     try:
@@ -102,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import demo
 
                 return asyncio.run(demo.run_from_args(args))
+            case "print":
+                from . import print_cmd
+
+                return asyncio.run(print_cmd.run_from_args(args))
             case "sim":
                 from .sim import printer as sim_printer
 
