@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from protocol import codec, topics
-from protocol.messages import Body, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
+from protocol.messages import Body, DeviceInfo, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
 from protocol.mqtt import MqttSession, NotConnected, Will
 
 from . import __version__, devices
@@ -50,6 +50,8 @@ class _DeviceEmitter:
         self._agent.emit_event(body)
 
     def status(self, status: DeviceStatus) -> None:
+        # A driver learns its firmware and capabilities after the birth went out (M115 answers later).
+        self._agent.announce_if_changed()
         self._agent.publish_live(topics.device_status(self._agent.node_id, self._device_id), status, qos=1,
                                  retain=True)
 
@@ -94,6 +96,7 @@ class Agent:
         self.malformed = 0
         self.event_errors = 0
         self._metrics_task: asyncio.Task[None] | None = None
+        self._announced: list[DeviceInfo] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -146,9 +149,18 @@ class Agent:
         return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
                          devices=[d.info() for d in self.devices.values()])
 
+    def announce_if_changed(self) -> None:
+        """Publish the birth again when a device's info changed since the last one went out."""
+        birth = self.birth()
+        if birth.devices != self._announced:
+            self._announced = birth.devices
+            self.publish_live(topics.node_state(self.node_id), birth, qos=1, retain=True)
+
     async def _on_connect(self) -> None:
         try:
-            self.session.publish(topics.node_state(self.node_id), self._encode(self.birth()), qos=1, retain=True)
+            birth = self.birth()
+            self._announced = birth.devices
+            self.session.publish(topics.node_state(self.node_id), self._encode(birth), qos=1, retain=True)
             for device in self.devices.values():
                 self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
                                      qos=1, retain=True)

@@ -550,3 +550,28 @@ async def test_a_profile_without_checksums_streams_plain_lines(printer: VirtualP
         await dev.close()
     ran = [(n, c) for n, c in printer.executed if c not in ("M105", "M115")]
     assert ran == [(None, c) for c in job_commands(path)] + [(None, "M400")]
+
+
+async def test_the_node_announces_the_firmware_once_the_printer_has_said_it(tmp_path: Path, mosquitto_url: str) -> None:
+    from agent.node import Agent
+    from protocol import topics
+    from tests.agent_support import Listener, wait_for
+    from tests.farm import agent_config
+
+    printer = VirtualPrinter(tmp_path / "tty" / "printer0", speed_factor=1e5)
+    await printer.start()
+    config = agent_config(tmp_path / "agent", mosquitto_url, {"mk3s-1": printer.link})
+    topic = topics.node_state(config.node_id)
+    async with Listener(mosquitto_url, topic) as listener:
+        agent = Agent(config)
+        await agent.start()
+        try:
+            await wait_for(lambda: any(b.online and b.devices[0].firmware for b in listener.bodies(topic)),
+                           20, "a birth that names the firmware")
+        finally:
+            await agent.stop()
+            await printer.stop()
+            await listener.clear_retained(topic)
+    announced = [b.devices[0] for b in listener.bodies(topic) if b.online][-1]
+    assert announced.firmware is not None and announced.firmware.startswith("Marlin 2.1.2.1")
+    assert "EMERGENCY_PARSER" in announced.capabilities
