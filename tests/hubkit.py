@@ -214,6 +214,11 @@ class Farm:
         node = ScriptedNode(url, list(devices), render=render, model=model)
         await node.start(state)
         self.nodes.append(node)
+        # Tests act on the node next: wait until every running hub has taken in its devices.
+        for hub in self.hubs:
+            if hub.store is not None and hub.fleet is not None:
+                await eventually(lambda h=hub: all(h.fleet.device(node.id, d) for d in devices),
+                                 f"hub {hub.config.hub_id} to know node {node.id}")
         return node
 
     def http(self, hub: Hub, role: str | None = "admin") -> Http:
