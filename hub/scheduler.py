@@ -24,6 +24,7 @@ from .matching import plan
 from .schemas import JobState
 from .snapshot import free_printers, queued_needs
 from .store import Store, timestamp, utcnow
+from .passes import run_passes
 
 log = structlog.get_logger("farmhand.hub.scheduler")
 
@@ -54,19 +55,7 @@ class Scheduler:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("scheduler_pass_failed")
-            # Not wait_for: on 3.11 it swallows a cancel that lands as the wake-up
-            # completes, and stop() would then wait for this loop forever.
-            try:
-                async with asyncio.timeout(self.tick_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        await run_passes(self.run_once, self._wake, self.tick_s, "scheduler")
 
     def run_once(self) -> int:
         # Offline, the hub hears no acks and its view of devices is stale: wait.

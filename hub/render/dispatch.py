@@ -25,6 +25,7 @@ from ..commands import Outbox, Outgoing
 from ..store import Store, timestamp, utcnow
 from .schemas import RenderJobState, TaskState
 from .tasks import ACTIVE, TaskBook, load_job, load_task, plan, render_devices, set_row, wire_id
+from ..passes import run_passes
 
 log = structlog.get_logger("farmhand.hub.render.dispatch")
 
@@ -57,17 +58,7 @@ class RenderDispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("render_dispatch_failed")
-            try:
-                async with asyncio.timeout(self.tick_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        await run_passes(self.run_once, self._wake, self.tick_s, "render_dispatch")
 
     def run_once(self) -> int:
         if not self.connected():
