@@ -8,11 +8,10 @@ from pydantic import BaseModel, ValidationError
 
 from protocol.codec import describe
 
-from .ids import ascii_int
 from .access import CSRF_COOKIE, PRINCIPAL, SESSION_COOKIE, LoginLimiter
 from .access_schemas import Login, SessionInfo, Token, TokenCreate, TokenCreated, User, UserCreate
 from .accounts import AccountError, Accounts, Principal
-from .api import ApiProblem, listed, problem, respond
+from .api import ApiProblem, listed, path_id, problem, respond
 from .config import AuthConfig
 from .listing import PageQuery
 from .openapi import Op
@@ -33,11 +32,7 @@ def _principal(request: web.Request) -> Principal:
 
 
 def _id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    value = ascii_int(raw)
-    if value is None:
-        raise ApiProblem(404, "Not found", f"ids are integers; got {raw!r}")
-    return value
+    return path_id(request)
 
 
 def _checked(call):  # type: ignore[no-untyped-def]

@@ -92,12 +92,18 @@ async def multipart_reader(request: web.Request) -> MultipartReader:
         raise ApiProblem(422, "Invalid upload", f"unreadable multipart body: {exc}") from None
 
 
-def _job_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
+def path_id(request: web.Request, what: str = "", key: str = "id") -> int:
+    """The integer id in the path; a 404 naming ``what`` (a job, a render job…) for anything else."""
+    raw = request.match_info[key]
     value = ascii_int(raw)
     if value is None:
-        raise ApiProblem(404, "Job not found", f"no job {raw!r}: job ids are integers")
+        title = f"{what[:1].upper()}{what[1:]} not found" if what else "Not found"
+        raise ApiProblem(404, title, f"no {what or 'resource'} {raw!r}: ids are integers")
     return value
+
+
+def _job_id(request: web.Request) -> int:
+    return path_id(request, "job")
 
 
 def _file_info(row: dict | StoredFile) -> FileInfo:

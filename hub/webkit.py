@@ -10,8 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from protocol.codec import describe
 
-from .api import ApiProblem
-from .ids import ascii_int
+from .api import ApiProblem, path_id
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,8 +33,4 @@ def respond(value: BaseModel | dict[str, Any] | list[Any], status: int = 200) ->
 
 
 def row_id(request: web.Request, key: str = "id") -> int:
-    raw = request.match_info[key]
-    value = ascii_int(raw)
-    if value is None:
-        raise ApiProblem(404, "Not found", f"{raw!r} is not an id: ids are integers")
-    return value
+    return path_id(request, key=key)

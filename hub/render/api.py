@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from protocol.codec import describe
 
 from ..ids import ascii_int
-from ..api import ApiProblem, multipart_reader, respond
+from ..api import ApiProblem, multipart_reader, path_id, respond
 from ..openapi import RouteTable
 from ..schemas import Items
 from .costs import RenderCosting
@@ -27,11 +27,7 @@ from .service import RenderJobService
 
 
 def _job_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    value = ascii_int(raw)
-    if value is None:
-        raise ApiProblem(404, "Render job not found", f"no render job {raw!r}: ids are integers")
-    return value
+    return path_id(request, "render job")
 
 
 def _preview(request: web.Request) -> bool:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.messages import FrameRendered, RenderProgress, RenderTaskCompleted, RenderTaskFailed
 
-from ..api import ApiProblem, respond
+from ..api import ApiProblem, path_id, respond
 from ..files import FileStore
 from ..ids import ascii_int
 from ..ingest import Ingest
@@ -63,11 +63,7 @@ class FrameGrid(BaseModel):
 
 
 def _job_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    value = ascii_int(raw)
-    if value is None:
-        raise ApiProblem(404, "Render job not found", f"no render job {raw!r}: ids are integers")
-    return value
+    return path_id(request, "render job")
 
 
 def _state(frame: int, task: dict[str, Any] | None, job_state: str) -> FrameState:
