@@ -147,7 +147,7 @@ def exactly_once(record: Path, expected: list[str]) -> bool:
     return [c for _, c in numbered[1:] if not c.startswith(HOST_QUERIES)] == [*expected, *FINISH]
 
 
-def run_case(case: Case, path: Path, work: Path) -> dict[str, object]:
+def run_case(case: Case, path: Path, work: Path, *, agent_install: bool = False) -> dict[str, object]:
     links = [work / f"{case.name.replace('/', '_')}-p{i}" for i in range(case.printers)]
     records = [link.with_suffix(".record") for link in links]
     sims = []
@@ -162,7 +162,7 @@ def run_case(case: Case, path: Path, work: Path) -> dict[str, object]:
             assert sim.stdout is not None and b"serving on" in sim.stdout.readline()
         driver = subprocess.run(
             [sys.executable, "-m", "bench.serial_stream", "--driver", "--baud", str(case.baud),
-             *(f"{link}={path}" for link in links)],
+             *(["--agent-install"] if agent_install else []), *(f"{link}={path}" for link in links)],
             capture_output=True, text=True, check=False)
         if driver.returncode != 0:
             raise RuntimeError(f"the driver failed: {driver.stderr[-2000:]}")
@@ -201,8 +201,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def drive(targets: list[str], baud: int) -> None:
+def drive(targets: list[str], baud: int, agent_install: bool = False) -> None:
     """The agent's side of a case: stream each file to its printer from this process; report CPU and RSS."""
+    if agent_install:
+        # structlog imports rich when it is installed; this venv has it for the test tools, an agent has not.
+        sys.modules["rich"] = None  # type: ignore[assignment]
     from farmhand.print_cmd import print_files
     from protocol import logs
 
@@ -277,10 +280,11 @@ def main() -> None:
     p.add_argument("--keep", type=Path, default=None, help="keep the files and printer records in DIR")
     p.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--baud", type=int, default=250000, help=argparse.SUPPRESS)
+    p.add_argument("--agent-install", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("targets", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.driver:
-        drive(args.targets, args.baud)
+        drive(args.targets, args.baud, args.agent_install)
         return
     from protocol import logs
 
@@ -306,6 +310,11 @@ def main() -> None:
                   f"{'/'.join(f'{x:.1f}' for x in row['wire_pct']):>18} {row['cpu_s_per_10k_lines']:>9.3f} "
                   f"{row['rss_mb']:>6.1f} {'/'.join(str(x) for x in row['resends']):>14} {row['exactly_once']}",
                   flush=True)
+        # The same four printers again, from a driver that imports what an agent-only install has.
+        lean = run_case(Case("segments", 250000, True, printers=4),
+                        truncated(files["segments"], 4000 if args.quick else 20_000), work,
+                        agent_install=True)
+        print(f"agent-only install (no rich), 4 printers: peak RSS {lean['rss_mb']} MB", flush=True)
         faults = asyncio.run(fault_latency(work))
         for fault, seen in faults.items():
             print(f"fault {fault}: job failed after {seen['seconds']} s: {seen['reason']}", flush=True)
@@ -316,7 +325,8 @@ def main() -> None:
         "cpu_s_per_10k_lines": {r["case"]: r["cpu_s_per_10k_lines"] for r in results},
         "rss_mb": {r["case"]: r["rss_mb"] for r in results},
         "resends": {r["case"]: r["resends"] for r in results},
-        "exactly_once": all(r["exactly_once"] for r in results),
+        "exactly_once": all(r["exactly_once"] and r["all_completed"] for r in results),
+        "rss_mb_agent_install_x4": lean["rss_mb"],
         "fault_to_failed_s": {k: v["seconds"] for k, v in faults.items()},
     }
     print(json.dumps(summary))

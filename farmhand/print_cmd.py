@@ -140,14 +140,13 @@ async def print_file(port: str, file: Path, *, baud: int = 115200, profile: str 
         result.lines = device.engine.job_lines
         await _follow(device, recorder, result, progress, stop)
         result.seconds = round(time.monotonic() - started, 3)
-        result.lines_done = device.engine.lines_done
+        result.lines_done = device.last_lines_done
         result.resends = device.engine.resends
         result.lost_oks = device.engine.lost_oks
         result.bytes_sent = device.engine.bytes_sent
         result.errors = recorder.errors
         if isinstance(recorder.result, JobCompleted):
             result.ok, result.exit_code = True, EXIT_OK
-            result.lines_done = result.lines
         elif isinstance(recorder.result, JobFailed):
             result.reason = recorder.result.reason
             result.exit_code = EXIT_INTERRUPTED if stop is not None and stop.is_set() else EXIT_FAILED

@@ -77,6 +77,8 @@ async def test_a_halted_printer_fails_the_print_with_its_own_words(printer: Virt
     code = await run
     out = capsys.readouterr().out
     assert code == 1 and "FAILED: Printer halted. kill() called!" in out
+    done = int(out.split("lines ")[1].split("/")[0])
+    assert 0 < done < 3000  # how far it got, though the halt made the driver forget its lines
 
 
 async def test_refuses_a_file_it_cannot_send_before_anything_moves(printer: VirtualPrinter, tmp_path: Path,

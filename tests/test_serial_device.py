@@ -575,3 +575,16 @@ async def test_the_node_announces_the_firmware_once_the_printer_has_said_it(tmp_
     announced = [b.devices[0] for b in listener.bodies(topic) if b.online][-1]
     assert announced.firmware is not None and announced.firmware.startswith("Marlin 2.1.2.1")
     assert "EMERGENCY_PARSER" in announced.capabilities
+
+
+async def test_a_profile_can_ask_cancel_to_drop_the_planned_moves_at_once(tmp_path: Path) -> None:
+    environ = {"FARMHAND_PROFILE_MARLIN2__CANCEL_QUICK_STOP": "true"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environ.items():
+            patch.setenv(key, value)
+        async with printer_and_device(tmp_path, sim=SLOW) as (printer, dev, rec):
+            await dev.start_job("job-quick", write_job(tmp_path, moves(2000)))
+            await until(lambda: dev.engine.lines_done >= 50)
+            await dev.cancel()
+            await until(lambda: ran_lately(printer, MARLIN.cancel_script[-1]))
+            assert (None, "M410") in printer.executed and rec.of(JobFailed)[0].cancelled

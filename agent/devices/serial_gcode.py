@@ -90,6 +90,8 @@ class SerialGcodeDevice(Device):
         self.prompt: list[str] | None = None
         """The question the printer shows (host prompt support): its text, then its choices."""
         self.notification: str | None = None
+        self.last_lines_done = 0
+        """How far the last job got (lines answered), kept after the engine forgets it."""
         self._state = DeviceState.DISCONNECTED
         self._error: str | None = None
         self._temps: dict[str, Heater] = {}
@@ -266,6 +268,8 @@ class SerialGcodeDevice(Device):
         if self.connection.emergency_parser and self.engine.in_flight_command(heating):
             # A heating wait would hold the cancel script until the target is reached; M108 ends it now.
             self.connection.write_now(self.engine.urgent(self.profile.break_wait))
+        if self.connection.emergency_parser and self.profile.cancel_quick_stop:
+            self.connection.write_now(self.engine.urgent(self.profile.quick_stop))
         self._script(self.profile.cancel_script)
         self._end_job(reason, cancelled=True)
         self._set_state(DeviceState.IDLE)
@@ -279,6 +283,7 @@ class SerialGcodeDevice(Device):
         if self._job is None:
             return
         job, self._job = self._job, None
+        self.last_lines_done = self.engine.lines_done
         self.emitter.event(JobFailed(device=self.id, job_id=job.id, reason=reason, cancelled=cancelled))
         self._log.warning("job ended", job_id=job.id, reason=reason, cancelled=cancelled,
                           lines_done=self.engine.lines_done)
@@ -290,22 +295,23 @@ class SerialGcodeDevice(Device):
 
     def _enter_error(self, message: str, *, reset: bool = True) -> None:
         """The firmware has stopped (or we stopped it): fail the job, say why, send nothing until it is back."""
-        if reset:
-            self.engine.reset()
         if self._state is DeviceState.ERROR:
             self._log.warning("firmware error while halted", message=message)
         else:
             self._interrupted(message)
             self.emitter.event(DeviceError(device=self.id, message=message))
-            self._set_state(DeviceState.ERROR, message)
-            self._log.error("printer halted", message=message)
         if reset:
+            self.engine.reset()
             # A firmware that restarts (reset button, M999, a power cycle) answers the hello again.
             self.connection.restart_greeting()
+        if self._state is not DeviceState.ERROR:
+            self._set_state(DeviceState.ERROR, message)
+            self._log.error("printer halted", message=message)
 
     def _complete(self) -> None:
         assert self._job is not None
         job, self._job = self._job, None
+        self.last_lines_done = job.lines
         duration = round(time.monotonic() - job.started, 3)
         self.emitter.event(JobCompleted(device=self.id, job_id=job.id, duration_s=duration, lines=job.lines,
                                         resends=self.engine.resends))

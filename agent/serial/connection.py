@@ -82,6 +82,7 @@ class Connection:
         self._hello_timer: asyncio.TimerHandle | None = None
         self._pending = b""
         self._last_answer = 0.0
+        self._now = 0.0
         self._probes = 0
         self._wire_free = 0.0
         self._byte_s = 10.0 / baud
@@ -238,6 +239,7 @@ class Connection:
 
     def _on_data(self, data: bytes) -> None:
         *lines, self._pending = (self._pending + data).split(b"\n")
+        self._now = time.monotonic()
         for raw in lines:
             self._on_line(raw)
         self.pump()
@@ -255,7 +257,7 @@ class Connection:
             kind = out.reply.kind
             # Autoreported temperatures come while a firmware is stuck too; they prove nothing unless it is heating.
             if kind is not Kind.TEMPERATURE or self.engine.in_flight_command(self._heating):
-                self._last_answer = time.monotonic()
+                self._last_answer = self._now
                 self._probes = 0
             if kind is Kind.OK:
                 if out.reply.fields:

@@ -90,6 +90,9 @@ class FirmwareProfile(BaseModel):
     emergency_stop: str = "M112"
     break_wait: str = Field("M108", description="ends a heating wait (M109/M190) at once")
     quick_stop: str = Field("M410", description="stops moves at once")
+    cancel_quick_stop: bool = Field(
+        False, description="on cancel, drop the moves already planned (M410, out of band): the head stops at once "
+                           "instead of finishing a few seconds of moves, at the cost of its position until homed")
     capabilities: list[str] = Field(
         default_factory=list, description="capabilities assumed before (or without) an M115 answer")
     answer_timeout_s: float = Field(

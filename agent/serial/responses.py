@@ -200,6 +200,14 @@ class Dialect:
         return found
 
     def _ok(self, text: str) -> Reply:
+        words = text.split()
+        # ADVANCED_OK comes with every line streamed: read "ok N12 P15 B3" without a regex.
+        if len(words) == 4 and words[1][:1] == "N" and words[2][:1] == "P" and words[3][:1] == "B":
+            try:
+                return Reply(Kind.OK, text, line=int(words[1][1:]), planner_free=int(words[2][1:]),
+                             buffer_free=int(words[3][1:]))
+            except ValueError:
+                pass
         advanced = _ADVANCED_OK.match(text)
         if advanced:
             line = advanced.group(1)

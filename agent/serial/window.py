@@ -63,6 +63,8 @@ class Sent:
     """Asked for again: a copy goes again; this one waits only for its rejection."""
     tag: object = None
     """Whoever wants to hear when this line is answered (``HostEngine.acked``)."""
+    offset: int = 0
+    """Bytes that entered the window before this one: prefix sizes without a loop."""
 
     def command(self) -> bytes:
         """The command inside the framed line: without ``N<n> `` and ``*<xor>``."""
@@ -87,6 +89,7 @@ class Window:
         self._credit: int | None = None
         self._moves = 0
         self._waits = 0
+        self._entered = 0
         self._queue_size = 1
 
     def __len__(self) -> int:
@@ -116,6 +119,8 @@ class Window:
     def enter(self, sent: Sent) -> None:
         self._entries.append(sent)
         size = len(sent.data)
+        sent.offset = self._entered
+        self._entered += size
         self.bytes += size
         if sent.flow == MOVE:
             self._moves += 1
@@ -181,12 +186,19 @@ class Window:
         answering a command), so a guess only ever undercounts.
         """
         self._queue_size = max(self._queue_size, free + 1)
-        if planner_free is not None and not self.stale and not self._waits and self._moves <= planner_free:
-            # The usual case while streaming moves: everything in flight runs without waiting.
-            self._credit = planner_free - self._moves
-            self._parsed, self._parsed_bytes = len(self._entries), self.bytes
-            return
         queued = self._queue_size - free - 1
+        entries = self._entries
+        if planner_free is not None and not self.stale and not self._waits and self._moves == len(entries):
+            # The usual case while streaming: only moves in flight, the first P of them run without waiting.
+            if self._moves <= planner_free:
+                self._credit = planner_free - self._moves
+                self._parsed, self._parsed_bytes = len(entries), self.bytes
+                return
+            parsed = max(planner_free, min(queued, len(entries)))
+            self._credit = None
+            self._parsed = parsed
+            self._parsed_bytes = entries[parsed].offset - entries[0].offset if parsed < len(entries) else self.bytes
+            return
         self._credit = planner_free
         parsed = parsed_bytes = 0
         for i, sent in enumerate(self._entries):
