@@ -16,6 +16,7 @@ from agent.serial.gcode import (
     prepare_lines,
     strip_line,
 )
+from agent.serial.actions import Decision, PrinterMessages
 from agent.serial.profiles import ProfileError, bundled_profiles, load_profile
 from agent.serial.responses import Kind, classify, parse_temperatures
 from protocol.messages import Heater
@@ -264,3 +265,35 @@ def test_missing_profile_says_where_it_looked(tmp_path: Path) -> None:
 def test_profile_names_cannot_walk_the_filesystem() -> None:
     with pytest.raises(ProfileError, match="a name is letters"):
         load_profile("../../etc/passwd", environ={})
+
+
+# ----------------------------------------------------------------------------- host actions
+
+
+def test_host_actions_ask_the_host_to_pause_resume_or_cancel_only_when_it_makes_sense() -> None:
+    messages = PrinterMessages()
+    printing, paused = {"printing": True, "paused": False}, {"printing": False, "paused": True}
+    assert messages.decide("pause", "", **printing) == Decision("pause", "paused on the printer")
+    assert messages.decide("paused", "", **printing) == Decision("pause", "the printer paused itself", script=False)
+    assert messages.decide("pause", "", **paused).act == "nothing"
+    assert messages.decide("resume", "", **paused) == Decision("resume")
+    assert messages.decide("resumed", "", **paused) == Decision("resume", script=False)
+    assert messages.decide("cancel", "", **paused).act == "cancel"
+
+
+def test_a_filament_runout_pauses_and_alerts_even_between_jobs() -> None:
+    messages = PrinterMessages()
+    runout = messages.decide("out_of_filament", "T0", printing=True, paused=False)
+    assert (runout.act, runout.reason, runout.alert) == ("pause", "out of filament (T0)", "filament runout (T0)")
+    idle = messages.decide("out_of_filament", "", printing=False, paused=False)
+    assert (idle.act, idle.alert) == ("nothing", "filament runout")
+
+
+def test_prompts_and_notifications_are_kept_for_whoever_shows_them() -> None:
+    messages = PrinterMessages()
+    for action, args in [("notification", "Heating..."), ("prompt_begin", "FilamentRunout T0"),
+                         ("prompt_choice", "Purge more"), ("prompt_choice", "Continue"), ("prompt_show", "")]:
+        assert messages.decide(action, args, printing=True, paused=False).act == "nothing"
+    assert messages.notification == "Heating..." and messages.prompt == ["FilamentRunout T0", "Purge more", "Continue"]
+    messages.decide("prompt_end", "", printing=True, paused=False)
+    assert messages.prompt is None

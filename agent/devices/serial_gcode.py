@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.serial.actions import PrinterMessages
 from agent.serial.connection import Connection
 from agent.serial.console import Console, ConsoleInterrupted
 from agent.serial.gcode import GcodeError, GcodeFile, prepare_lines
@@ -87,9 +88,7 @@ class SerialGcodeDevice(Device):
                                      poll_interval_s=poll_interval_s,
                                      answer_timeout_s=answer_timeout_s or p.answer_timeout_s)
         self.sd = SdTracker()
-        self.prompt: list[str] | None = None
-        """The question the printer shows (host prompt support): its text, then its choices."""
-        self.notification: str | None = None
+        self.messages = PrinterMessages()
         self.last_lines_done = 0
         """How far the last job got (lines answered), kept after the engine forgets it."""
         self._state = DeviceState.DISCONNECTED
@@ -246,10 +245,10 @@ class SerialGcodeDevice(Device):
 
     def _resume(self, *, script: bool = True) -> None:
         assert self._job is not None
-        if self.prompt is not None:
+        if self.messages.prompt is not None:
             # The printer is asking (filament runout: "Continue?"); resuming answers its first choice.
             self.engine.command("M876 S0")
-            self.prompt = None
+            self.messages.prompt = None
         if script:
             self._script(self.profile.resume_script)
         if self._job.sd:
@@ -412,31 +411,17 @@ class SerialGcodeDevice(Device):
 
     def _on_action(self, reply: Reply) -> None:
         """``//action:`` lines: the printer (its buttons, its sensors) asks the host to act."""
-        action, args, state = reply.name, reply.message, self._state
-        self._log.info("host action", action=action, args=args)
-        if action == "pause" and state is DeviceState.PRINTING:
-            self._pause("paused on the printer")
-        elif action == "paused" and state is DeviceState.PRINTING:
-            self._pause("the printer paused itself", script=False)
-        elif action == "resume" and state is DeviceState.PAUSED:
-            self._resume()
-        elif action == "resumed" and state is DeviceState.PAUSED:
-            self._resume(script=False)
-        elif action == "cancel" and state in (DeviceState.PRINTING, DeviceState.PAUSED):
-            self._cancel("cancelled on the printer")
-        elif action == "out_of_filament":
-            where = f" ({args})" if args else ""
-            if state is DeviceState.PRINTING:
-                self._pause(f"out of filament{where}")
-            self.emitter.event(DeviceError(device=self.id, message=f"filament runout{where}"))
-        elif action == "notification":
-            self.notification = args
-        elif action == "prompt_begin":
-            self.prompt = [args]
-        elif action in ("prompt_choice", "prompt_button") and self.prompt is not None:
-            self.prompt.append(args)
-        elif action == "prompt_end":
-            self.prompt = None
+        self._log.info("host action", action=reply.name, args=reply.message)
+        decision = self.messages.decide(reply.name, reply.message, printing=self._state is DeviceState.PRINTING,
+                                        paused=self._state is DeviceState.PAUSED)
+        if decision.act == "pause":
+            self._pause(decision.reason, script=decision.script)
+        elif decision.act == "resume":
+            self._resume(script=decision.script)
+        elif decision.act == "cancel":
+            self._cancel(decision.reason)
+        if decision.alert:
+            self.emitter.event(DeviceError(device=self.id, message=decision.alert))
 
     def _on_sd(self, reply: Reply) -> None:
         event = self.sd.on_reply(reply)

@@ -28,10 +28,11 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from itertools import chain, islice
+from itertools import chain
 from typing import NamedTuple, Protocol
 
 from .gcode import checksum, frame
+from .history import History
 from .responses import MARLIN, Kind as ReplyKind, OK, Reply
 from .window import INSTANT, STREAMING_COMMANDS, Kind, Sent, Window
 
@@ -73,13 +74,11 @@ class HostEngine:
     ) -> None:
         self.rx_buffer = rx_buffer
         self.checksums = checksums
-        self.history = history
-        self.max_tries = max_tries
         self.one_in_flight = one_in_flight
         self.resend_ok = resend_ok
         self.classify = classify
         self._report_command = temperature_command.encode()
-        self._log: deque[Sent] = deque(maxlen=history)
+        self._history = History(history, max_tries)
         self._window = Window(streaming_commands)
         self._replay: deque[Sent] = deque()
         self._oob: deque[tuple[bytes, Kind, object]] = deque()
@@ -97,8 +96,6 @@ class HostEngine:
         self._feed_pos = 0
         self._feed_end = 0
         self._held = False
-        self._wanted: int | None = None
-        self._streak = 0
         self._polls = 0
         self._job_in_flight = 0
         self._syncs_in_flight = 0
@@ -117,7 +114,7 @@ class HostEngine:
 
     def reset(self) -> None:
         """Forget everything in flight: the port closed, the firmware restarted or halted."""
-        self._log.clear()
+        self._history.clear()
         self._window.clear()
         self._replay.clear()
         self._oob.clear()
@@ -177,7 +174,7 @@ class HostEngine:
         if self._numbered and not self._replay:
             sent = Sent(frame(self._next_line, data, checksum(data)), self._next_line, Kind.PROBE, reports=True)
             self._next_line += 1
-            self._log.append(sent)
+            self._history.add(sent)
             self._drop_staged()
         else:
             sent = Sent(data + b"\n", None, Kind.PROBE, reports=True)
@@ -197,8 +194,7 @@ class HostEngine:
         self._feed_pos = 0
         self.lines_done = 0
         self.resends = 0
-        self._streak = 0
-        self._wanted = None
+        self._history.forget_requests()
         self._held = False
         self.m73_percent = self.m73_remaining_min = None
         self._drop_staged(Kind.JOB)
@@ -339,7 +335,7 @@ class HostEngine:
         elif sent.line is not None:
             self._next_line += 1
         if sent.line is not None:
-            self._log.append(sent)
+            self._history.add(sent)
 
     def _enter(self, sent: Sent) -> None:
         self._window.enter(sent)
@@ -423,24 +419,15 @@ class HostEngine:
         assert wanted is not None
         if not self._numbered:
             return Outcome(reply, failure=f"the firmware asked to resend line {wanted} but no line was numbered")
-        if wanted == self._wanted and self._window.stale > self._pending_rejections:
+        if wanted == self._history.wanted and self._window.stale > self._pending_rejections:
             self.ignored_resends += 1
             self._rejected()
             return Outcome(reply)
-        start = self._rewind_point(wanted)
-        if start is None:
-            oldest = self._log[0].line if self._log else None
-            return Outcome(reply, failure=f"the firmware asked to resend line {wanted}, which is no longer "
-                                          f"in the host's history (oldest kept: {oldest})")
-        target = self._log[start]
-        # The same line asked for again and again: a line the firmware cannot take (cut short, or a bad cable).
-        self._streak = self._streak + 1 if wanted == self._wanted else 1
-        self._wanted = wanted
-        if self._streak > self.max_tries:
-            return Outcome(reply, failure=f"the firmware rejected line {wanted} {self.max_tries} times in a row: "
-                                          f"{target.data.decode('utf-8', 'replace').strip()!r}")
-        self._window.mark_stale(target.line if target.kind is not Kind.SYNC and target.line is not None else 0)
-        self._replay = deque(islice(self._log, start, None))
+        rewind = self._history.rewind(wanted, sync_unanswered=self._syncs_in_flight > 0)
+        if isinstance(rewind, str):
+            return Outcome(reply, failure=rewind)
+        self._window.mark_stale(rewind.first)
+        self._replay = rewind.lines
         self.resends += 1
         self._rejected()
         return Outcome(reply)
@@ -451,16 +438,3 @@ class HostEngine:
             self._pending_rejections += 1
         elif self._window:
             self._leave(self._window.oldest(stale=True))
-
-    def _rewind_point(self, wanted: int) -> int | None:
-        """Index in the log to replay from: the line asked for, or the sync while it is unanswered."""
-        log = self._log
-        for i in range(len(log) - 1, -1, -1):
-            sent = log[i]
-            if sent.kind is Kind.SYNC:
-                # Before the firmware takes the sync, the number it asks for is from its old count.
-                return i if self._syncs_in_flight or wanted == 0 else None
-            if sent.line == wanted:
-                return i
-        return None
-
