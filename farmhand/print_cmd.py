@@ -21,10 +21,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from agent.devices.base import CommandRejected
-from agent.devices.serial_gcode import SerialGcodeDevice
 from agent.serial.profiles import ProfileError
 from protocol.messages import (
     DeviceError,
@@ -35,6 +34,9 @@ from protocol.messages import (
     JobFailed,
     Telemetry,
 )
+
+if TYPE_CHECKING:
+    from agent.devices.serial_gcode import SerialGcodeDevice
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_NO_PRINTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 BAR_EVERY_S = 0.2
@@ -117,6 +119,9 @@ async def print_file(port: str, file: Path, *, baud: int = 115200, profile: str 
                      connect_timeout_s: float = 30.0, progress: TextIO | None = None,
                      stop: asyncio.Event | None = None) -> PrintResult:
     """Stream ``file`` to the printer on ``port``; never raises for what the printer does, only reports it."""
+    # The driver needs pyserial, an agent's dependency: only ``farmhand print`` itself loads it.
+    from agent.devices.serial_gcode import SerialGcodeDevice
+
     result = PrintResult(port=port, file=str(file))
     recorder = _Recorder()
     device = SerialGcodeDevice("cli", recorder, port=port, baud=baud, profile=profile, poll_interval_s=2.0)
