@@ -588,3 +588,44 @@ async def test_a_profile_can_ask_cancel_to_drop_the_planned_moves_at_once(tmp_pa
             await dev.cancel()
             await until(lambda: ran_lately(printer, MARLIN.cancel_script[-1]))
             assert (None, "M410") in printer.executed and rec.of(JobFailed)[0].cancelled
+
+
+async def test_a_resend_for_a_line_no_longer_kept_fails_the_job_clearly_and_the_printer_stays_usable(
+    tmp_path: Path
+) -> None:
+    async with printer_and_device(tmp_path, sim=SLOW) as (printer, dev, rec):
+        await dev.start_job("job-old", write_job(tmp_path, moves(3000)))
+        await until(lambda: dev.engine.lines_done >= 1100)  # the host keeps the last 1024 lines
+        printer.inject_resend_request(2)
+        await until(lambda: rec.of(JobFailed))
+        failed, = rec.of(JobFailed)
+        assert "resend line 2, which is no longer in the host's history" in failed.reason
+        assert rec.of(DeviceError) and dev.state is DeviceState.IDLE
+        short = write_job(tmp_path, moves(10), "short.gcode")
+        await dev.start_job("job-after", short)
+        await until(lambda: rec.of(JobCompleted))
+
+
+async def test_a_profile_can_keep_one_line_in_flight(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FARMHAND_PROFILE_MARLIN2__FLOW", "one")
+        async with printer_and_device(tmp_path, sim={"baud": FAST}, baud=FAST) as (printer, dev, rec):
+            path = write_job(tmp_path, moves(200))
+            await dev.start_job("job-one", path)
+            await until(rec.ended)
+            assert rec.of(JobCompleted) and after_last_sync(printer) == ["M110 N0", *job_commands(path), "M400"]
+            # Never more than one line's bytes waited in the printer's buffer.
+            assert printer.stats.max_outstanding <= max(len(line) + 12 for line in job_commands(path))
+
+
+async def test_a_waiting_repetier_is_asked_at_once_about_answers_it_owes(tmp_path: Path) -> None:
+    # The answer to the job's sync is lost, so nothing more is sent; Repetier's "wait" (once a second while
+    # idle) gives it away long before the answer timeout would.
+    async with printer_and_device(tmp_path, sim={"profile": "repetier"}, answer_timeout_s=60.0) as (printer, dev, rec):
+        path = write_job(tmp_path, moves(20))
+        await until(lambda: not dev.engine.busy)
+        printer.lose_oks(1)
+        await dev.start_job("job-wait", path)
+        await until(rec.ended)
+        assert rec.of(JobCompleted) and dev.connection.probes_sent >= 1 and dev.engine.lost_oks >= 1
+        assert job_part(printer)[-21:] == [*job_commands(path), "M400"]

@@ -67,6 +67,7 @@ class Emulation(BaseModel):
     ok_when: Literal["executed", "queued"] = Field(
         "executed", description="Marlin says ok once a command ran; Repetier as soon as it is queued")
     sd_card: bool = True
+    idle_wait_s: float = Field(0.0, ge=0, description="say 'wait' this often while idle with nothing to do (Repetier)")
 
 
 class FirmwareProfile(BaseModel):

@@ -258,6 +258,15 @@ class VirtualFirmware:
         """The filament sensor trips: the firmware tells the host, which pauses the job."""
         self._send(list(self.emulation.filament_runout))
 
+    def request_resend(self, line: int) -> None:
+        """Ask for ``line`` again, out of the blue, as a firmware that lost its count does."""
+        self._send([self.emulation.resend.format(line=line), *(["ok"] if self.profile.resend_ok else [])])
+
+    def idle(self) -> None:
+        """Called every ``idle_wait_s``: a firmware with nothing queued says so (Repetier's "wait")."""
+        if not self.halted and not self._queue and not self._ring and not self._blocked:
+            self._send(["wait"])
+
     def host_action(self, action: str) -> None:
         """A button on the printer asks the host for something (pause, resume, cancel…)."""
         self._send([f"//action:{action}"])

@@ -90,6 +90,7 @@ class VirtualPrinter:
         self._tty = ""
         self._reader: asyncio.Task[None] | None = None
         self._booting: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None
         self._connected = False
         self._lose_oks = 0
         self._writing = False
@@ -164,6 +165,10 @@ class VirtualPrinter:
     def inject_runout(self) -> None:
         """The filament sensor trips."""
         self.firmware.runout()
+
+    def inject_resend_request(self, line: int) -> None:
+        """The firmware asks for ``line`` again, whatever it was last given."""
+        self.firmware.request_resend(line)
 
     def press(self, action: str) -> None:
         """A button on the printer: the firmware sends ``//action:<action>`` to the host."""
@@ -254,12 +259,23 @@ class VirtualPrinter:
         self.firmware = self._new_firmware()
         if not self.profile.emulation.banner:
             # Boards with native USB (and Klipper's pty) do not reset when the port opens: they are just there.
+            self._start_idle_waits()
             return
         self._booting = asyncio.get_running_loop().call_later(BOOT_S, self._booted)
 
     def _booted(self) -> None:
         self._booting = None
         self._send(list(self.profile.emulation.banner))
+        self._start_idle_waits()
+
+    def _start_idle_waits(self) -> None:
+        every = self.profile.emulation.idle_wait_s
+        if every > 0:
+            self._idle = asyncio.get_running_loop().call_later(every, self._idle_wait, every)
+
+    def _idle_wait(self, every: float) -> None:
+        self.firmware.idle()
+        self._idle = asyncio.get_running_loop().call_later(every, self._idle_wait, every)
 
     def _host_closed(self) -> None:
         self._connected = False
@@ -267,9 +283,10 @@ class VirtualPrinter:
         self._power_off()
 
     def _power_off(self) -> None:
-        if self._booting is not None:
-            self._booting.cancel()
-            self._booting = None
+        for timer in (self._booting, self._idle):
+            if timer is not None:
+                timer.cancel()
+        self._booting = self._idle = None
         for timer in (self._rx_timer, self._tx_timer):
             if timer is not None:
                 timer.cancel()
