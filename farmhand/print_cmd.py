@@ -132,7 +132,8 @@ async def print_file(port: str, file: Path, *, baud: int = 115200, profile: str 
                 while device.state is not DeviceState.IDLE:
                     await asyncio.sleep(0.05)
         except TimeoutError:
-            result.reason = f"the printer did not answer on {port} within {connect_timeout_s:.0f} s ({device.state.value})"
+            result.reason = (f"the printer did not answer on {port} within {connect_timeout_s:.0f} s "
+                             f"({device.state.value})")
             result.exit_code = EXIT_NO_PRINTER
             return result
         try:

@@ -39,7 +39,6 @@ from .window import INSTANT, STREAMING_COMMANDS, Kind, Sent, Window
 __all__ = ["STREAMING_COMMANDS", "Feed", "HostEngine", "Kind", "Outcome", "Sent"]
 
 
-
 class Outcome(NamedTuple):
     reply: Reply
     job_done: bool = False
