@@ -226,14 +226,21 @@ class Connection:
         self.link.write(self.engine.probe(self.profile.temperature_command))
 
     def _hold(self) -> None:
-        """While a job streams and the wire has lines to clock out, let answers gather before reading them."""
+        """While a job streams and the wire has lines to clock out, let answers gather before reading them.
+
+        Only when the wait gathers at least two answers: a hold costs the loop about
+        what a wake-up does, so holding for one answer (firmware without ADVANCED_OK
+        and a small buffer has room for only a few lines) would cost more than it saves.
+        """
         link = self.link
         if link is None or not self.listener.streaming():
             return
         ahead = self._wire_free - time.monotonic()
-        if ahead > HOLD_MIN_S:
+        wait = min(ahead - HOLD_GUARD_S, HOLD_MAX_S)
+        in_flight = self.engine.in_flight
+        if ahead > HOLD_MIN_S and in_flight and wait * in_flight >= 2 * ahead:
             loop = asyncio.get_running_loop()
-            link.hold_reading(loop.time() + min(ahead - HOLD_GUARD_S, HOLD_MAX_S))
+            link.hold_reading(loop.time() + wait)
 
     # ------------------------------------------------------------------ what the firmware says
 
