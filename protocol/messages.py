@@ -31,7 +31,9 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built on a model's first use: a process that sends a handful of the
+    # message types (an agent's serial driver) does not pay memory for all of them.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def utcnow() -> datetime:
