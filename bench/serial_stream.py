@@ -234,6 +234,72 @@ def drive(targets: list[str], baud: int) -> None:
     print(json.dumps({"prints": prints, "cpu_s": cpu, "rss_mb": peak_rss_mb()}))
 
 
+# ----------------------------------------------------------------------------- the floor
+
+
+def wake_floor(wakes: int, interval_s: float) -> None:
+    """CPU of the least an asyncio agent can do per answer: wake, read it, write one line back.
+
+    A peer process on the other end of a pty answers each line after ``interval_s``
+    (the wire time of one line), so the reader sleeps between wake-ups as the
+    driver does. Whatever the machine charges for a wake-up (on a virtual machine,
+    far more than the Python that runs) is in this figure too: it is the floor for
+    firmware that answers every line on its own (no ADVANCED_OK), where the
+    receive buffer holds only a few lines and each answer must be acted on.
+    """
+    import pty
+    import tty
+
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    pid = os.fork()
+    if pid == 0:
+        os.close(slave)
+        try:
+            while os.read(master, 4096):
+                time.sleep(interval_s)
+                os.write(master, b"ok\n")
+        finally:
+            os._exit(0)
+    os.close(master)
+    os.set_blocking(slave, False)
+    line = b"N1234 G1 X100.123 Y105.456 E0.00999*123\n"
+
+    async def ping_pong() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        seen = 0
+
+        def readable() -> None:
+            nonlocal seen
+            seen += os.read(slave, 4096).count(b"\n")
+            if seen >= wakes:
+                done.set_result(None)
+            else:
+                os.write(slave, line)
+
+        loop.add_reader(slave, readable)
+        os.write(slave, line)
+        await done
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    asyncio.run(ping_pong())
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    os.close(slave)
+    os.waitpid(pid, 0)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(json.dumps({"wake_us": cpu / wakes * 1e6}))
+
+
+def measure_wake_floor(driver_python: str, wakes: int, baud: int) -> float:
+    interval = 40 * 10 / baud  # one 40-byte line on the wire
+    out = subprocess.run([driver_python, "-m", "bench.serial_stream", "--wake-floor", str(wakes),
+                          "--baud", str(baud), "--interval", str(interval)],
+                         capture_output=True, text=True, check=True, cwd=AGENT_VENV.parent)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["wake_us"])
+
+
 # ----------------------------------------------------------------------------- faults
 
 
@@ -297,8 +363,13 @@ def main() -> None:
     p.add_argument("--baud", type=int, default=250000, help=argparse.SUPPRESS)
     p.add_argument("--same-python", action="store_true",
                    help="run the driver with this interpreter, not an agent-only install")
+    p.add_argument("--wake-floor", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--interval", type=float, default=0.0016, help=argparse.SUPPRESS)
     p.add_argument("targets", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.wake_floor:
+        wake_floor(args.wake_floor, args.interval)
+        return
     if args.driver:
         drive(args.targets, args.baud)
         return
@@ -328,6 +399,11 @@ def main() -> None:
                   f"{'/'.join(f'{x:.1f}' for x in row['wire_pct']):>18} {row['cpu_s_per_10k_lines']:>9.3f} "
                   f"{row['rss_mb']:>6.1f} {'/'.join(str(x) for x in row['resends']):>14} {row['exactly_once']}",
                   flush=True)
+        floor_us = measure_wake_floor(driver_python, 2000 if args.quick else 10_000, 250000)
+        print(f"wake-up floor: {floor_us:.0f} us CPU per answer woken for (a do-nothing asyncio reader at "
+              f"250000 baud's line rate); at one wake-up per line that is {floor_us / 100:.2f} s per 10,000 lines",
+              flush=True)
+        logs.configure("critical")  # the faults are meant to happen: the firmware's words are printed below
         faults = asyncio.run(fault_latency(work))
         for fault, seen in faults.items():
             print(f"fault {fault}: job failed after {seen['seconds']} s: {seen['reason']}", flush=True)
@@ -341,6 +417,8 @@ def main() -> None:
         "exactly_once": all(r["exactly_once"] and r["all_completed"] for r in results),
         "rss_mb_max": max(r["rss_mb"] for r in results),
         "cpu_s_per_10k_lines_max": max(r["cpu_s_per_10k_lines"] for r in results),
+        "wake_floor_us": round(floor_us, 1),
+        "wake_floor_s_per_10k_lines": round(floor_us / 100, 3),
         "driver": "agent-only install" if driver_python != sys.executable else "this interpreter",
         "fault_to_failed_s": {k: v["seconds"] for k, v in faults.items()},
     }
