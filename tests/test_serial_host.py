@@ -131,6 +131,16 @@ def run(engine: HostEngine, fw: MemoryMarlin, steps: int = 200_000, *, bounded: 
     raise AssertionError("the stream never settled")
 
 
+def rounds(engine: HostEngine, fw: MemoryMarlin, n: int) -> None:
+    """``n`` exchanges of bytes both ways, wherever the stream stands after them."""
+    for _ in range(n):
+        data = engine.take()
+        if data:
+            fw.receive(data)
+        for line in fw.step():
+            engine.receive(line)
+
+
 def job(n: int) -> list[str]:
     return [f"G1 X{i % 200}.{i % 10} Y{(i * 7) % 200} E0.{i % 97:02d} F{1200 + i % 5 * 600}" for i in range(n)]
 
@@ -252,12 +262,7 @@ def test_a_poll_is_queued_once_and_goes_before_the_next_job_line() -> None:
 def test_drop_job_sends_no_more_job_lines_but_still_serves_resends() -> None:
     lines = job(200)
     engine, fw = started(lines), MemoryMarlin(corrupt_lines={20})
-    for _ in range(18):
-        data = engine.take()
-        if data:
-            fw.receive(data)
-        for line in fw.step():
-            engine.receive(line)
+    rounds(engine, fw, 18)
     engine.drop_job()
     engine.command("M104 S0")
     run(engine, fw)
@@ -337,12 +342,7 @@ def test_advanced_ok_names_its_line_so_lost_oks_cost_nothing() -> None:
 def test_the_answer_to_a_temperature_poll_accounts_for_oks_lost_before_it() -> None:
     lines = job(60)
     engine, fw = started(lines), MemoryMarlin(lose_oks={20})
-    for _ in range(30):  # part of the job, one ok lost on the way
-        data = engine.take()
-        if data:
-            fw.receive(data)
-        for line in fw.step():
-            engine.receive(line)
+    rounds(engine, fw, 30)  # part of the job, one ok lost on the way
     engine.poll("M105")
     outcomes = run(engine, fw)
     assert engine.lost_oks == 1 and outcomes[-1].job_done and not engine.busy
@@ -423,10 +423,5 @@ def test_one_line_in_flight_for_firmware_that_needs_it() -> None:
 def test_m73_in_the_job_reports_the_slicers_progress_as_it_is_answered() -> None:
     lines = ["M73 P0 R12", *job(10), "M73 P40 R7", *job(10)]
     engine, fw = started(lines), MemoryMarlin()
-    for _ in range(15):
-        data = engine.take()
-        if data:
-            fw.receive(data)
-        for line in fw.step():
-            engine.receive(line)
+    rounds(engine, fw, 15)
     assert (engine.m73_percent, engine.m73_remaining_min) == (40.0, 7)
