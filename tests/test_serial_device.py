@@ -32,6 +32,7 @@ from protocol.messages import (
     JobCompleted,
     JobFailed,
     JobPaused,
+    JobProgress,
     JobResumed,
     JobStarted,
     Telemetry,
@@ -462,6 +463,19 @@ async def test_filament_runout_pauses_the_job_and_raises_an_alert(
 
 
 # ----------------------------------------------------------------------------- progress, SD card, console
+
+
+async def test_a_streaming_job_reports_its_progress_about_once_a_second(tmp_path: Path) -> None:
+    async with printer_and_device(tmp_path, sim=SLOW) as (printer, dev, rec):
+        await dev.start_job("job-progress", write_job(tmp_path, moves(3000)))
+        await until(lambda: len(rec.of(JobProgress)) >= 2)
+        reports = rec.of(JobProgress)
+        done = [r.lines_done for r in reports]
+        assert done == sorted(done) and done[0] < done[-1] < 3000
+        assert all(r.job_id == "job-progress" and r.progress == pytest.approx(r.lines_done / 3000, abs=0.02)
+                   for r in reports)
+        # Once a second, not once per line: hundreds of lines were answered between two reports.
+        assert done[-1] - done[0] > 100
 
 
 async def test_m73_in_the_file_is_the_jobs_progress(tmp_path: Path) -> None:

@@ -354,6 +354,18 @@ class SerialGcodeDevice(Device):
             self._m27_pending = True
             self.engine.command("M27")
 
+    def every_line(self) -> bool:
+        return bool(self.console.requests)
+
+    def oks_heard(self, count: int) -> None:
+        job = self._job
+        if job is not None:
+            now = time.monotonic()
+            if now - job.last_progress >= PROGRESS_EVERY_S:
+                job.last_progress = now
+                self.emitter.event(JobProgress(device=self.id, job_id=job.id, progress=self._progress() or 0.0,
+                                               lines_done=self.engine.lines_done))
+
     def connection_line(self, text: str, out: Outcome) -> None:
         reply = out.reply
         kind = reply.kind
@@ -363,15 +375,10 @@ class SerialGcodeDevice(Device):
         if kind is Kind.OK:
             if reply.temperatures:
                 self._on_temperatures(reply.temperatures)
-            job = self._job
-            if out.job_done and job is not None:
+            if out.job_done and self._job is not None:
                 self._complete()
-            elif job is not None:
-                now = time.monotonic()
-                if now - job.last_progress >= PROGRESS_EVERY_S:
-                    job.last_progress = now
-                    self.emitter.event(JobProgress(device=self.id, job_id=job.id, progress=self._progress() or 0.0,
-                                                   lines_done=self.engine.lines_done))
+            else:
+                self.oks_heard(1)
             return
         if out.failure:
             self._stream_failed(out.failure)

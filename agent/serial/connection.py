@@ -48,6 +48,12 @@ class Listener(Protocol):
     def connection_line(self, text: str, out: Outcome) -> None:
         """One line the firmware printed, and what the engine made of it."""
 
+    def every_line(self) -> bool:
+        """Whether every plain ok must come through ``connection_line`` (someone reads the console)."""
+
+    def oks_heard(self, count: int) -> None:
+        """``count`` plain oks came that only the engine needed: no temperatures, no end of job, no tag."""
+
     def info_changed(self) -> None:
         """The firmware's name or capabilities became known or changed."""
 
@@ -247,44 +253,70 @@ class Connection:
     def _on_data(self, data: bytes) -> None:
         *lines, self._pending = (self._pending + data).split(b"\n")
         self._now = time.monotonic()
+        # Most of what a streaming printer says is a plain ok that concerns the engine alone: the
+        # listener hears of those once for the lot, the rest line by line, in order.
+        plain_oks = 0
+        quiet = not self.listener.every_line()
+        engine = self.engine
         for raw in lines:
-            self._on_line(raw)
+            text = raw.decode("ascii", "replace").strip()
+            if not text:
+                continue
+            if self.greeting or not quiet:
+                self._on_text(text)
+                continue
+            try:
+                out = engine.receive(text)
+                reply = out.reply
+                if reply.kind is Kind.OK and not (reply.fields or reply.temperatures or out.job_done
+                                                  or self._info_dirty or engine.acked):
+                    plain_oks += 1
+                    continue
+                self._digest(text, out)
+            except Exception:
+                self._bad_line(text)
+        if plain_oks:
+            self._last_answer = self._now
+            self._probes = 0
+            self.listener.oks_heard(plain_oks)
         self.pump()
         self._hold()
 
-    def _on_line(self, raw: bytes) -> None:
-        text = raw.decode("ascii", "replace").strip()
-        if not text:
-            return
+    def _on_text(self, text: str) -> None:
         try:
             if self.greeting:
                 self._on_greeting(self.dialect.classify(text))
                 return
-            out = self.engine.receive(text)
-            kind = out.reply.kind
-            # Autoreported temperatures come while a firmware is stuck too; they prove nothing unless it is heating.
-            if kind is not Kind.TEMPERATURE or self.engine.in_flight_command(self._heating):
-                self._last_answer = self._now
-                self._probes = 0
-            if kind is Kind.OK:
-                if out.reply.fields:
-                    self._on_firmware(out.reply)
-                elif self._info_dirty:
-                    # M115's ok: the firmware's name and capabilities are all in.
-                    self._info_dirty = False
-                    self.listener.info_changed()
-            elif kind is Kind.FIRMWARE:
-                self._on_firmware(out.reply)
-            elif kind is Kind.CAPABILITY:
-                self._on_capability(out.reply)
-            elif kind is Kind.WAIT and self.engine.awaiting and self.link is not None and not self._probes:
-                # An idle firmware with answers still owed to us: they were lost on the way.
-                self._probe("the firmware says it waits")
-            self.listener.connection_line(text, out)
+            self._digest(text, self.engine.receive(text))
         except Exception:
-            # One line we cannot digest must not stop the printer's stream.
-            self.bad_lines += 1
-            self._log.exception("could not handle a line from the firmware", line=text[:200])
+            self._bad_line(text)
+
+    def _bad_line(self, text: str) -> None:
+        # One line we cannot digest must not stop the printer's stream.
+        self.bad_lines += 1
+        self._log.exception("could not handle a line from the firmware", line=text[:200])
+
+    def _digest(self, text: str, out: Outcome) -> None:
+        kind = out.reply.kind
+        # Autoreported temperatures come while a firmware is stuck too; they prove nothing unless it is heating.
+        if kind is not Kind.TEMPERATURE or self.engine.in_flight_command(self._heating):
+            self._last_answer = self._now
+            self._probes = 0
+        if kind is Kind.OK:
+            if out.reply.fields:
+                self._on_firmware(out.reply)
+            elif self._info_dirty:
+                # M115's ok: the firmware's name and capabilities are all in.
+                self._info_dirty = False
+                self.listener.info_changed()
+        elif kind is Kind.FIRMWARE:
+            self._on_firmware(out.reply)
+        elif kind is Kind.CAPABILITY:
+            self._on_capability(out.reply)
+        elif kind is Kind.WAIT and self.engine.awaiting and self.link is not None and not self._probes:
+            # An idle firmware with answers still owed to us: they were lost on the way.
+            self._probe("the firmware says it waits")
+        self.listener.connection_line(text, out)
 
     def _on_greeting(self, reply: Reply) -> None:
         if reply.kind is Kind.OK:
