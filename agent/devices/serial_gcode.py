@@ -357,7 +357,7 @@ class SerialGcodeDevice(Device):
     def every_line(self) -> bool:
         return bool(self.console.requests)
 
-    def oks_heard(self, count: int) -> None:
+    def oks_heard(self) -> None:
         job = self._job
         if job is not None:
             now = time.monotonic()
@@ -378,7 +378,7 @@ class SerialGcodeDevice(Device):
             if out.job_done and self._job is not None:
                 self._complete()
             else:
-                self.oks_heard(1)
+                self.oks_heard()
             return
         if out.failure:
             self._stream_failed(out.failure)

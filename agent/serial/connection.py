@@ -51,8 +51,8 @@ class Listener(Protocol):
     def every_line(self) -> bool:
         """Whether every plain ok must come through ``connection_line`` (someone reads the console)."""
 
-    def oks_heard(self, count: int) -> None:
-        """``count`` plain oks came that only the engine needed: no temperatures, no end of job, no tag."""
+    def oks_heard(self) -> None:
+        """Plain oks came that only the engine needed: no temperatures, no end of job, no tag."""
 
     def info_changed(self) -> None:
         """The firmware's name or capabilities became known or changed."""
@@ -262,39 +262,27 @@ class Connection:
             text = raw.decode("ascii", "replace").strip()
             if not text:
                 continue
-            if self.greeting or not quiet:
-                self._on_text(text)
-                continue
             try:
+                if self.greeting:
+                    self._on_greeting(self.dialect.classify(text))
+                    continue
                 out = engine.receive(text)
                 reply = out.reply
-                if reply.kind is Kind.OK and not (reply.fields or reply.temperatures or out.job_done
-                                                  or self._info_dirty or engine.acked):
+                if quiet and reply.kind is Kind.OK and not (reply.fields or reply.temperatures or out.job_done
+                                                            or self._info_dirty or engine.acked):
                     plain_oks += 1
                     continue
                 self._digest(text, out)
             except Exception:
-                self._bad_line(text)
+                # One line we cannot digest must not stop the printer's stream.
+                self.bad_lines += 1
+                self._log.exception("could not handle a line from the firmware", line=text[:200])
         if plain_oks:
             self._last_answer = self._now
             self._probes = 0
-            self.listener.oks_heard(plain_oks)
+            self.listener.oks_heard()
         self.pump()
         self._hold()
-
-    def _on_text(self, text: str) -> None:
-        try:
-            if self.greeting:
-                self._on_greeting(self.dialect.classify(text))
-                return
-            self._digest(text, self.engine.receive(text))
-        except Exception:
-            self._bad_line(text)
-
-    def _bad_line(self, text: str) -> None:
-        # One line we cannot digest must not stop the printer's stream.
-        self.bad_lines += 1
-        self._log.exception("could not handle a line from the firmware", line=text[:200])
 
     def _digest(self, text: str, out: Outcome) -> None:
         kind = out.reply.kind
