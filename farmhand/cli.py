@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from agent import loop as agent_loop
 from protocol import logs
 
 EXAMPLES = {
@@ -102,15 +103,15 @@ def main(argv: list[str] | None = None) -> int:
             case "hub":
                 return asyncio.run(_run_hub(args.config))
             case "agent":
-                return asyncio.run(_run_agent(args.config))
+                return agent_loop.run(_run_agent(args.config))
             case "demo":
                 from . import demo
 
-                return asyncio.run(demo.run_from_args(args))
+                return agent_loop.run(demo.run_from_args(args))
             case "print":
                 from . import print_cmd
 
-                return asyncio.run(print_cmd.run_from_args(args))
+                return agent_loop.run(print_cmd.run_from_args(args))
             case "sim":
                 from .sim import printer as sim_printer
 

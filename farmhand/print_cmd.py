@@ -238,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning", help="debug, info, warning or error (default warning)")
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
-    return asyncio.run(run_from_args(args))
+    from agent.loop import run
+
+    return run(run_from_args(args))
 
 
 if __name__ == "__main__":

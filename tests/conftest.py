@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.loop import AgentLoop
+
 SHARED_BROKER = ("127.0.0.1", 1883)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Tests run on the agent's own loop, which reads serial ports on their threads as in production.
+
+    Tests marked ``any_loop`` run on plain asyncio as well, where the loop reads the ports itself.
+    """
+    if item.get_closest_marker("any_loop"):
+        return {"agent_loop": AgentLoop, "asyncio_loop": asyncio.SelectorEventLoop}
+    return {"agent_loop": AgentLoop}
 
 
 def _listening(host: str, port: int) -> bool:

@@ -9,6 +9,7 @@ each firmware dialect.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -187,6 +188,7 @@ async def test_streams_a_part_over_a_noisy_line_exactly_once_in_order(
     assert dev.status().job_id is None and not rec.of(JobFailed)
 
 
+@pytest.mark.any_loop
 @pytest.mark.parametrize("advanced_ok", [True, False], ids=["advanced-ok", "plain-ok"])
 async def test_a_paced_wire_with_one_percent_noise_runs_every_line_once_and_never_overruns(
     tmp_path: Path, advanced_ok: bool
@@ -214,6 +216,7 @@ async def test_every_dialect_streams_a_job_exactly_once(tmp_path: Path, dialect:
         assert info.firmware and info.firmware.split()[0] in printer.profile.emulation.firmware_name
 
 
+@pytest.mark.any_loop
 async def test_several_printers_stream_at_once(tmp_path: Path) -> None:
     async with (printer_and_device(tmp_path, name="printer1", sim={"baud": FAST, "advanced_ok": True}, baud=FAST) as a,
                 printer_and_device(tmp_path, name="printer2", sim={"baud": FAST}, baud=FAST) as b,
@@ -229,6 +232,24 @@ async def test_several_printers_stream_at_once(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- answers lost, late or never
+
+
+def serial_threads(port: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"serial {port}"]
+
+
+@pytest.mark.any_loop
+async def test_on_the_agents_loop_a_port_has_one_reading_thread_that_ends_with_the_device(tmp_path: Path) -> None:
+    on_agent_loop = hasattr(asyncio.get_running_loop(), "serial_lock")
+    async with printer_and_device(tmp_path, sim=SLOW) as (printer, dev, rec):
+        port = str(printer.link)
+        await dev.start_job("job-thread", write_job(tmp_path, moves(300)))
+        await until(lambda: dev.engine.lines_done >= 20)
+        assert len(serial_threads(port)) == (1 if on_agent_loop else 0)
+        await until(rec.ended)
+        assert rec.of(JobCompleted)
+        assert after_last_sync(printer) == ["M110 N0", *moves(300).splitlines(), *MARLIN.finish_script]
+    await until(lambda: not serial_threads(port))
 
 
 @pytest.mark.parametrize("advanced_ok", [True, False], ids=["advanced-ok", "plain-ok"])
@@ -269,6 +290,7 @@ async def test_a_silent_firmware_is_probed_then_the_job_fails_saying_so(tmp_path
 # ----------------------------------------------------------------------------- the firmware stops or restarts
 
 
+@pytest.mark.any_loop
 @pytest.mark.parametrize("fault", ["kill", "thermal runaway"])
 @pytest.mark.parametrize("printer", [SLOW], indirect=True)
 async def test_a_halted_printer_fails_the_job_in_its_own_words(
@@ -295,6 +317,7 @@ async def test_a_halted_printer_fails_the_job_in_its_own_words(
         await dev.start_job("job-4", path)
 
 
+@pytest.mark.any_loop
 async def test_a_firmware_reset_fails_the_job_and_the_printer_comes_back(tmp_path: Path) -> None:
     async with printer_and_device(tmp_path, sim=SLOW) as (printer, dev, rec):
         path = write_job(tmp_path, moves(2000))
@@ -498,6 +521,7 @@ async def test_prints_a_file_from_the_printers_sd_card(tmp_path: Path) -> None:
         assert rec.of(JobStarted)[0].lines_total is None
 
 
+@pytest.mark.any_loop
 async def test_the_console_runs_lines_between_jobs_and_returns_the_firmwares_words(tmp_path: Path) -> None:
     async with printer_and_device(tmp_path, sim=SLOW) as (printer, dev, rec):
         await dev.send_gcode("cmd-1", ["M105", "M114 ; where are we", "G28"])
@@ -527,6 +551,7 @@ async def test_refuses_a_job_file_it_cannot_send_and_stays_idle(
     assert dev.state is DeviceState.IDLE and not rec.events
 
 
+@pytest.mark.any_loop
 async def test_waits_for_an_unplugged_printer_and_notices_it_leaving(tmp_path: Path) -> None:
     link = tmp_path / "later"
     rec = Recorder()

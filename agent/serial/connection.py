@@ -28,11 +28,19 @@ HELLO_RETRY_S = 2.0
 # After the first answer to the hello, answers to earlier (retried) hellos may still come; they are let pass.
 SETTLE_S = 0.2
 RECONNECT_MAX_S = 10.0
-# Sleep through answers while the wire has more than HOLD_MIN_S of lines still to clock out; wake
-# HOLD_GUARD_S before it runs dry (timers fire up to a millisecond late), never later than HOLD_MAX_S.
+# Sleep through answers while the wire has more than HOLD_MIN_S of lines still to clock out and the
+# sleep gathers HOLD_ANSWERS answers or more; wake a guard time before the wire runs dry, never later
+# than HOLD_MAX_S.
 HOLD_MIN_S = 0.003
-HOLD_GUARD_S = 0.002
+HOLD_ANSWERS = 1.5
+HOLD_GUARD_LOOP_S = 0.002
+HOLD_GUARD_THREAD_S = 0.001
 HOLD_MAX_S = 0.05
+# How often a serial thread tells the device that oks came (the device reports progress from them).
+OKS_HEARD_EVERY_S = 0.25
+
+# A line for the loop to digest: raw, or already received by the engine on the port's thread.
+Pending = bytes | tuple[str, Outcome]
 
 
 class Listener(Protocol):
@@ -92,6 +100,9 @@ class Connection:
         self._probes = 0
         self._wire_free = 0.0
         self._byte_s = 10.0 / baud
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handoff: list[Pending] | None = None
+        self._oks_heard_due = 0.0
         self._log = log.bind(device=device_id, port=port)
 
     @property
@@ -132,7 +143,7 @@ class Connection:
 
     async def _connect_loop(self) -> None:
         attempt = 0
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         while True:
             lost: asyncio.Future[str] = loop.create_future()
             link = SerialLink(self.port, self.baud, self._on_data,
@@ -149,6 +160,7 @@ class Connection:
             self._log.info("port open", baud=self.baud, profile=self.profile.name)
             self.link = link
             self._pending = b""
+            self._handoff = None
             self.engine.reset()
             self.restart_greeting()
             try:
@@ -234,31 +246,48 @@ class Connection:
     def _hold(self) -> None:
         """While a job streams and the wire has lines to clock out, let answers gather before reading them.
 
-        Only when the wait gathers at least two answers: a hold costs the loop about
-        what a wake-up does, so holding for one answer (firmware without ADVANCED_OK
-        and a small buffer has room for only a few lines) would cost more than it saves.
+        Only when the wait should gather more than one answer (at the wire's pace of one
+        line's bytes per answer): a hold costs about what a wake-up does, so holding for
+        one answer (firmware without ADVANCED_OK and a small buffer has room for only a
+        few lines) would cost more than it saves.
         """
         link = self.link
         if link is None or not self.listener.streaming():
             return
-        ahead = self._wire_free - time.monotonic()
-        wait = min(ahead - HOLD_GUARD_S, HOLD_MAX_S)
         in_flight = self.engine.in_flight
-        if ahead > HOLD_MIN_S and in_flight and wait * in_flight >= 2 * ahead:
-            loop = asyncio.get_running_loop()
-            link.hold_reading(loop.time() + wait)
+        if not in_flight:
+            return
+        now = time.monotonic()
+        ahead = self._wire_free - now
+        # A port's thread sleeps to within a fraction of a millisecond; the loop's timers fire up to one late.
+        wait = min(ahead - (HOLD_GUARD_THREAD_S if link.threaded else HOLD_GUARD_LOOP_S), HOLD_MAX_S)
+        answer_every = self.engine.window_bytes / in_flight * self._byte_s
+        if ahead > HOLD_MIN_S and wait >= HOLD_ANSWERS * answer_every:
+            link.hold_reading(now + wait)
 
     # ------------------------------------------------------------------ what the firmware says
 
     def _on_data(self, data: bytes) -> None:
         *lines, self._pending = (self._pending + data).split(b"\n")
         self._now = time.monotonic()
+        link = self.link
+        if link is not None and link.threaded:
+            self._on_lines_threaded(lines)
+        else:
+            self._on_lines(lines)
+
+    def _on_lines(self, lines: list[Pending]) -> None:
+        """Digest what the firmware said, in order; then send what now fits, and perhaps sleep a while."""
         # Most of what a streaming printer says is a plain ok that concerns the engine alone: the
         # listener hears of those once for the lot, the rest line by line, in order.
         plain_oks = 0
         quiet = not self.listener.every_line()
         engine = self.engine
         for raw in lines:
+            if isinstance(raw, tuple):
+                # Received on the port's thread already; what is left is the listener's part.
+                self._digest(*raw)
+                continue
             text = raw.decode("ascii", "replace").strip()
             if not text:
                 continue
@@ -267,9 +296,7 @@ class Connection:
                     self._on_greeting(self.dialect.classify(text))
                     continue
                 out = engine.receive(text)
-                reply = out.reply
-                if quiet and reply.kind is Kind.OK and not (reply.fields or reply.temperatures or out.job_done
-                                                            or self._info_dirty or engine.acked):
+                if quiet and self._plain(out):
                     plain_oks += 1
                     continue
                 self._digest(text, out)
@@ -283,6 +310,66 @@ class Connection:
             self.listener.oks_heard()
         self.pump()
         self._hold()
+
+    def _plain(self, out: Outcome) -> bool:
+        """An ok that only the engine needed: no temperatures, no end of job, no tag, no M115 to close."""
+        reply = out.reply
+        return reply.kind is Kind.OK and not (reply.fields or reply.temperatures or out.job_done
+                                              or self._info_dirty or self.engine.acked)
+
+    def _on_lines_threaded(self, lines: list[bytes]) -> None:
+        """On the port's thread (the loop asleep): the plain oks of a streaming job; the loop gets the rest.
+
+        The engine takes each plain ok and the next lines go out, all without the loop.
+        From the first line that the listener must hear (an error, a temperature,
+        the end of the job), this line and every one after it go to the loop, in
+        order, and so does whatever is read until the loop has digested them.
+        """
+        if self._handoff is not None:
+            self._handoff.extend(lines)
+            return
+        if self.greeting or self.listener.every_line():
+            self._hand_off(lines)
+            return
+        engine = self.engine
+        plain_oks = 0
+        for i, raw in enumerate(lines):
+            text = raw.decode("ascii", "replace").strip()
+            if not text:
+                continue
+            try:
+                reply = engine.classify(text)
+            except Exception:
+                reply = None  # the loop's path logs and counts it
+            if reply is None or reply.kind is not Kind.OK or reply.fields or reply.temperatures:
+                self._hand_off(lines[i:])
+                break
+            out = engine.answer(reply)
+            if not self._plain(out):
+                self._hand_off([(text, out), *lines[i + 1:]])
+                break
+            plain_oks += 1
+        if plain_oks:
+            self._last_answer = self._now
+            self._probes = 0
+            if self._now >= self._oks_heard_due:
+                self._oks_heard_due = self._now + OKS_HEARD_EVERY_S
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self.listener.oks_heard)
+        if self._handoff is None:
+            self.pump()
+            self._hold()
+
+    def _hand_off(self, lines: list[Pending]) -> None:
+        assert self._loop is not None
+        self._handoff = list(lines)
+        self._loop.call_soon_threadsafe(self._take_handoff)
+
+    def _take_handoff(self) -> None:
+        lines, self._handoff = self._handoff, None
+        if lines is not None and self.link is not None:
+            self._now = time.monotonic()
+            self._on_lines(lines)
 
     def _digest(self, text: str, out: Outcome) -> None:
         kind = out.reply.kind

@@ -273,7 +273,10 @@ class HostEngine:
         return b"".join(chunks)
 
     def receive(self, line: str) -> Outcome:
-        reply = self.classify(line)
+        return self.answer(self.classify(line))
+
+    def answer(self, reply: Reply) -> Outcome:
+        """``receive`` for a line already classified."""
         kind = reply.kind
         if kind is ReplyKind.OK:
             return self._on_ok(reply)

@@ -1,26 +1,36 @@
-"""A serial port on the event loop: pyserial opens and configures it, the loop reads and writes its descriptor.
+"""A serial port for the agent: pyserial opens and configures it; a thread of its own (or the loop) reads it.
 
-The streaming loop runs once per ``ok``, hundreds of times a second per
-printer, so the path from the kernel to the engine is kept short: the loop
-calls ``on_data`` straight from the readable callback with what one
-``os.read`` returned (no stream reader, no task switch), and a write goes to
-the descriptor at once, buffered only when the kernel's queue is full.
+The streaming path runs once per ``ok``, hundreds of times a second per
+printer, so the path from the kernel to the engine is kept short. On an
+``AgentLoop`` (see ``agent.loop``) a thread per port waits on the port and
+calls ``on_data`` with what one ``os.read`` returned, holding the loop's
+``serial_lock``: no loop wake-up, no callback machinery. On any other loop the
+loop reads the port itself and calls ``on_data`` from its reader callback.
+
+A write goes to the descriptor at once, buffered only when the kernel's queue
+is full (the loop then finishes it).
 
 ``hold_reading(until)`` lets the driver sleep through answers it does not need
-yet: measured, a wake-up of a Python process costs several times more CPU than
-the work it does for one ``ok``, so reading ten answers at once is far cheaper
-than ten times one. The kernel keeps what arrives meanwhile.
+yet: measured, a wake-up costs several times more CPU than the work done for one
+``ok``, so reading ten answers at once is far cheaper than ten times one. The
+kernel keeps what arrives meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import select
+import threading
+import time
 from collections.abc import Callable
 
 import serial
+import structlog
 
 READ_CHUNK = 65536
+
+log = structlog.get_logger("farmhand.agent.serial")
 
 
 class SerialLink:
@@ -35,10 +45,20 @@ class SerialLink:
         self._out = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._held: asyncio.TimerHandle | None = None
+        self._held_until = 0.0
+        self._thread: threading.Thread | None = None
+        self._wake_w = -1
+        self._writer_pending = False
+        self._lost_reason: str | None = None
 
     @property
     def is_open(self) -> bool:
         return self._fd >= 0
+
+    @property
+    def threaded(self) -> bool:
+        """Whether ``on_data`` runs on the port's own thread (with the loop's lock held)."""
+        return self._thread is not None
 
     def open(self) -> None:
         """Open and configure the port, then watch it; raises OSError or serial.SerialException."""
@@ -47,7 +67,14 @@ class SerialLink:
         self._fd = port.fileno()
         os.set_blocking(self._fd, False)
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._fd, self._readable)
+        lock: threading.Lock | None = getattr(self._loop, "serial_lock", None)
+        if lock is None:
+            self._loop.add_reader(self._fd, self._readable)
+            return
+        wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._read_thread, args=(lock, self._fd, wake_r),
+                                        name=f"serial {self.port}", daemon=True)
+        self._thread.start()
 
     def write(self, data: bytes) -> None:
         if self._fd < 0 or not data:
@@ -64,15 +91,81 @@ class SerialLink:
             return
         if written < len(data):
             self._out += data[written:]
-            assert self._loop is not None
-            self._loop.add_writer(self._fd, self._writable)
+            self._watch_writable()
 
     def hold_reading(self, until: float) -> None:
-        """Read nothing before ``until`` (the loop's clock); then read all that came, and watch again."""
-        if self._fd < 0 or self._held is not None or self._loop is None:
+        """Read nothing before ``until`` (``time.monotonic()``); then read all that came, and watch again."""
+        if self._fd < 0 or self._loop is None:
+            return
+        if self._thread is not None:
+            self._held_until = until
+            return
+        if self._held is not None:
             return
         self._loop.remove_reader(self._fd)
-        self._held = self._loop.call_at(until, self._release)
+        self._held = self._loop.call_later(until - time.monotonic(), self._release)
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+        if self._fd >= 0 and self._loop is not None:
+            if self._thread is None:
+                self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        self._fd = -1
+        self._out.clear()
+        if self._thread is not None:
+            # The thread waits on this pipe too: it wakes, finds the port closed and ends (closing the pipe).
+            self._thread = None
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+            os.close(self._wake_w)
+            self._wake_w = -1
+        if self._serial is not None:
+            try:
+                self._serial.close()
+            except (OSError, serial.SerialException):
+                pass
+            self._serial = None
+
+    # ------------------------------------------------------------------ reading on the port's thread
+
+    def _read_thread(self, lock: threading.Lock, fd: int, wake_r: int) -> None:
+        """Wait on the port; read and hand on what came with the loop's lock held, so the loop is asleep.
+
+        ``close`` runs with the lock held too, so once this thread holds it the port
+        is either still open (the same descriptor) or closed for good.
+        """
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        try:
+            while True:
+                held = self._held_until - time.monotonic()
+                if held > 0:
+                    time.sleep(held)
+                poller.poll()
+                with lock:
+                    if self._fd != fd:
+                        return
+                    self._readable()
+                    if self._lost_reason is not None:
+                        # The loop closes the port when it learns of the loss; nothing more to read.
+                        assert self._loop is not None
+                        self._loop.call_soon_threadsafe(self._lost, self._lost_reason)
+                        return
+        except Exception:
+            log.exception("the serial thread stopped", port=self.port)
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._lost, "the serial thread stopped")
+        finally:
+            os.close(wake_r)
+
+    # ------------------------------------------------------------------ reading on the loop
 
     def _release(self) -> None:
         self._held = None
@@ -80,22 +173,6 @@ class SerialLink:
             return
         self._loop.add_reader(self._fd, self._readable)
         self._readable(polled=False)
-
-    def close(self) -> None:
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
-        if self._fd >= 0 and self._loop is not None:
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
-        self._fd = -1
-        self._out.clear()
-        if self._serial is not None:
-            try:
-                self._serial.close()
-            except (OSError, serial.SerialException):
-                pass
-            self._serial = None
 
     def _readable(self, polled: bool = True) -> None:
         try:
@@ -106,11 +183,29 @@ class SerialLink:
             self._lost(exc.strerror or str(exc))
             return
         if not data:
-            # A tty in raw mode reads 0 bytes when it has none; after the loop said readable, it is gone.
+            # A tty in raw mode reads 0 bytes when it has none; after a poll said readable, it is gone.
             if polled:
                 self._lost("the port closed")
             return
         self._on_data(data)
+
+    # ------------------------------------------------------------------ writing the rest
+
+    def _watch_writable(self) -> None:
+        loop = self._loop
+        if loop is None or self._writer_pending:
+            return
+        self._writer_pending = True
+        if self._thread is not None and threading.current_thread() is self._thread:
+            loop.call_soon_threadsafe(self._add_writer)
+        else:
+            self._add_writer()
+
+    def _add_writer(self) -> None:
+        if self._fd >= 0 and self._loop is not None and self._out:
+            self._loop.add_writer(self._fd, self._writable)
+        else:
+            self._writer_pending = False
 
     def _writable(self) -> None:
         try:
@@ -123,9 +218,15 @@ class SerialLink:
         del self._out[:written]
         if not self._out and self._loop is not None:
             self._loop.remove_writer(self._fd)
+            self._writer_pending = False
 
     def _lost(self, reason: str) -> None:
         if self._fd < 0:
+            return
+        if self._thread is not None and threading.current_thread() is self._thread:
+            # The loop's own callbacks (the connection's lost future) are the loop's to run: the thread
+            # ends and asks the loop to.
+            self._lost_reason = reason
             return
         self.close()
         self._on_lost(reason)
