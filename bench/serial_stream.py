@@ -220,13 +220,14 @@ def peak_rss_mb() -> float:
 
 def drive(targets: list[str], baud: int) -> None:
     """The agent's side of a case: stream each file to its printer from this process; report CPU and RSS."""
+    from agent.loop import run
     from farmhand.print_cmd import print_files
     from protocol import logs
 
     logs.configure("warning")
     pairs = [(t.split("=", 1)[0], Path(t.split("=", 1)[1])) for t in targets]
     before = resource.getrusage(resource.RUSAGE_SELF)
-    results = asyncio.run(print_files(pairs, baud=baud, profile="marlin2"))
+    results = run(print_files(pairs, baud=baud, profile="marlin2"))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     prints = [{"ok": r.ok, "lines": r.lines, "seconds": r.seconds, "bytes_sent": r.bytes_sent,
@@ -238,16 +239,19 @@ def drive(targets: list[str], baud: int) -> None:
 
 
 def wake_floor(wakes: int, interval_s: float) -> None:
-    """CPU of the least an asyncio agent can do per answer: wake, read it, write one line back.
+    """CPU of the least an agent can do per answer: wake, read it, write one line back.
 
-    A peer process on the other end of a pty answers each line after ``interval_s``
-    (the wire time of one line), so the reader sleeps between wake-ups as the
-    driver does. Whatever the machine charges for a wake-up (on a virtual machine,
-    far more than the Python that runs) is in this figure too: it is the floor for
-    firmware that answers every line on its own (no ADVANCED_OK), where the
-    receive buffer holds only a few lines and each answer must be acted on.
+    The reader is a thread waiting in ``poll`` on its port, as the agent's serial
+    threads do. A peer process on the other end of a pty answers each line after
+    ``interval_s`` (the wire time of one line), so the reader sleeps between
+    wake-ups as the driver does. Whatever the machine charges for a wake-up (on a
+    virtual machine, far more than the Python that runs) is in this figure too: it
+    is the floor for firmware that answers every line on its own (no ADVANCED_OK),
+    where the receive buffer holds only a few lines and each answer must be acted on.
     """
     import pty
+    import select
+    import threading
     import tty
 
     master, slave = pty.openpty()
@@ -266,25 +270,20 @@ def wake_floor(wakes: int, interval_s: float) -> None:
     os.set_blocking(slave, False)
     line = b"N1234 G1 X100.123 Y105.456 E0.00999*123\n"
 
-    async def ping_pong() -> None:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
+    def ping_pong() -> None:
+        poller = select.poll()
+        poller.register(slave, select.POLLIN)
         seen = 0
-
-        def readable() -> None:
-            nonlocal seen
-            seen += os.read(slave, 4096).count(b"\n")
-            if seen >= wakes:
-                done.set_result(None)
-            else:
-                os.write(slave, line)
-
-        loop.add_reader(slave, readable)
         os.write(slave, line)
-        await done
+        while seen < wakes:
+            poller.poll()
+            seen += os.read(slave, 4096).count(b"\n")
+            os.write(slave, line)
 
     before = resource.getrusage(resource.RUSAGE_SELF)
-    asyncio.run(ping_pong())
+    reader = threading.Thread(target=ping_pong)
+    reader.start()
+    reader.join()
     after = resource.getrusage(resource.RUSAGE_SELF)
     os.close(slave)
     os.waitpid(pid, 0)
@@ -400,11 +399,13 @@ def main() -> None:
                   f"{row['rss_mb']:>6.1f} {'/'.join(str(x) for x in row['resends']):>14} {row['exactly_once']}",
                   flush=True)
         floor_us = measure_wake_floor(driver_python, 2000 if args.quick else 10_000, 250000)
-        print(f"wake-up floor: {floor_us:.0f} us CPU per answer woken for (a do-nothing asyncio reader at "
+        print(f"wake-up floor: {floor_us:.0f} us CPU per answer woken for (a do-nothing reader thread at "
               f"250000 baud's line rate); at one wake-up per line that is {floor_us / 100:.2f} s per 10,000 lines",
               flush=True)
         logs.configure("critical")  # the faults are meant to happen: the firmware's words are printed below
-        faults = asyncio.run(fault_latency(work))
+        from agent import loop as agent_loop
+
+        faults = agent_loop.run(fault_latency(work))
         for fault, seen in faults.items():
             print(f"fault {fault}: job failed after {seen['seconds']} s: {seen['reason']}", flush=True)
     summary = {
