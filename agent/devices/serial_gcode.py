@@ -104,8 +104,8 @@ class SerialGcodeDevice(Device):
     # ------------------------------------------------------------------ Device
 
     def info(self) -> DeviceInfo:
-        return DeviceInfo(id=self.id, kind="serial_gcode", model=self.model, firmware=self.connection.firmware,
-                          capabilities=list(self.connection.capabilities))
+        return DeviceInfo(id=self.id, kind="serial_gcode", model=self.model, firmware=self.connection.identity.firmware,
+                          capabilities=list(self.connection.identity.capabilities))
 
     def status(self) -> DeviceStatus:
         return DeviceStatus(device=self.id, state=self._state, job_id=self._job.id if self._job else None,

@@ -18,6 +18,7 @@ import serial
 import structlog
 
 from .host import HostEngine, Outcome
+from .identity import FirmwareIdentity
 from .link import SerialLink
 from .profiles import FirmwareProfile
 from .responses import Dialect, Kind, Reply
@@ -84,15 +85,12 @@ class Connection:
         self.poll_interval_s = poll_interval_s
         self.answer_timeout_s = answer_timeout_s
         self.link: SerialLink | None = None
-        self.firmware: str | None = None
-        self.capabilities: list[str] = list(profile.capabilities)
-        self.autoreport = False
+        self.identity = FirmwareIdentity(profile)
         self.greeting = False
         self.probes_sent = 0
         self.bad_lines = 0
         self._heating = tuple(profile.heating_commands)
         self._settling = False
-        self._info_dirty = False
         self._hello_timer: asyncio.TimerHandle | None = None
         self._pending = b""
         self._last_answer = 0.0
@@ -107,7 +105,7 @@ class Connection:
 
     @property
     def emergency_parser(self) -> bool:
-        return "EMERGENCY_PARSER" in self.capabilities
+        return self.identity.emergency_parser
 
     def tasks(self, name: str) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self._connect_loop(), name=f"serial {name}"),
@@ -197,8 +195,7 @@ class Connection:
         self.greeting = self._settling = False
         self.engine.reset()
         self.engine.sync()
-        self.capabilities = list(self.profile.capabilities)
-        self.autoreport = False
+        self.identity.restart()
         self.engine.command("M115")
         self.engine.poll(self.profile.temperature_command)
         self._log.info("printer answered")
@@ -212,7 +209,7 @@ class Connection:
             await asyncio.sleep(self.poll_interval_s)
             if self.link is None or self.greeting:
                 continue
-            if not self.autoreport:
+            if not self.identity.autoreport:
                 self.engine.poll(self.profile.temperature_command)
             self.listener.poll_due()
             self.pump()
@@ -305,17 +302,21 @@ class Connection:
                 self.bad_lines += 1
                 self._log.exception("could not handle a line from the firmware", line=text[:200])
         if plain_oks:
-            self._last_answer = self._now
-            self._probes = 0
+            self._answered()
             self.listener.oks_heard()
         self.pump()
         self._hold()
+
+    def _answered(self) -> None:
+        """The firmware is alive and answering: the watchdog starts over."""
+        self._last_answer = self._now
+        self._probes = 0
 
     def _plain(self, out: Outcome) -> bool:
         """An ok that only the engine needed: no temperatures, no end of job, no tag, no M115 to close."""
         reply = out.reply
         return reply.kind is Kind.OK and not (reply.fields or reply.temperatures or out.job_done
-                                              or self._info_dirty or self.engine.acked)
+                                              or self.identity.unfinished or self.engine.acked)
 
     def _on_lines_threaded(self, lines: list[bytes]) -> None:
         """On the port's thread (the loop asleep): the plain oks of a streaming job; the loop gets the rest.
@@ -350,8 +351,7 @@ class Connection:
                 break
             plain_oks += 1
         if plain_oks:
-            self._last_answer = self._now
-            self._probes = 0
+            self._answered()
             if self._now >= self._oks_heard_due:
                 self._oks_heard_due = self._now + OKS_HEARD_EVERY_S
                 assert self._loop is not None
@@ -375,19 +375,20 @@ class Connection:
         kind = out.reply.kind
         # Autoreported temperatures come while a firmware is stuck too; they prove nothing unless it is heating.
         if kind is not Kind.TEMPERATURE or self.engine.in_flight_command(self._heating):
-            self._last_answer = self._now
-            self._probes = 0
-        if kind is Kind.OK:
-            if out.reply.fields:
-                self._on_firmware(out.reply)
-            elif self._info_dirty:
-                # M115's ok: the firmware's name and capabilities are all in.
-                self._info_dirty = False
+            self._answered()
+        if kind is Kind.FIRMWARE or (kind is Kind.OK and out.reply.fields):
+            if self.identity.name(out.reply):
                 self.listener.info_changed()
-        elif kind is Kind.FIRMWARE:
-            self._on_firmware(out.reply)
+            self._log.info("firmware", firmware=self.identity.firmware)
+        elif kind is Kind.OK:
+            if self.identity.finished():
+                # M115's ok: the firmware's name and capabilities are all in.
+                self.listener.info_changed()
         elif kind is Kind.CAPABILITY:
-            self._on_capability(out.reply)
+            if self.identity.capability(out.reply):
+                # The firmware reports on its own; polling would only take room from the job's lines.
+                seconds = max(1, round(self.poll_interval_s))
+                self.engine.command(self.profile.autoreport_command.format(seconds=seconds))
         elif kind is Kind.WAIT and self.engine.awaiting and self.link is not None and not self._probes:
             # An idle firmware with answers still owed to us: they were lost on the way.
             self._probe("the firmware says it waits")
@@ -405,27 +406,3 @@ class Connection:
             self.listener.connection_failed(reply.message)
         else:
             self._log.debug("firmware says", line=reply.text)
-
-    def _on_firmware(self, reply: Reply) -> None:
-        fields = reply.fields or {}
-        name, version = fields.get("FIRMWARE_NAME"), fields.get("FIRMWARE_VERSION")
-        self.firmware = (f"{name} {version}" if name and version and version not in name else name) or reply.text
-        self._log.info("firmware", firmware=self.firmware)
-        if reply.kind is Kind.OK:
-            # The answer came on the ok itself (Klipper): nothing else of M115 is to follow.
-            self.listener.info_changed()
-        else:
-            self._info_dirty = True
-
-    def _on_capability(self, reply: Reply) -> None:
-        name = reply.name
-        if reply.enabled and name not in self.capabilities:
-            self.capabilities.append(name)
-        elif not reply.enabled and name in self.capabilities:
-            self.capabilities.remove(name)
-        self._info_dirty = True
-        if name == "AUTOREPORT_TEMP" and reply.enabled and not self.autoreport:
-            # The firmware reports on its own; polling would only take room from the job's lines.
-            self.autoreport = True
-            seconds = max(1, round(self.poll_interval_s))
-            self.engine.command(self.profile.autoreport_command.format(seconds=seconds))
