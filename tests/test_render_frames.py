@@ -117,6 +117,7 @@ async def test_exr_frames_have_no_thumbnail_and_long_jobs_come_in_pages(isolated
     assert [f["frame"] for f in body["frames"]] == [14] and body["next"] is None
     assert (await http.call("GET", f"/api/v1/render-jobs/{job_id}/frames?limit=0"))[0] == 422
     assert (await http.call("GET", "/api/v1/render-jobs/999/frames"))[0] == 404
+    assert (await http.call("GET", "/api/v1/render-jobs/999999999999999999999999999999"))[0] == 404
 
     assert (await http.call("POST", f"/api/v1/render-jobs/{job_id}/cancel"))[0] in (200, 202)
     await node.event(CommandAck(command_id=(await node.command()).command_id, status="done"))
