@@ -15,8 +15,12 @@ what the development tools installed beside it add.
 Per case: lines/s per printer; % of the wire limit = framed bytes actually sent
 (resends included) / (wall seconds x baud / 10); agent CPU seconds per 10,000
 lines; agent peak RSS; resends; exactly-once (every job line ran once, in order,
-by the printer's own record). Then how fast a firmware kill, thermal runaway
-and reset fail the job in the firmware's words. The last line is one JSON object.
+by the printer's own record). Then two references measured in the same run:
+the CPU a do-nothing reader thread pays per wake-up, and the engine's own work
+per line back to back and two lines per wake-up (on a virtual machine, work
+that follows a sleep costs several times more). Then how fast a firmware kill,
+thermal runaway and reset fail the job in the firmware's words. The last line
+is one JSON object.
 """
 
 from __future__ import annotations
@@ -291,6 +295,61 @@ def wake_floor(wakes: int, interval_s: float) -> None:
     print(json.dumps({"wake_us": cpu / wakes * 1e6}))
 
 
+def engine_cost(path: Path, lines: int, per_wake: int, interval_s: float) -> None:
+    """The engine's own work per line (answer an ok, frame and take the next line), back to back and in wake-ups.
+
+    No port, no second process: the same work, once in a tight loop and once
+    ``per_wake`` lines at a time with a sleep of ``interval_s`` between, as the
+    serial thread does it. The gap between the two is what this machine charges
+    for work that starts after a sleep (cold caches, a slowed clock, a host's
+    other tenants); on a virtual machine it can be several times the work itself.
+    """
+    import threading
+
+    from agent.serial.gcode import GcodeFile
+    from agent.serial.host import HostEngine
+    from agent.serial.responses import OK
+
+    job = GcodeFile.scan(path)
+    lines = min(lines, job.count - per_wake)
+
+    def per_line(sleep_s: float) -> float:
+        engine = HostEngine(128)
+        engine.sync()
+        engine.take()
+        engine.answer(OK)
+        engine.start_job(job)
+        engine.take()
+        out: list[float] = []
+
+        def run() -> None:
+            done = 0
+            start = time.thread_time()
+            while done < lines:
+                if sleep_s:
+                    time.sleep(sleep_s)
+                for _ in range(per_wake):
+                    engine.answer(OK)
+                engine.take()
+                done += per_wake
+            out.append((time.thread_time() - start) / done)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        return out[0]
+
+    print(json.dumps({"tight_us": per_line(0.0) * 1e6, "woken_us": per_line(interval_s) * 1e6}))
+
+
+def measure_engine_cost(driver_python: str, path: Path, lines: int, baud: int) -> dict[str, float]:
+    interval = 2 * 40 * 10 / baud  # two 40-byte lines on the wire: a plain-ok printer's pace
+    out = subprocess.run([driver_python, "-m", "bench.serial_stream", "--engine-cost", str(lines),
+                          "--interval", str(interval), str(path)],
+                         capture_output=True, text=True, check=True, cwd=AGENT_VENV.parent)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def measure_wake_floor(driver_python: str, wakes: int, baud: int) -> float:
     interval = 40 * 10 / baud  # one 40-byte line on the wire
     out = subprocess.run([driver_python, "-m", "bench.serial_stream", "--wake-floor", str(wakes),
@@ -364,10 +423,14 @@ def main() -> None:
                    help="run the driver with this interpreter, not an agent-only install")
     p.add_argument("--wake-floor", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--interval", type=float, default=0.0016, help=argparse.SUPPRESS)
+    p.add_argument("--engine-cost", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("targets", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.wake_floor:
         wake_floor(args.wake_floor, args.interval)
+        return
+    if args.engine_cost:
+        engine_cost(Path(args.targets[0]), args.engine_cost, 2, args.interval)
         return
     if args.driver:
         drive(args.targets, args.baud)
@@ -402,6 +465,9 @@ def main() -> None:
         print(f"wake-up floor: {floor_us:.0f} us CPU per answer woken for (a do-nothing reader thread at "
               f"250000 baud's line rate); at one wake-up per line that is {floor_us / 100:.2f} s per 10,000 lines",
               flush=True)
+        engine = measure_engine_cost(driver_python, files["segments"], 2000 if args.quick else 6000, 250000)
+        print(f"engine work: {engine['tight_us']:.1f} us per line back to back, {engine['woken_us']:.1f} us done two "
+              f"lines per wake-up, the sleep itself included (what this machine adds to work that follows a sleep)", flush=True)
         logs.configure("critical")  # the faults are meant to happen: the firmware's words are printed below
         from agent import loop as agent_loop
 
@@ -420,6 +486,8 @@ def main() -> None:
         "cpu_s_per_10k_lines_max": max(r["cpu_s_per_10k_lines"] for r in results),
         "wake_floor_us": round(floor_us, 1),
         "wake_floor_s_per_10k_lines": round(floor_us / 100, 3),
+        "engine_us_per_line_back_to_back": round(engine["tight_us"], 1),
+        "engine_us_per_line_two_per_wakeup": round(engine["woken_us"], 1),
         "driver": "agent-only install" if driver_python != sys.executable else "this interpreter",
         "fault_to_failed_s": {k: v["seconds"] for k, v in faults.items()},
     }
