@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
-
-from protocol.codec import describe
 
 from .access import CSRF_COOKIE, PRINCIPAL, SESSION_COOKIE, LoginLimiter
 from .access_schemas import Login, SessionInfo, Token, TokenCreate, TokenCreated, User, UserCreate
 from .accounts import AccountError, Accounts, Principal
-from .api import ApiProblem, listed, path_id, problem, respond
+from .api import ApiProblem, body, listed, path_id, problem, respond
 from .config import AuthConfig
 from .listing import PageQuery
 from .openapi import Op
 from .schemas import Items
 
 log = structlog.get_logger("farmhand.hub.accounts")
-
-
-async def parse(request: web.Request, model: type[BaseModel]) -> BaseModel:
-    try:
-        return model.model_validate_json(await request.read())
-    except ValidationError as exc:
-        raise ApiProblem(422, "Invalid request body", describe(exc)) from None
 
 
 def _principal(request: web.Request) -> Principal:
@@ -68,7 +58,7 @@ class AccountApi:
     # ------------------------------------------------------------------ session
 
     async def login(self, request: web.Request) -> web.Response:
-        spec: Login = await parse(request, Login)  # type: ignore[assignment]
+        spec = await body(request, Login)
         keys = (f"addr:{request.remote}", f"user:{spec.username}")
         wait = self.limiter.retry_after(*keys)
         if wait > 0:
@@ -112,7 +102,7 @@ class AccountApi:
         return respond(listed(request, [Token(**t) for t in self.accounts.tokens()], ("role", "name")))
 
     async def create_token(self, request: web.Request) -> web.Response:
-        spec: TokenCreate = await parse(request, TokenCreate)  # type: ignore[assignment]
+        spec = await body(request, TokenCreate)
         row, secret = self.accounts.create_token(spec.name, spec.role, _principal(request).name)
         return respond(TokenCreated(**row, token=secret), 201)
 
@@ -123,6 +113,6 @@ class AccountApi:
         return respond(listed(request, [User(**u) for u in self.accounts.users()], ("role",)))
 
     async def create_user(self, request: web.Request) -> web.Response:
-        spec: UserCreate = await parse(request, UserCreate)  # type: ignore[assignment]
+        spec = await body(request, UserCreate)
         row = _checked(lambda: self.accounts.create_user(spec.username, spec.password, spec.role))
         return respond(User(**row), 201)

@@ -8,6 +8,8 @@ their own.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import TypeVar
 
 import structlog
 from aiohttp import MultipartReader, web
@@ -29,6 +31,9 @@ log = structlog.get_logger("farmhand.hub.api")
 PROBLEM_TYPE = "application/problem+json"
 CHUNK = 256 * 1024
 
+M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Enum)
+
 
 class ApiProblem(Exception):
     def __init__(self, status: int, title: str, detail: str) -> None:
@@ -36,10 +41,35 @@ class ApiProblem(Exception):
         self.status, self.title, self.detail = status, title, detail
 
 
+async def body(request: web.Request, model: type[M], title: str = "Invalid request") -> M:
+    """The request's JSON body as ``model`` (an empty body is ``{}``); a 422 problem naming the bad field otherwise."""
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise ApiProblem(422, title, describe(exc)) from None
+
+
+def request_key(request: web.Request) -> str | None:
+    """The client's Idempotency-Key, as the services keep it apart from keys that came over MQTT."""
+    key = request.headers.get("Idempotency-Key")
+    return f"http:{key}" if key else None
+
+
+def enum_query(request: web.Request, name: str, enum: type[E]) -> E | None:
+    """Query parameter ``name`` as one of ``enum``'s values (None when absent); a 422 problem listing them otherwise."""
+    raw = request.query.get(name)
+    try:
+        return enum(raw) if raw else None
+    except ValueError:
+        raise ApiProblem(422, "Invalid filter",
+                         f"{name} must be one of {', '.join(e.value for e in enum)}; got {raw!r}") from None
+
+
 def problem(status: int, title: str, detail: str) -> web.Response:
     slug = title.lower().replace(" ", "-")
-    body = Problem(type=f"urn:farmhand:problem:{slug}", title=title, status=status, detail=detail)
-    return web.Response(status=status, text=body.model_dump_json(), content_type=PROBLEM_TYPE)
+    payload = Problem(type=f"urn:farmhand:problem:{slug}", title=title, status=status, detail=detail)
+    return web.Response(status=status, text=payload.model_dump_json(), content_type=PROBLEM_TYPE)
 
 
 def respond(model: BaseModel, status: int = 200) -> web.Response:
@@ -199,21 +229,12 @@ class HttpApi:
     # ------------------------------------------------------------------ jobs
 
     async def create_job(self, request: web.Request) -> web.Response:
-        try:
-            spec = JobCreate.model_validate_json(await request.read())
-        except ValidationError as exc:
-            raise ApiProblem(422, "Invalid job", describe(exc)) from None
-        key = request.headers.get("Idempotency-Key")
-        job, created = self.jobs.create(spec, request_key=f"http:{key}" if key else None)
+        spec = await body(request, JobCreate, "Invalid job")
+        job, created = self.jobs.create(spec, request_key=request_key(request))
         return respond(job, 201 if created else 200)
 
     async def list_jobs(self, request: web.Request) -> web.Response:
-        raw = request.query.get("state")
-        try:
-            state = JobState(raw) if raw else None
-        except ValueError:
-            raise ApiProblem(422, "Invalid filter", f"state must be one of {', '.join(JobState)}; got {raw!r}") \
-                from None
+        state = enum_query(request, "state", JobState)
         return respond(listed(request, self.jobs.list(state), ("state", "device")))
 
     async def get_job(self, request: web.Request) -> web.Response:

@@ -23,12 +23,11 @@ from typing import Any, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.codec import describe
 from protocol.messages import CommandAck, ConsoleOutput, GcodeLine, SendGcode
 
-from .api import ApiProblem, respond
+from .api import ApiProblem, body, respond
 from .commands import Outbox
 from .ingest import Ingest
 from .live import Bus
@@ -107,23 +106,20 @@ class DeviceConsole:
 
     async def send(self, request: web.Request) -> web.Response:
         node, device, row = self._device(request)
-        try:
-            spec = GcodeSend.model_validate_json(await request.read())
-        except ValidationError as exc:
-            raise ApiProblem(422, "Invalid G-code", describe(exc)) from None
+        spec = await body(request, GcodeSend, "Invalid G-code")
         if not (row["online"] and row["listed"]):
             # Queued for later, it would run long after the operator stopped watching.
             raise ApiProblem(409, "Device offline", f"{node}/{device} is offline: console lines are not queued")
-        body = SendGcode(command_id=f"gcode-{uuid.uuid4().hex}", device=device, lines=spec.lines)
+        command = SendGcode(command_id=f"gcode-{uuid.uuid4().hex}", device=device, lines=spec.lines)
         with self.store.transaction() as db:
-            out = self.outbox.record(db, node, body, None)
+            out = self.outbox.record(db, node, command, None)
         key = f"{node}/{device}"
-        self._wait(body.command_id, key)
-        self._add(key, [self._entry("sent", line, body.command_id) for line in spec.lines])
+        self._wait(command.command_id, key)
+        self._add(key, [self._entry("sent", line, command.command_id) for line in spec.lines])
         self.outbox.send(out)
-        asyncio.get_running_loop().call_later(self.ttl_s, self._expire, body.command_id)
-        log.info("gcode_sent", device=key, command_id=body.command_id, lines=len(spec.lines))
-        return respond(GcodeAccepted(command_id=body.command_id, device=key, lines=len(spec.lines)), 202)
+        asyncio.get_running_loop().call_later(self.ttl_s, self._expire, command.command_id)
+        log.info("gcode_sent", device=key, command_id=command.command_id, lines=len(spec.lines))
+        return respond(GcodeAccepted(command_id=command.command_id, device=key, lines=len(spec.lines)), 202)
 
     async def get(self, request: web.Request) -> web.Response:
         node, device, _ = self._device(request)

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from protocol.codec import describe
+from .api import body, path_id
 
-from .api import ApiProblem, path_id
-
-M = TypeVar("M", bound=BaseModel)
-
-
-async def body(request: web.Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``; a 422 problem that names the bad field otherwise."""
-    raw = await request.read()
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        raise ApiProblem(422, "Invalid request", describe(exc)) from None
+__all__ = ["body", "respond", "row_id"]
 
 
 def respond(value: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> web.Response:

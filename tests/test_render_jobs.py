@@ -132,5 +132,9 @@ async def test_bad_submissions_are_refused_with_reasons(tmp_path: Path, private_
         ]:
             status, body = await rig.http.call("POST", "/api/v1/render-jobs", json=fields)
             assert status == 422 and says in body["detail"], (fields, body)
+        status, body = await rig.http.call("POST", "/api/v1/render-jobs", data=b"{not json")
+        assert status == 422 and body["title"] == "Invalid render job"
+        status, body = await rig.http.call("GET", "/api/v1/render-jobs", params={"state": "lost"})
+        assert status == 422 and body["title"] == "Invalid filter" and "queued" in body["detail"], body
         status, body = await rig.http.call("GET", "/api/v1/render-jobs")
         assert status == 200 and body["items"] == []

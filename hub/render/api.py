@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import ValidationError
-
-from protocol.codec import describe
 
 from ..ids import ascii_int
-from ..api import ApiProblem, multipart_reader, path_id, respond
+from ..api import ApiProblem, body, enum_query, multipart_reader, path_id, request_key, respond
 from ..openapi import RouteTable
 from ..schemas import Items
 from .costs import RenderCosting
@@ -68,21 +65,12 @@ class RenderApi:
         return t
 
     async def create(self, request: web.Request) -> web.Response:
-        try:
-            spec = RenderJobCreate.model_validate_json(await request.read())
-        except ValidationError as exc:
-            raise ApiProblem(422, "Invalid render job", describe(exc)) from None
-        key = request.headers.get("Idempotency-Key")
-        submission, created = self.jobs.create(spec, request_key=f"http:{key}" if key else None)
+        spec = await body(request, RenderJobCreate, "Invalid render job")
+        submission, created = self.jobs.create(spec, request_key=request_key(request))
         return respond(submission, 201 if created else 200)
 
     async def list(self, request: web.Request) -> web.Response:
-        raw = request.query.get("state")
-        try:
-            state = RenderJobState(raw) if raw else None
-        except ValueError:
-            raise ApiProblem(422, "Invalid filter",
-                             f"state must be one of {', '.join(RenderJobState)}; got {raw!r}") from None
+        state = enum_query(request, "state", RenderJobState)
         return respond(Items[RenderJob](items=self.jobs.list(state)))
 
     async def get(self, request: web.Request) -> web.Response:
