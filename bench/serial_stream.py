@@ -342,20 +342,22 @@ def engine_cost(path: Path, lines: int, per_wake: int, interval_s: float) -> Non
     print(json.dumps({"tight_us": per_line(0.0) * 1e6, "woken_us": per_line(interval_s) * 1e6}))
 
 
-def measure_engine_cost(driver_python: str, path: Path, lines: int, baud: int) -> dict[str, float]:
-    interval = 2 * 40 * 10 / baud  # two 40-byte lines on the wire: a plain-ok printer's pace
-    out = subprocess.run([driver_python, "-m", "bench.serial_stream", "--engine-cost", str(lines),
-                          "--interval", str(interval), str(path)],
+def in_driver(driver_python: str, *args: str) -> dict[str, float]:
+    """Run this module with ``args`` in the driver's interpreter; the JSON object it printed last."""
+    out = subprocess.run([driver_python, "-m", "bench.serial_stream", *args],
                          capture_output=True, text=True, check=True, cwd=AGENT_VENV.parent)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def measure_engine_cost(driver_python: str, path: Path, lines: int, baud: int) -> dict[str, float]:
+    interval = 2 * 40 * 10 / baud  # two 40-byte lines on the wire: a plain-ok printer's pace
+    return in_driver(driver_python, "--engine-cost", str(lines), "--interval", str(interval), str(path))
+
+
 def measure_wake_floor(driver_python: str, wakes: int, baud: int) -> float:
     interval = 40 * 10 / baud  # one 40-byte line on the wire
-    out = subprocess.run([driver_python, "-m", "bench.serial_stream", "--wake-floor", str(wakes),
-                          "--baud", str(baud), "--interval", str(interval)],
-                         capture_output=True, text=True, check=True, cwd=AGENT_VENV.parent)
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["wake_us"])
+    return in_driver(driver_python, "--wake-floor", str(wakes), "--baud", str(baud),
+                     "--interval", str(interval))["wake_us"]
 
 
 # ----------------------------------------------------------------------------- faults
@@ -467,7 +469,8 @@ def main() -> None:
               flush=True)
         engine = measure_engine_cost(driver_python, files["segments"], 2000 if args.quick else 6000, 250000)
         print(f"engine work: {engine['tight_us']:.1f} us per line back to back, {engine['woken_us']:.1f} us done two "
-              f"lines per wake-up, the sleep itself included (what this machine adds to work that follows a sleep)", flush=True)
+              "lines per wake-up, the sleep itself included (what this machine adds to work that follows a sleep)",
+              flush=True)
         logs.configure("critical")  # the faults are meant to happen: the firmware's words are printed below
         from agent import loop as agent_loop
 
