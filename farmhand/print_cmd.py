@@ -146,7 +146,7 @@ async def print_file(port: str, file: Path, *, baud: int = 115200, profile: str 
         result.lines = device.engine.job_lines
         await _follow(device, recorder, result, progress, stop)
         result.seconds = round(time.monotonic() - started, 3)
-        result.lines_done = device.last_lines_done
+        result.lines_done = device.jobs.last_lines_done
         result.resends = device.engine.resends
         result.lost_oks = device.engine.lost_oks
         result.bytes_sent = device.engine.bytes_sent

@@ -3,16 +3,16 @@
 This module is the policy: jobs streamed from a file or printed from the
 printer's SD card, pause/resume/cancel and emergency stop, what the firmware's
 words mean (a halt, a restart, a host action like a filament runout), and the
-events and states the hub sees. The protocol is ``agent.serial.host``; the
-port, the greeting and the answer watchdog are ``agent.serial.connection``;
-what differs between firmwares is the profile (``firmware-profiles/*.toml``).
+states the hub sees. The running job's record and its events are
+``serial_job``; the protocol is ``agent.serial.host``; the port, the greeting
+and the answer watchdog are ``agent.serial.connection``; what differs between
+firmwares is the profile (``firmware-profiles/*.toml``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -32,32 +32,17 @@ from protocol.messages import (
     DeviceState,
     DeviceStatus,
     Heater,
-    JobCompleted,
-    JobFailed,
-    JobPaused,
-    JobProgress,
-    JobResumed,
-    JobStarted,
     Telemetry,
 )
 
 from .base import CommandRejected, Device, Emitter
+from .serial_job import JobTracker
 
 log = structlog.get_logger("farmhand.agent.serial")
 
-PROGRESS_EVERY_S = 1.0
 SD_ANSWER_S = 10.0
 
 __all__ = ["ConsoleInterrupted", "SerialGcodeDevice"]
-
-
-@dataclass(slots=True)
-class _Job:
-    id: str
-    lines: int
-    started: float
-    last_progress: float
-    sd: bool = False
 
 
 class SerialGcodeDevice(Device):
@@ -88,14 +73,12 @@ class SerialGcodeDevice(Device):
                                      poll_interval_s=poll_interval_s,
                                      answer_timeout_s=answer_timeout_s or p.answer_timeout_s)
         self.sd = SdTracker()
+        self.jobs = JobTracker(device_id, emitter, self.engine, self.sd)
         self.messages = PrinterMessages()
-        self.last_lines_done = 0
-        """How far the last job got (lines answered), kept after the engine forgets it."""
         self._state = DeviceState.DISCONNECTED
         self._error: str | None = None
         self._temps: dict[str, Heater] = {}
         self._last_telemetry = 0.0
-        self._job: _Job | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._m27_pending = False
         self.console = Console()
@@ -108,8 +91,8 @@ class SerialGcodeDevice(Device):
                           capabilities=list(self.connection.identity.capabilities))
 
     def status(self) -> DeviceStatus:
-        return DeviceStatus(device=self.id, state=self._state, job_id=self._job.id if self._job else None,
-                            progress=self._progress(), temperatures=dict(self._temps), error=self._error)
+        return DeviceStatus(device=self.id, state=self._state, job_id=self.jobs.id,
+                            progress=self.jobs.progress(), temperatures=dict(self._temps), error=self._error)
 
     @property
     def state(self) -> DeviceState:
@@ -139,7 +122,7 @@ class SerialGcodeDevice(Device):
             raise CommandRejected(f"cannot read the job file: {exc}") from None
         self._require((DeviceState.IDLE,), "start a job")
         self.engine.start_job(job, self.profile.finish_script)
-        self._begin(_Job(job_id, job.count, time.monotonic(), time.monotonic()), lines_total=job.count)
+        self._begin(job_id, job.count)
 
     async def sd_files(self) -> list[SdFile]:
         """The files on the printer's SD card (M20)."""
@@ -154,7 +137,7 @@ class SerialGcodeDevice(Device):
             raise CommandRejected(f"the printer's SD card cannot open {name!r}")
         self._require((DeviceState.IDLE,), "start a job")
         self.engine.command("M24")
-        self._begin(_Job(job_id, 0, time.monotonic(), time.monotonic(), sd=True), lines_total=None)
+        self._begin(job_id, None)
 
     async def send_gcode(self, command_id: str, lines: list[str]) -> None:
         """Operator console: run ``lines`` between jobs and emit, as one ConsoleOutput, what the firmware said."""
@@ -214,53 +197,37 @@ class SerialGcodeDevice(Device):
         self._error = error
         self.emitter.status(self.status())
 
-    def _progress(self) -> float | None:
-        job = self._job
-        if job is None:
-            return None
-        if job.sd:
-            return self.sd.fraction or 0.0
-        if self.engine.m73_percent is not None:
-            return self.engine.m73_percent / 100.0
-        return self.engine.lines_done / job.lines if job.lines else 0.0
-
-    def _begin(self, job: _Job, lines_total: int | None) -> None:
-        self._job = job
-        self.emitter.event(JobStarted(device=self.id, job_id=job.id, lines_total=lines_total))
+    def _begin(self, job_id: str, lines: int | None) -> None:
+        self.jobs.begin(job_id, lines)
         self._set_state(DeviceState.PRINTING)
-        self._log.info("job started", job_id=job.id, lines=lines_total, sd=job.sd)
         self.connection.pump()
 
     def _pause(self, reason: str, *, script: bool = True) -> None:
-        assert self._job is not None
         # Lines already in the firmware's buffer run first; the park script follows them.
         self.engine.hold(True)
-        if self._job.sd:
+        if self.jobs.on_sd:
             self.engine.command("M25")
         if script:
             self._script(self.profile.pause_script)
-        self.emitter.event(JobPaused(device=self.id, job_id=self._job.id, reason=reason))
+        self.jobs.paused(reason)
         self._set_state(DeviceState.PAUSED)
-        self._log.info("job paused", job_id=self._job.id, reason=reason)
 
     def _resume(self, *, script: bool = True) -> None:
-        assert self._job is not None
         if self.messages.prompt is not None:
             # The printer is asking (filament runout: "Continue?"); resuming answers its first choice.
             self.engine.command("M876 S0")
             self.messages.prompt = None
         if script:
             self._script(self.profile.resume_script)
-        if self._job.sd:
+        if self.jobs.on_sd:
             self.engine.command("M24")
         self.engine.hold(False)
-        self.emitter.event(JobResumed(device=self.id, job_id=self._job.id))
+        self.jobs.resumed()
         self._set_state(DeviceState.PRINTING)
-        self._log.info("job resumed", job_id=self._job.id)
         self.connection.pump()
 
     def _cancel(self, reason: str) -> None:
-        if self._job is not None and self._job.sd:
+        if self.jobs.on_sd:
             self.engine.command("M524")
         self.engine.drop_job()
         heating = tuple(self.profile.heating_commands)
@@ -270,7 +237,7 @@ class SerialGcodeDevice(Device):
         if self.connection.emergency_parser and self.profile.cancel_quick_stop:
             self.connection.write_now(self.engine.urgent(self.profile.quick_stop))
         self._script(self.profile.cancel_script)
-        self._end_job(reason, cancelled=True)
+        self.jobs.failed(reason, cancelled=True)
         self._set_state(DeviceState.IDLE)
 
     def _script(self, lines: list[str]) -> None:
@@ -278,18 +245,9 @@ class SerialGcodeDevice(Device):
             self.engine.command(text)
         self.connection.pump()
 
-    def _end_job(self, reason: str, *, cancelled: bool = False) -> None:
-        if self._job is None:
-            return
-        job, self._job = self._job, None
-        self.last_lines_done = self.engine.lines_done
-        self.emitter.event(JobFailed(device=self.id, job_id=job.id, reason=reason, cancelled=cancelled))
-        self._log.warning("job ended", job_id=job.id, reason=reason, cancelled=cancelled,
-                          lines_done=self.engine.lines_done)
-
     def _interrupted(self, reason: str) -> None:
         """Whatever was running on the printer is over: the job fails, console requests fail."""
-        self._end_job(reason)
+        self.jobs.failed(reason)
         self.console.interrupt(reason)
 
     def _enter_error(self, message: str, *, reset: bool = True) -> None:
@@ -308,15 +266,8 @@ class SerialGcodeDevice(Device):
             self._log.error("printer halted", message=message)
 
     def _complete(self) -> None:
-        assert self._job is not None
-        job, self._job = self._job, None
-        self.last_lines_done = job.lines
-        duration = round(time.monotonic() - job.started, 3)
-        self.emitter.event(JobCompleted(device=self.id, job_id=job.id, duration_s=duration, lines=job.lines,
-                                        resends=self.engine.resends))
+        self.jobs.completed()
         self._set_state(DeviceState.IDLE)
-        self._log.info("job completed", job_id=job.id, lines=job.lines, duration_s=duration,
-                       resends=self.engine.resends, lines_per_s=round(job.lines / duration, 1) if duration else None)
 
     def _stream_failed(self, reason: str) -> None:
         """The engine cannot go on (a resend it cannot serve): end the job, renumber, stay usable."""
@@ -350,7 +301,7 @@ class SerialGcodeDevice(Device):
         return self._state is DeviceState.PRINTING and self.engine.job_active
 
     def poll_due(self) -> None:
-        if self._job is not None and self._job.sd and not self._m27_pending and self._state is DeviceState.PRINTING:
+        if self.jobs.on_sd and not self._m27_pending and self._state is DeviceState.PRINTING:
             self._m27_pending = True
             self.engine.command("M27")
 
@@ -358,13 +309,7 @@ class SerialGcodeDevice(Device):
         return bool(self.console.requests)
 
     def oks_heard(self) -> None:
-        job = self._job
-        if job is not None:
-            now = time.monotonic()
-            if now - job.last_progress >= PROGRESS_EVERY_S:
-                job.last_progress = now
-                self.emitter.event(JobProgress(device=self.id, job_id=job.id, progress=self._progress() or 0.0,
-                                               lines_done=self.engine.lines_done))
+        self.jobs.lines_answered()
 
     def connection_line(self, text: str, out: Outcome) -> None:
         reply = out.reply
@@ -375,7 +320,7 @@ class SerialGcodeDevice(Device):
         if kind is Kind.OK:
             if reply.temperatures:
                 self._on_temperatures(reply.temperatures)
-            if out.job_done and self._job is not None:
+            if out.job_done and self.jobs.running:
                 self._complete()
             else:
                 self.oks_heard()
@@ -398,7 +343,7 @@ class SerialGcodeDevice(Device):
     def _firmware_restarted(self) -> None:
         self._log.warning("the firmware restarted")
         self.engine.reset()
-        if self._job is not None:
+        if self.jobs.running:
             reason = "printer reset: the firmware restarted during the job"
             self.emitter.event(DeviceError(device=self.id, message=reason))
             self._interrupted(reason)
@@ -434,13 +379,12 @@ class SerialGcodeDevice(Device):
         event = self.sd.on_reply(reply)
         if event in ("progress", "idle"):
             self._m27_pending = False
-        job = self._job
-        if job is None or not job.sd:
+        if not self.jobs.on_sd:
             return
         if event == "done":
             self._complete()
         elif event == "progress":
-            self.emitter.event(JobProgress(device=self.id, job_id=job.id, progress=self._progress() or 0.0))
+            self.jobs.sd_progressed()
 
     async def _sd_ask(self, command: str, *answers: str) -> str:
         answer = self.sd.expect(*answers)
@@ -459,5 +403,5 @@ class SerialGcodeDevice(Device):
         if now - self._last_telemetry < self.poll_interval_s / 2:
             return
         self._last_telemetry = now
-        self.emitter.telemetry(Telemetry(device=self.id, temperatures=dict(self._temps), progress=self._progress(),
-                                         lines_sent=self.engine.lines_sent if self._job else None))
+        self.emitter.telemetry(Telemetry(device=self.id, temperatures=dict(self._temps), progress=self.jobs.progress(),
+                                         lines_sent=self.engine.lines_sent if self.jobs.running else None))
