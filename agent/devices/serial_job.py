@@ -35,6 +35,8 @@ class _Job:
 
 
 class JobTracker:
+    """One serial printer's job, if it runs one; the device tells it what happened, it tells the hub."""
+
     def __init__(self, device_id: str, emitter: Emitter, engine: HostEngine, sd: SdTracker) -> None:
         self._device = device_id
         self._emitter = emitter
