@@ -15,10 +15,10 @@ what the development tools installed beside it add.
 Per case: lines/s per printer; % of the wire limit = framed bytes actually sent
 (resends included) / (wall seconds x baud / 10); agent CPU seconds per 10,000
 lines; agent peak RSS; resends; exactly-once (every job line ran once, in order,
-by the printer's own record). Then two references measured in the same run:
-the CPU a do-nothing reader thread pays per wake-up, and the engine's own work
-per line back to back and two lines per wake-up (on a virtual machine, work
-that follows a sleep costs several times more). Then how fast a firmware kill,
+by the printer's own record). Then two references measured in the same run
+(``bench.serial_reference``): the CPU a do-nothing reader thread pays per
+wake-up, and the engine's own work per line back to back and two lines per
+wake-up (on a virtual machine, work that follows a sleep costs several times more). Then how fast a firmware kill,
 thermal runaway and reset fail the job in the firmware's words. The last line
 is one JSON object.
 """
@@ -38,6 +38,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.serial_reference import measure_engine_cost, measure_wake_floor
 
 FINISH = ["M400"]
 HOST_QUERIES = ("M105", "M115", "M155", "M27")
@@ -239,127 +241,6 @@ def drive(targets: list[str], baud: int) -> None:
     print(json.dumps({"prints": prints, "cpu_s": cpu, "rss_mb": peak_rss_mb()}))
 
 
-# ----------------------------------------------------------------------------- the floor
-
-
-def wake_floor(wakes: int, interval_s: float) -> None:
-    """CPU of the least an agent can do per answer: wake, read it, write one line back.
-
-    The reader is a thread waiting in ``poll`` on its port, as the agent's serial
-    threads do. A peer process on the other end of a pty answers each line after
-    ``interval_s`` (the wire time of one line), so the reader sleeps between
-    wake-ups as the driver does. Whatever the machine charges for a wake-up (on a
-    virtual machine, far more than the Python that runs) is in this figure too: it
-    is the floor for firmware that answers every line on its own (no ADVANCED_OK),
-    where the receive buffer holds only a few lines and each answer must be acted on.
-    """
-    import pty
-    import select
-    import threading
-    import tty
-
-    master, slave = pty.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    pid = os.fork()
-    if pid == 0:
-        os.close(slave)
-        try:
-            while os.read(master, 4096):
-                time.sleep(interval_s)
-                os.write(master, b"ok\n")
-        finally:
-            os._exit(0)
-    os.close(master)
-    os.set_blocking(slave, False)
-    line = b"N1234 G1 X100.123 Y105.456 E0.00999*123\n"
-
-    def ping_pong() -> None:
-        poller = select.poll()
-        poller.register(slave, select.POLLIN)
-        seen = 0
-        os.write(slave, line)
-        while seen < wakes:
-            poller.poll()
-            seen += os.read(slave, 4096).count(b"\n")
-            os.write(slave, line)
-
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    reader = threading.Thread(target=ping_pong)
-    reader.start()
-    reader.join()
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    os.close(slave)
-    os.waitpid(pid, 0)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(json.dumps({"wake_us": cpu / wakes * 1e6}))
-
-
-def engine_cost(path: Path, lines: int, per_wake: int, interval_s: float) -> None:
-    """The engine's own work per line (answer an ok, frame and take the next line), back to back and in wake-ups.
-
-    No port, no second process: the same work, once in a tight loop and once
-    ``per_wake`` lines at a time with a sleep of ``interval_s`` between, as the
-    serial thread does it. The gap between the two is what this machine charges
-    for work that starts after a sleep (cold caches, a slowed clock, a host's
-    other tenants); on a virtual machine it can be several times the work itself.
-    """
-    import threading
-
-    from agent.serial.gcode import GcodeFile
-    from agent.serial.host import HostEngine
-    from agent.serial.responses import OK
-
-    job = GcodeFile.scan(path)
-    lines = min(lines, job.count - per_wake)
-
-    def per_line(sleep_s: float) -> float:
-        engine = HostEngine(128)
-        engine.sync()
-        engine.take()
-        engine.answer(OK)
-        engine.start_job(job)
-        engine.take()
-        out: list[float] = []
-
-        def run() -> None:
-            done = 0
-            start = time.thread_time()
-            while done < lines:
-                if sleep_s:
-                    time.sleep(sleep_s)
-                for _ in range(per_wake):
-                    engine.answer(OK)
-                engine.take()
-                done += per_wake
-            out.append((time.thread_time() - start) / done)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join()
-        return out[0]
-
-    print(json.dumps({"tight_us": per_line(0.0) * 1e6, "woken_us": per_line(interval_s) * 1e6}))
-
-
-def in_driver(driver_python: str, *args: str) -> dict[str, float]:
-    """Run this module with ``args`` in the driver's interpreter; the JSON object it printed last."""
-    out = subprocess.run([driver_python, "-m", "bench.serial_stream", *args],
-                         capture_output=True, text=True, check=True, cwd=AGENT_VENV.parent)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def measure_engine_cost(driver_python: str, path: Path, lines: int, baud: int) -> dict[str, float]:
-    interval = 2 * 40 * 10 / baud  # two 40-byte lines on the wire: a plain-ok printer's pace
-    return in_driver(driver_python, "--engine-cost", str(lines), "--interval", str(interval), str(path))
-
-
-def measure_wake_floor(driver_python: str, wakes: int, baud: int) -> float:
-    interval = 40 * 10 / baud  # one 40-byte line on the wire
-    return in_driver(driver_python, "--wake-floor", str(wakes), "--baud", str(baud),
-                     "--interval", str(interval))["wake_us"]
-
-
 # ----------------------------------------------------------------------------- faults
 
 
@@ -423,17 +304,8 @@ def main() -> None:
     p.add_argument("--baud", type=int, default=250000, help=argparse.SUPPRESS)
     p.add_argument("--same-python", action="store_true",
                    help="run the driver with this interpreter, not an agent-only install")
-    p.add_argument("--wake-floor", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--interval", type=float, default=0.0016, help=argparse.SUPPRESS)
-    p.add_argument("--engine-cost", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("targets", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.wake_floor:
-        wake_floor(args.wake_floor, args.interval)
-        return
-    if args.engine_cost:
-        engine_cost(Path(args.targets[0]), args.engine_cost, 2, args.interval)
-        return
     if args.driver:
         drive(args.targets, args.baud)
         return
