@@ -35,4 +35,4 @@ bench: setup broker
 	set -e; for b in $(BENCHES); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b --quick; done
 
 clean:
-	rm -rf $(VENV) .venv-agent var artifacts
+	rm -rf $(VENV) .venv-agent .cache var artifacts

@@ -44,6 +44,7 @@ from bench.serial_reference import measure_engine_cost, measure_wake_floor
 FINISH = ["M400"]
 HOST_QUERIES = ("M105", "M115", "M155", "M27")
 SIM_SPEED = "100000"  # moves and heating take no time: the wire is the only limit
+SLICE_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,13 @@ def short_segments(path: Path, lines: int) -> None:
 
 
 def sliced(path: Path, work: Path) -> None:
-    """PrusaSlicer's G-code for a wavy cylinder of 1440 facets around: many short perimeter segments."""
+    """PrusaSlicer's G-code for a wavy cylinder of 1440 facets around: many short perimeter segments.
+
+    Slicing takes several seconds, so the G-code is kept in ``.cache/bench`` under a key
+    of the model, the options and the slicer binary, and sliced again when one changes.
+    """
+    import hashlib
+
     import numpy as np
     import trimesh
 
@@ -116,9 +123,18 @@ def sliced(path: Path, work: Path) -> None:
     mesh.vertices = v
     stl = work / "wavy.stl"
     mesh.export(stl)
-    subprocess.run([shutil.which("prusa-slicer") or "prusa-slicer", "--export-gcode", "--output", str(path),
-                    "--layer-height", "0.2", "--perimeters", "2", "--fill-density", "10%", str(stl)],
-                   check=True, capture_output=True)
+    slicer = os.path.realpath(shutil.which("prusa-slicer") or "prusa-slicer")
+    options = ["--layer-height", "0.2", "--perimeters", "2", "--fill-density", "10%"]
+    key = hashlib.sha256(stl.read_bytes())
+    key.update(repr((options, slicer, os.stat(slicer).st_mtime_ns if os.path.exists(slicer) else 0)).encode())
+    cached = SLICE_CACHE / f"wavy-{key.hexdigest()[:16]}.gcode"
+    if not cached.exists():
+        SLICE_CACHE.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".partial")
+        subprocess.run([slicer, "--export-gcode", "--output", str(partial), *options, str(stl)],
+                       check=True, capture_output=True)
+        partial.replace(cached)
+    shutil.copyfile(cached, path)
 
 
 def truncated(path: Path, max_lines: int | None) -> Path:
@@ -298,7 +314,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few cases on shorter files: under a minute")
     p.add_argument("--max-lines", type=int, default=None,
-                   help="stream only the first N commands of each file (default 100,000; 6,000 with --quick)")
+                   help="stream only the first N commands of each file (default 100,000; 4,000 with --quick)")
     p.add_argument("--keep", type=Path, default=None, help="keep the files and printer records in DIR")
     p.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--baud", type=int, default=250000, help=argparse.SUPPRESS)
@@ -314,7 +330,7 @@ def main() -> None:
     logs.configure("error")  # the faults below are meant to happen: their warnings are not news
     driver_python = sys.executable if args.same_python else agent_python()
     # PrusaSlicer's file for the wavy cylinder runs to several hundred thousand lines: its first 100,000 do.
-    max_lines = args.max_lines or (6000 if args.quick else 100_000)
+    max_lines = args.max_lines or (4000 if args.quick else 100_000)
     cases = quick_cases() if args.quick else full_cases()
     with tempfile.TemporaryDirectory(prefix="farmhand-serial-bench-") as tmp:
         work = args.keep or Path(tmp)
@@ -335,11 +351,11 @@ def main() -> None:
                   f"{'/'.join(f'{x:.1f}' for x in row['wire_pct']):>18} {row['cpu_s_per_10k_lines']:>9.3f} "
                   f"{row['rss_mb']:>6.1f} {'/'.join(str(x) for x in row['resends']):>14} {row['exactly_once']}",
                   flush=True)
-        floor_us = measure_wake_floor(driver_python, 2000 if args.quick else 10_000, 250000)
+        floor_us = measure_wake_floor(driver_python, 1000 if args.quick else 10_000, 250000)
         print(f"wake-up floor: {floor_us:.0f} us CPU per answer woken for (a do-nothing reader thread at "
               f"250000 baud's line rate); at one wake-up per line that is {floor_us / 100:.2f} s per 10,000 lines",
               flush=True)
-        engine = measure_engine_cost(driver_python, files["segments"], 2000 if args.quick else 6000, 250000)
+        engine = measure_engine_cost(driver_python, files["segments"], 1000 if args.quick else 6000, 250000)
         print(f"engine work: {engine['tight_us']:.1f} us per line back to back, {engine['woken_us']:.1f} us done two "
               "lines per wake-up, the sleep itself included (what this machine adds to work that follows a sleep)",
               flush=True)
