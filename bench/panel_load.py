@@ -2,6 +2,7 @@
 
     python -m bench.panel_load                 # 200 devices, 0/1/5 panels, 10 s CPU windows
     python -m bench.panel_load --devices 500 --window 5
+    python -m bench.panel_load --quick         # 100 devices, 3 s CPU windows
 
 A hub (embedded broker) and one scripted node with N devices run in this
 process; headless Chromium (/usr/bin/chromium) opens the panel. Measured:
@@ -77,6 +78,12 @@ async def hub_cpu(node: Node, window: float) -> float:
     return 100 * ((after.user - before.user) + (after.system - before.system)) / (time.monotonic() - started)
 
 
+def record(result: dict[str, object], key: str, value: float, what: str) -> None:
+    """Keep a figure for the JSON line and say it now, so a long run shows its progress."""
+    result[key] = value
+    print(f"{what}: {value}", flush=True)
+
+
 async def until(page, expression: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
     """Poll a JS expression (evaluated over CDP, which the panel's CSP allows, unlike wait_for_function)."""
     deadline = time.monotonic() + timeout
@@ -108,23 +115,26 @@ async def main(devices: int, window: float) -> dict[str, object]:
         await node.start()
         result: dict[str, object] = {"devices": devices, "cpu_window_s": window}
         try:
-            result["hub_cpu_pct_0_panels"] = round(await hub_cpu(node, window), 1)
+            record(result, "hub_cpu_pct_0_panels", round(await hub_cpu(node, window), 1), "hub CPU %, no panel open")
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
                 page = await open_panel(browser, hub.http_url)
                 started = time.perf_counter()
                 await until(page, f"document.querySelectorAll('.tile').length >= {devices}")
-                result["render_ms"] = round((time.perf_counter() - started) * 1000)
+                record(result, "render_ms", round((time.perf_counter() - started) * 1000),
+                       f"grid of {devices} shown, ms")
                 started = time.perf_counter()
                 node.telemetry(0.5)
                 await until(page, "[...document.querySelectorAll('.tile .bar > i')]"
                                   f".filter(i => i.style.width === '50%').length >= {devices}")
-                result["update_all_tiles_ms"] = round((time.perf_counter() - started) * 1000)
-                result["hub_cpu_pct_1_panel"] = round(await hub_cpu(node, window), 1)
+                record(result, "update_all_tiles_ms", round((time.perf_counter() - started) * 1000),
+                       "one reading per device shown on every tile, ms")
+                record(result, "hub_cpu_pct_1_panel", round(await hub_cpu(node, window), 1), "hub CPU %, 1 panel open")
                 for _ in range(4):
                     extra = await open_panel(browser, hub.http_url)
                     await until(extra, f"document.querySelectorAll('.tile').length >= {devices}")
-                result["hub_cpu_pct_5_panels"] = round(await hub_cpu(node, window), 1)
+                record(result, "hub_cpu_pct_5_panels", round(await hub_cpu(node, window), 1),
+                       "hub CPU %, 5 panels open")
                 result["live"] = hub.surface.counters()
                 await browser.close()
         finally:
@@ -135,10 +145,14 @@ async def main(devices: int, window: float) -> dict[str, object]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--devices", type=int, default=200)
-    parser.add_argument("--window", type=float, default=10.0, help="seconds per CPU measurement")
+    parser.add_argument("--devices", type=int, default=None, help="devices on the grid (200; 100 with --quick)")
+    parser.add_argument("--window", type=float, default=None,
+                        help="seconds per CPU measurement (10; 3 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="fewer devices and shorter windows: under a minute")
     args = parser.parse_args()
     from protocol import logs
 
     logs.configure("warning", json=True)
-    print(json.dumps(asyncio.run(main(args.devices, args.window))))
+    devices = args.devices or (100 if args.quick else 200)
+    window = args.window or (3.0 if args.quick else 10.0)
+    print(json.dumps(asyncio.run(main(devices, window))))

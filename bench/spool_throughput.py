@@ -1,6 +1,7 @@
 """How many events per second the agent's spool stores, and stores-and-sends through a real broker.
 
     python -m bench.spool_throughput [--events 20000] [--mqtt mqtt://127.0.0.1:1883] [--window 1 16 64 256]
+    python -m bench.spool_throughput --quick    # 2,000 events, windows 1 and 64
 
 "append" is the cost a driver pays per event (one committed INSERT);
 "append+send" runs the sender against the broker and stops the clock when
@@ -67,15 +68,21 @@ async def bench_send(dir: Path, url: str, events: int, window: int) -> float:
 
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--events", type=int, default=None, help="events per measurement (20,000; 2,000 with --quick)")
     p.add_argument("--mqtt", default="mqtt://127.0.0.1:1883")
-    p.add_argument("--window", type=int, nargs="+", default=[1, 16, 64, 256])
+    p.add_argument("--window", type=int, nargs="+", default=None,
+                   help="unacknowledged messages the sender keeps in flight (1 16 64 256; 1 64 with --quick)")
+    p.add_argument("--quick", action="store_true", help="fewer events and windows: a few seconds")
     args = p.parse_args()
+    events = args.events or (2000 if args.quick else 20_000)
+    windows = args.window or ([1, 64] if args.quick else [1, 16, 64, 256])
     with tempfile.TemporaryDirectory(prefix="farmhand-bench-") as tmp:
-        result = {"events": args.events, "append_per_s": round(bench_append(Path(tmp), args.events))}
-        for window in args.window:
-            rate = await bench_send(Path(tmp), args.mqtt, args.events, window)
+        result = {"events": events, "append_per_s": round(bench_append(Path(tmp), events))}
+        print(f"append: {result['append_per_s']} events/s", flush=True)
+        for window in windows:
+            rate = await bench_send(Path(tmp), args.mqtt, events, window)
             result[f"append_send_per_s_window_{window}"] = round(rate)
+            print(f"append+send, window {window}: {rate:.0f} events/s", flush=True)
     print(json.dumps(result))
 
 
