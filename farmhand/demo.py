@@ -167,7 +167,8 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
         print(f"farmhand demo: panel {base}/panel/  user admin  password {farm.admin_password}", file=out, flush=True)
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {farm.admin_token}"}) as http:
             ids = await submit_jobs(http, base, args.jobs)
-            print(f"farmhand demo: submitted {len(ids)} jobs; try: curl {base}/api/v1/jobs", file=out, flush=True)
+            print(f"farmhand demo: submitted {len(ids)} jobs; try: "
+                  f"curl -H 'Authorization: Bearer {farm.admin_token}' {base}/api/v1/jobs", file=out, flush=True)
             last = ""
             deadline = started + args.timeout
             while True:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,25 @@ def test_demo_exits_when_done_with_every_job_completed(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["jobs_completed"] == 6 and summary["jobs_failed"] == 0
     assert summary["lines_streamed"] > 0 and summary["wall_s"] > 0
+
+
+def test_the_demo_prints_an_api_call_that_works(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "farmhand.cli", "demo", "--printers", "1", "--jobs", "1", "--http-port", "0",
+         "--data-dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "FARMHAND_LOG_JSON": "1"})
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            hint = re.search(r"try: curl -H 'Authorization: Bearer (\S+)' (\S+)", line)
+            if hint:
+                break
+        else:
+            raise AssertionError("the demo printed no API call to try")
+        request = urllib.request.Request(hint.group(2), headers={"Authorization": f"Bearer {hint.group(1)}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+            assert len(json.load(response)["items"]) == 1
+    finally:
+        proc.terminate()
+        proc.wait(30)
