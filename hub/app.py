@@ -29,6 +29,7 @@ from .ingest import Ingest
 from .jobs import JobService
 from .lifecycle import JobTracker
 from .requests import ScriptRequests
+from .retention import Retention
 from .render.farm import RenderFarm
 from .scheduler import Scheduler
 from .schemas import Health
@@ -62,6 +63,7 @@ class Hub:
         self._broker: EmbeddedBroker | None = None
         self._session: MqttSession | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
         self.render: RenderFarm | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -83,6 +85,7 @@ class Hub:
                                    connected=lambda: self._session is not None and self._session.connected)
         self.jobs = JobService(store, self.outbox, on_change=self.scheduler.wake)
         self.fleet = Fleet(store, cfg.telemetry_history_interval_s)
+        self.retention = Retention(store, cfg.retention)
         self.requests = ScriptRequests(self.jobs, cfg.hub_id)
         self.render = RenderFarm(store, self.files, self.outbox, cfg.render, ack_timeout_s=cfg.ack_timeout_s,
                                  public_url=lambda: self.public_url,
@@ -134,6 +137,7 @@ class Hub:
             # Serve HTTP anyway; jobs queue up and the session keeps trying.
             log.warning("hub_started_without_broker", broker=self.mqtt_url)
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="hub:scheduler")
+        self._retention_task = asyncio.create_task(self.retention.run(), name="hub:retention")
         self.render.start()
         log.info("hub_started", http=self.http_url, public_url=self.public_url, mqtt=self.mqtt_url,
                  data_dir=str(cfg.data_dir), schema_version=store.schema_version)
@@ -141,11 +145,12 @@ class Hub:
     async def stop(self) -> None:
         if self.render is not None:
             await self.render.stop()
-        if self._scheduler_task is not None:
-            self._scheduler_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler_task
-            self._scheduler_task = None
+        for task in (self._scheduler_task, self._retention_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._scheduler_task = self._retention_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -197,5 +202,6 @@ class Hub:
                 "commands": self.outbox.counters(),
                 "scheduler": self.scheduler.counters(),
                 "render": self.render.counters() if self.render else {},
+                "retention_deleted": dict(self.retention.deleted),
             },
         )

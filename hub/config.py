@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from protocol.messages import Ident
 
 from .render.config import RenderConfig
+from .retention import RetentionConfig
 
 
 class _Section(BaseModel):
@@ -60,3 +61,4 @@ class HubConfig(_Section):
     telemetry_history_interval_s: float = Field(10.0, ge=0)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)

@@ -132,7 +132,7 @@ class Health(BaseModel):
     mqtt_connected: bool
     schema_version: int
     counters: dict[str, dict[str, int]] = Field(
-        description="ingest and request counters: malformed payloads, duplicates, rejects"
+        description="ingest and request counters: malformed payloads, duplicates, rejects; rows pruned"
     )
 
 
