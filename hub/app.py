@@ -16,7 +16,7 @@ from aiohttp import web
 
 from protocol import codec, topics
 from protocol.messages import HubState
-from protocol.mqtt import MqttSession, Will
+from protocol.mqtt import MqttSession, Will, loggable_url
 
 from .api import HttpApi
 from .broker import EmbeddedBroker
@@ -135,11 +135,11 @@ class Hub:
             await self._session.wait_connected(timeout=5.0)
         except TimeoutError:
             # Serve HTTP anyway; jobs queue up and the session keeps trying.
-            log.warning("hub_started_without_broker", broker=self.mqtt_url)
+            log.warning("hub_started_without_broker", broker=loggable_url(self.mqtt_url))
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="hub:scheduler")
         self._retention_task = asyncio.create_task(self.retention.run(), name="hub:retention")
         self.render.start()
-        log.info("hub_started", http=self.http_url, public_url=self.public_url, mqtt=self.mqtt_url,
+        log.info("hub_started", http=self.http_url, public_url=self.public_url, mqtt=loggable_url(self.mqtt_url),
                  data_dir=str(cfg.data_dir), schema_version=store.schema_version)
 
     async def stop(self) -> None:
@@ -181,7 +181,7 @@ class Hub:
         self.render.dispatcher.refresh_deadlines()
         resent = self.outbox.resend_pending()
         self._reschedule()
-        log.info("hub_online", broker=self.mqtt_url, commands_resent=resent)
+        log.info("hub_online", broker=loggable_url(self.mqtt_url), commands_resent=resent)
 
     def _reschedule(self) -> None:
         self.scheduler.wake()

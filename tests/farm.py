@@ -97,14 +97,18 @@ async def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition
 class OnePrinterFarm:
     """A hub, one agent and one virtual printer; `async with` starts and stops them all."""
 
-    def __init__(self, tmp: Path, mqtt_url: str, *, speed_factor: float) -> None:
+    def __init__(self, tmp: Path, mqtt_url: str, *, speed_factor: float, agent_mqtt_url: str | None = None,
+                 node_id: str | None = None) -> None:
+        """``agent_mqtt_url`` and ``node_id``: the agent's own login, where the broker tells its clients apart."""
         self.tmp, self.mqtt_url, self.speed_factor = tmp, mqtt_url, speed_factor
+        self.agent_mqtt_url, self.node_id = agent_mqtt_url or mqtt_url, node_id
         self.agent_config: AgentConfig | None = None
 
     async def __aenter__(self) -> OnePrinterFarm:
         self.printer = await start_printer(self.tmp, speed_factor=self.speed_factor)
         await self._start_hub()
-        self.agent_config = agent_config(self.tmp / "agent", self.mqtt_url, {"mk3s-1": self.printer.link})
+        self.agent_config = agent_config(self.tmp / "agent", self.agent_mqtt_url, {"mk3s-1": self.printer.link},
+                                         node_id=self.node_id)
         self.agent = Agent(self.agent_config)
         await self.agent.start()
         return self

@@ -15,7 +15,7 @@ from protocol import codec, topics
 from protocol import messages as m
 from protocol.docs import topics_markdown
 from protocol.examples import EXAMPLES
-from protocol.mqtt import BrokerAddress, MqttSession, backoff_delay
+from protocol.mqtt import BrokerAddress, MqttSession, backoff_delay, loggable_url
 from protocol.schema import envelope_schema
 
 def test_examples_cover_every_body_type() -> None:
@@ -101,6 +101,13 @@ def test_broker_urls_parse() -> None:
     assert BrokerAddress.parse("mqtts://broker").port == 8883
     with pytest.raises(ValueError, match="mqtt://"):
         BrokerAddress.parse("http://broker")
+
+
+def test_broker_passwords_stay_out_of_logs() -> None:
+    assert loggable_url("mqtt://farm:s%40cret@broker.local:1884") == "mqtt://farm:***@broker.local:1884"
+    assert loggable_url("mqtts://hub:pw@[::1]") == "mqtts://hub:***@[::1]"
+    assert loggable_url("mqtt://broker:1883") == "mqtt://broker:1883"
+    assert "cret" not in repr(BrokerAddress.parse("mqtt://farm:s%40cret@broker.local"))
 
 
 def test_backoff_grows_then_caps_with_jitter() -> None:
