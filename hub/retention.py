@@ -63,7 +63,7 @@ class Retention:
     def __init__(self, store: Store, config: RetentionConfig) -> None:
         self.store = store
         self.config = config
-        self.deleted: dict[str, int] = {log.name: 0 for log in (EVENTS, PROGRESS, TELEMETRY)}
+        self.deleted: dict[str, int] = {kind.name: 0 for kind in (EVENTS, PROGRESS, TELEMETRY)}
 
     async def run(self) -> None:
         """Prune now, then once every interval, until cancelled."""
