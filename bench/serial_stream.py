@@ -186,9 +186,15 @@ def agent_python() -> str:
     return str(python)
 
 
+def printer_files(case: Case, work: Path) -> tuple[list[Path], list[Path]]:
+    """Each printer's link and its record of what it ran: one of each per printer, never shared."""
+    stems = [f"{case.name.replace('/', '_')}-p{i}" for i in range(case.printers)]
+    # Not link.with_suffix(".record"): "noise0.01-p0" would lose ".01-p0", and a case's printers share one record.
+    return [work / stem for stem in stems], [work / f"{stem}.record" for stem in stems]
+
+
 def run_case(case: Case, path: Path, work: Path, driver_python: str) -> dict[str, object]:
-    links = [work / f"{case.name.replace('/', '_')}-p{i}" for i in range(case.printers)]
-    records = [link.with_suffix(".record") for link in links]
+    links, records = printer_files(case, work)
     sims = []
     for i, link in enumerate(links):
         sims.append(subprocess.Popen(

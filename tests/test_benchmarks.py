@@ -41,3 +41,11 @@ def test_the_ingest_benchmark_uploads_through_the_authenticated_api() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["events_per_s"] > 0 and figures["upload_mib_per_s"] > 0
+
+
+def test_each_printer_of_a_serial_case_keeps_its_own_record(tmp_path: Path) -> None:
+    from bench.serial_stream import Case, printer_files
+
+    links, records = printer_files(Case("segments", 250000, True, printers=4, noise=0.01), tmp_path)
+    assert len(set(records)) == len(set(links)) == 4
+    assert not set(records) & set(links)
