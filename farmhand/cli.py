@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sim = add("sim", "Simulators for development and tests.")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
     printer = add("printer", "Serve a virtual Marlin-like printer on a pseudo-terminal.", sim_sub, "sim")
-    from .sim import printer as sim_printer
+    from .sim import printer_cmd as sim_printer
 
     sim_printer.add_arguments(printer)
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 return agent_loop.run(print_cmd.run_from_args(args))
             case "sim":
-                from .sim import printer as sim_printer
+                from .sim import printer_cmd as sim_printer
 
                 return asyncio.run(sim_printer.run_from_args(args)) or 0
             case "protocol":
