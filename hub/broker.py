@@ -6,6 +6,8 @@ Used when ``[mqtt] url`` is unset. It listens on ``embedded_host`` only
 
 from __future__ import annotations
 
+import ipaddress
+
 import structlog
 from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
@@ -37,6 +39,15 @@ class _Broker(Broker):
             await super()._publish_retained_messages_for_subscription(subscription, session)
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name, or "" (every interface)
+
+
 class EmbeddedBroker:
     def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
         self.host = host
@@ -60,6 +71,10 @@ class EmbeddedBroker:
             server = broker._servers["default"].instance  # noqa: SLF001
             self.port = server.sockets[0].getsockname()[1]
         log.info("embedded_broker_started", url=self.url)
+        if not _loopback(self.host):
+            log.warning("embedded_broker_open_to_the_network", bind=self.host,
+                        why="it takes every client without a login: anyone who reaches it can command the "
+                            "printers; on a farm network use Mosquitto with systemd/mosquitto-farmhand.conf")
 
     async def stop(self) -> None:
         if self._broker is not None:

@@ -109,3 +109,14 @@ async def test_a_hub_without_a_broker_url_runs_its_own(isolated_farm: Farm) -> N
         payloads = await eventually(lambda: observer.got(topics.hub_state()), "the hub's retained state")
     state = codec.decode(payloads[0]).body
     assert state == HubState(online=True, version=state.version, http_url=hub.http_url)
+
+
+@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("0.0.0.0", True)])
+async def test_an_embedded_broker_open_to_the_network_is_flagged(host: str, warned: bool) -> None:
+    from structlog.testing import capture_logs
+
+    b = EmbeddedBroker(host, 0)
+    with capture_logs() as logs:
+        await b.start()
+    await b.stop()
+    assert any(e["event"] == "embedded_broker_open_to_the_network" for e in logs) is warned
