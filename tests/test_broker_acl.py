@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -61,7 +61,7 @@ def broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
 class Client:
     """A session logged in as ``user`` that keeps what it hears, topic by topic."""
 
-    def __init__(self, broker: PrivateMosquitto, user: str | None, subscriptions: list[str] = ()) -> None:
+    def __init__(self, broker: PrivateMosquitto, user: str | None, subscriptions: Sequence[str] = ()) -> None:
         login = f"{user}:{USERS[user]}@" if user else ""
         self.heard: list[tuple[str, bytes]] = []
         self.arrived = asyncio.Event()
@@ -84,7 +84,7 @@ class Client:
 async def connect(broker: PrivateMosquitto) -> AsyncIterator:
     clients: list[Client] = []
 
-    async def connect(user: str | None, subscriptions: list[str] = ()) -> Client:
+    async def connect(user: str | None, subscriptions: Sequence[str] = ()) -> Client:
         client = Client(broker, user, subscriptions)
         clients.append(client)
         client.session.start()
