@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test setup system broker bench clean
+.PHONY: demo test setup system peers broker bench clean
 
 demo: setup
 	$(BIN)/farmhand demo
@@ -12,11 +12,15 @@ demo: setup
 test: setup broker
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-setup: system $(STAMP)
+setup: system $(STAMP) peers
 
 # System packages (Mosquitto) when run as root and missing; harmless otherwise.
 system:
 	@bash scripts/setup-system.sh
+
+# Real servers the tests talk to (OctoPrint, Moonraker, Klippy…), each in its own venv under .peers/.
+peers:
+	@bash scripts/setup-peers.sh
 
 # Start a Mosquitto on 127.0.0.1:1883 when nothing listens there.
 broker:
@@ -35,4 +39,4 @@ bench: setup broker
 	set -e; for b in $(BENCHES); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b --quick; done
 
 clean:
-	rm -rf $(VENV) .venv-agent .cache var artifacts
+	rm -rf $(VENV) .venv-agent .peers .cache var artifacts
