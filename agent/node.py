@@ -24,7 +24,7 @@ from protocol.mqtt import MqttSession, NotConnected, Will
 from . import __version__, devices
 from .commands import CommandDispatcher, CommandStore
 from .config import AgentConfig
-from .devices.base import Device
+from .devices.base import Device, declared_capabilities
 from .files import JobFileCache
 from .metrics import report_forever
 from .spool import Spool
@@ -37,6 +37,13 @@ class _NodeLinked(Protocol):
     """A driver that keeps files of its own and sends them to the hub (the Blender driver's frames)."""
 
     def link_node(self, work_dir: Path, token: str | None) -> None: ...
+
+
+def _announced(device: Device) -> DeviceInfo:
+    """The device's info with the capabilities its driver declares (console, render, …) added."""
+    info = device.info()
+    declared = [c for c in declared_capabilities(device) if c not in info.capabilities]
+    return info.model_copy(update={"capabilities": [*info.capabilities, *declared]}) if declared else info
 
 
 class _DeviceEmitter:
@@ -147,7 +154,7 @@ class Agent:
 
     def birth(self) -> NodeState:
         return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
-                         devices=[d.info() for d in self.devices.values()])
+                         devices=[_announced(d) for d in self.devices.values()])
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""

@@ -97,6 +97,15 @@ class NodeState(Model):
     devices: list[DeviceInfo] = Field(default_factory=list)
 
 
+class LoadedMaterial(Model):
+    """Filament the printer itself says it holds (a Bambu AMS tray, a Prusa's loaded filament)."""
+
+    slot: str = Field(min_length=1, max_length=32, description="where it sits, e.g. 'ams0/1', 'external', 'T0'")
+    material: str | None = Field(None, max_length=32, description="the printer's name for it, e.g. 'PLA'")
+    color_hex: str | None = Field(None, pattern=r"^#[0-9a-f]{6}$")
+    remaining_pct: float | None = Field(None, ge=0, le=100)
+
+
 class DeviceStatus(Model):
     """Retained snapshot of one device, republished on every state change."""
 
@@ -105,7 +114,9 @@ class DeviceStatus(Model):
     state: DeviceState
     job_id: str | None = None
     progress: Fraction | None = None
+    remaining_s: float | None = Field(None, ge=0, description="the device's own estimate of the job's time left")
     temperatures: dict[str, Heater] = Field(default_factory=dict)
+    materials: list[LoadedMaterial] = Field(default_factory=list, max_length=64)
     error: str | None = Field(None, description="the firmware's own words when state is error")
 
 
@@ -116,6 +127,7 @@ class Telemetry(Model):
     device: Ident
     temperatures: dict[str, Heater] = Field(default_factory=dict)
     progress: Fraction | None = None
+    remaining_s: float | None = Field(None, ge=0)
     lines_sent: int | None = None
 
 
