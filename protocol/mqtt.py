@@ -85,10 +85,11 @@ class Will:
     retain: bool = True
 
 
-def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+def backoff_delay(attempt: int, initial: float, cap: float, rng: Callable[[], float] = random.random) -> float:
     """Full-jitter exponential backoff: uniform in [initial/2, min(cap, initial * 2**attempt)]."""
     ceiling = min(cap, initial * (2 ** min(attempt, 30)))
-    return random.uniform(initial / 2, max(initial / 2, ceiling))
+    floor = initial / 2
+    return floor + rng() * max(0.0, ceiling - floor)
 
 
 class _AckTracker(PersistentStorage):
