@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -19,7 +20,7 @@ import structlog
 
 from protocol import codec, topics
 from protocol.messages import Body, DeviceInfo, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
-from protocol.mqtt import MqttSession, NotConnected, Will
+from protocol.mqtt import MqttSession, NotConnected, Will, tls_context
 
 from . import __version__, devices
 from .commands import CommandDispatcher, CommandStore
@@ -36,7 +37,7 @@ log = structlog.get_logger("farmhand.agent")
 class _NodeLinked(Protocol):
     """A driver that keeps files of its own and sends them to the hub (the Blender driver's frames)."""
 
-    def link_node(self, work_dir: Path, token: str | None) -> None: ...
+    def link_node(self, work_dir: Path, token: str | None, tls: ssl.SSLContext | None = None) -> None: ...
 
 
 def _announced(device: Device) -> DeviceInfo:
@@ -77,14 +78,16 @@ class Agent:
             for d in config.devices
         }
         token = config.hub.token.get_secret_value() if config.hub.token else None
+        hub_tls = tls_context(config.hub.ca_file) if config.hub.ca_file else None
         for device in self.devices.values():
             if isinstance(device, _NodeLinked):
-                device.link_node(storage.dir / "devices" / device.id, token)
+                device.link_node(storage.dir / "devices" / device.id, token, hub_tls)
         self.spool = Spool(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
         self.files = JobFileCache(
             storage.dir / "files",
             storage.file_cache_mb * 1024 * 1024,
             token=token,
+            tls=hub_tls,
         )
         self.commands = CommandDispatcher(
             self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files
@@ -98,6 +101,7 @@ class Agent:
             will=Will(topics.node_state(self.node_id), self._encode(NodeState(online=False)), qos=1, retain=True),
             persistent=True,
             keepalive=config.mqtt.keepalive_s,
+            ca_file=config.mqtt.ca_file,
         )
         self.hub_online: bool | None = None
         self.malformed = 0
