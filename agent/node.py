@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from protocol import codec, topics
-from protocol.messages import Body, DeviceInfo, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
+from protocol.messages import Body, DeviceInfo, DeviceJob, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
 from protocol.mqtt import MqttSession, NotConnected, Will, tls_context
 
 from . import __version__, devices
@@ -90,7 +90,8 @@ class Agent:
             tls=hub_tls,
         )
         self.commands = CommandDispatcher(
-            self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files
+            self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files,
+            rebirth=lambda reason: self._publish_birth(),
         )
         self.session = MqttSession(
             config.mqtt.url,
@@ -157,8 +158,11 @@ class Agent:
         return codec.encode(codec.make(self.node_id, body))
 
     def birth(self) -> NodeState:
+        statuses = [(d, d.status()) for d in self.devices.values()]
         return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
-                         devices=[_announced(d) for d in self.devices.values()])
+                         devices=[_announced(d) for d, _ in statuses],
+                         jobs=[DeviceJob(device=d.id, state=s.state, job_id=s.job_id, progress=s.progress)
+                               for d, s in statuses])
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""
@@ -169,14 +173,18 @@ class Agent:
 
     async def _on_connect(self) -> None:
         try:
-            birth = self.birth()
-            self._announced = birth.devices
-            self.session.publish(topics.node_state(self.node_id), self._encode(birth), qos=1, retain=True)
-            for device in self.devices.values():
-                self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
-                                     qos=1, retain=True)
+            self._publish_birth()
         finally:
             self.spool.wake()
+
+    def _publish_birth(self) -> None:
+        """The birth, then each device's status: on every connect, and when the hub asks (a rebirth)."""
+        birth = self.birth()
+        self._announced = birth.devices
+        self.session.publish(topics.node_state(self.node_id), self._encode(birth), qos=1, retain=True)
+        for device in self.devices.values():
+            self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
+                                 qos=1, retain=True)
 
     def emit_event(self, body: Event) -> None:
         try:
