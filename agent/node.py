@@ -162,7 +162,8 @@ class Agent:
         return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
                          devices=[_announced(d) for d, _ in statuses],
                          jobs=[DeviceJob(device=d.id, state=s.state, job_id=s.job_id, progress=s.progress)
-                               for d, s in statuses])
+                               for d, s in statuses],
+                         last_event_seq=self.spool.next_seq - 1, events_unsent=self.spool.pending())
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""
