@@ -228,4 +228,8 @@ class Agent:
             return
         if body.online != self.hub_online:
             log.info("hub_online" if body.online else "hub_offline", version=body.version or None)
+        came_back = body.online and self.hub_online is False
         self.hub_online = body.online
+        if came_back:
+            # A hub that restarted (or was restored) learns what each device runs now, not at our connect.
+            self._publish_birth()
