@@ -1,0 +1,427 @@
+"""The PrusaLink driver: its login against Prusa's real PrusaLink, its jobs against the PrusaLink simulator.
+
+Prusa's PrusaLink (PyPI ``prusalink``, installed by scripts/peers/prusalink.sh)
+runs here without a printer, so it proves the login — digest with qop=auth,
+MD5-sess and an opaque, or X-Api-Key — and the version/status handshake; it
+reports ERROR "Serial device does not exist", which the driver must show in
+those words. Printing needs printer firmware, which cannot run here: the job
+lifecycle runs against ``farmhand.sim.prusalink``, which follows Prusa's v1
+OpenAPI and Buddy firmware's digest challenge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.devices.base import CommandRejected
+from agent.devices.network import Backoff, JobPhase
+from agent.devices.prusalink import PrusaLinkPrinter
+from agent.devices.prusalink_auth import Challenge, DigestLogin
+from agent.devices.prusalink_state import ProgressScale, read_state
+from farmhand.sim.prusalink import PrusaLinkSim
+from farmhand.sim.prusalink_printer import SimPrinter
+from protocol.messages import DeviceState
+
+from .conftest import free_port
+from .test_network_printer import Recorder
+
+REPO = Path(__file__).resolve().parent.parent
+PRUSALINK = REPO / ".peers" / "prusalink" / "bin" / "prusalink"
+PASSWORD = "sim-password"
+
+
+async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+# ---------------------------------------------------------------- the pieces
+
+
+def test_digest_answers_the_rfc_2617_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agent.devices.prusalink_auth.secrets.token_hex", lambda n: "0a4f113b")
+    login = DigestLogin("Mufasa", "Circle Of Life")
+    assert login.header("GET", "/dir/index.html") is None, "no credentials before the printer challenges"
+    login.challenged(Challenge.parse('Digest realm="testrealm@host.com", qop="auth,auth-int", '
+                                     'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", '
+                                     'opaque="5ccc069c403ebaf9f0171e9517f40e41"'))
+    header = login.header("GET", "/dir/index.html") or ""
+    assert 'response="6629fae49393a05397450978507c4ef1"' in header
+    assert "nc=00000001" in header and 'opaque="5ccc069c403ebaf9f0171e9517f40e41"' in header
+    assert "nc=00000002" in (login.header("GET", "/dir/index.html") or ""), "a kept nonce counts its uses"
+
+
+def test_buddy_challenge_without_qop_and_stale_flag() -> None:
+    fresh = Challenge.parse('Digest realm="Printer API", nonce="0738cba1009742ac", stale=false')
+    stale = Challenge.parse('Digest realm="Printer API", nonce="0738cba1009742ad", stale=true')
+    assert (fresh.realm, fresh.qop, fresh.stale, stale.stale) == ("Printer API", None, False, True)
+    login = DigestLogin("maker", "pw")
+    login.challenged(fresh)
+    expected = hashlib.md5(b"%s:0738cba1009742ac:%s" % (  # noqa: S324
+        hashlib.md5(b"maker:Printer API:pw").hexdigest().encode(),  # noqa: S324
+        hashlib.md5(b"GET:/api/v1/status").hexdigest().encode())).hexdigest()  # noqa: S324
+    assert f'response="{expected}"' in (login.header("GET", "/api/v1/status") or "")
+
+
+@pytest.mark.parametrize(("readings", "expected"), [
+    # The spec's percent: 42.0 is 42 %, and 0.5 early in a job is 0.5 %.
+    ([(42.0, 420, 580)], [0.42]),
+    ([(0.5, 5, 995), (60.0, 600, 400)], [0.005, 0.6]),
+    # Builds that report a fraction: 0.42 with 42 % of the time gone is 42 %.
+    ([(0.42, 420, 580), (0.9, 900, 100), (1.0, 1000, 0)], [0.42, 0.9, 1.0]),
+    # No times to go by: percent, as documented; never past 100 %; nonsense is no reading.
+    ([(0.7, None, None), (100.0, None, None), (250.0, None, None), ("x", None, None)], [0.007, 1.0, 1.0, None]),
+])
+def test_progress_comes_out_right_in_either_scale(readings: list, expected: list) -> None:
+    scale = ProgressScale()
+    assert [scale.fraction(7, v, printing, remaining) for v, printing, remaining in readings] == expected
+
+
+def test_a_new_job_learns_its_scale_afresh() -> None:
+    scale = ProgressScale()
+    assert scale.fraction(1, 50.0) == 0.5  # percent, learned for job 1
+    assert scale.fraction(2, 0.5, 500, 500) == 0.5  # job 2 reports a fraction
+
+
+@pytest.mark.parametrize(("printer", "job", "state", "phase"), [
+    ("IDLE", None, DeviceState.IDLE, None),
+    ("READY", None, DeviceState.IDLE, None),
+    ("BUSY", None, DeviceState.IDLE, None),
+    ("PRINTING", "PRINTING", DeviceState.PRINTING, JobPhase.PRINTING),
+    ("BUSY", "PRINTING", DeviceState.PRINTING, JobPhase.PRINTING),
+    ("PAUSED", "PAUSED", DeviceState.PAUSED, JobPhase.PAUSED),
+    ("ATTENTION", "PRINTING", DeviceState.PAUSED, JobPhase.PAUSED),
+    ("ATTENTION", None, DeviceState.ERROR, None),
+    ("FINISHED", "FINISHED", DeviceState.IDLE, JobPhase.FINISHED),
+    ("STOPPED", "STOPPED", DeviceState.IDLE, JobPhase.CANCELLED),
+    ("ERROR", "PRINTING", DeviceState.ERROR, JobPhase.FAILED),
+    ("ERROR", None, DeviceState.ERROR, None),
+])
+def test_printer_states_map_onto_farmhand_states(printer: str, job: str | None, state: DeviceState,
+                                                 phase: JobPhase | None) -> None:
+    reading = read_state(printer, job, "Filament runout" if printer in ("ATTENTION", "ERROR") else None)
+    assert (reading.state, reading.phase) == (state, phase)
+    if printer in ("ATTENTION", "ERROR"):
+        assert reading.error == "Filament runout"
+
+
+# ---------------------------------------------------------------- against the simulator
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[PrusaLinkSim]:
+    server = PrusaLinkSim()
+    yield server
+    await server.close()
+
+
+async def connect(sim: PrusaLinkSim, printer: SimPrinter, rec: Recorder | None = None,
+                  **kw: object) -> PrusaLinkPrinter:
+    url = await sim.add(printer)
+    login = {"username": "maker", "password": PASSWORD} if "api_key" not in kw else {}
+    device = PrusaLinkPrinter("mk4", rec or Recorder(), url=url, poll_interval_s=0.1,  # type: ignore[arg-type]
+                              **{**login, **kw})  # type: ignore[arg-type]
+    await device.open()
+    return device
+
+
+def gcode(tmp_path: Path, size: int = 200_000) -> Path:
+    path = tmp_path / "part.gcode"
+    path.write_bytes(b"G1 X10 Y10 E0.5\n" * (size // 16))
+    return path
+
+
+async def test_a_job_is_uploaded_verified_and_started_once(sim: PrusaLinkSim, tmp_path: Path) -> None:
+    printer = SimPrinter(print_s=30.0)
+    rec = Recorder()
+    device = await connect(sim, printer, rec)
+    try:
+        await until(lambda: device.connected, what="login")
+        job = gcode(tmp_path)
+        await device.start_job("41", job)
+        stored = printer.files["usb/farmhand-job-41.gcode"]
+        assert stored.size == job.stat().st_size
+        assert stored.sha256 == hashlib.sha256(job.read_bytes()).hexdigest()
+        assert printer.job is not None and printer.job.path == "farmhand-job-41.gcode"
+        await device.start_job("41", job)  # a replayed command
+        with pytest.raises(CommandRejected, match="busy"):
+            await device.start_job("42", job)
+        assert printer._next_job_id == 2, "the printer started exactly one job"
+        await until(lambda: device.status().state is DeviceState.PRINTING, what="printing")
+        assert device.info().firmware == "PrusaLink, firmware 6.2.0+sim"
+        assert device.status().temperatures["T0"].target == 215.0
+        assert printer.challenges == 1 and printer.auth_failures == 0, "one 401 opens the session, no more"
+    finally:
+        await device.close()
+
+
+@pytest.mark.parametrize("scale", ["percent", "fraction"])
+async def test_progress_and_time_left_whatever_scale_the_firmware_uses(sim: PrusaLinkSim, tmp_path: Path,
+                                                                       scale: str) -> None:
+    printer = SimPrinter(print_s=4.0, progress_scale=scale)  # type: ignore[arg-type]
+    device = await connect(sim, printer)
+    try:
+        await until(lambda: device.connected)
+        await device.start_job("1", gcode(tmp_path, 2000))
+        await asyncio.sleep(2.0)
+        await until(lambda: device.status().progress is not None)
+        status, elapsed = device.status(), printer._printed(printer.job, printer.clock())  # type: ignore[arg-type]
+        assert status.progress == pytest.approx(elapsed / 4.0, abs=0.1)
+        assert status.remaining_s == pytest.approx(4.0 - elapsed, abs=1.0)
+    finally:
+        await device.close()
+
+
+async def test_attention_pauses_the_job_and_an_error_fails_it_in_the_printers_words(
+        sim: PrusaLinkSim, tmp_path: Path) -> None:
+    printer = SimPrinter(print_s=60.0)
+    rec = Recorder()
+    device = await connect(sim, printer, rec)
+    try:
+        await until(lambda: device.connected)
+        await device.start_job("5", gcode(tmp_path, 2000))
+        printer.raise_attention("Filament runout")
+        await until(lambda: "job_paused" in rec.types(), what="the pause")
+        assert rec.events[rec.types().index("job_paused")].reason == "Filament runout"  # type: ignore[union-attr]
+        printer.clear_attention()
+        await until(lambda: "job_resumed" in rec.types(), what="the resume")
+        printer.fail("Thermal runaway")
+        await until(lambda: "job_failed" in rec.types(), what="the failure")
+        assert rec.events[-1].reason == "Thermal runaway"  # type: ignore[union-attr]
+        assert device.status().state is DeviceState.ERROR and device.status().error == "Thermal runaway"
+    finally:
+        await device.close()
+
+
+async def test_emergency_stop_stops_the_job_as_the_api_allows(sim: PrusaLinkSim, tmp_path: Path) -> None:
+    printer = SimPrinter(print_s=60.0)
+    rec = Recorder()
+    device = await connect(sim, printer, rec)
+    try:
+        await until(lambda: device.connected)
+        await device.start_job("9", gcode(tmp_path, 2000))
+        await until(lambda: device.status().state is DeviceState.PRINTING)
+        await device.emergency_stop()
+        assert printer.job is not None and printer.job.state == "STOPPED"
+        await until(lambda: "job_failed" in rec.types(), what="the stopped job to end")
+        assert rec.events[-1].cancelled  # type: ignore[union-attr]
+        with pytest.raises(CommandRejected, match="no emergency stop"):
+            await device.emergency_stop()
+    finally:
+        await device.close()
+
+
+async def test_a_stale_nonce_is_renewed_without_a_failure(sim: PrusaLinkSim, tmp_path: Path) -> None:
+    printer = SimPrinter(nonce_ttl_s=0.3)
+    device = await connect(sim, printer)
+    try:
+        await until(lambda: device.connected)
+        await asyncio.sleep(1.5)
+        assert device.connected and printer.challenges >= 3, "the nonce went stale and was renewed"
+        assert printer.auth_failures == 0
+        await device.start_job("3", gcode(tmp_path, 2000))  # an upload after a stale nonce still goes through
+        assert printer.job is not None
+    finally:
+        await device.close()
+
+
+@pytest.mark.parametrize("login", [{"password": "wrong"}, {"api_key": "wrong-key"}])
+async def test_wrong_credentials_are_one_clear_error_and_no_retry_storm(sim: PrusaLinkSim, login: dict) -> None:
+    printer = SimPrinter(api_key="right-key")
+    kw = login if "api_key" in login else {"username": "maker", **login}
+    url = await sim.add(printer)
+    device = PrusaLinkPrinter("mk4", Recorder(), url=url, poll_interval_s=0.05,
+                              backoff=Backoff(first_s=0.01, max_s=30.0), **kw)
+    await device.open()
+    try:
+        await until(lambda: device.status().state is DeviceState.ERROR, what="the login error")
+        await asyncio.sleep(1.0)
+        assert printer.auth_failures == 1, "one refused login, then a long wait: no lockout"
+        error = device.status().error or ""
+        assert ("wrong user name or password" if "password" in login else "refused the API key") in error
+        with pytest.raises(CommandRejected, match="login refused"):
+            await device.emergency_stop()
+    finally:
+        await device.close()
+
+
+async def test_an_api_key_logs_in_on_older_builds(sim: PrusaLinkSim) -> None:
+    printer = SimPrinter(api_key="right-key")
+    device = await connect(sim, printer, api_key="right-key")
+    try:
+        await until(lambda: device.connected)
+        assert printer.challenges == 0 and printer.auth_failures == 0
+    finally:
+        await device.close()
+
+
+async def test_an_unchanged_status_is_not_sent_again_when_the_printer_offers_an_etag(sim: PrusaLinkSim) -> None:
+    printer = SimPrinter(status_etag=True)
+    device = await connect(sim, printer)
+    try:
+        await until(lambda: device.connected)
+        await asyncio.sleep(0.6)
+        assert printer.status_not_modified >= 3
+        printer.fail("Heater failure")
+        await until(lambda: device.status().state is DeviceState.ERROR, what="a changed status to come through")
+        assert device.status().error == "Heater failure"
+    finally:
+        await device.close()
+
+
+async def test_an_unreachable_printer_is_offline_and_stalls_no_other(sim: PrusaLinkSim, tmp_path: Path) -> None:
+    dead = PrusaLinkPrinter("dead", Recorder(), url=f"http://127.0.0.1:{free_port()}", username="maker",
+                            password=PASSWORD, poll_interval_s=0.1, backoff=Backoff(first_s=0.05, max_s=0.2))
+    await dead.open()
+    printer = SimPrinter(print_s=1.0)
+    rec = Recorder()
+    alive = await connect(sim, printer, rec)
+    try:
+        await until(lambda: alive.connected)
+        await alive.start_job("1", gcode(tmp_path, 2000))
+        await until(lambda: "job_completed" in rec.types(), what="the other printer's job")
+        assert dead.status().state is DeviceState.DISCONNECTED
+    finally:
+        await dead.close()
+        await alive.close()
+
+
+async def test_a_link_lost_mid_print_converges_and_starts_nothing_twice(sim: PrusaLinkSim, tmp_path: Path) -> None:
+    printer = SimPrinter(print_s=3.0)
+    rec = Recorder()
+    device = await connect(sim, printer, rec, offline_after_s=0.5, backoff=Backoff(first_s=0.05, max_s=0.2))
+    try:
+        await until(lambda: device.connected)
+        await device.start_job("8", gcode(tmp_path, 2000))
+        await until(lambda: device.status().state is DeviceState.PRINTING)
+        await sim.go_offline(printer)
+        await until(lambda: device.status().state is DeviceState.DISCONNECTED, what="offline")
+        await asyncio.sleep(3.2)  # the printer finishes the job while we cannot see it
+        assert printer.printer_state() == "FINISHED"
+        await sim.go_online(printer)
+        await until(lambda: "job_completed" in rec.types(), what="the finish seen after the reconnect")
+        assert rec.types().count("job_started") == 1 and printer._next_job_id == 2
+        assert device.status().state is DeviceState.IDLE and device.status().job_id is None
+    finally:
+        await device.close()
+
+
+# ---------------------------------------------------------------- against Prusa's real PrusaLink
+
+
+class RealPrusaLink:
+    """Prusa's PrusaLink daemon in the foreground, with no printer on its serial port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.log = workdir / "prusalink.log"
+        digest = hashlib.md5(f"maker:Administrator:{PASSWORD}".encode()).hexdigest()  # noqa: S324
+        (workdir / "prusa_printer_settings.ini").write_text(
+            f"[printer]\ntype = MK3S\nname = farmhand-test\n\n[service::local]\nenable = 1\n"
+            f"username = maker\ndigest = {digest}\napi_key = the-api-key\n")
+        self.config = workdir / "prusalink.ini"
+        self.config.write_text(
+            f"[daemon]\ndata_dir = {workdir}\npid_file = prusalink.pid\n\n"
+            f"[http]\naddress = 127.0.0.1\nport = {self.port}\n\n"
+            f"[printer]\nport = {workdir}/no-printer-here\nsettings = prusa_printer_settings.ini\n"
+            f"directory = gcodes\n\n[cameras]\nauto_detect = False\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([str(PRUSALINK), "-f", "-c", str(self.config)], stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.proc.poll() is None, f"prusalink exited: {self.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "prusalink did not listen"
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+
+    def refusals(self) -> int:
+        """Requests PrusaLink answered 401 or 403, by its own access log."""
+        text = self.log.read_text(errors="replace")
+        return text.count('" 401 ') + text.count('" 403 ')
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def prusalink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrusaLink]:
+    if not PRUSALINK.exists():
+        pytest.skip("PrusaLink is not installed: run scripts/peers/prusalink.sh (make setup)")
+    server = RealPrusaLink(tmp_path_factory.mktemp("prusalink"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.integration
+async def test_real_prusalink_digest_handshake_and_its_own_error_words(prusalink: RealPrusaLink) -> None:
+    device = PrusaLinkPrinter("mk3", Recorder(), url=prusalink.url, username="maker", password=PASSWORD,
+                              poll_interval_s=0.2)
+    before = prusalink.refusals()
+    await device.open()
+    try:
+        await until(lambda: device.connected, what="the login")
+        await asyncio.sleep(0.6)  # a few polls on the kept nonce
+        assert device.info().firmware == "PrusaLink 0.8.1"
+        status = device.status()
+        assert status.state is DeviceState.ERROR and status.error == "Serial device does not exist"
+        assert prusalink.refusals() - before == 1, "only the session's first request is challenged"
+    finally:
+        await device.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("login", [{"username": "maker", "password": "wrong"}, {"api_key": "wrong-key"}])
+async def test_real_prusalink_refuses_a_wrong_login_once(prusalink: RealPrusaLink, login: dict) -> None:
+    device = PrusaLinkPrinter("mk3", Recorder(), url=prusalink.url, poll_interval_s=0.05,
+                              backoff=Backoff(first_s=0.01, max_s=30.0), **login)
+    before = prusalink.refusals()
+    await device.open()
+    try:
+        await until(lambda: device.status().state is DeviceState.ERROR, what="the login error")
+        await asyncio.sleep(1.0)
+        assert "login refused" in (device.status().error or "")
+        # Digest: the session's challenge and the one refusal; API key: the refusal alone.
+        assert prusalink.refusals() - before == (2 if "password" in login else 1)
+    finally:
+        await device.close()
+
+
+@pytest.mark.integration
+async def test_real_prusalink_takes_the_api_key(prusalink: RealPrusaLink) -> None:
+    device = PrusaLinkPrinter("mk3", Recorder(), url=prusalink.url, api_key="the-api-key", poll_interval_s=0.2)
+    await device.open()
+    try:
+        await until(lambda: device.connected, what="the login")
+        assert device.status().error == "Serial device does not exist"
+    finally:
+        await device.close()
