@@ -202,15 +202,16 @@ class PrusaLinkPrinter(NetworkPrinter):
         http = self._client()
         # Print-After-Upload usually started it already; a printer that waits for a confirmation did not.
         current = await self._current_job(http)
-        if current and _file_name(current) == name and str(current.get("state")).upper() in ("PRINTING", "PAUSED"):
-            return
-        try:
-            await http.request("POST", file_path(self._storage, name))
-        except PrinterRefused as exc:
-            current = await self._current_job(http)
-            if exc.status == 409 and current and _file_name(current) == name:
-                return  # started meanwhile by the upload's own request
-            raise CommandRejected(f"the printer did not start {name}: {exc.text}") from exc
+        if not (current and _file_name(current) == name
+                and str(current.get("state")).upper() in ("PRINTING", "PAUSED")):
+            try:
+                await http.request("POST", file_path(self._storage, name))
+            except PrinterRefused as exc:
+                current = await self._current_job(http)
+                if not (exc.status == 409 and current and _file_name(current) == name):
+                    raise CommandRejected(f"the printer did not start {name}: {exc.text}") from exc
+        # The started job in the report before anyone acts on it: a cancel a moment later must reach the printer.
+        await self._poll(http)
 
     async def _current_job(self, http: PrusaLinkHttp) -> dict[str, Any] | None:
         reply = await http.get("/api/v1/job")
