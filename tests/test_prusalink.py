@@ -18,11 +18,14 @@ import signal
 import socket
 import subprocess
 import time
+import tomllib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from agent import devices
+from agent.config import AgentConfig
 from agent.devices.base import CommandRejected
 from agent.devices.network import Backoff, JobPhase
 from agent.devices.prusalink import PrusaLinkPrinter
@@ -425,3 +428,15 @@ async def test_real_prusalink_takes_the_api_key(prusalink: RealPrusaLink) -> Non
         assert device.status().error == "Serial device does not exist"
     finally:
         await device.close()
+
+
+def test_the_config_example_makes_a_prusalink_printer() -> None:
+    example = (REPO / "systemd" / "agent.example.toml").read_text()
+    block = example[example.index('# id = "mk4-1"'):].split("\n\n")[0]
+    toml = "\n".join(line.removeprefix("# ").split("  #")[0] for line in block.splitlines())
+    config = AgentConfig.model_validate(tomllib.loads(f'node_id = "pi-01"\n[[devices]]\n{toml}'))
+    device = devices.create(config.devices[0], Recorder(), poll_interval_s=2.0)  # type: ignore[arg-type]
+    assert isinstance(device, PrusaLinkPrinter) and device.url == "http://192.0.2.20"
+    assert device.offline_after_s == 15
+    with pytest.raises(ValueError, match="needs username and password"):
+        PrusaLinkPrinter("x", Recorder(), url="http://192.0.2.20", username="maker")  # type: ignore[arg-type]
