@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import signal
-import socket
 import subprocess
 import time
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -130,14 +133,20 @@ async def sim() -> AsyncIterator[PrusaLinkSim]:
     await server.close()
 
 
-async def connect(sim: PrusaLinkSim, printer: SimPrinter, rec: Recorder | None = None,
-                  **kw: object) -> PrusaLinkPrinter:
+@asynccontextmanager
+async def driving(sim: PrusaLinkSim, printer: SimPrinter, rec: Recorder | None = None,
+                  **kw: object) -> AsyncIterator[PrusaLinkPrinter]:
+    """A driver logged in to a simulated printer, closed afterwards."""
     url = await sim.add(printer)
     login = {"username": "maker", "password": PASSWORD} if "api_key" not in kw else {}
     device = PrusaLinkPrinter("mk4", rec or Recorder(), url=url, poll_interval_s=0.1,  # type: ignore[arg-type]
                               **{**login, **kw})  # type: ignore[arg-type]
     await device.open()
-    return device
+    try:
+        await until(lambda: device.connected, what="the login")
+        yield device
+    finally:
+        await device.close()
 
 
 def gcode(tmp_path: Path, size: int = 200_000) -> Path:
@@ -149,9 +158,7 @@ def gcode(tmp_path: Path, size: int = 200_000) -> Path:
 async def test_a_job_is_uploaded_verified_and_started_once(sim: PrusaLinkSim, tmp_path: Path) -> None:
     printer = SimPrinter(print_s=30.0)
     rec = Recorder()
-    device = await connect(sim, printer, rec)
-    try:
-        await until(lambda: device.connected, what="login")
+    async with driving(sim, printer, rec) as device:
         job = gcode(tmp_path)
         await device.start_job("41", job)
         stored = printer.files["usb/farmhand-job-41.gcode"]
@@ -166,34 +173,26 @@ async def test_a_job_is_uploaded_verified_and_started_once(sim: PrusaLinkSim, tm
         assert device.info().firmware == "PrusaLink, firmware 6.2.0+sim"
         assert device.status().temperatures["T0"].target == 215.0
         assert printer.challenges == 1 and printer.auth_failures == 0, "one 401 opens the session, no more"
-    finally:
-        await device.close()
 
 
 @pytest.mark.parametrize("scale", ["percent", "fraction"])
 async def test_progress_and_time_left_whatever_scale_the_firmware_uses(sim: PrusaLinkSim, tmp_path: Path,
                                                                        scale: str) -> None:
     printer = SimPrinter(print_s=4.0, progress_scale=scale)  # type: ignore[arg-type]
-    device = await connect(sim, printer)
-    try:
-        await until(lambda: device.connected)
+    async with driving(sim, printer) as device:
         await device.start_job("1", gcode(tmp_path, 2000))
         await asyncio.sleep(2.0)
         await until(lambda: device.status().progress is not None)
         status, elapsed = device.status(), printer._printed(printer.job, printer.clock())  # type: ignore[arg-type]
         assert status.progress == pytest.approx(elapsed / 4.0, abs=0.1)
         assert status.remaining_s == pytest.approx(4.0 - elapsed, abs=1.0)
-    finally:
-        await device.close()
 
 
 async def test_attention_pauses_the_job_and_an_error_fails_it_in_the_printers_words(
         sim: PrusaLinkSim, tmp_path: Path) -> None:
     printer = SimPrinter(print_s=60.0)
     rec = Recorder()
-    device = await connect(sim, printer, rec)
-    try:
-        await until(lambda: device.connected)
+    async with driving(sim, printer, rec) as device:
         await device.start_job("5", gcode(tmp_path, 2000))
         printer.raise_attention("Filament runout")
         await until(lambda: "job_paused" in rec.types(), what="the pause")
@@ -204,16 +203,12 @@ async def test_attention_pauses_the_job_and_an_error_fails_it_in_the_printers_wo
         await until(lambda: "job_failed" in rec.types(), what="the failure")
         assert rec.events[-1].reason == "Thermal runaway"  # type: ignore[union-attr]
         assert device.status().state is DeviceState.ERROR and device.status().error == "Thermal runaway"
-    finally:
-        await device.close()
 
 
 async def test_emergency_stop_stops_the_job_as_the_api_allows(sim: PrusaLinkSim, tmp_path: Path) -> None:
     printer = SimPrinter(print_s=60.0)
     rec = Recorder()
-    device = await connect(sim, printer, rec)
-    try:
-        await until(lambda: device.connected)
+    async with driving(sim, printer, rec) as device:
         await device.start_job("9", gcode(tmp_path, 2000))
         await until(lambda: device.status().state is DeviceState.PRINTING)
         await device.emergency_stop()
@@ -222,22 +217,16 @@ async def test_emergency_stop_stops_the_job_as_the_api_allows(sim: PrusaLinkSim,
         assert rec.events[-1].cancelled  # type: ignore[union-attr]
         with pytest.raises(CommandRejected, match="no emergency stop"):
             await device.emergency_stop()
-    finally:
-        await device.close()
 
 
 async def test_a_stale_nonce_is_renewed_without_a_failure(sim: PrusaLinkSim, tmp_path: Path) -> None:
     printer = SimPrinter(nonce_ttl_s=0.3)
-    device = await connect(sim, printer)
-    try:
-        await until(lambda: device.connected)
+    async with driving(sim, printer) as device:
         await asyncio.sleep(1.5)
         assert device.connected and printer.challenges >= 3, "the nonce went stale and was renewed"
         assert printer.auth_failures == 0
         await device.start_job("3", gcode(tmp_path, 2000))  # an upload after a stale nonce still goes through
         assert printer.job is not None
-    finally:
-        await device.close()
 
 
 @pytest.mark.parametrize("login", [{"password": "wrong"}, {"api_key": "wrong-key"}])
@@ -262,26 +251,18 @@ async def test_wrong_credentials_are_one_clear_error_and_no_retry_storm(sim: Pru
 
 async def test_an_api_key_logs_in_on_older_builds(sim: PrusaLinkSim) -> None:
     printer = SimPrinter(api_key="right-key")
-    device = await connect(sim, printer, api_key="right-key")
-    try:
-        await until(lambda: device.connected)
+    async with driving(sim, printer, api_key="right-key") as device:
         assert printer.challenges == 0 and printer.auth_failures == 0
-    finally:
-        await device.close()
 
 
 async def test_an_unchanged_status_is_not_sent_again_when_the_printer_offers_an_etag(sim: PrusaLinkSim) -> None:
     printer = SimPrinter(status_etag=True)
-    device = await connect(sim, printer)
-    try:
-        await until(lambda: device.connected)
+    async with driving(sim, printer) as device:
         await asyncio.sleep(0.6)
         assert printer.status_not_modified >= 3
         printer.fail("Heater failure")
         await until(lambda: device.status().state is DeviceState.ERROR, what="a changed status to come through")
         assert device.status().error == "Heater failure"
-    finally:
-        await device.close()
 
 
 async def test_an_unreachable_printer_is_offline_and_stalls_no_other(sim: PrusaLinkSim, tmp_path: Path) -> None:
@@ -290,23 +271,19 @@ async def test_an_unreachable_printer_is_offline_and_stalls_no_other(sim: PrusaL
     await dead.open()
     printer = SimPrinter(print_s=1.0)
     rec = Recorder()
-    alive = await connect(sim, printer, rec)
     try:
-        await until(lambda: alive.connected)
-        await alive.start_job("1", gcode(tmp_path, 2000))
-        await until(lambda: "job_completed" in rec.types(), what="the other printer's job")
-        assert dead.status().state is DeviceState.DISCONNECTED
+        async with driving(sim, printer, rec) as alive:
+            await alive.start_job("1", gcode(tmp_path, 2000))
+            await until(lambda: "job_completed" in rec.types(), what="the other printer's job")
+            assert dead.status().state is DeviceState.DISCONNECTED
     finally:
         await dead.close()
-        await alive.close()
 
 
 async def test_a_link_lost_mid_print_converges_and_starts_nothing_twice(sim: PrusaLinkSim, tmp_path: Path) -> None:
     printer = SimPrinter(print_s=3.0)
     rec = Recorder()
-    device = await connect(sim, printer, rec, offline_after_s=0.5, backoff=Backoff(first_s=0.05, max_s=0.2))
-    try:
-        await until(lambda: device.connected)
+    async with driving(sim, printer, rec, offline_after_s=0.5, backoff=Backoff(first_s=0.05, max_s=0.2)) as device:
         await device.start_job("8", gcode(tmp_path, 2000))
         await until(lambda: device.status().state is DeviceState.PRINTING)
         await sim.go_offline(printer)
@@ -317,8 +294,6 @@ async def test_a_link_lost_mid_print_converges_and_starts_nothing_twice(sim: Pru
         await until(lambda: "job_completed" in rec.types(), what="the finish seen after the reconnect")
         assert rec.types().count("job_started") == 1 and printer._next_job_id == 2
         assert device.status().state is DeviceState.IDLE and device.status().job_id is None
-    finally:
-        await device.close()
 
 
 # ---------------------------------------------------------------- against Prusa's real PrusaLink
@@ -349,21 +324,32 @@ class RealPrusaLink:
 
     def start(self) -> None:
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([str(PRUSALINK), "-f", "-c", str(self.config)], stdout=log,
+            self.proc = subprocess.Popen([str(PRUSALINK), "-f", "-d", "-c", str(self.config)], stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
             assert self.proc.poll() is None, f"prusalink exited: {self.log.read_text()[-2000:]}"
             assert time.monotonic() < deadline, "prusalink did not listen"
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
+            if self._ready():
+                return
             time.sleep(0.1)
+
+    def _ready(self) -> bool:
+        """PrusaLink listens before its adapter is up, answering 503 meanwhile; ready is the login's 401."""
+        try:
+            urllib.request.urlopen(f"{self.url}/api/version", timeout=2)  # noqa: S310 - loopback
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401
+        except OSError:
+            return False
+        return True
 
     def refusals(self) -> int:
         """Requests PrusaLink answered 401 or 403, by its own access log."""
-        text = self.log.read_text(errors="replace")
-        return text.count('" 401 ') + text.count('" 403 ')
+        # With -d every request is logged as it happens; "Was[…]" lines are PrusaLink replaying its recent
+        # log when something interesting happens (the printer's ERROR state), not new requests.
+        lines = self.log.read_text(errors="replace").splitlines()
+        return sum(1 for line in lines if "Was[" not in line and re.search(r'" 40[13] \d', line))
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
