@@ -188,6 +188,25 @@ async def test_progress_and_time_left_whatever_scale_the_firmware_uses(sim: Prus
         assert status.remaining_s == pytest.approx(4.0 - elapsed, abs=1.0)
 
 
+class EndedJobLeftOutOfStatus(SimPrinter):
+    """A build whose status names no job once it has ended; /api/v1/job still gives the last one."""
+
+    def status(self) -> dict:  # type: ignore[type-arg]
+        status = super().status()
+        if self.printer_state() in ("FINISHED", "STOPPED"):
+            status.pop("job", None)
+        return status
+
+
+async def test_a_job_ends_right_when_the_status_leaves_the_ended_job_out(sim: PrusaLinkSim, tmp_path: Path) -> None:
+    printer = EndedJobLeftOutOfStatus(print_s=1.0)
+    rec = Recorder()
+    async with driving(sim, printer, rec) as device:
+        await device.start_job("6", gcode(tmp_path, 2000))
+        await until(lambda: rec.types()[-1:] == ["job_completed"], what="the completion")
+        assert device.status().state is DeviceState.IDLE
+
+
 async def test_attention_pauses_the_job_and_an_error_fails_it_in_the_printers_words(
         sim: PrusaLinkSim, tmp_path: Path) -> None:
     printer = SimPrinter(print_s=60.0)
@@ -252,6 +271,7 @@ async def test_wrong_credentials_are_one_clear_error_and_no_retry_storm(sim: Pru
 async def test_an_api_key_logs_in_on_older_builds(sim: PrusaLinkSim) -> None:
     printer = SimPrinter(api_key="right-key")
     async with driving(sim, printer, api_key="right-key") as device:
+        assert device.status().state is DeviceState.IDLE
         assert printer.challenges == 0 and printer.auth_failures == 0
 
 

@@ -129,14 +129,14 @@ class PrusaLinkPrinter(NetworkPrinter):
         self._printer_state = state
         if job_id is not None:
             self._job_id = job_id
-        if job_id is None:
+        # A finished or stopped job may be left out of the status yet still be the printer's last job.
+        if job_id is None and state not in ("FINISHED", "STOPPED"):
             self._job_info = None
         elif (job_id, state) != self._job_seen:
             # The job's file name and its own state: only asked when the job or the printer's state changes.
-            reply = await http.get("/api/v1/job")
-            self._job_info = reply.json() if reply.status == 200 else None
+            self._job_info = await self._current_job(http)
         self._job_seen = (job_id, state)
-        info = self._job_info if self._job_info and self._job_info.get("id") == job_id else None
+        info = self._job_info if self._job_info and (job_id is None or self._job_info.get("id") == job_id) else None
         job_state = str(info.get("state")).upper() if info else ("PRINTING" if job and state in ACTIVE_STATES
                                                                    else None)
         reading = read_state(state, job_state, printer_problem(printer))

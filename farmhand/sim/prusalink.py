@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -85,7 +86,7 @@ class PrusaLinkSim:
         self._started = False
         self._by_port: dict[int, SimPrinter] = {}
         self._port_of: dict[int, int] = {}
-        self._sites: dict[int, web.TCPSite] = {}
+        self._sites: dict[int, web.SockSite] = {}
         self._offline: set[int] = set()
         self._nonces: dict[int, _Nonces] = {}
 
@@ -96,11 +97,7 @@ class PrusaLinkSim:
         if not self._started:
             await self._runner.setup()
             self._started = True
-        site = web.TCPSite(self._runner, self.host, port)
-        await site.start()
-        server = site._server  # noqa: SLF001 - the bound port of a port-0 site is only there
-        assert server is not None and server.sockets
-        bound = server.sockets[0].getsockname()[1]
+        site, bound = await self._listen(port)
         self._by_port[bound] = printer
         self._port_of[id(printer)] = bound
         self._sites[bound] = site
@@ -122,10 +119,17 @@ class PrusaLinkSim:
         port = self._port_of[id(printer)]
         if port in self._sites:
             return
-        site = web.TCPSite(self._runner, self.host, port)
-        await site.start()
-        self._sites[port] = site
+        self._sites[port], _ = await self._listen(port)
         self._offline.discard(port)
+
+    async def _listen(self, port: int) -> tuple[web.SockSite, int]:
+        """A listener of our own socket, so a port-0 printer learns its port and comes back on it."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, port))
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        return site, sock.getsockname()[1]
 
     async def close(self) -> None:
         if self._started:
