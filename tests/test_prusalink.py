@@ -446,3 +446,19 @@ def test_the_config_example_makes_a_prusalink_printer() -> None:
     assert device.offline_after_s == 15
     with pytest.raises(ValueError, match="needs username and password"):
         PrusaLinkPrinter("x", Recorder(), url="http://192.0.2.20", username="maker")  # type: ignore[arg-type]
+
+
+async def test_an_agent_restarted_mid_print_finds_its_job_on_the_printer(sim: PrusaLinkSim, tmp_path: Path) -> None:
+    printer = SimPrinter(print_s=2.0)
+    async with driving(sim, printer) as before:
+        await before.start_job("12", gcode(tmp_path, 2000))
+    rec = Recorder()
+    url = sim.url(printer)
+    after = PrusaLinkPrinter("mk4", rec, url=url, username="maker", password=PASSWORD, poll_interval_s=0.1)
+    await after.open()
+    try:
+        await until(lambda: after.status().job_id == "12", what="the job found again")
+        await until(lambda: "job_completed" in rec.types(), what="its completion")
+        assert rec.events[-1].job_id == "12" and printer._next_job_id == 2  # type: ignore[union-attr]
+    finally:
+        await after.close()
