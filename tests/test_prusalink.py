@@ -316,7 +316,8 @@ def test_the_config_example_makes_a_prusalink_printer() -> None:
     assert isinstance(device, PrusaLinkPrinter) and device.url == "http://192.0.2.20"
     assert device.offline_after_s == 15
     with pytest.raises(ValueError, match="needs username and password"):
-        PrusaLinkPrinter("x", Recorder(), url="http://192.0.2.20", username="maker")  # type: ignore[arg-type]
+        AgentConfig.model_validate({"node_id": "pi-01", "devices": [
+            {"id": "mk4-1", "driver": "prusalink", "url": "http://192.0.2.20", "username": "maker"}]})
 
 
 async def test_an_agent_restarted_mid_print_finds_its_job_on_the_printer(sim: PrusaLinkSim, tmp_path: Path) -> None:
