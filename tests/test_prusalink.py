@@ -198,6 +198,26 @@ async def test_a_job_ends_right_when_the_status_leaves_the_ended_job_out(sim: Pr
         assert device.status().state is DeviceState.IDLE
 
 
+class GarbledStatus(SimPrinter):
+    """A printer whose status loses its ``printer`` object while ``garbled`` is set."""
+
+    garbled = False
+
+    def status(self) -> dict:  # type: ignore[type-arg]
+        return {"jobb": 1} if self.garbled else super().status()
+
+
+async def test_a_malformed_status_is_counted_and_the_link_stays_up(sim: PrusaLinkSim) -> None:
+    printer = GarbledStatus()
+    async with driving(sim, printer) as device:
+        printer.garbled = True
+        await until(lambda: device.malformed >= 3, what="malformed replies counted")
+        assert device.connected and device.status().state is DeviceState.IDLE
+        printer.garbled = False
+        printer.fail("Heater failure")
+        await until(lambda: device.status().state is DeviceState.ERROR, what="good replies read again")
+
+
 async def test_attention_pauses_the_job_and_an_error_fails_it_in_the_printers_words(
         sim: PrusaLinkSim, tmp_path: Path) -> None:
     printer = SimPrinter(print_s=60.0)

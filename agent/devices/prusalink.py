@@ -68,6 +68,8 @@ class PrusaLinkPrinter(NetworkPrinter):
         self._job_seen: tuple[int | None, str] = (None, "")
         self._job_info: dict[str, Any] | None = None
         self._progress = ProgressScale()
+        self.malformed = 0
+        """Status replies that were not the status the spec describes (logged and skipped)."""
 
     # ---------------------------------------------------------------- the session
 
@@ -96,8 +98,7 @@ class PrusaLinkPrinter(NetworkPrinter):
             if exc.status == 404:
                 raise PrinterRefused(404, "this printer has no PrusaLink v1 API (firmware too old)") from exc
             raise
-        if self.model is None and isinstance(info.get("name"), str):
-            self.log.info("printer identified", name=info.get("name"), serial=info.get("serial"))
+        self.log.info("printer identified", name=info.get("name"), serial=info.get("serial"))
 
     async def _pick_storage(self, http: PrusaLinkHttp) -> None:
         """The first storage that takes uploads: ``/usb`` on Buddy printers, ``/local`` on the Pi's PrusaLink."""
@@ -114,10 +115,14 @@ class PrusaLinkPrinter(NetworkPrinter):
 
     async def _poll(self, http: PrusaLinkHttp) -> None:
         reply = await http.get("/api/v1/status", conditional=True)
-        status = reply.json()
+        try:
+            status = reply.json()
+        except ValueError:
+            status = None
         if not isinstance(status, dict) or not isinstance(status.get("printer"), dict):
-            self.log.warning("malformed status ignored", body=reply.body[:200])
-            self.alive()
+            self.malformed += 1
+            self.log.warning("malformed status ignored", body=reply.body[:200], malformed=self.malformed)
+            self.alive()  # the printer answered; what it said is logged and counted, the link stays up
             return
         self.heard(await self._report(http, status))
 
@@ -132,7 +137,7 @@ class PrusaLinkPrinter(NetworkPrinter):
         # A finished or stopped job may be left out of the status yet still be the printer's last job.
         if job_id is None and state not in ("FINISHED", "STOPPED"):
             self._job_info = None
-        elif (job_id, state) != self._job_seen:
+        elif (job_id, state) != self._job_seen or (job_id is not None and (self._job_info or {}).get("id") != job_id):
             # The job's file name and its own state: only asked when the job or the printer's state changes.
             self._job_info = await self._current_job(http)
         self._job_seen = (job_id, state)
