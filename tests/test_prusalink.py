@@ -166,6 +166,24 @@ async def test_a_job_is_uploaded_verified_and_started_once(sim: PrusaLinkSim, tm
         assert printer.challenges == 1 and printer.auth_failures == 0, "one 401 opens the session, no more"
 
 
+class LossyStorage(SimPrinter):
+    """A printer whose storage keeps one byte less than it was sent (a failing USB stick)."""
+
+    def store(self, storage: str, path: str, size: int, sha256: str, *, overwrite: bool) -> None:
+        super().store(storage, path, size - 1, sha256, overwrite=overwrite)
+
+
+async def test_a_short_upload_is_refused_stopped_and_deleted(sim: PrusaLinkSim, tmp_path: Path) -> None:
+    printer = LossyStorage(print_s=60.0)
+    rec = Recorder()
+    async with driving(sim, printer, rec) as device:
+        with pytest.raises(CommandRejected, match="arrived with 1999 bytes of 2000"):
+            await device.start_job("4", gcode(tmp_path, 2000))
+        assert printer.printer_state() == "STOPPED", "the print the upload started is stopped"
+        assert printer.files == {} and rec.types() == []
+        assert device.status().job_id is None
+
+
 @pytest.mark.parametrize("scale", ["percent", "fraction"])
 async def test_progress_and_time_left_whatever_scale_the_firmware_uses(sim: PrusaLinkSim, tmp_path: Path,
                                                                        scale: str) -> None:
