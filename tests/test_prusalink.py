@@ -336,6 +336,8 @@ async def test_a_link_lost_mid_print_converges_and_starts_nothing_twice(sim: Pru
         await device.start_job("8", gcode(tmp_path, 2000))
         await until(lambda: device.status().state is DeviceState.PRINTING)
         await sim.go_offline(printer)
+        with pytest.raises(CommandRejected, match="did not answer|not connected"):
+            await device.pause()  # before the silence is noticed: a clear refusal, not a crash
         await until(lambda: device.status().state is DeviceState.DISCONNECTED, what="offline")
         await asyncio.sleep(3.2)  # the printer finishes the job while we cannot see it
         assert printer.printer_state() == "FINISHED"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from .base import CommandRejected, Emitter
-from .network import Backoff, NetworkPrinter, PrinterReport
+from .network import AuthFailed, Backoff, NetworkPrinter, PrinterReport
 from .prusalink_http import PrinterRefused, PrusaLinkHttp, file_path
 from .prusalink_state import (
     ACTIVE_STATES,
@@ -253,6 +253,11 @@ class PrusaLinkPrinter(NetworkPrinter):
             await http.request(method, path)
         except PrinterRefused as exc:
             raise CommandRejected(f"the printer refused to {what} the job: {exc.text}") from exc
+        except AuthFailed as exc:
+            raise CommandRejected(f"could not {what} the job: login refused: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise CommandRejected(f"could not {what} the job: the printer did not answer "
+                                  f"({exc or type(exc).__name__})") from exc
 
 
 def _file_name(job: dict[str, Any] | None) -> str | None:
