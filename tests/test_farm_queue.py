@@ -110,6 +110,16 @@ async def test_a_spool_too_short_for_the_job_keeps_it_off_that_printer(isolated_
     assert (await node.command()).job_id == str(job["id"])
 
 
+async def test_a_job_that_names_a_material_waits_while_its_printer_has_no_spool_loaded(isolated_farm: Farm) -> None:
+    http, node, sha = await setup(isolated_farm, "a")
+    job = (await ok(http, "POST", "/api/v1/print-jobs", 201, json={"file_sha256": sha, "material": "PETG"}))["job"]
+    assert isolated_farm.hubs[-1].scheduler.run_once() == 0
+    assert (await http.job(job["id"]))["state"] == "queued" and node.commands.empty()
+    petg = await spool(http, "PETG", "#FF8000", 1000)
+    await ok(http, "POST", f"/api/v1/devices/{node.id}/a/spool", json={"spool_id": petg})
+    assert (await node.command()).job_id == str(job["id"])
+
+
 async def test_held_jobs_wait_for_release_and_failed_jobs_are_retried(isolated_farm: Farm) -> None:
     http, node, sha = await setup(isolated_farm, "a")
     job = (await ok(http, "POST", "/api/v1/print-jobs", 201,
