@@ -8,6 +8,7 @@ ask the hub and read the farm, and a client without a login gets nothing.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -135,14 +136,35 @@ async def test_scripts_ask_the_hub_and_agents_cannot(connect) -> None:  # type: 
     assert hub.heard == [(topics.hub_request("my-script"), b"submit from a script")]
 
 
-async def test_a_client_without_a_login_is_refused(broker: PrivateMosquitto) -> None:
-    client = Client(broker, None)
-    client.session.start()
-    try:
-        with pytest.raises(TimeoutError):
-            await client.session.wait_connected(2)
-    finally:
-        await client.session.stop()
+def _mqtt_string(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def connack_code(port: int, login: tuple[str, str] | None, version: int) -> int:
+    """Connect with a raw CONNECT (MQTT 3.1.1 is version 4, MQTT 5 is 5); the broker's CONNACK code."""
+    flags = 0x02 | (0xC0 if login else 0)  # clean session; user name and password
+    variable = _mqtt_string("MQTT") + bytes([version, flags]) + (30).to_bytes(2, "big")
+    if version == 5:
+        variable += b"\x00"  # no properties
+    payload = _mqtt_string(f"acl-raw-{version}") + (_mqtt_string(login[0]) + _mqtt_string(login[1]) if login else b"")
+    body = variable + payload
+    assert len(body) < 128  # one-byte remaining length
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        answer = sock.recv(64)
+    assert answer[:1] == b"\x20", f"not a CONNACK: {answer!r}"
+    return answer[3]
+
+
+# CONNACK codes: 5 is "not authorised" in MQTT 3.1.1, 0x87 in MQTT 5; 0 is accepted (the control).
+@pytest.mark.parametrize(("login", "version", "code"), [
+    (None, 4, 5), (("pi-1", "not-the-password"), 4, 5), (("pi-1", USERS["pi-1"]), 4, 0),
+    (None, 5, 0x87), (("pi-1", "not-the-password"), 5, 0x87), (("pi-1", USERS["pi-1"]), 5, 0),
+], ids=["anonymous-3.1.1", "wrong-password-3.1.1", "login-3.1.1", "anonymous-5", "wrong-password-5", "login-5"])
+def test_a_client_without_a_login_or_with_a_wrong_password_is_refused(broker: PrivateMosquitto, login: tuple[str, str] | None,
+                                             version: int, code: int) -> None:
+    assert connack_code(broker.port, login, version) == code
 
 
 async def test_a_farm_prints_and_a_script_follows_it_through_the_locked_broker(
