@@ -36,6 +36,21 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"agent_loop": AgentLoop}
 
 
+BROKERS = ("amqtt", "mosquitto")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_brokers`` that uses ``isolated_farm`` runs on the hub's embedded broker and on Mosquitto."""
+    if metafunc.definition.get_closest_marker("both_brokers") and "farm_broker" in metafunc.fixturenames:
+        metafunc.parametrize("farm_broker", BROKERS)
+
+
+@pytest.fixture
+def farm_broker() -> str:
+    """The broker of ``hubkit.isolated_farm``: the hub's embedded one, unless ``both_brokers`` parametrises it."""
+    return BROKERS[0]
+
+
 def _listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):

@@ -10,7 +10,7 @@ from protocol.messages import CommandAck, JobCompleted, JobFailed, JobStarted, S
 
 from .hubkit import Farm, Http, ScriptedNode, eventually, isolated_farm  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 # 100 mm of filament fed by a G-code file with metadata a slicer would write.
 GCODE = b"; filament_type = PETG\nG28\nG92 E0\nG1 X10 Y10 Z0.2 F3000\nG1 X60 E60\nG1 Y40 E100\n"

@@ -15,6 +15,7 @@ from .test_farm_queue import GCODE, ok, run_to_end, spool
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.both_brokers,
     needs_program("prusa-slicer"),
 ]
 

@@ -24,7 +24,7 @@ from protocol.messages import (
 from .authkit import bearer
 from .hubkit import Farm, Http, ScriptedNode, eventually, isolated_farm  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 CPU_NODE = RenderCapabilities(blender_version="4.1.0", engines=["CYCLES"], devices=["CPU"])
 FAKE_BLEND = b"BLENDER-v401" + bytes(200)
