@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 MISSING = "missing:"
-SETUP = "make setup installs it; scripts/setup-system.sh for system programs"
+SETUP = "make setup installs it: programs from scripts/system-packages.txt, Python packages from pyproject.toml"
 # importorskip's own reason, for a skip that did not go through package().
 _IMPORTORSKIP = re.compile(r"^could not import ")
 
