@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 import structlog
 
@@ -40,7 +40,7 @@ from protocol.messages import (
     StartRender,
 )
 
-from .devices.base import CommandRejected, Device
+from .devices.base import CommandRejected, Console, Device, Renderer
 from .files import FileFetchError, JobFileCache
 from .spool import Spool
 
@@ -118,24 +118,6 @@ class CommandStore:
     def unanswered(self) -> list[str]:
         rows = self._spool.db.execute("SELECT command_id FROM commands WHERE status IS NULL ORDER BY received_at")
         return [r[0] for r in rows]
-
-
-@runtime_checkable
-class Console(Protocol):
-    """A device with a G-code console (the serial driver): SendGcode goes only to these.
-
-    It emits the firmware's replies as ConsoleOutput events and returns when the
-    lines are done; CommandRejected when it cannot take them now (printing, say).
-    """
-
-    async def send_gcode(self, command_id: str, lines: list[str]) -> None: ...
-
-
-@runtime_checkable
-class Renderer(Protocol):
-    """A device that renders (the Blender driver): StartRender goes only to these."""
-
-    async def start_render(self, command: StartRender, blend: Path) -> None: ...
 
 
 @dataclass

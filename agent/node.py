@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -19,12 +20,12 @@ import structlog
 
 from protocol import codec, topics
 from protocol.messages import Body, DeviceInfo, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
-from protocol.mqtt import MqttSession, NotConnected, Will
+from protocol.mqtt import MqttSession, NotConnected, Will, tls_context
 
 from . import __version__, devices
 from .commands import CommandDispatcher, CommandStore
 from .config import AgentConfig
-from .devices.base import Device
+from .devices.base import Device, declared_capabilities
 from .files import JobFileCache
 from .metrics import report_forever
 from .spool import Spool
@@ -36,7 +37,14 @@ log = structlog.get_logger("farmhand.agent")
 class _NodeLinked(Protocol):
     """A driver that keeps files of its own and sends them to the hub (the Blender driver's frames)."""
 
-    def link_node(self, work_dir: Path, token: str | None) -> None: ...
+    def link_node(self, work_dir: Path, token: str | None, tls: ssl.SSLContext | None = None) -> None: ...
+
+
+def _announced(device: Device) -> DeviceInfo:
+    """The device's info with the capabilities its driver declares (console, render, …) added."""
+    info = device.info()
+    declared = [c for c in declared_capabilities(device) if c not in info.capabilities]
+    return info.model_copy(update={"capabilities": [*info.capabilities, *declared]}) if declared else info
 
 
 class _DeviceEmitter:
@@ -70,14 +78,16 @@ class Agent:
             for d in config.devices
         }
         token = config.hub.token.get_secret_value() if config.hub.token else None
+        hub_tls = tls_context(config.hub.ca_file) if config.hub.ca_file else None
         for device in self.devices.values():
             if isinstance(device, _NodeLinked):
-                device.link_node(storage.dir / "devices" / device.id, token)
+                device.link_node(storage.dir / "devices" / device.id, token, hub_tls)
         self.spool = Spool(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
         self.files = JobFileCache(
             storage.dir / "files",
             storage.file_cache_mb * 1024 * 1024,
             token=token,
+            tls=hub_tls,
         )
         self.commands = CommandDispatcher(
             self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files
@@ -91,6 +101,7 @@ class Agent:
             will=Will(topics.node_state(self.node_id), self._encode(NodeState(online=False)), qos=1, retain=True),
             persistent=True,
             keepalive=config.mqtt.keepalive_s,
+            ca_file=config.mqtt.ca_file,
         )
         self.hub_online: bool | None = None
         self.malformed = 0
@@ -147,7 +158,7 @@ class Agent:
 
     def birth(self) -> NodeState:
         return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
-                         devices=[d.info() for d in self.devices.values()])
+                         devices=[_announced(d) for d in self.devices.values()])
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""
