@@ -115,9 +115,12 @@ async def test_a_job_that_names_a_material_waits_while_its_printer_has_no_spool_
     job = (await ok(http, "POST", "/api/v1/print-jobs", 201, json={"file_sha256": sha, "material": "PETG"}))["job"]
     assert isolated_farm.hubs[-1].scheduler.run_once() == 0
     assert (await http.job(job["id"]))["state"] == "queued" and node.commands.empty()
+    waiting = (await ok(http, "GET", f"/api/v1/jobs/{job['id']}/requirements"))["waiting_for"]
+    assert waiting == [f"{node.id}/a: needs PETG loaded; no spool is loaded"]
     petg = await spool(http, "PETG", "#FF8000", 1000)
     await ok(http, "POST", f"/api/v1/devices/{node.id}/a/spool", json={"spool_id": petg})
     assert (await node.command()).job_id == str(job["id"])
+    assert (await ok(http, "GET", f"/api/v1/jobs/{job['id']}/requirements"))["waiting_for"] == []
 
 
 async def test_held_jobs_wait_for_release_and_failed_jobs_are_retried(isolated_farm: Farm) -> None:
