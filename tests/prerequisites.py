@@ -1,7 +1,8 @@
 """What the suite needs installed, and what a test does when it is missing.
 
-A test that needs a program (Blender, PrusaSlicer, Chromium, Mosquitto) or an
-optional Python package asks for it here. Locally a missing one is a skip, and
+A test that needs a program (Blender, PrusaSlicer, Chromium, Mosquitto), a real
+peer server (``.peers/NAME``, from scripts/peers/NAME.sh) or an optional Python
+package asks for it here. Locally a missing one is a skip, and
 the end of the run lists every test that did not run and what it lacked. Under
 ``CI=true`` the same skip fails the test, naming what is missing: a CI machine
 without Blender must not pass with the render tests unrun.
@@ -56,6 +57,18 @@ def needs_program(name: str, *also: str) -> pytest.MarkDecorator:
     """A mark for a test or module that runs ``name``."""
     return pytest.mark.skipif(find_program(name, *also) is None,
                               reason=missing_reason(f"program {name} is not installed"))
+
+
+PEERS = Path(__file__).resolve().parent.parent / ".peers"
+
+
+def peer(name: str) -> Path:
+    """The folder (its own virtual environment) of the peer server scripts/peers/NAME.sh installs;
+    skips the test (fails it under CI) when it is not installed."""
+    home = PEERS / name
+    if not home.is_dir():
+        pytest.skip(missing_reason(f"peer {name} is not installed under .peers/ (scripts/peers/{name}.sh)"))
+    return home
 
 
 def package(module: str) -> Any:

@@ -19,7 +19,7 @@ SETUP_SYSTEM = ROOT / "scripts" / "setup-system.sh"
 # Each way a test asks for something this machine lacks, and one test that needs nothing.
 LACKING = '''
 import pytest
-from tests.prerequisites import needs_program, package, program
+from tests.prerequisites import needs_program, package, peer, program
 
 def test_runs_a_program_that_is_not_installed():
     program("farmhand-no-such-program")
@@ -27,6 +27,9 @@ def test_runs_a_program_that_is_not_installed():
 @needs_program("farmhand-no-such-marked-program")
 def test_marked_for_a_program_that_is_not_installed():
     pass
+
+def test_talks_to_a_peer_server_that_is_not_installed():
+    peer("farmhand-no-such-peer")
 
 def test_imports_a_package_that_is_not_installed():
     package("farmhand_no_such_package")
@@ -57,11 +60,12 @@ def run_suite(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str
 def test_locally_a_missing_program_is_a_skip_and_the_summary_names_it(tmp_path: Path) -> None:
     run = run_suite(tmp_path, ci=None)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 passed, 5 skipped" in run.stdout
-    summary = run.stdout.split("5 test(s) did not run", 1)[1]
+    assert "1 passed, 6 skipped" in run.stdout
+    summary = run.stdout.split("6 test(s) did not run", 1)[1]
     for missing in ("program farmhand-no-such-program is not installed",
                     "program farmhand-no-such-marked-program is not installed",
                     "Python package farmhand_no_such_package is not installed",
+                    "peer farmhand-no-such-peer is not installed under .peers/",
                     "farmhand_no_such_module", "only on a big-endian machine"):
         assert missing in summary, summary
 
@@ -69,9 +73,10 @@ def test_locally_a_missing_program_is_a_skip_and_the_summary_names_it(tmp_path: 
 def test_under_ci_a_missing_program_or_package_fails_the_run_naming_it(tmp_path: Path) -> None:
     run = run_suite(tmp_path, ci="true")
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "3 failed, 1 passed, 1 skipped, 1 error" in run.stdout, run.stdout  # the mark fails at set-up
+    assert "4 failed, 1 passed, 1 skipped, 1 error" in run.stdout, run.stdout  # the mark fails at set-up
     failures = [line for line in run.stdout.splitlines() if "CI=true and this test could not run: missing" in line]
-    for missing in ("farmhand-no-such-program", "farmhand-no-such-marked-program", "farmhand_no_such_package"):
+    for missing in ("farmhand-no-such-program", "farmhand-no-such-marked-program", "farmhand_no_such_package",
+                    "farmhand-no-such-peer"):
         assert any(missing in line for line in failures), run.stdout
     assert "could not import 'farmhand_no_such_module'" in run.stdout
 
