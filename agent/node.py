@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from protocol import codec, topics
-from protocol.messages import Body, DeviceInfo, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
+from protocol.messages import Body, DeviceInfo, DeviceJob, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
 from protocol.mqtt import MqttSession, NotConnected, Will, tls_context
 
 from . import __version__, devices
@@ -90,7 +90,8 @@ class Agent:
             tls=hub_tls,
         )
         self.commands = CommandDispatcher(
-            self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files
+            self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files,
+            rebirth=lambda reason: self._publish_birth(),
         )
         self.session = MqttSession(
             config.mqtt.url,
@@ -157,8 +158,12 @@ class Agent:
         return codec.encode(codec.make(self.node_id, body))
 
     def birth(self) -> NodeState:
+        statuses = [(d, d.status()) for d in self.devices.values()]
         return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
-                         devices=[_announced(d) for d in self.devices.values()])
+                         devices=[_announced(d) for d, _ in statuses],
+                         jobs=[DeviceJob(device=d.id, state=s.state, job_id=s.job_id, progress=s.progress)
+                               for d, s in statuses],
+                         last_event_seq=self.spool.next_seq - 1, events_unsent=self.spool.pending())
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""
@@ -169,14 +174,18 @@ class Agent:
 
     async def _on_connect(self) -> None:
         try:
-            birth = self.birth()
-            self._announced = birth.devices
-            self.session.publish(topics.node_state(self.node_id), self._encode(birth), qos=1, retain=True)
-            for device in self.devices.values():
-                self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
-                                     qos=1, retain=True)
+            self._publish_birth()
         finally:
             self.spool.wake()
+
+    def _publish_birth(self) -> None:
+        """The birth, then each device's status: on every connect, and when the hub asks (a rebirth)."""
+        birth = self.birth()
+        self._announced = birth.devices
+        self.session.publish(topics.node_state(self.node_id), self._encode(birth), qos=1, retain=True)
+        for device in self.devices.values():
+            self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
+                                 qos=1, retain=True)
 
     def emit_event(self, body: Event) -> None:
         try:
@@ -219,4 +228,8 @@ class Agent:
             return
         if body.online != self.hub_online:
             log.info("hub_online" if body.online else "hub_offline", version=body.version or None)
+        came_back = body.online and self.hub_online is False
         self.hub_online = body.online
+        if came_back:
+            # A hub that restarted (or was restored) learns what each device runs now, not at our connect.
+            self._publish_birth()

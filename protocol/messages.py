@@ -117,6 +117,15 @@ class HubState(Model):
     http_url: str | None = Field(None, description="where agents fetch job files")
 
 
+class DeviceJob(Model):
+    """What one device runs as its node is born: the hub reconciles its jobs against this."""
+
+    device: Ident
+    state: DeviceState
+    job_id: Ref | None = Field(None, description="the job it runs; None with state printing: one it cannot name")
+    progress: Fraction | None = None
+
+
 class NodeState(Model):
     """Birth (online, every connect) and death (offline, the Last Will)."""
 
@@ -125,6 +134,10 @@ class NodeState(Model):
     agent_version: Name = ""
     hostname: Name = ""
     devices: list[DeviceInfo] = Field(default_factory=list, max_length=DEVICES_PER_NODE_MAX)
+    jobs: list[DeviceJob] = Field(default_factory=list, max_length=DEVICES_PER_NODE_MAX,
+                                  description="each device's current job at this birth")
+    last_event_seq: int | None = Field(None, ge=1, le=MAX_SEQ, description="seq of the last event spooled before it")
+    events_unsent: Count = Field(0, description="events spooled before this birth and not yet sent")
 
 
 class LoadedMaterial(Model):
@@ -366,6 +379,17 @@ class EmergencyStop(_Command):
     type: Literal["emergency_stop"] = "emergency_stop"
 
 
+class Rebirth(Model):
+    """The hub asks a node to publish its birth and every device's status again (Sparkplug's rebirth).
+
+    Sent when the hub sees a gap in the node's seq or a status of a device it does
+    not know. Republishing is idempotent, so it has no acknowledgement.
+    """
+
+    type: Literal["rebirth"] = "rebirth"
+    reason: Text = ""
+
+
 # --------------------------------------------------------------------------- scripts
 
 
@@ -395,7 +419,7 @@ EVENT_TYPES: tuple[type[Model], ...] = get_args(Event)
 COMMAND_TYPES: tuple[type[Model], ...] = get_args(Command)
 
 Body = Annotated[
-    HubState | NodeState | DeviceStatus | Telemetry | HostMetrics | Event | Command | Request | Response,
+    HubState | NodeState | DeviceStatus | Telemetry | HostMetrics | Event | Command | Rebirth | Request | Response,
     Field(discriminator="type"),
 ]
 
