@@ -22,7 +22,7 @@ from agent.serial.connection import Connection
 from agent.serial.console import Console, ConsoleInterrupted
 from agent.serial.gcode import GcodeError, GcodeFile, prepare_lines
 from agent.serial.host import HostEngine, Outcome
-from agent.serial.profiles import load_profile
+from agent.serial.profiles import Pacing, load_profile
 from agent.serial.responses import Dialect, Kind, Reply
 from agent.serial.sdcard import SdFile, SdTracker
 from protocol.messages import (
@@ -57,6 +57,7 @@ class SerialGcodeDevice(Device):
         model: str | None = None,
         poll_interval_s: float = 2.0,
         answer_timeout_s: float | None = None,
+        pacing: Pacing = "auto",
     ) -> None:
         super().__init__(device_id, emitter)
         self.port = port
@@ -71,7 +72,7 @@ class SerialGcodeDevice(Device):
                                  streaming_commands=tuple(p.streaming_commands))
         self.connection = Connection(device_id, port, baud, p, self.engine, self.dialect, self,
                                      poll_interval_s=poll_interval_s,
-                                     answer_timeout_s=answer_timeout_s or p.answer_timeout_s)
+                                     answer_timeout_s=answer_timeout_s or p.answer_timeout_s, pacing=pacing)
         self.sd = SdTracker()
         self.jobs = JobTracker(device_id, emitter, self.engine, self.sd)
         self.messages = PrinterMessages()
