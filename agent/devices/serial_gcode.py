@@ -83,6 +83,13 @@ class SerialGcodeDevice(Device):
         self._tasks: list[asyncio.Task[None]] = []
         self._m27_pending = False
         self.console = Console()
+        # A firmware that says when it is back (Klipper's "Klipper state: Ready") answers hellos while halted too:
+        # after a halt the host waits for that line rather than greeting it.
+        self._announces_ready = "ready" in p.state_lines.values()
+        self._halting: str | None = None
+        """The firmware said it halted; its reason comes as the answer to the next line sent."""
+        self.refused_after_halt = 0
+        """Lines the halted firmware refused (counted once in the halt's report, not one warning each)."""
         self._log = log.bind(device=device_id, port=port)
 
     # ------------------------------------------------------------------ Device
@@ -141,13 +148,17 @@ class SerialGcodeDevice(Device):
         self._begin(job_id, None)
 
     async def send_gcode(self, command_id: str, lines: list[str]) -> None:
-        """Operator console: run ``lines`` between jobs and emit, as one ConsoleOutput, what the firmware said."""
-        self._require((DeviceState.IDLE, DeviceState.PAUSED), "run console commands")
+        """Operator console: run ``lines`` between jobs and emit, as one ConsoleOutput, what the firmware said.
+
+        While the firmware is halted, only its recovery commands (Klipper's FIRMWARE_RESTART) are taken.
+        """
         try:
             commands = prepare_lines(lines, paren_comments=self.profile.paren_comments,
                                      max_line_bytes=self.profile.max_line_bytes, where="console")
         except GcodeError as exc:
             raise CommandRejected(str(exc)) from None
+        if not self._recovering(commands.commands):
+            self._require((DeviceState.IDLE, DeviceState.PAUSED), "run console commands")
         if not commands.count:
             raise CommandRejected("no command to send: every line is empty or a comment")
         request = self.console.open(command_id, commands.count)
@@ -178,7 +189,7 @@ class SerialGcodeDevice(Device):
         command = self.profile.emergency_stop
         if self.connection.emergency_parser:
             self.connection.write_now(self.engine.urgent(command))
-            self._enter_error("emergency stop")
+            self._enter_error("emergency stop", halted=True)
         else:
             # The firmware reads M112 in turn: send it next, and nothing of the job after it.
             self.engine.drop_job()
@@ -187,6 +198,13 @@ class SerialGcodeDevice(Device):
             self._enter_error("emergency stop", reset=False)
 
     # ------------------------------------------------------------------ policy
+
+    def _recovering(self, commands: list[bytes]) -> bool:
+        """Whether these console lines bring a halted firmware back, and it can hear them now."""
+        recovery = self.profile.recovery_commands
+        return (self._state is DeviceState.ERROR and bool(commands) and self.connection.link is not None
+                and not self.connection.greeting
+                and all(c.split(b" ", 1)[0].decode("ascii", "replace").upper() in recovery for c in commands))
 
     def _require(self, states: tuple[DeviceState, ...], what: str) -> None:
         if self._state not in states:
@@ -251,17 +269,29 @@ class SerialGcodeDevice(Device):
         self.jobs.failed(reason)
         self.console.interrupt(reason)
 
-    def _enter_error(self, message: str, *, reset: bool = True) -> None:
-        """The firmware has stopped (or we stopped it): fail the job, say why, send nothing until it is back."""
+    def _enter_error(self, message: str, *, reset: bool = True, halted: bool = False) -> None:
+        """The firmware has stopped (or we stopped it): fail the job, say why, send nothing until it is back.
+
+        ``halted``: the firmware said so itself. Said once: the lines already sent are
+        refused one by one (Klipper answers each with the halt's reason), and those
+        are counted in this one report, not repeated.
+        """
+        self._halting = None
         if self._state is DeviceState.ERROR:
-            self._log.warning("firmware error while halted", message=message)
+            self.refused_after_halt += 1
+            self._log.debug("the halted firmware refused a line", message=message)
         else:
+            unrun = self.engine.in_flight
+            if unrun:
+                message = f"{message}; {unrun} line{'s' if unrun > 1 else ''} sent after it not run"
+            self.refused_after_halt = 0
             self._interrupted(message)
-            self.emitter.event(DeviceError(device=self.id, message=message))
+            self.emitter.event(DeviceError(device=self.id, message=message, job_id=self.jobs.id))
         if reset:
             self.engine.reset()
-            # A firmware that restarts (reset button, M999, a power cycle) answers the hello again.
-            self.connection.restart_greeting()
+            if not (halted and self._announces_ready):
+                # A firmware that restarts (reset button, M999, a power cycle) answers the hello again.
+                self.connection.restart_greeting()
         if self._state is not DeviceState.ERROR:
             self._set_state(DeviceState.ERROR, message)
             self._log.error("printer halted", message=message)
@@ -307,9 +337,13 @@ class SerialGcodeDevice(Device):
             self.engine.command("M27")
 
     def every_line(self) -> bool:
-        return bool(self.console.requests)
+        return bool(self.console.requests) or self._halting is not None
 
     def oks_heard(self) -> None:
+        if self._halting is not None and not self.engine.awaiting:
+            # Every line sent was answered and none said why it halted: its own words are all there is.
+            self._enter_error(self._halting, halted=True)
+            return
         self.jobs.lines_answered()
 
     def connection_line(self, text: str, out: Outcome) -> None:
@@ -321,7 +355,7 @@ class SerialGcodeDevice(Device):
         if kind is Kind.OK:
             if reply.temperatures:
                 self._on_temperatures(reply.temperatures)
-            if out.job_done and self.jobs.running:
+            if out.job_done and self.jobs.running and self._halting is None:
                 self._complete()
             else:
                 self.oks_heard()
@@ -334,6 +368,8 @@ class SerialGcodeDevice(Device):
             self._on_temperatures(reply.temperatures or {})
         elif kind is Kind.START:
             self._firmware_restarted()
+        elif kind is Kind.STATE:
+            self._on_state(reply)
         elif kind is Kind.ACTION:
             self._on_action(reply)
         elif kind is Kind.SD:
@@ -355,12 +391,40 @@ class SerialGcodeDevice(Device):
 
     def _on_error(self, reply: Reply) -> None:
         if reply.fatal:
-            self._enter_error(reply.message)
+            self._enter_error(reply.message, halted=True)
         elif reply.line_error:
             self._log.debug("line rejected", error=reply.message)
+        elif self._state is DeviceState.ERROR:
+            self._log.info("firmware error while halted", error=reply.message)
         else:
-            self._log.warning("firmware error", error=reply.message)
-            self.emitter.event(DeviceError(device=self.id, message=reply.message))
+            self._refused(reply)
+
+    def _refused(self, reply: Reply) -> None:
+        """The firmware refused the command it is answering (it answers in order) and goes on: say which."""
+        sent = self.engine.answering()
+        command = sent.command().decode("utf-8", "replace") if sent is not None else None
+        message = reply.message
+        if command is not None:
+            where = f" (command {sent.index + 1} of the job)" if sent is not None and sent.index >= 0 else ""
+            message = f"the firmware refused {command!r}{where}: {message}"
+        self._log.warning("firmware error", error=reply.message, command=command)
+        self.emitter.event(DeviceError(device=self.id, message=message, job_id=self.jobs.id, command=command))
+
+    def _on_state(self, reply: Reply) -> None:
+        """The firmware announced its state (Klipper's "// Klipper state: …")."""
+        state = reply.name
+        self._log.info("firmware state", state=state)
+        if state == "halted" and self._state is not DeviceState.ERROR:
+            # Its reason is the answer to the next line; send no more of the job meanwhile.
+            self._halting = reply.message
+            self.engine.hold(True)
+            if not self.engine.awaiting:
+                self._enter_error(reply.message, halted=True)
+        elif state == "restarting" and self._state is not DeviceState.ERROR:
+            self._firmware_restarted()
+        elif state == "ready" and self._state is DeviceState.ERROR:
+            # Back after a halt (FIRMWARE_RESTART, from our console or anyone's): greet it, then it is idle.
+            self.connection.restart_greeting()
 
     def _on_action(self, reply: Reply) -> None:
         """``//action:`` lines: the printer (its buttons, its sensors) asks the host to act."""

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from protocol.config import ConfigError, load
 
 from .host import STREAMING_COMMANDS
-from .responses import FATAL_MARKERS, LINE_ERROR_MARKERS, TEMPERATURE_PATTERN
+from .responses import FATAL_MARKERS, LINE_ERROR_MARKERS, TEMPERATURE_PATTERN, FirmwareState
 
 Pacing = Literal["auto", "wire", "none"]
 """How a port is read. 'wire': a UART, answers come at the baud rate's pace and may be read in batches;
@@ -124,6 +124,18 @@ class FirmwareProfile(BaseModel):
         default_factory=lambda: list(LINE_ERROR_MARKERS),
         description="lower-case fragments of errors about a line that was rejected, not run",
     )
+    refusals: list[str] = Field(
+        default_factory=list,
+        description="starts of lines that refuse the command being answered without stopping the firmware "
+                    "(Klipper's '// Unknown command:'); reported with the command they refuse")
+    state_lines: dict[str, FirmwareState] = Field(
+        default_factory=dict,
+        description="lines announcing the firmware's state: 'halted' (it answers, runs nothing), 'restarting', "
+                    "'ready' (back after a halt or restart); Klipper's '// Klipper state: …'")
+    recovery_commands: list[str] = Field(
+        default_factory=list,
+        description="commands that bring a halted firmware back (Klipper's FIRMWARE_RESTART); the console accepts "
+                    "them while the printer is in error")
     temperature_pattern: str = Field(
         TEMPERATURE_PATTERN,
         description="regex for one heater in a report: groups 'name', 'actual' and (optional) 'target'",
@@ -140,6 +152,11 @@ class FirmwareProfile(BaseModel):
         if not {"name", "actual"} <= set(compiled.groupindex):
             raise ValueError("needs the groups (?P<name>…) and (?P<actual>…)")
         return pattern
+
+    @field_validator("recovery_commands")
+    @classmethod
+    def _upper(cls, words: list[str]) -> list[str]:
+        return [w.upper() for w in words]
 
     @field_validator("fatal_errors", "line_errors")
     @classmethod
