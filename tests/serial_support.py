@@ -1,8 +1,11 @@
-"""What the serial device tests share: an Emitter that keeps what the driver emits, and a bounded wait."""
+"""What the serial tests share: an Emitter that keeps what the driver emits, a bounded wait, a conversation."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+import tty
 from collections.abc import Callable
 from typing import Any
 
@@ -43,3 +46,41 @@ async def until(condition: Callable[[], object], timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def converse(port: str | os.PathLike[str], lines: list[str], *, quiet_s: float = 0.2,
+                   timeout_s: float = 10.0) -> list[tuple[str, list[str]]]:
+    """Say each line to the firmware on ``port`` and collect what it answers.
+
+    An answer is complete once an ``ok`` came and then ``quiet_s`` of silence, or,
+    after a restart command, once the firmware says it is ready again.
+    """
+    fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    tty.setraw(fd)
+    pending = b""
+    said: list[tuple[str, list[str]]] = []
+    try:
+        for line in lines:
+            os.write(fd, line.encode() + b"\n")
+            replies: list[str] = []
+            restart = line.split(" ", 1)[0] in ("FIRMWARE_RESTART", "RESTART")
+            deadline = time.monotonic() + timeout_s
+            last = time.monotonic()
+            while time.monotonic() < deadline:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    data = b""
+                if data:
+                    last = time.monotonic()
+                    *complete, pending = (pending + data).split(b"\n")
+                    replies += [c.decode(errors="replace").strip() for c in complete]
+                answered = any(r == "ok" or r.startswith("ok ") for r in replies)
+                done = answered and time.monotonic() - last >= quiet_s
+                if done and (not restart or any(r.endswith("Ready") for r in replies)):
+                    break
+                await asyncio.sleep(0.005)
+            said.append((line, replies))
+    finally:
+        os.close(fd)
+    return said

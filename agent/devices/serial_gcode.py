@@ -272,9 +272,9 @@ class SerialGcodeDevice(Device):
     def _enter_error(self, message: str, *, reset: bool = True, halted: bool = False) -> None:
         """The firmware has stopped (or we stopped it): fail the job, say why, send nothing until it is back.
 
-        ``halted``: the firmware said so itself. Said once: the lines already sent are
-        refused one by one (Klipper answers each with the halt's reason), and those
-        are counted in this one report, not repeated.
+        ``halted``: the firmware said so itself. Said once: a firmware that goes on
+        answering (Klipper) refuses the lines already sent one by one, each with the
+        halt's reason; they are counted in this one report, not repeated.
         """
         self._halting = None
         if self._state is DeviceState.ERROR:
@@ -282,7 +282,7 @@ class SerialGcodeDevice(Device):
             self._log.debug("the halted firmware refused a line", message=message)
         else:
             unrun = self.engine.in_flight
-            if unrun:
+            if unrun and halted and self._announces_ready:
                 message = f"{message}; {unrun} line{'s' if unrun > 1 else ''} sent after it not run"
             self.refused_after_halt = 0
             self._interrupted(message)

@@ -72,6 +72,19 @@ class Emulation(BaseModel):
     ok_when: Literal["executed", "queued"] = Field(
         "executed", description="Marlin says ok once a command ran; Repetier as soon as it is queued")
     sd_card: bool = True
+    emergency_parser: bool | None = Field(
+        None, description="reads M112 as it arrives; None: as M115's EMERGENCY_PARSER capability says")
+    position_report: str = Field("", description="format of M114's report (fields X, Y, Z, E); empty: Marlin's")
+    halt_lines: list[str] | None = Field(
+        None, description="what it says when it halts ({message}); None: its error line with the message (Marlin)")
+    halted_reply: list[str] = Field(
+        default_factory=list,
+        description="a halted firmware still reads lines and answers each with these ({message}), then ok "
+                    "(Klipper); empty: it answers nothing more (Marlin)")
+    halted_runs: list[str] = Field(default_factory=list, description="commands a halted firmware still runs")
+    restart_commands: list[str] = Field(default_factory=list, description="commands that restart the firmware")
+    restart_lines: list[str] = Field(default_factory=list, description="said as a restart begins, after its ok")
+    ready_lines: list[str] = Field(default_factory=list, description="said when it is back from a restart")
     idle_wait_s: float = Field(0.0, ge=0, description="say 'wait' this often while idle with nothing to do (Repetier)")
 
 
