@@ -36,6 +36,7 @@ from protocol.messages import (
 )
 
 from .base import CommandRejected, Device, Emitter
+from .serial_halt import HaltWatch, refusal
 from .serial_job import JobTracker
 
 log = structlog.get_logger("farmhand.agent.serial")
@@ -83,13 +84,7 @@ class SerialGcodeDevice(Device):
         self._tasks: list[asyncio.Task[None]] = []
         self._m27_pending = False
         self.console = Console()
-        # A firmware that says when it is back (Klipper's "Klipper state: Ready") answers hellos while halted too:
-        # after a halt the host waits for that line rather than greeting it.
-        self._announces_ready = "ready" in p.state_lines.values()
-        self._halting: str | None = None
-        """The firmware said it halted; its reason comes as the answer to the next line sent."""
-        self.refused_after_halt = 0
-        """Lines the halted firmware refused (counted once in the halt's report, not one warning each)."""
+        self.halt = HaltWatch(p)
         self._log = log.bind(device=device_id, port=port)
 
     # ------------------------------------------------------------------ Device
@@ -201,10 +196,8 @@ class SerialGcodeDevice(Device):
 
     def _recovering(self, commands: list[bytes]) -> bool:
         """Whether these console lines bring a halted firmware back, and it can hear them now."""
-        recovery = self.profile.recovery_commands
-        return (self._state is DeviceState.ERROR and bool(commands) and self.connection.link is not None
-                and not self.connection.greeting
-                and all(c.split(b" ", 1)[0].decode("ascii", "replace").upper() in recovery for c in commands))
+        return (self._state is DeviceState.ERROR and self.connection.link is not None
+                and not self.connection.greeting and self.halt.recovers(commands))
 
     def _require(self, states: tuple[DeviceState, ...], what: str) -> None:
         if self._state not in states:
@@ -276,20 +269,16 @@ class SerialGcodeDevice(Device):
         answering (Klipper) refuses the lines already sent one by one, each with the
         halt's reason; they are counted in this one report, not repeated.
         """
-        self._halting = None
         if self._state is DeviceState.ERROR:
-            self.refused_after_halt += 1
+            self.halt.refused += 1
             self._log.debug("the halted firmware refused a line", message=message)
         else:
-            unrun = self.engine.in_flight
-            if unrun and halted and self._announces_ready:
-                message = f"{message}; {unrun} line{'s' if unrun > 1 else ''} sent after it not run"
-            self.refused_after_halt = 0
+            message = self.halt.halted(message, self.engine.in_flight, said_by_firmware=halted)
             self._interrupted(message)
             self.emitter.event(DeviceError(device=self.id, message=message, job_id=self.jobs.id))
         if reset:
             self.engine.reset()
-            if not (halted and self._announces_ready):
+            if self.halt.greets_after(halted):
                 # A firmware that restarts (reset button, M999, a power cycle) answers the hello again.
                 self.connection.restart_greeting()
         if self._state is not DeviceState.ERROR:
@@ -337,12 +326,12 @@ class SerialGcodeDevice(Device):
             self.engine.command("M27")
 
     def every_line(self) -> bool:
-        return bool(self.console.requests) or self._halting is not None
+        return bool(self.console.requests) or self.halt.reason is not None
 
     def oks_heard(self) -> None:
-        if self._halting is not None and not self.engine.awaiting:
+        if self.halt.reason is not None and not self.engine.awaiting:
             # Every line sent was answered and none said why it halted: its own words are all there is.
-            self._enter_error(self._halting, halted=True)
+            self._enter_error(self.halt.reason, halted=True)
             return
         self.jobs.lines_answered()
 
@@ -355,7 +344,7 @@ class SerialGcodeDevice(Device):
         if kind is Kind.OK:
             if reply.temperatures:
                 self._on_temperatures(reply.temperatures)
-            if out.job_done and self.jobs.running and self._halting is None:
+            if out.job_done and self.jobs.running and self.halt.reason is None:
                 self._complete()
             else:
                 self.oks_heard()
@@ -400,13 +389,8 @@ class SerialGcodeDevice(Device):
             self._refused(reply)
 
     def _refused(self, reply: Reply) -> None:
-        """The firmware refused the command it is answering (it answers in order) and goes on: say which."""
-        sent = self.engine.answering()
-        command = sent.command().decode("utf-8", "replace") if sent is not None else None
-        message = reply.message
-        if command is not None:
-            where = f" (command {sent.index + 1} of the job)" if sent is not None and sent.index >= 0 else ""
-            message = f"the firmware refused {command!r}{where}: {message}"
+        """The firmware refused the command it is answering and goes on: say which."""
+        message, command = refusal(reply, self.engine.answering())
         self._log.warning("firmware error", error=reply.message, command=command)
         self.emitter.event(DeviceError(device=self.id, message=message, job_id=self.jobs.id, command=command))
 
@@ -416,7 +400,7 @@ class SerialGcodeDevice(Device):
         self._log.info("firmware state", state=state)
         if state == "halted" and self._state is not DeviceState.ERROR:
             # Its reason is the answer to the next line; send no more of the job meanwhile.
-            self._halting = reply.message
+            self.halt.reason = reply.message
             self.engine.hold(True)
             if not self.engine.awaiting:
                 self._enter_error(reply.message, halted=True)
