@@ -1,6 +1,6 @@
 """The serial benchmark's Klippy case: the agent's driver on the real Klippy's pty, against a one-line-in-flight sender.
 
-    python -m bench.serial_klippy --one-in-flight PORT FILE     (one sender; prints one JSON object)
+    python -m bench.serial_klippy --one-in-flight PORT FILE     (that sender alone; prints one JSON object)
 
 ``bench.serial_stream`` runs ``klippy_case``: the real Klippy (``.peers/klippy``,
 started by ``tests/klippykit.py``, no printer behind it) is sent a file of
@@ -8,8 +8,9 @@ relative extruder moves of distinct lengths three ways, one after another in
 the same run: by the agent's driver reading answers as they come (what it does
 on a pty), by the same driver held to a 250000-baud wire's pace (what it did
 before it knew a pty has no wire), and by the simplest sender there is, one
-line in flight (write a line, wait for its ok), twice each, interleaved, the
-best of each kept (the machine is shared). Each is exactly-once when the
+line in flight (write a line, wait for its ok; from the benchmark's own
+process). The driver and the one-in-flight sender run twice each, interleaved,
+and keep their best (the machine is shared). Each is exactly-once when the
 extruder position Klippy reports moved by the file's sum every time.
 """
 
@@ -78,12 +79,11 @@ def klippy_case(work: Path, lines: int, driver_python: str) -> dict[str, object]
         def position() -> float:
             return float(klippy.query({"toolhead": ["position"]})["toolhead"]["position"][3])
 
-        # Other programs share this machine: each sender runs ROUNDS times, interleaved, and keeps its best.
-        for name in ("one_in_flight", "driver", "driver_wire_paced") * ROUNDS:
+        # Other programs share this machine: the two compared run ROUNDS times, interleaved, each keeping its best.
+        for name in ("one_in_flight", "driver") * ROUNDS + ("driver_wire_paced",):
             before = position()
             if name == "one_in_flight":
-                sent = _driver(driver_python, ["-m", "bench.serial_klippy", "--one-in-flight", str(klippy.pty),
-                                               str(job)])
+                sent = one_in_flight(str(klippy.pty), job)
                 count, seconds, ok = int(sent["lines"]), float(sent["seconds"]), True
             else:
                 pacing = "none" if name == "driver" else "wire"

@@ -80,6 +80,7 @@ async def test_an_unknown_command_is_reported_with_the_line_and_the_job_goes_on(
     await device.open()
     try:
         await until(lambda: device.state is DeviceState.IDLE)
+        assert not device.connection.wire_paced  # a pty: answers are read as they come
         await device.start_job("job-unknown", job)
         await until(rec.ended)
     finally:
