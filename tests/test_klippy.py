@@ -119,3 +119,11 @@ async def test_after_a_shutdown_firmware_restart_from_the_console_brings_the_pri
     assert [c.command_id for c in rec.of(ConsoleOutput)] == ["c-2"]
     # FIRMWARE_RESTART starts Klippy afresh: the extruder counts from zero.
     assert extruder_position(klippy) == pytest.approx(total, abs=1e-6)
+
+
+def test_the_shipped_mcu_dictionary_is_what_its_generator_writes() -> None:
+    import json
+    import runpy
+
+    generator = runpy.run_path(str(klippykit.DICTIONARY.parent / "make_dictionary.py"))
+    assert json.loads(klippykit.DICTIONARY.read_text()) == generator["dictionary"]()
