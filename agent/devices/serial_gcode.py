@@ -4,7 +4,8 @@ This module is the policy: jobs streamed from a file or printed from the
 printer's SD card, pause/resume/cancel and emergency stop, what the firmware's
 words mean (a halt, a restart, a host action like a filament runout), and the
 states the hub sees. The running job's record and its events are
-``serial_job``; the protocol is ``agent.serial.host``; the port, the greeting
+``serial_job``; how a firmware halts and comes back is ``serial_halt``; the SD
+card's questions are ``serial_sd``; the protocol is ``agent.serial.host``; the port, the greeting
 and the answer watchdog are ``agent.serial.connection``; what differs between
 firmwares is the profile (``firmware-profiles/*.toml``).
 """
@@ -24,7 +25,7 @@ from agent.serial.gcode import GcodeError, GcodeFile, prepare_lines
 from agent.serial.host import HostEngine, Outcome
 from agent.serial.profiles import Pacing, load_profile
 from agent.serial.responses import Dialect, Kind, Reply
-from agent.serial.sdcard import SdFile, SdTracker
+from agent.serial.sdcard import SdFile
 from protocol.messages import (
     ConsoleOutput,
     DeviceError,
@@ -38,10 +39,9 @@ from protocol.messages import (
 from .base import CommandRejected, Device, Emitter
 from .serial_halt import HaltWatch, refusal
 from .serial_job import JobTracker
+from .serial_sd import SdCard
 
 log = structlog.get_logger("farmhand.agent.serial")
-
-SD_ANSWER_S = 10.0
 
 __all__ = ["ConsoleInterrupted", "SerialGcodeDevice"]
 
@@ -74,15 +74,14 @@ class SerialGcodeDevice(Device):
         self.connection = Connection(device_id, port, baud, p, self.engine, self.dialect, self,
                                      poll_interval_s=poll_interval_s,
                                      answer_timeout_s=answer_timeout_s or p.answer_timeout_s, pacing=pacing)
-        self.sd = SdTracker()
-        self.jobs = JobTracker(device_id, emitter, self.engine, self.sd)
+        self.sd = SdCard(self.engine, self.connection)
+        self.jobs = JobTracker(device_id, emitter, self.engine, self.sd.tracker)
         self.messages = PrinterMessages()
         self._state = DeviceState.DISCONNECTED
         self._error: str | None = None
         self._temps: dict[str, Heater] = {}
         self._last_telemetry = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        self._m27_pending = False
         self.console = Console()
         self.halt = HaltWatch(p)
         self._log = log.bind(device=device_id, port=port)
@@ -130,14 +129,12 @@ class SerialGcodeDevice(Device):
     async def sd_files(self) -> list[SdFile]:
         """The files on the printer's SD card (M20)."""
         self._require((DeviceState.IDLE,), "list the SD card")
-        await self._sd_ask("M20", "list_end")
-        return list(self.sd.files)
+        return await self.sd.files()
 
     async def start_sd_job(self, job_id: str, name: str) -> None:
         """Print a file from the printer's own SD card (M23, M24): the firmware reads it, the host watches."""
         self._require((DeviceState.IDLE,), "start a job")
-        if await self._sd_ask(f"M23 {name}", "opened", "open_failed") == "open_failed":
-            raise CommandRejected(f"the printer's SD card cannot open {name!r}")
+        await self.sd.select(name)
         self._require((DeviceState.IDLE,), "start a job")
         self.engine.command("M24")
         self._begin(job_id, None)
@@ -303,7 +300,7 @@ class SerialGcodeDevice(Device):
     # ------------------------------------------------------------------ the connection's news
 
     def connection_ready(self) -> None:
-        self._m27_pending = False
+        self.sd.reconnected()
         self._set_state(DeviceState.IDLE)
 
     def connection_lost(self, reason: str) -> None:
@@ -321,9 +318,8 @@ class SerialGcodeDevice(Device):
         return self._state is DeviceState.PRINTING and self.engine.job_active
 
     def poll_due(self) -> None:
-        if self.jobs.on_sd and not self._m27_pending and self._state is DeviceState.PRINTING:
-            self._m27_pending = True
-            self.engine.command("M27")
+        if self.jobs.on_sd and self._state is DeviceState.PRINTING:
+            self.sd.ask_position()
 
     def every_line(self) -> bool:
         return bool(self.console.requests) or self.halt.reason is not None
@@ -364,7 +360,7 @@ class SerialGcodeDevice(Device):
         elif kind is Kind.SD:
             self._on_sd(reply)
         elif kind is Kind.OTHER:
-            self.sd.on_other(reply.text)
+            self.sd.tracker.on_other(reply.text)
 
     def _firmware_restarted(self) -> None:
         self._log.warning("the firmware restarted")
@@ -425,25 +421,13 @@ class SerialGcodeDevice(Device):
             self.emitter.event(DeviceError(device=self.id, message=decision.alert))
 
     def _on_sd(self, reply: Reply) -> None:
-        event = self.sd.on_reply(reply)
-        if event in ("progress", "idle"):
-            self._m27_pending = False
+        event = self.sd.heard(reply)
         if not self.jobs.on_sd:
             return
         if event == "done":
             self._complete()
         elif event == "progress":
             self.jobs.sd_progressed()
-
-    async def _sd_ask(self, command: str, *answers: str) -> str:
-        answer = self.sd.expect(*answers)
-        self.engine.command(command)
-        self.connection.pump()
-        try:
-            async with asyncio.timeout(SD_ANSWER_S):
-                return await answer
-        except TimeoutError:
-            raise CommandRejected(f"the printer did not answer {command!r}") from None
 
     def _on_temperatures(self, temps: dict[str, Heater]) -> None:
         self._temps.update(temps)
