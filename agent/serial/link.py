@@ -68,8 +68,11 @@ class SerialLink:
         """Whether the port's driver reports a UART: bytes then take the wire's time (``baud``) to cross.
 
         A pseudo-terminal (Klipper's /tmp/printer, a simulator) has no serial driver at
-        all, and a USB CDC-ACM board reports no UART type: both move bytes as fast as
-        the reader takes them, whatever the baud rate says.
+        all; a USB CDC-ACM port reports no UART type. A native-USB board (Prusa's Buddy,
+        most 32-bit boards) moves bytes as fast as the reader takes them, whatever the
+        baud rate says, and pacing it to the baud rate would idle it; a CDC bridge chip
+        in front of a real UART (an Einsy's 16U2) read unpaced only costs more wake-ups.
+        USB-serial converters (FTDI, CH340, CP210x) and on-board UARTs report their type.
         """
         if self._fd < 0:
             return False
