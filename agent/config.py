@@ -107,6 +107,8 @@ class DeviceConfig(_Section):
         missing = [k for k in _NETWORK_NEEDS.get(self.driver, ()) if getattr(self, k) is None]
         if missing:
             raise ValueError(f"the {self.driver} driver needs {', '.join(missing)}")
+        if self.driver == "prusalink" and self.api_key is None and (self.username is None or self.password is None):
+            raise ValueError("the prusalink driver needs username and password (or api_key on older builds)")
         return self
 
 

@@ -136,6 +136,8 @@ class NodeState(Model):
     devices: list[DeviceInfo] = Field(default_factory=list, max_length=DEVICES_PER_NODE_MAX)
     jobs: list[DeviceJob] = Field(default_factory=list, max_length=DEVICES_PER_NODE_MAX,
                                   description="each device's current job at this birth")
+    last_event_seq: int | None = Field(None, ge=1, le=MAX_SEQ, description="seq of the last event spooled before it")
+    events_unsent: Count = Field(0, description="events spooled before this birth and not yet sent")
 
 
 class LoadedMaterial(Model):
