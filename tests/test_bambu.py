@@ -1,0 +1,290 @@
+"""The Bambu Lab LAN driver against simulated printers on a real Mosquitto (TLS, logins) and a real FTPS server.
+
+No Bambu firmware runs here, so the printer's side is ``farmhand.sim.bambu``:
+a Mosquitto TLS listener per printer with the printer's self-signed
+certificate and ``bblp`` login, a simulated printer client that answers as
+P1/X1 firmware does, and the SD card over implicit FTPS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ftplib
+import io
+import json
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.devices import bambu_ftps
+from agent.devices.base import Console, declared_capabilities
+from agent.devices.bambu import BambuAddress, BambuPrinter, pinned_context
+from agent.devices.network import Backoff
+from farmhand.sim.bambu import DEFAULT_ACCESS_CODE, BambuLan
+from farmhand.sim.bambu_broker import free_port
+from protocol.messages import DeviceState
+from protocol.mqtt import MqttSession
+
+from .test_network_printer import Recorder
+
+SERIAL = "01S00C000000001"
+
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def lan(tmp_path: Path) -> AsyncIterator[BambuLan]:
+    lan = BambuLan(tmp_path / "lan")
+    yield lan
+    await lan.stop()
+
+
+def driver(lan: BambuLan, at: str, rec: Recorder, **kw: Any) -> BambuPrinter:
+    """A driver for the simulated printer ``at``; ``kw`` overrides what it is told (serial, access code…)."""
+    options: dict[str, Any] = {"address": BambuAddress.parse(lan.url(at)), "serial": at,
+                               "access_code": DEFAULT_ACCESS_CODE, "ca_file": lan.certificate(at),
+                               "poll_interval_s": 0.2, "offline_after_s": 3.0} | kw
+    printer = BambuPrinter(f"bambu-{at[-3:]}", rec, **options)  # type: ignore[arg-type]
+    printer.backoff = Backoff(first_s=0.2, max_s=2.0)
+    return printer
+
+
+async def until(predicate: Any, what: str, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def project_3mf(path: Path, gcode: bytes = b"G28\nG1 X10 Y10\n") -> Path:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("3D/3dmodel.model", "<model/>")
+        archive.writestr("Metadata/plate_1.gcode", gcode)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+async def test_a_3mf_project_prints_through_pause_and_resume(lan: BambuLan, tmp_path: Path) -> None:
+    sim = lan.add(SERIAL, print_s=3.0, report_interval_s=0.1)
+    await lan.start()
+    rec = Recorder()
+    printer = driver(lan, SERIAL, rec)
+    assert isinstance(printer, Console) and declared_capabilities(printer) == ["console", "file_upload"]
+    await printer.open()
+    try:
+        await until(lambda: printer.connected, "the first report")
+        status = printer.status()
+        assert status.state is DeviceState.IDLE
+        assert [m.slot for m in status.materials] == ["ams0/0", "ams0/1", "ams0/2"]
+        assert printer.info().firmware == "Bambu Lab 01.07.00.00"
+        job = project_3mf(tmp_path / "cached-file")
+        await printer.start_job("41", job)
+        stored = sim.sdcard / "farmhand-job-41.3mf"
+        assert stored.read_bytes() == job.read_bytes()
+        start = next(r["print"] for r in sim.requests if r.get("print", {}).get("command") == "project_file")
+        assert start["url"] == "file:///sdcard/farmhand-job-41.3mf" and start["param"] == "Metadata/plate_1.gcode"
+        assert start["use_ams"] is True
+        await until(lambda: sim.status["gcode_state"] == "RUNNING" and "job_progress" in rec.types(), "printing")
+        await printer.pause()
+        await until(lambda: "job_paused" in rec.types(), "paused")
+        assert printer.status().state is DeviceState.PAUSED
+        await printer.resume()
+        await until(lambda: "job_completed" in rec.types(), "completed")
+        types = [t for t in rec.types() if t != "job_progress"]
+        assert types == ["job_started", "job_paused", "job_resumed", "job_completed"]
+        assert len(sim.starts()) == 1
+        assert printer.status().state is DeviceState.IDLE and printer.status().job_id is None
+        assert printer.malformed == 0 and lan.ftps(SERIAL).refused_data == 0
+    finally:
+        await printer.close()
+
+
+async def test_cancel_and_emergency_stop_end_the_job_as_the_printer_says(lan: BambuLan, tmp_path: Path) -> None:
+    sim = lan.add(SERIAL, full_reports=True, print_s=60.0, report_interval_s=0.1)  # an X1: whole reports
+    await lan.start()
+    rec = Recorder()
+    printer = driver(lan, SERIAL, rec)
+    await printer.open()
+    try:
+        await until(lambda: printer.connected, "the first report")
+        gcode = tmp_path / "part.gcode"
+        gcode.write_text("G28\nG1 X1\n")
+        await printer.start_job("1", gcode)
+        assert sim.starts() == ["/sdcard/farmhand-job-1.gcode"]
+        await until(lambda: sim.status["gcode_state"] == "RUNNING", "running")
+        await printer.cancel()
+        await until(lambda: "job_failed" in rec.types(), "the cancelled job to end")
+        ended = rec.events[-1]
+        assert ended.cancelled and ended.reason == "0300_400C: The task was canceled."  # type: ignore[union-attr]
+
+        await printer.start_job("2", gcode)
+        await until(lambda: sim.status["gcode_state"] == "RUNNING", "the second job running")
+        await printer.emergency_stop()
+        await until(lambda: rec.types().count("job_failed") == 2, "the stopped job to end")
+        assert sim.status["nozzle_target_temper"] == 0 and sim.status["bed_target_temper"] == 0
+        assert printer.status().state is DeviceState.IDLE
+    finally:
+        await printer.close()
+
+
+async def test_the_link_lost_mid_print_converges_and_starts_nothing_twice(lan: BambuLan, tmp_path: Path) -> None:
+    sim = lan.add(SERIAL, print_s=6.0, report_interval_s=0.1)
+    await lan.start()
+    rec = Recorder()
+    printer = driver(lan, SERIAL, rec, offline_after_s=1.0)
+    await printer.open()
+    try:
+        await until(lambda: printer.connected, "the first report")
+        gcode = tmp_path / "part.gcode"
+        gcode.write_text("G28\n")
+        await printer.start_job("7", gcode)
+        await until(lambda: sim.status["gcode_state"] == "RUNNING", "running")
+        await lan.stop_broker()
+        await until(lambda: printer.status().state is DeviceState.DISCONNECTED, "the device offline")
+        await printer.start_job("7", gcode)  # the hub repeats its command while the link is down: a no-op
+        await asyncio.sleep(0.5)
+        await lan.start_broker()
+        await until(lambda: printer.connected, "the link back")
+        assert printer.status().job_id == "7"
+        await until(lambda: "job_completed" in rec.types(), "the job to complete after the outage", timeout=20)
+        assert rec.types().count("job_started") == 1 and len(sim.starts()) == 1
+        pushalls = [r for r in sim.requests if r.get("pushing", {}).get("command") == "pushall"]
+        assert len(pushalls) >= 2, "every connect asks for the whole state"
+    finally:
+        await printer.close()
+
+
+async def test_a_wrong_access_code_is_one_clear_error_and_no_retry_storm(lan: BambuLan) -> None:
+    lan.add(SERIAL)
+    await lan.start()
+    rec = Recorder()
+    printer = driver(lan, SERIAL, rec, access_code="00000000")
+    attempts = count_sessions(printer)
+    await printer.open()
+    try:
+        await until(lambda: printer.status().state is DeviceState.ERROR, "the error")
+        assert printer.status().error == "login refused: the printer refused the access code"
+        await asyncio.sleep(1.5)
+        assert attempts() == 1, "a refused login is retried slowly, not at once"
+    finally:
+        await printer.close()
+
+
+async def test_a_certificate_other_than_the_pinned_one_is_refused(lan: BambuLan) -> None:
+    lan.add(SERIAL)
+    lan.add("01S00C000000002")
+    await lan.start()
+    impostor = Recorder()
+    printer = driver(lan, SERIAL, impostor, ca_file=lan.certificate("01S00C000000002"))
+    renamed = Recorder()
+    other = driver(lan, SERIAL, renamed, serial="01S00C000000009")
+    await printer.open()
+    await other.open()
+    try:
+        await until(lambda: printer.status().state is DeviceState.ERROR, "the certificate error")
+        assert "certificate is not the one pinned" in (printer.status().error or "")
+        await until(lambda: other.status().state is DeviceState.ERROR, "the name error")
+        assert "Hostname mismatch" in (other.status().error or "")
+        assert not printer.connected and not other.connected
+    finally:
+        await printer.close()
+        await other.close()
+
+
+async def test_unreachable_printers_are_offline_and_stall_nothing(lan: BambuLan, tmp_path: Path) -> None:
+    sim = lan.add(SERIAL, print_s=2.0, report_interval_s=0.1)
+    await lan.start()
+    dead_recs = [Recorder() for _ in range(10)]
+    dead = [BambuPrinter(f"dead-{i}", rec, address=BambuAddress("127.0.0.1", free_port(), free_port()),
+                         serial=f"DEAD{i}", access_code="x", ca_file=lan.certificate(SERIAL), poll_interval_s=0.2)
+            for i, rec in enumerate(dead_recs)]
+    for p in dead:
+        p.backoff = Backoff(first_s=0.05, max_s=0.2)
+    rec = Recorder()
+    live = driver(lan, SERIAL, rec)
+    for p in [*dead, live]:
+        await p.open()
+    try:
+        await until(lambda: live.connected, "the live printer")
+        gcode = tmp_path / "part.gcode"
+        gcode.write_text("G28\n")
+        await live.start_job("3", gcode)
+        await until(lambda: "job_completed" in rec.types(), "the live printer's job to complete")
+        assert len(sim.starts()) == 1
+        for p, r in zip(dead, dead_recs):
+            assert p.status().state is DeviceState.DISCONNECTED and p.status().error is None
+            assert not r.events
+    finally:
+        for p in [*dead, live]:
+            await p.close()
+
+
+async def test_the_console_and_malformed_reports(lan: BambuLan) -> None:
+    lan.add(SERIAL, report_interval_s=0.1)
+    await lan.start()
+    rec = Recorder()
+    printer = driver(lan, SERIAL, rec)
+    await printer.open()
+    garbage = MqttSession(lan.broker.internal_url, "garbage", on_message=_ignore, persistent=False)
+    garbage.start()
+    try:
+        await until(lambda: printer.connected, "the first report")
+        await garbage.wait_connected(5)
+        for payload in (b"not json", b"[1, 2]", json.dumps({"print": "x"}).encode()):
+            await garbage.publish_confirmed(f"device/{SERIAL}/report", payload)
+        await printer.send_gcode("c1", ["G28 ; home", "", "M104 S200"])
+        output = rec.events[-1]
+        assert output.type == "console_output" and output.command_id == "c1"  # type: ignore[union-attr]
+        assert output.lines == ["[LINK] GcodeLine (1) l=3 from 0600 ok: G28",  # type: ignore[union-attr]
+                                "[LINK] GcodeLine (2) l=9 from 0600 ok: M104 S200", "ok"]
+        await until(lambda: printer.malformed == 2, "the malformed reports counted")
+        assert printer.connected and printer.status().state is DeviceState.IDLE
+    finally:
+        await garbage.stop()
+        await printer.close()
+
+
+async def test_the_sd_card_refuses_a_data_connection_without_tls_session_reuse(lan: BambuLan, tmp_path: Path) -> None:
+    """The simulator is as strict as the printer's vsftpd, so the driver's upload proves it reuses the session."""
+    lan.add(SERIAL)
+    await lan.start()
+
+    class WithoutReuse(bambu_ftps.ImplicitFTPS):
+        def ntransfercmd(self, cmd: str, rest: Any = None) -> Any:
+            conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+            return self.context.wrap_socket(conn, server_hostname=self.server_name), size
+
+    port = BambuAddress.parse(lan.url(SERIAL)).ftps_port
+    ftp = WithoutReuse(pinned_context(lan.certificate(SERIAL), SERIAL), SERIAL, 10)
+
+    def store() -> None:
+        ftp.connect("127.0.0.1", port)
+        ftp.login("bblp", DEFAULT_ACCESS_CODE)
+        ftp.prot_p()
+        ftp.storbinary("STOR x.gcode", io.BytesIO(b"G28\n"))
+
+    with pytest.raises(ftplib.Error):
+        await asyncio.to_thread(store)
+    ftp.close()
+    assert lan.ftps(SERIAL).refused_data == 1
+
+
+def count_sessions(printer: BambuPrinter) -> Any:
+    calls = [0]
+    session = printer.session
+
+    async def counted() -> None:
+        calls[0] += 1
+        await session()
+
+    printer.session = counted  # type: ignore[method-assign]
+    return lambda: calls[0]
+
+
+async def _ignore(*_: Any) -> None:
+    pass
