@@ -19,15 +19,22 @@ from typing import Any
 
 import pytest
 
+from agent.config import AgentConfig
 from agent.devices import bambu_ftps
-from agent.devices.base import Console, declared_capabilities
+from agent.devices.base import CommandRejected, Console, declared_capabilities
 from agent.devices.bambu import BambuAddress, BambuPrinter, pinned_context
 from agent.devices.network import Backoff
 from farmhand.sim.bambu import DEFAULT_ACCESS_CODE, BambuLan
+from agent.node import Agent
+from farmhand.sample_gcode import ring_tower
 from farmhand.sim.bambu_broker import free_port
+from hub.app import Hub
 from protocol.messages import DeviceState
 from protocol.mqtt import MqttSession
 
+from .authkit import AGENT_TOKEN
+from .farm import Api, hub_config
+from .test_farm import hub_events
 from .test_network_printer import Recorder
 
 SERIAL = "01S00C000000001"
@@ -288,3 +295,69 @@ def count_sessions(printer: BambuPrinter) -> Any:
 
 async def _ignore(*_: Any) -> None:
     pass
+
+
+async def test_a_whole_print_with_its_events_in_the_hub(private_mosquitto, lan: BambuLan, tmp_path: Path) -> None:
+    """Hub and agent as in a farm: upload → start → progress → pause → resume → complete, and a cancel."""
+    sim = lan.add(SERIAL, print_s=4.0, report_interval_s=0.2)
+    await lan.start()
+    hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
+    await hub.start()
+    config = AgentConfig.model_validate({
+        "node_id": "bambu-node", "mqtt": {"url": private_mosquitto.url}, "storage": {"dir": tmp_path / "agent"},
+        "hub": {"token": AGENT_TOKEN}, "telemetry_interval_s": 0.5,
+        "devices": [{"id": "x1c-1", "driver": "bambu", "url": lan.url(SERIAL), "serial": SERIAL,
+                     "access_code": DEFAULT_ACCESS_CODE, "ca_file": str(lan.certificate(SERIAL))}]})
+    agent = Agent(config)
+    await agent.start()
+    api = Api(hub.http_url)
+    try:
+        sha = await api.upload(ring_tower(height_mm=0.4))
+        job = await api.submit(sha, name="ring")
+        await api.wait_job(job["id"], {"printing"}, timeout=30)
+        await until(lambda: sim.status["gcode_state"] == "RUNNING", "the printer running")
+        async with api.http.post(f"{api.base}/api/v1/jobs/{job['id']}/pause") as r:
+            assert r.status == 202, await r.text()
+        await api.wait_job(job["id"], {"paused"}, timeout=15)
+        async with api.http.post(f"{api.base}/api/v1/jobs/{job['id']}/resume") as r:
+            assert r.status == 202, await r.text()
+        done = await api.wait_job(job["id"], {"completed", "failed", "cancelled"}, timeout=30)
+        assert done["state"] == "completed", done
+        assert (sim.sdcard / f"farmhand-job-{job['id']}.gcode").read_text() == ring_tower(height_mm=0.4)
+
+        second = await api.submit(sha, name="ring again")
+        await api.wait_job(second["id"], {"printing"}, timeout=30)
+        async with api.http.post(f"{api.base}/api/v1/jobs/{second['id']}/cancel") as r:
+            assert r.status in (200, 202), await r.text()
+        cancelled = await api.wait_job(second["id"], {"completed", "failed", "cancelled"}, timeout=30)
+        assert cancelled["state"] == "cancelled", cancelled
+
+        await until(lambda: agent.spool.pending() == 0, "the agent's spool to drain")
+        types = [t for _, t in hub_events(tmp_path / "hub", "bambu-node") if t.startswith("job_")]
+        first_job = types[:types.index("job_completed") + 1]
+        assert [t for t in first_job if t != "job_progress"] == ["job_started", "job_paused", "job_resumed",
+                                                                  "job_completed"]
+        assert "job_progress" in first_job
+        assert types.count("job_started") == 2 and len(sim.starts()) == 2
+    finally:
+        await api.close()
+        await agent.stop()
+        await hub.stop()
+
+
+async def test_a_print_the_printer_refuses_is_rejected_in_its_words(lan: BambuLan, tmp_path: Path) -> None:
+    sim = lan.add(SERIAL, report_interval_s=0.1)
+    await lan.start()
+    rec = Recorder()
+    printer = driver(lan, SERIAL, rec)
+    await printer.open()
+    try:
+        await until(lambda: printer.connected, "the first report")
+        sim.start_error = 0x05004006
+        with pytest.raises(CommandRejected, match="0500_4006: There is not enough free storage space"):
+            await printer.start_job("5", project_3mf(tmp_path / "part"))
+        assert not rec.events and printer.status().job_id is None
+        await printer.start_job("6", project_3mf(tmp_path / "part"))  # the next one prints
+        assert rec.types() == ["job_started"]
+    finally:
+        await printer.close()

@@ -38,7 +38,7 @@ from protocol.messages import ConsoleOutput, DeviceState
 from . import bambu_ftps
 from .base import CommandRejected, Emitter
 from .bambu_report import PrintSnapshot
-from .network import AuthFailed, LinkLost, NetworkPrinter
+from .network import AuthFailed, JobPhase, LinkLost, NetworkPrinter, job_id_in
 
 if TYPE_CHECKING:
     from agent.config import DeviceConfig
@@ -47,6 +47,7 @@ MQTT_PORT = 8883
 FTPS_PORT = 990
 CONNECT_TIMEOUT_S = 10.0
 REPLY_TIMEOUT_S = 5.0
+START_CONFIRM_S = 20.0
 _REFUSED_LOGIN = (4, 5, 134, 135)
 
 
@@ -280,6 +281,26 @@ class BambuPrinter(NetworkPrinter):
         return name
 
     async def start_print(self, name: str) -> None:
+        """Start the file and wait until the printer says it took it: it checks the file after answering."""
+        before = self._job_view()
+        await self._send_start(name)
+        deadline = time.monotonic() + START_CONFIRM_S
+        while time.monotonic() < deadline:
+            report = self.report
+            if self.connected and report is not None and self._job_view() != before \
+                    and job_id_in(report.job_file) == job_id_in(name):
+                if report.job_phase in (JobPhase.FAILED, JobPhase.CANCELLED):
+                    raise CommandRejected(f"device {self.id}: the printer did not start {name}: {report.error}")
+                if report.job_phase is not None:
+                    return
+            await asyncio.sleep(0.05)
+        self.log.warning("the printer has not reported the print yet", file=name, waited_s=START_CONFIRM_S)
+
+    def _job_view(self) -> tuple[object, ...]:
+        report = self.report
+        return (report.job_file, report.job_phase, report.error, report.state) if report else ()
+
+    async def _send_start(self, name: str) -> None:
         if name.lower().endswith(".3mf"):
             plate, md5 = self._plates.pop(name, ("Metadata/plate_1.gcode", ""))
             await self._command(

@@ -71,6 +71,8 @@ class SimulatedBambuPrinter:
         self.requests: list[dict[str, Any]] = []
         """Every request received, in order (tests count the starts)."""
         self.malformed = 0
+        self.start_error: int | None = None
+        """A fault a test can cause: the next print fails its file check with this ``print_error``."""
         self.status: dict[str, Any] = self._initial(ams if ams is not None else copy.deepcopy(DEFAULT_AMS))
         self._sent: dict[str, Any] = {}
         self._push_seq = 0
@@ -197,7 +199,7 @@ class SimulatedBambuPrinter:
                            print_type="local", mc_percent=0, print_error=0, layer_num=0, total_layer_num=50,
                            mc_remaining_time=math.ceil(self.print_s / 60))
         self._elapsed = 0.0
-        error = self._check_file(path, command, body)
+        error, self.start_error = self.start_error or self._check_file(path, command, body), None
         if error:
             self._end("FAILED", error)
             return
