@@ -14,6 +14,7 @@ import io
 import json
 import zipfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from farmhand.sim.bambu import DEFAULT_ACCESS_CODE, BambuLan
 from agent.node import Agent
 from farmhand.sample_gcode import ring_tower
 from farmhand.sim.bambu_broker import free_port
+from farmhand.sim.bambu_printer import SimulatedBambuPrinter
 from hub.app import Hub
 from protocol.messages import DeviceState
 from protocol.mqtt import MqttSession
@@ -60,6 +62,22 @@ def driver(lan: BambuLan, at: str, rec: Recorder, **kw: Any) -> BambuPrinter:
     return printer
 
 
+@asynccontextmanager
+async def connected(lan: BambuLan, driver_options: dict[str, Any] | None = None,
+                    **sim_options: Any) -> AsyncIterator[tuple[SimulatedBambuPrinter, BambuPrinter, Recorder]]:
+    """One simulated printer and a driver that has heard its first report."""
+    sim = lan.add(SERIAL, **sim_options)
+    await lan.start()
+    rec = Recorder()
+    printer = driver(lan, SERIAL, rec, **(driver_options or {}))
+    await printer.open()
+    try:
+        await until(lambda: printer.connected, "the first report")
+        yield sim, printer, rec
+    finally:
+        await printer.close()
+
+
 async def until(predicate: Any, what: str, timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
@@ -77,14 +95,7 @@ def project_3mf(path: Path, gcode: bytes = b"G28\nG1 X10 Y10\n") -> Path:
 
 
 async def test_a_3mf_project_prints_through_pause_and_resume(lan: BambuLan, tmp_path: Path) -> None:
-    sim = lan.add(SERIAL, print_s=3.0, report_interval_s=0.1)
-    await lan.start()
-    rec = Recorder()
-    printer = driver(lan, SERIAL, rec)
-    assert isinstance(printer, Console) and declared_capabilities(printer) == ["console", "file_upload"]
-    await printer.open()
-    try:
-        await until(lambda: printer.connected, "the first report")
+    async with connected(lan, print_s=3.0, report_interval_s=0.1) as (sim, printer, rec):
         status = printer.status()
         assert status.state is DeviceState.IDLE
         assert [m.slot for m in status.materials] == ["ams0/0", "ams0/1", "ams0/2"]
@@ -107,18 +118,11 @@ async def test_a_3mf_project_prints_through_pause_and_resume(lan: BambuLan, tmp_
         assert len(sim.starts()) == 1
         assert printer.status().state is DeviceState.IDLE and printer.status().job_id is None
         assert printer.malformed == 0 and lan.ftps(SERIAL).refused_data == 0
-    finally:
-        await printer.close()
 
 
 async def test_cancel_and_emergency_stop_end_the_job_as_the_printer_says(lan: BambuLan, tmp_path: Path) -> None:
-    sim = lan.add(SERIAL, full_reports=True, print_s=60.0, report_interval_s=0.1)  # an X1: whole reports
-    await lan.start()
-    rec = Recorder()
-    printer = driver(lan, SERIAL, rec)
-    await printer.open()
-    try:
-        await until(lambda: printer.connected, "the first report")
+    # An X1: whole reports every time.
+    async with connected(lan, full_reports=True, print_s=60.0, report_interval_s=0.1) as (sim, printer, rec):
         gcode = tmp_path / "part.gcode"
         gcode.write_text("G28\nG1 X1\n")
         await printer.start_job("1", gcode)
@@ -135,18 +139,10 @@ async def test_cancel_and_emergency_stop_end_the_job_as_the_printer_says(lan: Ba
         await until(lambda: rec.types().count("job_failed") == 2, "the stopped job to end")
         assert sim.status["nozzle_target_temper"] == 0 and sim.status["bed_target_temper"] == 0
         assert printer.status().state is DeviceState.IDLE
-    finally:
-        await printer.close()
 
 
 async def test_the_link_lost_mid_print_converges_and_starts_nothing_twice(lan: BambuLan, tmp_path: Path) -> None:
-    sim = lan.add(SERIAL, print_s=6.0, report_interval_s=0.1)
-    await lan.start()
-    rec = Recorder()
-    printer = driver(lan, SERIAL, rec, offline_after_s=1.0)
-    await printer.open()
-    try:
-        await until(lambda: printer.connected, "the first report")
+    async with connected(lan, {"offline_after_s": 1.0}, print_s=6.0, report_interval_s=0.1) as (sim, printer, rec):
         gcode = tmp_path / "part.gcode"
         gcode.write_text("G28\n")
         await printer.start_job("7", gcode)
@@ -162,8 +158,6 @@ async def test_the_link_lost_mid_print_converges_and_starts_nothing_twice(lan: B
         assert rec.types().count("job_started") == 1 and len(sim.starts()) == 1
         pushalls = [r for r in sim.requests if r.get("pushing", {}).get("command") == "pushall"]
         assert len(pushalls) >= 2, "every connect asks for the whole state"
-    finally:
-        await printer.close()
 
 
 async def test_a_wrong_access_code_is_one_clear_error_and_no_retry_storm(lan: BambuLan) -> None:
@@ -232,18 +226,13 @@ async def test_unreachable_printers_are_offline_and_stall_nothing(lan: BambuLan,
 
 
 async def test_the_console_and_malformed_reports(lan: BambuLan) -> None:
-    lan.add(SERIAL, report_interval_s=0.1)
-    await lan.start()
-    rec = Recorder()
-    printer = driver(lan, SERIAL, rec)
-    await printer.open()
     garbage = MqttSession(lan.broker.internal_url, "garbage", on_message=_ignore, persistent=False)
-    garbage.start()
-    try:
-        await until(lambda: printer.connected, "the first report")
+    async with connected(lan, report_interval_s=0.1) as (_, printer, rec):
+        garbage.start()
         await garbage.wait_connected(5)
         for payload in (b"not json", b"[1, 2]", json.dumps({"print": "x"}).encode()):
             await garbage.publish_confirmed(f"device/{SERIAL}/report", payload)
+        await garbage.stop()
         await printer.send_gcode("c1", ["G28 ; home", "", "M104 S200"])
         output = rec.events[-1]
         assert output.type == "console_output" and output.command_id == "c1"  # type: ignore[union-attr]
@@ -251,9 +240,6 @@ async def test_the_console_and_malformed_reports(lan: BambuLan) -> None:
                                 "[LINK] GcodeLine (2) l=9 from 0600 ok: M104 S200", "ok"]
         await until(lambda: printer.malformed == 2, "the malformed reports counted")
         assert printer.connected and printer.status().state is DeviceState.IDLE
-    finally:
-        await garbage.stop()
-        await printer.close()
 
 
 async def test_the_sd_card_refuses_a_data_connection_without_tls_session_reuse(lan: BambuLan, tmp_path: Path) -> None:
@@ -346,18 +332,10 @@ async def test_a_whole_print_with_its_events_in_the_hub(private_mosquitto, lan: 
 
 
 async def test_a_print_the_printer_refuses_is_rejected_in_its_words(lan: BambuLan, tmp_path: Path) -> None:
-    sim = lan.add(SERIAL, report_interval_s=0.1)
-    await lan.start()
-    rec = Recorder()
-    printer = driver(lan, SERIAL, rec)
-    await printer.open()
-    try:
-        await until(lambda: printer.connected, "the first report")
+    async with connected(lan, report_interval_s=0.1) as (sim, printer, rec):
         sim.start_error = 0x05004006
         with pytest.raises(CommandRejected, match="0500_4006: There is not enough free storage space"):
             await printer.start_job("5", project_3mf(tmp_path / "part"))
         assert not rec.events and printer.status().job_id is None
         await printer.start_job("6", project_3mf(tmp_path / "part"))  # the next one prints
         assert rec.types() == ["job_started"]
-    finally:
-        await printer.close()

@@ -104,13 +104,10 @@ class SimulatedBambuPrinter:
         self._task = asyncio.create_task(self._tick(), name=f"sim-bambu:{self.serial}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await self.session.stop()
 
     # ---------------------------------------------------------------- faults a test can cause
