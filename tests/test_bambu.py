@@ -12,6 +12,7 @@ import asyncio
 import ftplib
 import io
 import json
+import socket
 import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -160,6 +161,33 @@ async def test_the_link_lost_mid_print_converges_and_starts_nothing_twice(lan: B
         assert len(pushalls) >= 2, "every connect asks for the whole state"
 
 
+async def test_an_agent_restarted_mid_print_finds_its_job_on_the_printer(lan: BambuLan, tmp_path: Path) -> None:
+    async with connected(lan, print_s=3.0, report_interval_s=0.1) as (sim, printer, rec):
+        gcode = tmp_path / "part.gcode"
+        gcode.write_text("G28\n")
+        await printer.start_job("8", gcode)
+        await printer.close()  # the agent goes down mid-print
+        later = Recorder()
+        again = driver(lan, SERIAL, later)
+        await again.open()
+        try:
+            await until(lambda: again.status().job_id == "8", "the job found again")
+            await until(lambda: "job_completed" in later.types(), "the job to complete")
+            assert "job_started" not in later.types() and len(sim.starts()) == 1
+        finally:
+            await again.close()
+
+
+async def test_a_quiet_p1_is_probed_not_dropped(lan: BambuLan) -> None:
+    """An idle P1 with nothing new says nothing; a cheap get_version keeps the link, and no pushall storm."""
+    async with connected(lan, {"offline_after_s": 1.0}, report_interval_s=0.1) as (sim, printer, _):
+        sessions = count_sessions(printer)
+        await asyncio.sleep(3.0)
+        assert printer.connected and sessions() == 0, "the link was never taken for lost"
+        kinds = [next(iter(r)) + "." + r[next(iter(r))].get("command", "") for r in sim.requests]
+        assert kinds.count("pushing.pushall") == 1 and kinds.count("info.get_version") >= 3
+
+
 async def test_a_wrong_access_code_is_one_clear_error_and_no_retry_storm(lan: BambuLan) -> None:
     lan.add(SERIAL)
     await lan.start()
@@ -206,6 +234,13 @@ async def test_unreachable_printers_are_offline_and_stall_nothing(lan: BambuLan,
             for i, rec in enumerate(dead_recs)]
     for p in dead:
         p.backoff = Backoff(first_s=0.05, max_s=0.2)
+    silent = socket.socket()  # accepts connections and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    mute = BambuPrinter("mute", Recorder(), address=BambuAddress("127.0.0.1", silent.getsockname()[1]),
+                        serial="MUTE", access_code="x", ca_file=lan.certificate(SERIAL), offline_after_s=1.0)
+    dead.append(mute)
+    mute_attempts = count_sessions(mute)
     rec = Recorder()
     live = driver(lan, SERIAL, rec)
     for p in [*dead, live]:
@@ -217,12 +252,14 @@ async def test_unreachable_printers_are_offline_and_stall_nothing(lan: BambuLan,
         await live.start_job("3", gcode)
         await until(lambda: "job_completed" in rec.types(), "the live printer's job to complete")
         assert len(sim.starts()) == 1
-        for p, r in zip(dead, dead_recs):
+        await until(lambda: mute_attempts() >= 2, "the silent printer given up on and tried again")
+        for p in dead:
             assert p.status().state is DeviceState.DISCONNECTED and p.status().error is None
-            assert not r.events
+        assert not any(r.events for r in dead_recs)
     finally:
         for p in [*dead, live]:
             await p.close()
+        silent.close()
 
 
 async def test_the_console_and_malformed_reports(lan: BambuLan) -> None:
