@@ -84,3 +84,14 @@ def test_the_example_config_builds_a_bambu_driver_and_a_missing_certificate_is_n
     path.write_text(path.read_text().replace('ca_file = "/etc/farmhand/x1c-1.pem"', ""))
     with pytest.raises(ConfigError, match="the bambu driver needs ca_file"):
         load(AgentConfig, path, "FARMHAND_AGENT", environ={})
+
+
+def test_odd_values_are_skipped_not_believed() -> None:
+    snapshot = PrintSnapshot()
+    snapshot.absorb({**FULL, "nozzle_temper": "NaN", "bed_temper": None, "mc_percent": "x", "chamber_temper": True,
+                     "ams": {"ams": [{"id": "0", "tray": [{"id": "0", "tray_type": "PLA", "tray_color": "zz",
+                                                           "remain": 250}, "junk"]}, "junk"]},
+                     "vt_tray": ["not", "a", "tray"]})
+    report = snapshot.report()
+    assert report.temperatures == {} and report.progress is None
+    assert report.materials == (LoadedMaterial(slot="ams0/0", material="PLA"),)

@@ -205,10 +205,10 @@ class BambuPrinter(NetworkPrinter):
             if not isinstance(message, dict):
                 raise ValueError("not a JSON object")
             self._read(message)
-        except (ValueError, TypeError, AttributeError) as exc:
+        except Exception as exc:  # a report we cannot read must never end the link
             self.malformed += 1
-            self.log.warning("malformed report", topic=topic, error=str(exc), count=self.malformed,
-                             payload=payload[:200].decode("utf-8", "replace"))
+            self.log.warning("malformed report", topic=topic, error=f"{type(exc).__name__}: {exc}",
+                             count=self.malformed, payload=payload[:200].decode("utf-8", "replace"))
         return 0
 
     def _read(self, message: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ snapshot, so what the base sees is always whole, whichever model talks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -163,16 +164,13 @@ def _is_hex(text: str) -> bool:
 
 def _float(value: Any) -> float | None:
     """Numbers arrive as numbers or as strings, depending on the field and the model."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> int | None:
