@@ -321,7 +321,7 @@ async def _ignore(*_: Any) -> None:
 
 
 async def test_a_whole_print_with_its_events_in_the_hub(private_mosquitto, lan: BambuLan, tmp_path: Path) -> None:
-    """Hub and agent as in a farm: upload → start → progress → pause → resume → complete, and a cancel."""
+    """Hub and agent as in a farm: upload → start → progress → pause → resume → complete; a cancel; an e-stop."""
     sim = lan.add(SERIAL, print_s=4.0, report_interval_s=0.2)
     await lan.start()
     hub = Hub(hub_config(tmp_path / "hub", private_mosquitto.url))
@@ -355,13 +355,21 @@ async def test_a_whole_print_with_its_events_in_the_hub(private_mosquitto, lan: 
         cancelled = await api.wait_job(second["id"], {"completed", "failed", "cancelled"}, timeout=30)
         assert cancelled["state"] == "cancelled", cancelled
 
+        third = await api.submit(sha, name="ring, stopped")
+        await api.wait_job(third["id"], {"printing"}, timeout=30)
+        async with api.http.post(f"{api.base}/api/v1/devices/bambu-node/x1c-1/emergency-stop") as r:
+            assert r.status == 202, await r.text()
+        stopped = await api.wait_job(third["id"], {"completed", "failed", "cancelled"}, timeout=30)
+        assert stopped["state"] in ("cancelled", "failed"), stopped
+        assert sim.status["gcode_state"] == "FAILED" and sim.status["nozzle_target_temper"] == 0
+
         await until(lambda: agent.spool.pending() == 0, "the agent's spool to drain")
         types = [t for _, t in hub_events(tmp_path / "hub", "bambu-node") if t.startswith("job_")]
         first_job = types[:types.index("job_completed") + 1]
         assert [t for t in first_job if t != "job_progress"] == ["job_started", "job_paused", "job_resumed",
                                                                   "job_completed"]
         assert "job_progress" in first_job
-        assert types.count("job_started") == 2 and len(sim.starts()) == 2
+        assert types.count("job_started") == 3 and len(sim.starts()) == 3
     finally:
         await api.close()
         await agent.stop()

@@ -326,7 +326,7 @@ class BambuPrinter(NetworkPrinter):
         await self._command("stop", param="")
 
     async def stop_now(self) -> None:
-        """LAN mode has no M112 of its own: ``stop`` ends the print and turns the heaters off."""
+        """``stop`` is LAN mode's own way to halt: the print ends at once and the heaters go off."""
         await self._command("stop", param="")
 
     # ---------------------------------------------------------------- console
