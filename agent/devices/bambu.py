@@ -266,10 +266,10 @@ class BambuPrinter(NetworkPrinter):
         loop = asyncio.get_running_loop()
         reported = [0]
 
-        def progress(sent: int, total: int) -> None:
+        def progress(sent: int, total: int) -> None:  # in the upload's thread: one line per tenth
             tenth = sent * 10 // max(total, 1)
-            if tenth > reported[0] or sent == total:
-                reported[0] = tenth + 1 if sent < total else 11
+            if tenth > reported[0]:
+                reported[0] = tenth
                 loop.call_soon_threadsafe(lambda: self.log.info("uploading", file=name, sent=sent, total=total))
 
         if name.lower().endswith(".3mf"):
