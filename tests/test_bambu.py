@@ -188,6 +188,31 @@ async def test_a_quiet_p1_is_probed_not_dropped(lan: BambuLan) -> None:
         assert kinds.count("pushing.pushall") == 1 and kinds.count("info.get_version") >= 3
 
 
+async def test_the_printers_errors_surface_in_its_own_words(lan: BambuLan, tmp_path: Path) -> None:
+    async with connected(lan, print_s=30.0, report_interval_s=0.1) as (sim, printer, rec):
+        sim.raise_hms(0x03000100, 0x00010007)
+        await until(lambda: printer.status().state is DeviceState.ERROR, "the HMS error")
+        assert printer.status().error == ("HMS_0300_0100_0001_0007: The heatbed temperature is abnormal; "
+                                          "the sensor may have an open circuit.")
+        sim.clear_hms()
+        await until(lambda: printer.status().state is DeviceState.IDLE, "the error cleared")
+        gcode = tmp_path / "part.gcode"
+        gcode.write_text("G28\n")
+        await printer.start_job("11", gcode)
+        await until(lambda: sim.status["gcode_state"] == "RUNNING", "running")
+        sim.run_out()
+        await until(lambda: "job_paused" in rec.types(), "the run-out pause")
+        paused = next(e for e in rec.events if e.type == "job_paused")
+        assert paused.reason == ("0300_8015: The filament on external spool has run out; "  # type: ignore[union-attr]
+                                 "please load new filament.")
+        await printer.resume()
+        await until(lambda: "job_resumed" in rec.types(), "resumed")
+        sim.fail(0x03004006)
+        await until(lambda: "job_failed" in rec.types(), "the failure")
+        failed = rec.events[-1]
+        assert failed.reason == "0300_4006: The nozzle is clogged." and not failed.cancelled  # type: ignore[union-attr]
+
+
 async def test_a_wrong_access_code_is_one_clear_error_and_no_retry_storm(lan: BambuLan) -> None:
     lan.add(SERIAL)
     await lan.start()

@@ -313,6 +313,7 @@ class BambuPrinter(NetworkPrinter):
             await self._command("gcode_file", param=f"/sdcard/{name}")
 
     def _has_ams(self) -> bool:
+        """Print from the AMS when it holds filament, in the slicer's own mapping (an empty ``ams_mapping``)."""
         report = self.report
         return report is not None and any(m.slot.startswith("ams") for m in report.materials)
 
