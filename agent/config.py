@@ -28,6 +28,7 @@ class _Section(BaseModel):
 class MqttConfig(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     keepalive_s: int = Field(30, ge=5, le=3600)
+    ca_file: Path | None = Field(None, description="the farm CA an mqtts:// broker's certificate must chain to")
 
     @field_validator("url")
     @classmethod
@@ -38,6 +39,7 @@ class MqttConfig(_Section):
 
 class HubLink(_Section):
     token: SecretStr | None = Field(None, description="bearer token for job file downloads")
+    ca_file: Path | None = Field(None, description="the farm CA an https hub's certificate must chain to")
 
 
 class StorageConfig(_Section):
@@ -102,6 +104,8 @@ class DeviceConfig(_Section):
         missing = [k for k in _NETWORK_NEEDS.get(self.driver, ()) if getattr(self, k) is None]
         if missing:
             raise ValueError(f"the {self.driver} driver needs {', '.join(missing)}")
+        if self.driver == "prusalink" and self.api_key is None and (self.username is None or self.password is None):
+            raise ValueError("the prusalink driver needs username and password (or api_key on older builds)")
         return self
 
 

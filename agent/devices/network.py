@@ -50,6 +50,7 @@ from protocol.messages import (
     LoadedMaterial,
     Telemetry,
 )
+from protocol.mqtt import backoff_delay
 
 from .base import CommandRejected, Device, Emitter
 
@@ -104,10 +105,9 @@ class Backoff:
         self._attempt = 0
 
     def next(self) -> float:
-        ceiling = min(self.max_s, self.first_s * 2 ** self._attempt)
+        delay = backoff_delay(self._attempt, self.first_s, self.max_s, self._rng)
         self._attempt = min(self._attempt + 1, 32)
-        floor = self.first_s / 2
-        return floor + self._rng() * max(0.0, ceiling - floor)
+        return delay
 
     def reset(self) -> None:
         self._attempt = 0
@@ -293,9 +293,10 @@ class NetworkPrinter(Device):
         if job is None:
             raise CommandRejected(f"device {self.id} is not running a job")
         report = self.report
-        if self.connected and report is not None and report.state in (DeviceState.IDLE, DeviceState.ERROR) \
+        if self.connected and report is not None and self._heard > job.started and not job.uploading \
+                and report.state in (DeviceState.IDLE, DeviceState.ERROR) \
                 and report.job_phase not in (JobPhase.PRINTING, JobPhase.PAUSED):
-            # The printer has no job to cancel: the job is over, whatever else we believed.
+            # The printer, in a report newer than the start, has no job to cancel: the job is over.
             self._end_job(JobFailed(device=self.id, job_id=job.id, reason="cancelled", cancelled=True))
             return
         self._ready("cancel")
