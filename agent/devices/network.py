@@ -292,6 +292,10 @@ class NetworkPrinter(Device):
         job = self._job
         if job is None:
             raise CommandRejected(f"device {self.id} is not running a job")
+        if job.uploading:
+            # Not on the printer yet: start_job stops before the printer starts it, or stops it there.
+            self._end_job(JobFailed(device=self.id, job_id=job.id, reason="cancelled", cancelled=True))
+            return
         report = self.report
         if self.connected and report is not None and self._heard > job.started and not job.uploading \
                 and report.state in (DeviceState.IDLE, DeviceState.ERROR) \
