@@ -37,6 +37,7 @@ from protocol.mqtt import MqttSession
 
 from .authkit import AGENT_TOKEN
 from .farm import Api, hub_config
+from .prerequisites import program
 from .test_farm import hub_events
 from .test_network_printer import Recorder
 
@@ -48,6 +49,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def lan(tmp_path: Path) -> AsyncIterator[BambuLan]:
+    program("mosquitto")
+    program("openssl")
     lan = BambuLan(tmp_path / "lan")
     yield lan
     await lan.stop()
