@@ -94,7 +94,7 @@ class SimulatedBambuPrinter:
             "lights_report": [{"node": "chamber_light", "mode": "on"}],
             "ams": {"ams": [{"id": "0", "humidity": "4", "temp": "24.0", "tray": ams}] if ams else [],
                     "ams_exist_bits": "1" if ams else "0", "tray_now": "255", "version": 4},
-            "vt_tray": _tray(254) | {"id": "254", "tray_type": "", "tray_color": "00000000"},
+            "vt_tray": {"id": "254", "tray_type": "", "tray_color": "00000000", "remain": 0},  # no external spool
         }
 
     # ---------------------------------------------------------------- lifecycle
