@@ -20,7 +20,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from .bambu_broker import BambuBroker, PrinterListener, free_port
+from .bambu_broker import BambuBroker, PrinterListener
 from .bambu_ftps import SdCardServer
 from .bambu_printer import SimulatedBambuPrinter
 
@@ -35,13 +35,11 @@ class BambuLan:
         self.broker = BambuBroker(workdir / "broker")
         self.printers: dict[str, SimulatedBambuPrinter] = {}
         self._listeners: dict[str, PrinterListener] = {}
-        self._ftps_ports: dict[str, int] = {}
         self._ftps: dict[str, SdCardServer] = {}
 
     def add(self, serial: str, access_code: str = DEFAULT_ACCESS_CODE, **printer: Any) -> SimulatedBambuPrinter:
         """``printer``: SimulatedBambuPrinter's options (full_reports, report_interval_s, print_s…)."""
         self._listeners[serial] = self.broker.add_printer(serial, access_code)
-        self._ftps_ports[serial] = free_port()
         sdcard = self.workdir / "sdcard" / serial
         sdcard.mkdir(parents=True, exist_ok=True)
         sim = SimulatedBambuPrinter(serial, self.broker.internal_url, sdcard, **printer)
@@ -49,7 +47,8 @@ class BambuLan:
         return sim
 
     def url(self, serial: str) -> str:
-        return f"mqtts://127.0.0.1:{self._listeners[serial].port}?ftps_port={self._ftps_ports[serial]}"
+        """The printer's address for the driver's config (after ``start``: the SD card's port is known then)."""
+        return f"mqtts://127.0.0.1:{self._listeners[serial].port}?ftps_port={self._ftps[serial].port}"
 
     def certificate(self, serial: str) -> Path:
         return self._listeners[serial].cert
@@ -63,7 +62,7 @@ class BambuLan:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(listener.cert, listener.key)
             server = SdCardServer(self.printers[serial].sdcard, listener.access_code, context)
-            await server.listen("127.0.0.1", self._ftps_ports[serial])
+            await server.listen("127.0.0.1")  # after the broker took its ports, so no port is taken twice
             self._ftps[serial] = server
         await asyncio.gather(*(p.start() for p in self.printers.values()))
 

@@ -81,7 +81,11 @@ class BambuBroker:
 
     def add_printer(self, serial: str, access_code: str) -> PrinterListener:
         cert, key = make_certificate(self.workdir / "certs", serial)
-        listener = PrinterListener(serial, access_code, free_port(), cert, key)
+        taken = {self.internal_port, *(p.port for p in self.listeners.values())}
+        port = free_port()
+        while port in taken:  # a port just released can come round again
+            port = free_port()
+        listener = PrinterListener(serial, access_code, port, cert, key)
         (self.workdir / f"{serial}.passwd").write_text(password_line("bblp", access_code))
         self.listeners[serial] = listener
         return listener
