@@ -22,12 +22,14 @@ from .api import HttpApi
 from .broker import EmbeddedBroker
 from .commands import Outbox
 from .config import HubConfig
+from .documents.component import Documents
 from .farm import FarmServices
 from .files import FileStore
 from .fleet import Fleet
 from .ingest import Ingest
 from .jobs import JobService
 from .lifecycle import JobTracker
+from .openapi import RouteTable
 from .reconcile import Reconciler
 from .requests import ScriptRequests
 from .retention import Retention
@@ -106,6 +108,12 @@ class Hub:
         self.farm = FarmServices(store, self.files, self.jobs, self.scheduler)
         self.farm.extend(app, self.surface.table)  # files' analysis, constrained queue, stock, costs, orders
         api.screen = self.farm.screen_upload
+        # Paper (issue 22): quotes, travellers, labels and exports.
+        self.documents = Documents(store, self.farm.costs, self.farm.orders, self.farm.analyses, cfg.documents,
+                                   public_url=lambda: self.public_url)
+        paper = RouteTable(self.documents.ops())
+        self.surface.table.extend(paper.ops)
+        app.add_routes(paper.routes())
         self._runner = web.AppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
         tls = cfg.http.tls()

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from protocol.messages import Ident
 
+from .documents.config import DocumentsConfig
 from .render.config import RenderConfig
 from .retention import RetentionConfig
 
@@ -87,3 +88,4 @@ class HubConfig(_Section):
     render: RenderConfig = Field(default_factory=RenderConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
