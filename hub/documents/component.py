@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from aiohttp import web
+from typing import Literal
 
-from ..api import enum_query
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..api import ApiProblem, enum_query
 from ..costing import Costs
 from ..file_analysis import FileAnalyses
 from ..openapi import Op
@@ -16,6 +19,9 @@ from ..schemas import Items
 from ..store import Store
 from ..webkit import body, respond, row_id
 from .config import DocumentsConfig
+from .label_sources import LabelSources
+from .labels import Label, LabelSize, labels_pdf, labels_png
+from .links import PanelLinks
 from .quote_pdf import quote_pdf
 from .quotes import QuoteBook
 from .schemas import Quote, QuoteCreate, QuoteListQuery, QuoteStatus
@@ -33,6 +39,20 @@ def wants_download(request: web.Request) -> bool:
     return request.query.get("download", "").lower() in ("1", "true", "yes")
 
 
+class LabelQuery(BaseModel):
+    size: LabelSize = LabelSize.TAPE_62
+    format: Literal["pdf", "png"] = "pdf"
+    download: bool = False
+
+
+def label_query(request: web.Request) -> LabelQuery:
+    try:
+        return LabelQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ApiProblem(422, "Invalid label query", problems) from None
+
+
 class Documents:
     def __init__(self, store: Store, costs: Costs, orders: Orders, analyses: FileAnalyses, config: DocumentsConfig,
                  public_url: Callable[[], str]) -> None:
@@ -41,13 +61,59 @@ class Documents:
         self.public_url = public_url
         self.quotes = QuoteBook(store, costs, orders, config)
         self.thumbnails = Thumbnails(analyses)
+        self.links = PanelLinks(lambda: config.panel_url or public_url())
+        self.labels = LabelSources(store, self.links)
 
     async def quote_pdf(self, quote_id: int) -> tuple[Quote, bytes]:
         quote = self.quotes.get(quote_id)
         pictures = {x.file_sha256: await self.thumbnails.png(x.file_sha256) for x in quote.lines}
         return quote, await asyncio.to_thread(quote_pdf, quote, self.config, pictures)
 
+    async def _labels(self, request: web.Request, labels: list[Label], name: str) -> web.Response:
+        q = label_query(request)
+        if not labels:
+            raise ApiProblem(404, "No labels", f"there is nothing to label: {name} is empty")
+        file = f"labels-{name}-{q.size.value}.{q.format}"
+        if q.format == "png":
+            data = await asyncio.to_thread(labels_png, labels, q.size)
+            return web.Response(body=data, content_type="image/png", headers={
+                "Content-Disposition": f'{"attachment" if q.download else "inline"}; filename="{file}"'})
+        return pdf_response(await asyncio.to_thread(labels_pdf, labels, q.size, f"Labels: {name}"), file, q.download)
+
+    def label_ops(self) -> list[Op]:
+        async def spool(request: web.Request) -> web.Response:
+            return await self._labels(request, self.labels.spool(row_id(request)), f"spool-{row_id(request)}")
+
+        async def spools(request: web.Request) -> web.Response:
+            return await self._labels(request, self.labels.spools(), "spools")
+
+        async def order(request: web.Request) -> web.Response:
+            return await self._labels(request, self.labels.order(row_id(request)), f"order-{row_id(request)}")
+
+        async def device(request: web.Request) -> web.Response:
+            node, dev = request.match_info["node"], request.match_info["device"]
+            return await self._labels(request, self.labels.device(node, dev), f"{node}-{dev}")
+
+        async def printers(request: web.Request) -> web.Response:
+            return await self._labels(request, self.labels.printers(), "printers")
+
+        base, tags, kind = "/api/v1/labels", ("labels",), "application/pdf"
+        doc = dict(query=LabelQuery, response_type=kind, tags=tags)
+        return [
+            Op("GET", base + "/spools/{id}", spool, summary="A spool's label: material, colour, grams left, lot, QR"
+                                                            " to its panel page", **doc),
+            Op("GET", base + "/spools", spools, summary="Labels for every spool in stock", **doc),
+            Op("GET", base + "/orders/{id}", order, summary="A box label for every copy of every item of an order",
+               **doc),
+            Op("GET", base + "/devices/{node}/{device}", device, summary="A printer's label: QR to its panel page",
+               **doc),
+            Op("GET", base + "/devices", printers, summary="Labels for every printer", **doc),
+        ]
+
     def ops(self) -> list[Op]:
+        return self.quote_ops() + self.label_ops()
+
+    def quote_ops(self) -> list[Op]:
         async def create(request: web.Request) -> web.Response:
             return respond(await self.quotes.create(await body(request, QuoteCreate, "Invalid quote")), 201)
 

@@ -21,7 +21,7 @@ from reportlab.platypus import Flowable, Image, Paragraph, Table, TableStyle
 
 from .config import DocumentsConfig
 
-_DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 
 
 def _fonts() -> tuple[str, str]:
@@ -31,7 +31,7 @@ def _fonts() -> tuple[str, str]:
         return "FarmSans", "FarmSans-Bold"
     except KeyError:
         pass
-    regular, bold = _DEJAVU / "DejaVuSans.ttf", _DEJAVU / "DejaVuSans-Bold.ttf"
+    regular, bold = DEJAVU / "DejaVuSans.ttf", DEJAVU / "DejaVuSans-Bold.ttf"
     if not (regular.exists() and bold.exists()):
         return "Helvetica", "Helvetica-Bold"
     pdfmetrics.registerFont(TTFont("FarmSans", str(regular)))
