@@ -60,7 +60,8 @@ async def test_concurrent_quotes_are_numbered_without_gaps_and_refused_ones_take
 async def test_the_quote_pdf_names_the_farm_the_customer_and_every_price(isolated_farm: Farm, tmp_path: Path) -> None:
     http, gcode, mesh = await _files(isolated_farm, tmp_path)
     until = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=14)).isoformat()
-    quote = await ok(http, "POST", "/api/v1/quotes/drafts", 201, json=_draft(gcode, mesh, valid_until=until))
+    quote = await ok(http, "POST", "/api/v1/quotes/drafts", 201, json=_draft(
+        gcode, mesh, valid_until=until, notes="Ships <fragile> & dry"))
     petg, bracket = quote["lines"]
     assert (petg["kind"], bracket["kind"]) == ("precise", "quick")
     assert petg["unit_price"] == pytest.approx(petg["total"] / 3, abs=0.01)
@@ -71,7 +72,7 @@ async def test_the_quote_pdf_names_the_farm_the_customer_and_every_price(isolate
     assert status == 200 and pdf.startswith(b"%PDF")
     text = pdf_text(pdf, tmp_path)
     for expected in (f"Quote {quote['number']}", "Tannhäuser Print Works", "Hafenstraße 3", CUSTOMER, "Am Deich 7",
-                     "PO-4711", "part.gcode", "Mounting bracket", f"Valid until {until}",
+                     "PO-4711", "part.gcode", "Mounting bracket", f"Valid until {until}", "Ships <fragile> & dry",
                      f"Date {quote['created_at'][:10]}", "VAT 19 %"):
         assert expected in text, (expected, text)
     money = lambda v: f"{v:,.2f} EUR"  # noqa: E731

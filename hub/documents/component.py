@@ -26,6 +26,7 @@ from .quote_pdf import quote_pdf
 from .quotes import QuoteBook
 from .schemas import Quote, QuoteCreate, QuoteListQuery, QuoteStatus
 from .thumbnails import Thumbnails
+from .travellers import Travellers, sheet_pdf
 
 
 def pdf_response(data: bytes, name: str, download: bool) -> web.Response:
@@ -63,6 +64,7 @@ class Documents:
         self.thumbnails = Thumbnails(analyses)
         self.links = PanelLinks(lambda: config.panel_url or public_url())
         self.labels = LabelSources(store, self.links)
+        self.travellers = Travellers(store, self.links, config)
 
     async def quote_pdf(self, quote_id: int) -> tuple[Quote, bytes]:
         quote = self.quotes.get(quote_id)
@@ -110,8 +112,26 @@ class Documents:
             Op("GET", base + "/devices", printers, summary="Labels for every printer", **doc),
         ]
 
+    def traveller_ops(self) -> list[Op]:
+        async def job(request: web.Request) -> web.Response:
+            sheet = self.travellers.job(row_id(request))
+            data = await asyncio.to_thread(sheet_pdf, sheet, self.config)
+            return pdf_response(data, f"job-{row_id(request)}-traveller.pdf", wants_download(request))
+
+        async def order(request: web.Request) -> web.Response:
+            sheet = self.travellers.order(row_id(request))
+            data = await asyncio.to_thread(sheet_pdf, sheet, self.config)
+            return pdf_response(data, f"order-{row_id(request)}-production-sheet.pdf", wants_download(request))
+
+        return [
+            Op("GET", "/api/v1/jobs/{id}/traveller", job, response_type="application/pdf", tags=("jobs",),
+               summary="The job's traveller (PDF): part, printer, spool, times, stages to sign, QR to the job"),
+            Op("GET", "/api/v1/orders/{id}/sheet", order, response_type="application/pdf", tags=("orders",),
+               summary="The order's production sheet (PDF): every job, stages with sign-off boxes, QR to the order"),
+        ]
+
     def ops(self) -> list[Op]:
-        return self.quote_ops() + self.label_ops()
+        return self.quote_ops() + self.label_ops() + self.traveller_ops()
 
     def quote_ops(self) -> list[Op]:
         async def create(request: web.Request) -> web.Response:

@@ -69,9 +69,9 @@ def letterhead(config: DocumentsConfig, title: str, facts: list[tuple[str, str]]
         ratio = logo.imageHeight / max(logo.imageWidth, 1)
         logo.drawWidth, logo.drawHeight = 35 * mm, 35 * mm * ratio
         left.append(logo)
-    left += [Paragraph(config.farm_name, HEADING)] + [text(line) for line in config.address]
-    right: list[Flowable] = [Paragraph(title, TITLE)]
-    right += [Paragraph(f"<b>{k}</b> {v}", BODY) for k, v in facts]
+    left += [Paragraph(escape(config.farm_name), HEADING)] + [text(line) for line in config.address]
+    right: list[Flowable] = [Paragraph(escape(title), TITLE)]
+    right += [Paragraph(f"<b>{escape(k)}</b> {escape(v)}", BODY) for k, v in facts]
     table = Table([[left, right]], colWidths=[95 * mm, 80 * mm])
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
     return [table]

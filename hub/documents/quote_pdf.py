@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from xml.sax.saxutils import escape
 
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
@@ -32,7 +33,7 @@ def quote_pdf(quote: Quote, config: DocumentsConfig, pictures: dict[str, bytes |
         detail = (f"{line.material}{' ' + line.color if line.color else ''} · {line.grams / line.copies:.1f} g · "
                   f"{_hours(line.hours / line.copies)} each ({line.kind} estimate)")
         rows.append([png_image(picture, 22 * mm) if picture else "",
-                     [text(line.description), Paragraph(detail, SMALL)],
+                     [text(line.description), Paragraph(escape(detail), SMALL)],
                      str(line.copies), money(line.unit_price, cur), money(line.total, cur)])
     rows += [["", "Net", "", "", money(quote.net, cur)],
              ["", f"VAT {quote.vat_pct:g} %", "", "", money(quote.vat, cur)],
