@@ -109,8 +109,8 @@ class Hub:
         self.farm.extend(app, self.surface.table)  # files' analysis, constrained queue, stock, costs, orders
         api.screen = self.farm.screen_upload
         # Paper (issue 22): quotes, travellers, labels and exports.
-        self.documents = Documents(store, self.farm.costs, self.farm.orders, self.farm.analyses, cfg.documents,
-                                   public_url=lambda: self.public_url)
+        self.documents = Documents(store, self.farm.costs, self.farm.orders, self.farm.analyses, self.farm.reports,
+                                   cfg.documents, public_url=lambda: self.public_url)
         paper = RouteTable(self.documents.ops())
         self.surface.table.extend(paper.ops)
         app.add_routes(paper.routes())

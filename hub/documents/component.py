@@ -15,10 +15,12 @@ from ..costing import Costs
 from ..file_analysis import FileAnalyses
 from ..openapi import Op
 from ..orders import Orders
+from ..reports import Reports
 from ..schemas import Items
 from ..store import Store
 from ..webkit import body, respond, row_id
 from .config import DocumentsConfig
+from .exports import Exports
 from .label_sources import LabelSources
 from .labels import Label, LabelSize, labels_pdf, labels_png
 from .links import PanelLinks
@@ -55,8 +57,8 @@ def label_query(request: web.Request) -> LabelQuery:
 
 
 class Documents:
-    def __init__(self, store: Store, costs: Costs, orders: Orders, analyses: FileAnalyses, config: DocumentsConfig,
-                 public_url: Callable[[], str]) -> None:
+    def __init__(self, store: Store, costs: Costs, orders: Orders, analyses: FileAnalyses, reports: Reports,
+                 config: DocumentsConfig, public_url: Callable[[], str]) -> None:
         self.store = store
         self.config = config
         self.public_url = public_url
@@ -65,6 +67,7 @@ class Documents:
         self.links = PanelLinks(lambda: config.panel_url or public_url())
         self.labels = LabelSources(store, self.links)
         self.travellers = Travellers(store, self.links, config)
+        self.exports = Exports(store, reports, orders.list)
 
     async def quote_pdf(self, quote_id: int) -> tuple[Quote, bytes]:
         quote = self.quotes.get(quote_id)
@@ -131,7 +134,7 @@ class Documents:
         ]
 
     def ops(self) -> list[Op]:
-        return self.quote_ops() + self.label_ops() + self.traveller_ops()
+        return self.quote_ops() + self.label_ops() + self.traveller_ops() + self.exports.ops()
 
     def quote_ops(self) -> list[Op]:
         async def create(request: web.Request) -> web.Response:
