@@ -21,6 +21,7 @@ from protocol.mqtt import MqttSession, Will, loggable_url
 from .api import HttpApi
 from .broker import EmbeddedBroker
 from .commands import Outbox
+from .alerting.component import Alerting
 from .config import HubConfig
 from .documents.component import Documents
 from .farm import FarmServices
@@ -111,7 +112,9 @@ class Hub:
         # Paper (issue 22): quotes, travellers, labels and exports.
         self.documents = Documents(store, self.farm.costs, self.farm.orders, self.farm.analyses, self.farm.reports,
                                    cfg.documents, public_url=lambda: self.public_url)
-        paper = RouteTable(self.documents.ops())
+        # Threshold alerts (issue 22): rules, history, acknowledgements, notification channels.
+        self.alerting = Alerting(store, self.fleet, cfg.alerting, cfg.hub_id, publish=self._publish)
+        paper = RouteTable(self.documents.ops() + self.alerting.ops())
         self.surface.table.extend(paper.ops)
         app.add_routes(paper.routes())
         self._runner = web.AppRunner(self.surface.install(app), access_log=None)
@@ -153,12 +156,15 @@ class Hub:
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="hub:scheduler")
         self._retention_task = asyncio.create_task(self.retention.run(), name="hub:retention")
         self.render.start()
+        self.alerting.start()
         log.info("hub_started", http=self.http_url, public_url=self.public_url, mqtt=loggable_url(self.mqtt_url),
                  data_dir=str(cfg.data_dir), schema_version=store.schema_version)
 
     async def stop(self) -> None:
         if self.render is not None:
             await self.render.stop()
+        if getattr(self, "alerting", None) is not None:
+            await self.alerting.stop()
         for task in (self._scheduler_task, self._retention_task):
             if task is not None:
                 task.cancel()
@@ -196,6 +202,12 @@ class Hub:
         resent = self.outbox.resend_pending()
         self._reschedule()
         log.info("hub_online", broker=loggable_url(self.mqtt_url), commands_resent=resent)
+
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1, returning once the broker has it (alert deliveries are recorded sent only then)."""
+        if self._session is None:
+            raise ConnectionError("the hub has no MQTT session")
+        await asyncio.wait_for(self._session.publish_confirmed(topic, payload), timeout=10)
 
     def _reschedule(self) -> None:
         self.scheduler.wake()

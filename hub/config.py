@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from protocol.messages import Ident
 
+from .alerting.config import AlertingConfig
 from .documents.config import DocumentsConfig
 from .render.config import RenderConfig
 from .retention import RetentionConfig
@@ -89,3 +90,4 @@ class HubConfig(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)

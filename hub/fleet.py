@@ -106,6 +106,11 @@ class Fleet:
     def metrics(self, node: str, body: HostMetrics) -> None:
         self._metrics[node] = body
 
+    def heard_at(self, node: str, device: str) -> str | None:
+        """When the device's last telemetry arrived (hub clock), since this hub started; alerting reads it."""
+        live = self._telemetry.get((node, device))
+        return live[0] if live else None
+
     # ------------------------------------------------------------------ views
 
     def nodes(self) -> list[Node]:
