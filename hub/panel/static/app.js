@@ -3,6 +3,7 @@ import { api, all, ApiError, Live } from "./api.js";
 import { lineChart, sparkline } from "./chart.js";
 import { attachConsole, consoleMarkup } from "./console.js";
 import { renderJobView, renderListView } from "./render.js";
+import { alertsView, jobView, orderView, quoteView, quotesView, spoolView } from "./paper.js";
 
 const view = document.getElementById("view");
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -17,7 +18,7 @@ function toast(text) {
 
 async function guarded(fn) {
   try { await fn(); } catch (e) {
-    if (e instanceof ApiError && e.status === 401) { location.hash = "#/login"; return; }
+    if (e instanceof ApiError && e.status === 401) { toLogin(); return; }
     toast(e.message);
   }
 }
@@ -48,9 +49,16 @@ function loginView() {
     guarded(async () => {
       const me = await api("POST", "/api/v1/session", { username: f.get("username"), password: f.get("password") });
       showWho(me);
-      location.hash = "#/grid";
+      // Back to the page asked for (a scanned label's link), or the farm.
+      location.hash = sessionStorage.getItem("farmhand-return") || "#/grid";
+      sessionStorage.removeItem("farmhand-return");
     });
   };
+}
+
+function toLogin() {
+  if (!location.hash.startsWith("#/login")) sessionStorage.setItem("farmhand-return", location.hash);
+  location.hash = "#/login";
 }
 
 function showWho(me) {
@@ -302,6 +310,13 @@ async function route() {
     case "render": return rest[0] ? renderJobView(rest[0], { view, live, guarded, esc, toast })
       : renderListView({ view, live, guarded, esc });
     case "list": return listView(rest[0]);
+    // Paper and alerts (paper.js): the pages QR codes and documents link to.
+    case "quotes": live.watch({}, null); return quotesView({ view, live, guarded, esc });
+    case "quote": live.watch({}, null); return guarded(() => quoteView(rest[0], { view, guarded, esc, toast }));
+    case "spool": live.watch({}, null); return guarded(() => spoolView(rest[0], { view, guarded, esc, toast }));
+    case "order": live.watch({}, null); return guarded(() => orderView(rest[0], { view, guarded, esc }));
+    case "job": live.watch({}, null); return guarded(() => jobView(rest[0], { view, esc }));
+    case "alerts": return alertsView({ view, live, guarded, esc, toast });
     default: return gridView();
   }
 }
@@ -312,4 +327,4 @@ document.getElementById("logout").onclick = () => guarded(async () => {
 window.addEventListener("hashchange", route);
 // A file without a thumbnail answers 404: hide the broken image rather than show its icon.
 document.addEventListener("error", (e) => { if (e.target.tagName === "IMG") e.target.hidden = true; }, true);
-api("GET", "/api/v1/session").then((me) => { showWho(me); route(); }).catch(() => { location.hash = "#/login"; route(); });
+api("GET", "/api/v1/session").then((me) => { showWho(me); route(); }).catch(() => { toLogin(); route(); });
