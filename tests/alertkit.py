@@ -16,11 +16,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 class WebhookSink:
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes, dict[str, Any]]] = []
+        self.fail_next = 0  # answer this many posts with a 500, as a receiver that is down would
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def _post(self, request: web.Request) -> web.Response:
         raw = await request.read()
+        if self.fail_next:
+            self.fail_next -= 1
+            return web.Response(status=500, text="receiver down")
         self.received.append((dict(request.headers), raw, json.loads(raw)))
         return web.Response(status=204)
 

@@ -26,7 +26,8 @@ async def _spools(http: Any) -> list[int]:
         filament = await ok(http, "POST", "/api/v1/filaments", 201, json={
             "vendor_id": vendor["id"], "material": material, "color_hex": colour, "density": 1.27, "weight": 1000})
         ids.append((await ok(http, "POST", "/api/v1/spools", 201, json={
-            "filament_id": filament["id"], "initial_weight": 1000, "used_weight": 188 + n, "lot_nr": f"L-22{n}"}))["id"])
+            "filament_id": filament["id"], "initial_weight": 1000, "used_weight": 188 + n,
+            "lot_nr": f"L-22{n}"}))["id"])
     return ids
 
 

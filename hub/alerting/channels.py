@@ -136,13 +136,13 @@ class Notifier:
                 self.store.db.execute("UPDATE alert_deliveries SET attempts = ?, state = ?, last_error = ?"
                                       " WHERE alert_id = ? AND channel = ? AND event = ?",
                                       (attempts, state, f"{type(exc).__name__}: {exc}", *key))
-                log.warning("alert_delivery_failed", alert_id=key[0], channel=key[1], event=key[2],
+                log.warning("alert_delivery_failed", alert_id=key[0], channel=key[1], alert_event=key[2],
                             attempts=attempts, error=str(exc))
                 waiting.add((key[0], key[1]))
                 continue
             self.store.db.execute("UPDATE alert_deliveries SET attempts = attempts + 1, state = 'sent',"
                                   " delivered_at = ? WHERE alert_id = ? AND channel = ? AND event = ?",
                                   (utcnow(), *key))
-            log.info("alert_delivered", alert_id=key[0], channel=key[1], event=key[2])
+            log.info("alert_delivered", alert_id=key[0], channel=key[1], alert_event=key[2])
             sent += 1
         return sent

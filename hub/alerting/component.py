@@ -4,7 +4,6 @@ and serves the rules, the history and acknowledgements over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -101,11 +100,10 @@ class Alerting:
         self._task = asyncio.create_task(self.run(), name="hub:alerting")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)  # its CancelledError is the expected end
         await self.notifier.close()
 
     # ------------------------------------------------------------------ HTTP

@@ -62,8 +62,9 @@ class Conditions:
                     heard = max(d.updated_at, datetime.fromisoformat(telemetry)) if telemetry else d.updated_at
                     quiet = (at - heard).total_seconds()
                     if quiet > rule.threshold:
-                        found.append(Condition(rule, d.ref, round(quiet, 1),
-                                               f"{d.ref}: nothing heard for {quiet:.0f} s (limit {rule.threshold:g} s)"))
+                        found.append(Condition(
+                            rule, d.ref, round(quiet, 1),
+                            f"{d.ref}: nothing heard for {quiet:.0f} s (limit {rule.threshold:g} s)"))
             elif rule.kind == RuleKind.PRINT_OVERRUN:
                 found += self._overruns(rule, at)
             elif rule.kind == RuleKind.HOST_METRIC:

@@ -1,0 +1,83 @@
+"""Threshold rules on a real SQLite store, without a broker: a host metric must hold for its
+``for_s`` before the alert is raised, the alert is open once however many passes see it, and a
+webhook that fails is retried until the event goes out, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.alerting.component import Alerting, AlertRules
+from hub.alerting.config import AlertingConfig
+from hub.fleet import Fleet
+from hub.store import Store
+from protocol.messages import HostMetrics, NodeState
+
+from .alertkit import WebhookSink
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def _no_mqtt(topic: str, payload: bytes) -> None:
+    raise AssertionError("no MQTT channel is configured")
+
+
+def _metrics(cpu_temp_c: float) -> HostMetrics:
+    return HostMetrics(cpu_pct=10, mem_pct=20, disk_pct=30, load1=0.1, cpu_temp_c=cpu_temp_c)
+
+
+async def test_a_host_metric_is_raised_after_its_delay_once_and_delivered_after_a_failed_try(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    fleet = Fleet(store, 10.0)
+    fleet.node_state("pi-1", NodeState(online=True))
+    clock = Clock()
+    async with WebhookSink() as hook:
+        hook.fail_next = 1
+        config = AlertingConfig.model_validate({"webhooks": [{"url": hook.url}], "rules": [
+            {"name": "pi-hot", "kind": "host_metric", "metric": "cpu_temp_c", "threshold": 80, "for_s": 30}]})
+        alerting = Alerting(store, fleet, config, "hub", _no_mqtt, clock=clock)
+        try:
+            fleet.metrics("pi-1", _metrics(85.0))
+            await alerting.check()
+            clock.t += 29
+            await alerting.check()
+            assert alerting.book.history() == []  # hot, but not for 30 s yet
+            clock.t += 2
+            await alerting.check()  # raised; its webhook answers 500 this time
+            [alert] = alerting.book.history()
+            assert alert.subject == "pi-1" and alert.value == 85.0 and "cpu_temp_c 85" in alert.message
+            assert [(d.state, d.attempts) for d in alert.deliveries] == [("pending", 1)]
+            for _ in range(3):
+                clock.t += 5
+                await alerting.check()
+            assert len(alerting.book.history()) == 1  # still the one alert
+            assert hook.events(alert.id) == ["raised"]
+
+            fleet.metrics("pi-1", _metrics(60.0))
+            await alerting.check()
+            await alerting.check()
+            [alert] = alerting.book.history()
+            assert alert.resolved_at is not None and hook.events(alert.id) == ["raised", "resolved"]
+
+            # A rule taken away resolves what it raised, and bad rules are refused.
+            fleet.metrics("pi-1", _metrics(90.0))
+            alerting.set_rules(AlertRules.model_validate({"rules": [
+                {"name": "pi-hot", "kind": "host_metric", "metric": "cpu_temp_c", "threshold": 80}]}))
+            await alerting.check()
+            assert len([a for a in alerting.book.history() if a.resolved_at is None]) == 1
+            alerting.set_rules(AlertRules(rules=[]))
+            await alerting.check()
+            assert all(a.resolved_at for a in alerting.book.history())
+            with pytest.raises(ValueError, match="metric"):
+                AlertRules.model_validate({"rules": [{"name": "x", "kind": "host_metric", "threshold": 1}]})
+        finally:
+            await alerting.stop()
+            store.close()
+
