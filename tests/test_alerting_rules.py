@@ -81,3 +81,36 @@ async def test_a_host_metric_is_raised_after_its_delay_once_and_delivered_after_
             await alerting.stop()
             store.close()
 
+
+
+async def test_a_render_task_that_delivers_no_frame_for_too_long_is_stalled(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    clock = Clock()
+    config = AlertingConfig.model_validate({"rules": [{"name": "stall", "kind": "render_stalled", "threshold": 60}]})
+    alerting = Alerting(store, Fleet(store, 10.0), config, "hub", _no_mqtt, clock=clock)
+    with store.transaction() as db:
+        db.execute("INSERT INTO files (sha256, name, size, created_at) VALUES ('b', 'scene.blend', 1, 'now')")
+        db.execute("INSERT INTO render_jobs (name, blend_sha256, frame_start, frame_end, engine, cycles_device,"
+                   " quality, samples, resolution_pct, denoise, file_format, preview, max_attempts,"
+                   " max_node_failures, timeout_s, state, created_at) VALUES ('scene', 'b', 1, 50, 'CYCLES', 'CPU',"
+                   " 'final', 64, 100, 0, 'PNG', 0, 3, 2, 3600, 'rendering', 'now')")
+        db.execute("INSERT INTO render_tasks (job_id, kind, frame_start, frame_end, samples, resolution_pct, state,"
+                   " node, device, frames_done) VALUES (1, 'frames', 1, 50, 64, 100, 'running', 'gpu-1', 'blender', 3)")
+    try:
+        await alerting.check()
+        clock.t += 50
+        store.db.execute("UPDATE render_tasks SET frames_done = 4")  # a frame came in: not stalled
+        await alerting.check()
+        clock.t += 50
+        await alerting.check()
+        assert alerting.book.history() == []
+        clock.t += 20
+        await alerting.check()
+        [alert] = alerting.book.history()
+        assert alert.subject == "render-task/1" and "gpu-1/blender" in alert.message and alert.resolved_at is None
+        store.db.execute("UPDATE render_tasks SET frames_done = 5")
+        await alerting.check()
+        assert alerting.book.history()[0].resolved_at is not None
+    finally:
+        await alerting.stop()
+        store.close()

@@ -47,7 +47,7 @@ class Alerting:
         self.config = config
         self.clock = clock
         self.book = AlertBook(store)
-        self.conditions = Conditions(store, fleet)
+        self.conditions = Conditions(store, fleet, clock)
         self.notifier = Notifier(store, self.book, config, hub_id, publish)
         self._since: dict[tuple[str, str], float] = {}  # when each condition was first seen holding
         self._task: asyncio.Task[None] | None = None

@@ -8,6 +8,8 @@ book's and the component's business, not this module's.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -30,9 +32,11 @@ def _age_s(at: str | None, now: datetime) -> float | None:
 
 
 class Conditions:
-    def __init__(self, store: Store, fleet: Fleet) -> None:
+    def __init__(self, store: Store, fleet: Fleet, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.fleet = fleet
+        self.clock = clock
+        self._frames: dict[int, tuple[int, float]] = {}  # render task → (frames done, when that count was new)
 
     def now(self, rules: list[AlertRule]) -> list[Condition]:
         if not rules:
@@ -67,6 +71,8 @@ class Conditions:
                             f"{d.ref}: nothing heard for {quiet:.0f} s (limit {rule.threshold:g} s)"))
             elif rule.kind == RuleKind.PRINT_OVERRUN:
                 found += self._overruns(rule, at)
+            elif rule.kind == RuleKind.RENDER_STALLED:
+                found += self._stalled_renders(rule)
             elif rule.kind == RuleKind.HOST_METRIC:
                 for node in self.fleet.nodes():
                     reading = getattr(node.metrics, rule.metric or "", None) if node.metrics else None
@@ -74,6 +80,22 @@ class Conditions:
                             and reading > rule.threshold:
                         found.append(Condition(rule, node.id, reading,
                                                f"{node.id}: {rule.metric} {reading:g} above {rule.threshold:g}"))
+        return found
+
+    def _stalled_renders(self, rule: AlertRule) -> list[Condition]:
+        now, found, seen = self.clock(), [], {}
+        for task in self.store.all("SELECT id, job_id, node, device, frames_done FROM render_tasks"
+                                   " WHERE state = 'running'"):
+            done, since = self._frames.get(task["id"], (task["frames_done"], now))
+            if task["frames_done"] != done:
+                since = now
+            seen[task["id"]] = (task["frames_done"], since)
+            subject = f"{task['node']}/{task['device']}"
+            if now - since > rule.threshold and fnmatchcase(subject, rule.subjects):
+                found.append(Condition(rule, f"render-task/{task['id']}", round(now - since, 1),
+                                       f"render task {task['id']} (job {task['job_id']}) on {subject}: no new frame "
+                                       f"for {now - since:.0f} s after {task['frames_done']}"))
+        self._frames = seen
         return found
 
     def _overruns(self, rule: AlertRule, at: datetime) -> list[Condition]:

@@ -17,6 +17,7 @@ class RuleKind(StrEnum):
     SILENCE = "silence"  # threshold: seconds without telemetry or status from a device
     PRINT_OVERRUN = "print_overrun"  # threshold: % a running print is past its G-code's estimate
     HOST_METRIC = "host_metric"  # threshold: a node's reading (metric) above it
+    RENDER_STALLED = "render_stalled"  # threshold: seconds a running render task has delivered no frame
 
 
 HostMetricName = Literal["cpu_temp_c", "cpu_pct", "mem_pct", "disk_pct", "load1"]
