@@ -5,7 +5,6 @@ when the condition clears, and acknowledged by an operator."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
