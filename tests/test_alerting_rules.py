@@ -10,6 +10,7 @@ import pytest
 
 from hub.alerting.component import Alerting, AlertRules
 from hub.alerting.config import AlertingConfig
+from hub.alerts import raise_alert
 from hub.fleet import Fleet
 from hub.store import Store
 from protocol.messages import HostMetrics, NodeState
@@ -114,3 +115,20 @@ async def test_a_render_task_that_delivers_no_frame_for_too_long_is_stalled(tmp_
     finally:
         await alerting.stop()
         store.close()
+
+
+async def test_a_channel_added_later_is_sent_new_alerts_not_the_farms_history(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    fleet = Fleet(store, 10.0)
+    raise_alert(store.db, "low_stock", "spool/1", "an old alert")
+    async with WebhookSink() as hook:
+        config = AlertingConfig.model_validate({"webhooks": [{"url": hook.url}]})
+        alerting = Alerting(store, fleet, config, "hub", _no_mqtt)
+        try:
+            await alerting.check()
+            raise_alert(store.db, "low_stock", "spool/2", "a new alert")
+            await alerting.check()
+            assert [body["alert"]["subject"] for _, _, body in hook.received] == ["spool/2"]
+        finally:
+            await alerting.stop()
+            store.close()

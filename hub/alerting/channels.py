@@ -105,14 +105,21 @@ class Notifier:
             self._session = None
 
     def _enqueue(self) -> None:
-        """A pending delivery for every alert event and channel that has none yet."""
+        """A pending delivery for every alert event and channel that has none yet.
+
+        Only events since the channel was first configured: adding e-mail does not mail the farm's history.
+        """
         with self.store.transaction() as db:
             for channel in self.channels:
+                key = f"alert_channel_since:{channel}"
+                db.execute("INSERT OR IGNORE INTO settings (key, body, updated_at) VALUES (?, ?, ?)",
+                           (key, json.dumps(utcnow()), utcnow()))
+                since = json.loads(db.execute("SELECT body FROM settings WHERE key = ?", (key,)).fetchone()[0])
                 db.execute("INSERT OR IGNORE INTO alert_deliveries (alert_id, channel, event, state)"
-                           " SELECT id, ?, 'raised', 'pending' FROM alerts", (channel,))
+                           " SELECT id, ?, 'raised', 'pending' FROM alerts WHERE created_at >= ?", (channel, since))
                 db.execute("INSERT OR IGNORE INTO alert_deliveries (alert_id, channel, event, state)"
-                           " SELECT id, ?, 'resolved', 'pending' FROM alerts WHERE resolved_at IS NOT NULL",
-                           (channel,))
+                           " SELECT id, ?, 'resolved', 'pending' FROM alerts WHERE created_at >= ?"
+                           " AND resolved_at IS NOT NULL", (channel, since))
 
     async def deliver(self) -> int:
         """Send what is pending, raised before resolved; returns how many went out."""
