@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import io
 import re
@@ -23,13 +24,23 @@ pytestmark = [pytest.mark.integration]
 CUSTOMER = "Zoë Müller Fahrzeugbau GmbH"
 
 
+def _with_thumbnail(gcode: bytes) -> bytes:
+    """The G-code with a PNG thumbnail embedded the way PrusaSlicer writes it."""
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 160, 90)).save(png, "PNG")
+    b64 = base64.b64encode(png.getvalue()).decode()
+    lines = [f"; {b64[i:i + 78]}" for i in range(0, len(b64), 78)]
+    block = "\n".join([f"; thumbnail begin 64x48 {len(b64)}", *lines, "; thumbnail end"]) + "\n"
+    return block.encode() + gcode
+
+
 async def _files(farm: Farm, tmp_path: Path, **documents: Any) -> tuple[Any, str, str]:
     logo = tmp_path / "logo.png"
     Image.new("RGB", (120, 40), (200, 60, 20)).save(logo)
     hub = await farm.hub(documents={"farm_name": "Tannhäuser Print Works", "address": ["Hafenstraße 3", "Bremen"],
                                     "logo_file": str(logo), "vat_pct": 19, **documents})
     http = farm.http(hub)
-    gcode = await http.upload(GCODE, "part.gcode")
+    gcode = await http.upload(_with_thumbnail(GCODE), "part.gcode")
     stl = io.BytesIO()
     trimesh.creation.box((20, 20, 20)).export(stl, file_type="stl")
     return http, gcode, await http.upload(stl.getvalue(), "bracket.stl")
@@ -80,8 +91,8 @@ async def test_the_quote_pdf_names_the_farm_the_customer_and_every_price(isolate
                    quote["vat"], quote["total"]):
         assert money(amount) in text, (money(amount), text)
     assert re.search(r"Mounting bracket[\s\S]*\b2\b", text)
-    # The logo, and a picture of each part: the mesh is drawn, the test G-code carries no thumbnail.
-    assert pdf_image_count(pdf, tmp_path) == 2
+    # The logo, and a picture of each part: the G-code's own thumbnail, and a drawing of the mesh.
+    assert pdf_image_count(pdf, tmp_path) == 3
     status, _ = await http.call("GET", "/api/v1/quotes/999/pdf")
     assert status == 404
 

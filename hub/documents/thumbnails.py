@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import contextlib
 import io
 import os
 import tempfile
@@ -67,7 +69,11 @@ class Thumbnails:
         if kind == "gcode":
             pngs = [t for t in analysis.get("thumbnails", []) if t["format"] == "PNG"]
             if pngs:
-                picture = base64.b64decode(max(pngs, key=lambda t: t["width"] * t["height"])["data"])
+                # The analysis stores bytes as pydantic writes them: URL-safe base64.
+                best = max(pngs, key=lambda t: t["width"] * t["height"])["data"]
+                with contextlib.suppress(binascii.Error, ValueError, OSError):
+                    picture = base64.urlsafe_b64decode(best)
+                    Image.open(io.BytesIO(picture)).verify()  # a slicer's broken picture must not break the PDF
         else:
             file = self.analyses.files.get(sha)
             try:
