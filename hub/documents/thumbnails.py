@@ -72,8 +72,9 @@ class Thumbnails:
                 # The analysis stores bytes as pydantic writes them: URL-safe base64.
                 best = max(pngs, key=lambda t: t["width"] * t["height"])["data"]
                 with contextlib.suppress(binascii.Error, ValueError, OSError):
-                    picture = base64.urlsafe_b64decode(best)
-                    Image.open(io.BytesIO(picture)).verify()  # a slicer's broken picture must not break the PDF
+                    data = base64.urlsafe_b64decode(best)
+                    Image.open(io.BytesIO(data)).verify()  # a slicer's broken picture must not break the PDF
+                    picture = data
         else:
             file = self.analyses.files.get(sha)
             try:
