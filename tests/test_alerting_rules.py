@@ -121,6 +121,7 @@ async def test_a_channel_added_later_is_sent_new_alerts_not_the_farms_history(tm
     store = Store(tmp_path)
     fleet = Fleet(store, 10.0)
     raise_alert(store.db, "low_stock", "spool/1", "an old alert")
+    store.db.execute("UPDATE alerts SET created_at = '2026-01-01T00:00:00.000+00:00'")  # raised before the channel
     async with WebhookSink() as hook:
         config = AlertingConfig.model_validate({"webhooks": [{"url": hook.url}]})
         alerting = Alerting(store, fleet, config, "hub", _no_mqtt)
