@@ -76,11 +76,12 @@ class Alerting:
         holding = {(c.rule.name, c.subject): c for c in self.conditions.now(rules)}
         now = self.clock()
         self._since = {key: self._since.get(key, now) for key in holding}
+        open_now = self.book.open_keys()
         for key, condition in holding.items():
-            if now - self._since[key] >= condition.rule.for_s:
-                self.book.raise_(condition)
+            if key not in open_now and now - self._since[key] >= condition.rule.for_s:
+                self.book.raise_(condition)  # and were it open after all, the unique index keeps it once
         known = {r.name for r in rules}
-        for key, alert_id in self.book.open_keys().items():
+        for key, alert_id in open_now.items():
             if key not in holding or key[0] not in known:
                 self.book.resolve(alert_id)
         await self.notifier.deliver()
