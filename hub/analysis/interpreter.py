@@ -25,7 +25,7 @@ _CODE = re.compile(r"([GMT])\s*(\d+)(?:\.\d+)?")
 # free-form arguments (M862.3 P "MK3S", M117 text) are never mistaken for bad input.
 WORD_CODES = frozenset({
     "G0", "G1", "G2", "G3", "G4", "G92", "M104", "M109", "M140", "M190", "M141", "M191",
-    "M201", "M203", "M204", "M205", "M220", "M221", "M566",
+    "M73", "M201", "M203", "M204", "M205", "M220", "M221", "M566",
 })
 
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from hub.analysis.declared import DeclaredMachine
 from hub.analysis.interpreter import Interpreter, Move, parse_line
 from hub.analysis.limits import FirmwareLimits
 from hub.analysis.machines import MachineModel
+from hub.analysis.time_estimate import EstimatorSettings, LimitsUsed, ProgressCheck, TimeEstimate
+
+__all__ = ["EstimatorSettings", "LimitsUsed", "MotionPlanner", "ProgressCheck", "TimeEstimate", "estimate_time"]
 
 # Firmware queues hold 16 (8-bit Marlin) to 64+ blocks; planning 64 ahead is what
 # modern boards do. Replanning once every 256 new blocks keeps the cost linear.
@@ -35,31 +37,6 @@ _MIN_FEED = 1e-4  # mm/s; a previous block slower than this counts as stopped
 SYNC_CODES = frozenset({"M400", "G28", "G29", "G80", "G4", "M109", "M190", "M191", "M0", "M1",
                         "BED_MESH_CALIBRATE", "QUAD_GANTRY_LEVEL", "Z_TILT_ADJUST"})
 PROBE_CODES = frozenset({"G29", "G80", "BED_MESH_CALIBRATE", "QUAD_GANTRY_LEVEL", "Z_TILT_ADJUST"})
-
-
-class EstimatorSettings(BaseModel):
-    """What the planner cannot know from the G-code; defaults fit a typical 24 V FDM printer."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    ambient_c: float = 25.0
-    hotend_heat_rate_c_s: float = Field(2.0, gt=0, description="°C per second while the hotend heats")
-    bed_heat_rate_c_s: float = Field(0.5, gt=0, description="°C per second while the bed heats")
-    chamber_heat_rate_c_s: float = Field(0.05, gt=0)
-    homing_s: float = Field(10.0, ge=0, description="per G28")
-    probing_s: float = Field(60.0, ge=0, description="per G29/G80/BED_MESH_CALIBRATE")
-
-
-class TimeEstimate(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    total_s: float
-    moves_s: float = Field(description="planned motion only: what slicers call their estimate")
-    dwell_s: float
-    heating_s: float
-    homing_s: float
-    probing_s: float
-    blocks: int
 
 
 class _Block:
@@ -94,9 +71,15 @@ def _allowable(accel: float, target: float, distance: float) -> float:
 class MotionPlanner:
     """Feed it moves and commands (it is an interpreter listener); read ``result()`` at the end."""
 
-    def __init__(self, machine: MachineModel, settings: EstimatorSettings | None = None) -> None:
+    def __init__(self, machine: MachineModel, settings: EstimatorSettings | None = None,
+                 declared: DeclaredMachine | None = None) -> None:
         self.settings = settings or EstimatorSettings()
         self.limits = FirmwareLimits(machine)
+        self.machine_id = machine.id
+        self.declared = declared
+        if declared is not None and declared.has_limits:
+            self.limits.declare(declared)
+        self.marks: list[tuple[float, float, float | None]] = []  # (our moves clock, M73 P, M73 R)
         self.blocks: list[_Block] = []
         self.n_blocks = 0
         self.moves_s = 0.0
@@ -194,6 +177,11 @@ class MotionPlanner:
             self._heat("bed", words, wait=code == "M190")
         elif code in ("M141", "M191"):
             self._heat("chamber", words, wait=code == "M191")
+        elif code == "M73":
+            if "P" in words:
+                # Time all but the look-ahead so the clock is where the printer would be.
+                self._plan(keep=LOOKAHEAD_BLOCKS)
+                self.marks.append((self.moves_s, words["P"], words.get("R")))
         else:
             self.limits.apply(code, words)
 
@@ -205,10 +193,26 @@ class MotionPlanner:
 
     def result(self) -> TimeEstimate:
         self._plan(keep=0)
+        d = self.declared
+        declared = d is not None and d.has_limits
+        limits = LimitsUsed(
+            source="slicer_config" if declared else "machine", machine=self.machine_id,
+            slicer=d.slicer if d else None, mode=d.mode if declared and d else "normal",
+            gcode_overrides=sorted(self.limits.overridden),
+        )
         return TimeEstimate(
             total_s=self.clock(), moves_s=self.moves_s, dwell_s=self.dwell_s, heating_s=self.heating_s,
-            homing_s=self.homing_s, probing_s=self.probing_s, blocks=self.n_blocks,
+            homing_s=self.homing_s, probing_s=self.probing_s, blocks=self.n_blocks, limits=limits,
+            progress=self._progress(),
         )
+
+    def _progress(self) -> ProgressCheck | None:
+        if not self.marks or self.moves_s <= 0:
+            return None
+        gap = max(abs(ours / self.moves_s * 100 - p) for ours, p, _ in self.marks)
+        first_r = self.marks[0][2]
+        return ProgressCheck(marks=len(self.marks), slicer_total_s=first_r * 60 if first_r is not None else None,
+                             max_gap_pct=round(gap, 2))
 
     # ------------------------------------------------------------------ junctions
 
@@ -310,7 +314,7 @@ class MotionPlanner:
         for b in blocks:
             b.recalc = False
 
-        done = len(blocks) - keep
+        done = max(0, len(blocks) - keep)
         total = 0.0
         for i in range(done):
             total += blocks[i].time()
@@ -343,9 +347,11 @@ class MotionPlanner:
         self.heaters[heater] = (now + wait_s, target, target)
 
 
-def estimate_time(lines: Iterable[str], machine: MachineModel, settings: EstimatorSettings | None = None) -> TimeEstimate:
-    """Estimate from G-code text lines alone (no metadata needed); see ``analyze_gcode`` for files."""
-    planner = MotionPlanner(machine, settings)
+def estimate_time(lines: Iterable[str], machine: MachineModel, settings: EstimatorSettings | None = None,
+                  declared: DeclaredMachine | None = None) -> TimeEstimate:
+    """Estimate from G-code text lines; ``declared`` holds the limits a file's slicer stated
+    (``declared.read_declared``), which ``analyze_gcode`` reads by itself."""
+    planner = MotionPlanner(machine, settings, declared)
     interpreter = Interpreter([planner])
     for line in lines:
         parsed = parse_line(line)
