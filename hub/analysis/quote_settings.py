@@ -34,6 +34,7 @@ class QuoteSettings(BaseModel):
     top_layers: int = Field(5, ge=0, description="already raised to reach the minimum shell thickness")
     bottom_layers: int = Field(4, ge=0)
     infill: float = Field(0.15, ge=0, le=1)
+    infill_pattern: str = Field("gyroid", description="PrusaSlicer's fill_pattern name")
     infill_overlap: float = Field(1.1, ge=1)
     solid_infill_below_area: float = Field(0.0, ge=0, description="mm²: infill regions smaller are printed solid")
     skirt_loops: int = Field(1, ge=0)
@@ -99,7 +100,8 @@ class _ProfileReader:
         h = num("layer_height", 0.2)
         first_h = num("first_layer_height", h, of=h)
         width = self.width("perimeter_extrusion_width", nozzle, auto)
-        first_width = self.width("first_layer_extrusion_width", nozzle, auto)
+        # Unlike the other widths, a first-layer width in percent is of the first layer's height.
+        first_width = self.num("first_layer_extrusion_width", 0.0, of=first_h) or width
         perimeter = num("perimeter_speed", 60.0)
         outer = num("external_perimeter_speed", perimeter, of=perimeter)
         infill_speed = num("infill_speed", 80.0)
@@ -117,6 +119,7 @@ class _ProfileReader:
             "perimeters": int(num("perimeters", 3, positive=False)),
             "top_layers": top_layers, "bottom_layers": bottom_layers,
             "infill": min(num("fill_density", 0.2, positive=False), 1.0),
+            "infill_pattern": self.raw("fill_pattern") or "stars",
             "solid_infill_below_area": num("solid_infill_below_area", 70.0, positive=False),
             "skirt_loops": int(num("skirts", 1, positive=False)), "skirt_distance": num("skirt_distance", 6.0),
             "skirt_layers": int(num("skirt_height", 1, positive=False)),

@@ -60,7 +60,7 @@ def _hits(triangles: np.ndarray, normals: np.ndarray, z0: float, pitch: float, o
 
 def support_volume(meshes: list[trimesh.Trimesh], z0: float, *, layer_height: float, width: float,
                    threshold_deg: float, spacing: float, interface_layers: int, interface_spacing: float,
-                   buildplate_only: bool) -> float:
+                   buildplate_only: bool, sheath_loops: bool = True) -> float:
     """mm³ of support plastic under the parts' overhangs."""
     triangles = np.concatenate([m.triangles for m in meshes])
     normals = np.concatenate([m.face_normals for m in meshes])
@@ -87,4 +87,11 @@ def support_volume(meshes: list[trimesh.Trimesh], z0: float, *, layer_height: fl
     face = width / (interface_spacing + width) if interface_spacing > 0 else 1.0
     interface = np.minimum(gap, interface_layers * layer_height * np.where(on_part, 2, 1))
     per_cell = gap * body + interface * (face - body)
-    return float(per_cell.sum() * pitch * pitch)
+    # The sheath: one loop around the support on every layer, i.e. a line over the columns' sides.
+    height = np.zeros(shape[0] * shape[1])
+    np.add.at(height, cell[needs], gap)
+    height = np.pad(height.reshape(shape), 1)
+    sides = sum(np.maximum(height[1:-1, 1:-1] - np.roll(height, shift, axis)[1:-1, 1:-1], 0.0).sum()
+                for axis in (0, 1) for shift in (1, -1))
+    sheath = sides * pitch * width if sheath_loops else 0.0
+    return float(per_cell.sum() * pitch * pitch + sheath)
