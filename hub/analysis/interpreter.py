@@ -35,6 +35,9 @@ def parse_words(text: str) -> dict[str, float]:
     for token in text.split():
         key = token[0]
         if "A" <= key <= "Z":
+            if len(token) == 1:
+                words[key] = 0.0  # a bare flag: "M220 B" saves the speed factor
+                continue
             try:
                 value = float(token[1:])
             except ValueError:

@@ -18,6 +18,7 @@ and dwells. ``moves_s`` is the part comparable with a slicer's own estimate.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 
 from hub.analysis.declared import DeclaredMachine
@@ -80,6 +81,8 @@ class MotionPlanner:
         if declared is not None and declared.has_limits:
             self.limits.declare(declared)
         self.marks: list[tuple[float, float, float | None]] = []  # (our moves clock, M73 P, M73 R)
+        self.pending_marks: deque[tuple[int, float, float | None]] = deque()  # (blocks before it, P, R)
+        self.timed = 0  # blocks timed so far
         self.blocks: list[_Block] = []
         self.n_blocks = 0
         self.moves_s = 0.0
@@ -179,9 +182,8 @@ class MotionPlanner:
             self._heat("chamber", words, wait=code == "M191")
         elif code == "M73":
             if "P" in words:
-                # Time all but the look-ahead so the clock is where the printer would be.
-                self._plan(keep=LOOKAHEAD_BLOCKS)
-                self.marks.append((self.moves_s, words["P"], words.get("R")))
+                # Our clock at this mark is known once the blocks before it are timed.
+                self.pending_marks.append((self.n_blocks, words["P"], words.get("R")))
         else:
             self.limits.apply(code, words)
 
@@ -315,10 +317,21 @@ class MotionPlanner:
             b.recalc = False
 
         done = max(0, len(blocks) - keep)
-        total = 0.0
-        for i in range(done):
-            total += blocks[i].time()
-        self.moves_s += total
+        times = [blocks[i].time() for i in range(done)]
+        pending = self.pending_marks
+        if pending:
+            clock, timed = self.moves_s, self.timed
+            for t in times:
+                while pending and pending[0][0] <= timed:
+                    _, p, r = pending.popleft()
+                    self.marks.append((clock, p, r))
+                clock += t
+                timed += 1
+            while pending and pending[0][0] <= timed:
+                _, p, r = pending.popleft()
+                self.marks.append((clock, p, r))
+        self.timed += done
+        self.moves_s += sum(times)
         del blocks[:done]
         if blocks:
             # The timed blocks left at this speed; the next plan must not change it.

@@ -44,6 +44,7 @@ from hub.analysis.layers import bodies, facing_area, layer_bounds, layer_section
 from hub.analysis.mesh import load_objects
 from hub.analysis.quote_settings import QuoteSettings
 from hub.analysis.support import support_volume
+from hub.analysis.wipe_tower import tool_changes, tower_volume
 
 __all__ = ["DENSITY_G_CM3", "Quote", "QuoteSettings", "layer_sections", "quick_quote", "quick_quote_file"]
 
@@ -165,7 +166,9 @@ def quick_quote(objects: list[trimesh.Trimesh], settings: QuoteSettings | None =
                                  interface_layers=q.support_interface_layers,
                                  interface_spacing=q.support_interface_spacing,
                                  buildplate_only=q.support_buildplate_only)
-    purge = _tool_changes(present) * q.purge_mm3
+    purge, _ = tower_volume(tool_changes(present), layers.thickness, purge_mm3=q.purge_mm3 + q.ramming_mm3,
+                            width=q.wipe_tower_width, brim_width=q.wipe_tower_brim,
+                            spacing=spacing(q.line_width, q.layer_height))
     shell = float(layers.walls.sum() + layers.solid.sum())
     infill = float(layers.sparse.sum())
     volume = shell + infill + skirt + support + purge
@@ -202,23 +205,6 @@ def _brim(objects: list[trimesh.Trimesh], z0: float, q: QuoteSettings, s: float,
         outline = perimeter(convex_hull(v[v[:, 2] <= z0 + first_h + 1e-9][:, :2]))
         total += sum(outline + 2 * np.pi * (k + 0.5) * s for k in range(loops)) * s * first_h
     return total
-
-
-def _tool_changes(present: dict[int, np.ndarray]) -> int:
-    """Tool changes layer by layer, each layer starting with the tool the last one ended with, as slicers order them."""
-    if len(present) < 2:
-        return 0
-    tools = sorted(present)
-    current: int | None = None
-    changes = 0
-    for layer in range(len(present[tools[0]])):
-        used = [t for t in tools if present[t][layer]]
-        if not used:
-            continue
-        order = ([current] if current in used else []) + [t for t in used if t != current]
-        changes += len(order) - 1 + (current is not None and order[0] != current)
-        current = order[-1]
-    return changes
 
 
 def _time(q: QuoteSettings, material: str, layers: _Layers, extra: float) -> float:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# PrusaSlicer's default ramming before a filament is unloaded (its ``filament_ramming_parameters``).
+DEFAULT_RAMMING = "120 100 6.6 6.8 7.2 7.6 7.9 8.2 8.7 9.4 9.9 10.0|"
 AUTO_WIDTH = 1.125  # × nozzle diameter: PrusaSlicer's automatic width for perimeters and infill
 
 
@@ -50,6 +52,9 @@ class QuoteSettings(BaseModel):
     support_interface_spacing: float = Field(0.0, ge=0)
     support_buildplate_only: bool = False
     purge_mm3: float = Field(140.0, ge=0, description="plastic purged on the wipe tower per tool change")
+    ramming_mm3: float = Field(0.0, ge=0, description="rammed into the tower before each unload (MMU printers)")
+    wipe_tower_width: float = Field(60.0, gt=0)
+    wipe_tower_brim: float = Field(2.0, ge=0)
     filament_diameter: float = Field(1.75, gt=0)
     perimeter_speed: float = Field(35.0, gt=0, description="mm/s, the mean of inner and outer perimeters")
     solid_speed: float = Field(70.0, gt=0)
@@ -134,6 +139,10 @@ class _ProfileReader:
             "support_interface_spacing": num("support_material_interface_spacing", 0.0, positive=False),
             "support_buildplate_only": self.raw("support_material_buildplate_only") == "1",
             "purge_mm3": _purge(self.keys.get("wiping_volumes_matrix", "")),
+            "ramming_mm3": _ramming(self.keys.get("filament_ramming_parameters", DEFAULT_RAMMING))
+            if self.raw("single_extruder_multi_material") == "1" else 0.0,
+            "wipe_tower_width": num("wipe_tower_width", 60.0),
+            "wipe_tower_brim": num("wipe_tower_brim_width", 2.0, positive=False),
             "filament_diameter": num("filament_diameter", 1.75),
             "perimeter_speed": (perimeter + outer) / 2, "solid_speed": solid, "infill_speed": infill_speed,
             "min_layer_time_s": num("slowdown_below_layer_time", 5.0, positive=False),
@@ -152,3 +161,13 @@ def _purge(matrix: str) -> float:
     off = [values[i * n + j] for i in range(n) for j in range(n) if i != j]
     mean = sum(off) / len(off)
     return mean if math.isfinite(mean) and mean >= 0 else 140.0
+
+
+def _ramming(parameters: str) -> float:
+    """Volume of PrusaSlicer's ramming: after two header numbers, flow rates (mm³/s) at 0.25 s steps, up to "|"."""
+    try:
+        rates = [float(v) for v in parameters.strip().strip('"').split("|")[0].split()[2:]]
+    except ValueError:
+        return 0.0
+    volume = sum(r for r in rates if math.isfinite(r) and r > 0) * 0.25
+    return volume if math.isfinite(volume) else 0.0
