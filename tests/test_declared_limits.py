@@ -129,10 +129,9 @@ def test_read_declared_finds_a_block_past_the_head_of_a_large_file(tmp_path: Pat
 
 
 @pytest.mark.integration
+@pytest.mark.skipif(shutil.which("prusa-slicer") is None, reason="prusa-slicer is not installed")
 async def test_prusaslicer_time_estimate_only_preset_is_matched(tmp_path: Path) -> None:
     """PrusaSlicer's default for a custom printer: limits in the config block only, none in the G-code."""
-    if shutil.which("prusa-slicer") is None:
-        pytest.skip("prusa-slicer is not installed (scripts/setup-system.sh installs it)")
     mesh = tmp_path / "gyroid_block.stl"
     trimesh.creation.box((25, 25, 6)).export(mesh)
     machine = load_machine("prusa-mk3s")
