@@ -51,7 +51,7 @@ __all__ = ["DENSITY_G_CM3", "Quote", "QuoteSettings", "layer_sections", "quick_q
 DENSITY_G_CM3 = {"PLA": 1.24, "PETG": 1.27, "ABS": 1.04, "ASA": 1.07, "TPU": 1.21, "PA": 1.14, "PC": 1.20}
 # Plastic a pattern lays relative to its nominal density, from PrusaSlicer's own output (bench.estimate).
 PATTERN_PLASTIC = {"honeycomb": 1.45}
-SLOPE_COVER = 0.4
+SLOPE_COVER = 0.15
 MAX_FLOW_MM3_S = {"PLA": 15.0, "PETG": 8.0, "ABS": 11.0, "ASA": 11.0, "TPU": 3.0, "PA": 8.0, "PC": 8.0}
 
 
