@@ -172,4 +172,8 @@ FULL = QUICK + [
     Case("two_objects", layer_height=0.3, perimeters=4, extra={"brim_width": "5"}),
     Case("two_objects", machine="prusa-mk4", material="petg", limits="config", pattern="honeycomb",
          extra=USER_DEFAULTS),
+    # A slow Bowden printer (500 mm/s²) where short gyroid segments make the planners differ most.
+    Case("sphere", machine="ender3-v2", limits="config", extra=USER_DEFAULTS),
+    Case("cube20", machine="ender3-v2", pattern="grid", perimeters=3),
+    Case("shelf", machine="ender3-v2", limits="config", layer_height=0.3, extra=SUPPORT),
 ]

@@ -10,7 +10,7 @@ import trimesh
 
 from hub.analysis.declared import declared_from_lines, read_declared
 from hub.analysis.gcode import analyze_gcode
-from hub.analysis.machines import GENERIC, load_machine, match_machine
+from hub.analysis.machines import GENERIC, load_machine, machine_ids, match_machine
 from hub.analysis.motion import estimate_time
 from hub.analysis.time_estimate import EstimatorSettings
 from hub.slicer import compose_profile, slice_mesh
@@ -91,6 +91,14 @@ def test_limits_only_in_the_config_block_are_planned_with(tmp_path: Path) -> Non
     assert silent.limits.mode == "silent" and silent.moves_s > ours.moves_s * 1.2
     plain = analyze_gcode(written, mk3s).estimate
     assert plain.limits.source == "machine" and plain.moves_s == pytest.approx(by_machine.moves_s)
+
+
+def test_every_shipped_printer_profile_names_its_machine_model() -> None:
+    profiles = Path(__file__).resolve().parents[1] / "hub" / "slicing-profiles" / "printer"
+    for machine_id in machine_ids():
+        text = (profiles / f"{machine_id}.ini").read_text()
+        name = text.split("printer_model = ", 1)[1].splitlines()[0]
+        assert match_machine(name).id == machine_id
 
 
 def test_the_machine_the_file_names_is_used_when_none_is_given(tmp_path: Path) -> None:

@@ -10,6 +10,13 @@ its time. Like a firmware's queue, only a bounded window is kept: blocks
 older than the look-ahead are timed and dropped, so memory stays flat on any
 file size.
 
+The passes run in the firmware's order, backward then forward. PrusaSlicer
+2.5 runs them forward then backward, and its backward pass raises entry
+speeds back to the junction limit, so it assumes some speeds the previous
+block cannot reach: its estimate comes out up to ~2 % shorter than ours on
+slow-accelerating printers with short segments (gyroid at 500 mm/s²), and
+within a few tenths of a percent elsewhere (``python -m bench.estimate``).
+
 Waits a planner cannot see are estimated separately: heating (a
 configurable rate per degree), homing and bed probing (fixed, configurable)
 and dwells. ``moves_s`` is the part comparable with a slicer's own estimate.
