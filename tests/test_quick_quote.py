@@ -170,3 +170,13 @@ def test_quote_of_a_file_and_an_unknown_material(tmp_path: Path) -> None:
     assert quick_quote_file(path, BARE).volume_mm3 == pytest.approx(40 * 40 * 0.6, rel=0.02)
     with pytest.raises(ValueError, match="unknown material"):
         quick_quote_file(path, QuoteSettings(material="unobtainium"))
+
+
+def test_a_finely_detailed_mesh_gets_coarser_support_columns_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.analysis import support
+
+    q = BARE.model_copy(update={"support": True})
+    fine = quick_quote([mushroom()], q).support_mm3
+    monkeypatch.setattr(support, "MAX_PAIRS", 2_000)
+    coarse = quick_quote([mushroom()], q).support_mm3
+    assert coarse == pytest.approx(fine, rel=0.15)

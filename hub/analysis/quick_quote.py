@@ -222,6 +222,6 @@ def _time(q: QuoteSettings, material: str, layers: _Layers, extra: float) -> flo
     return float(np.sum(np.maximum(per_layer, q.min_layer_time_s * q.layer_time_overrun)))
 
 
-def quick_quote_file(path: Path, settings: QuoteSettings | None = None) -> Quote:
+def quick_quote_file(path: Path, settings: QuoteSettings | None = None, tools: list[int] | None = None) -> Quote:
     _, objects = load_objects(path)
-    return quick_quote([m for _, m in objects], settings)
+    return quick_quote([m for _, m in objects], settings, tools)

@@ -27,19 +27,28 @@ def auto_threshold_deg(layer_height: float, width: float) -> float:
     return math.degrees(math.atan2(layer_height, width / 2))
 
 
-def _hits(triangles: np.ndarray, normals: np.ndarray, z0: float, pitch: float, origin: np.ndarray,
-          shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cell, height, normal z) of every crossing of a grid column with a triangle."""
+def _cells(triangles: np.ndarray, pitch: float, origin: np.ndarray,
+           shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """First grid column inside each triangle's extent, and how many columns across it spans (x, y)."""
     xy = triangles[:, :, :2]
     lo = np.floor((xy.min(axis=1) - origin) / pitch - 0.5).astype(int) + 1
     hi = np.floor((xy.max(axis=1) - origin) / pitch - 0.5).astype(int)
     lo, hi = np.maximum(lo, 0), np.minimum(hi, np.array(shape) - 1)
-    nx, ny = np.clip(hi[:, 0] - lo[:, 0] + 1, 0, None), np.clip(hi[:, 1] - lo[:, 1] + 1, 0, None)
+    return lo, hi, np.clip(hi[:, 0] - lo[:, 0] + 1, 0, None), np.clip(hi[:, 1] - lo[:, 1] + 1, 0, None)
+
+
+def _pairs(triangles: np.ndarray, pitch: float, origin: np.ndarray, shape: tuple[int, int]) -> int:
+    _, _, nx, ny = _cells(triangles, pitch, origin, shape)
+    return int((nx * ny).sum())
+
+
+def _hits(triangles: np.ndarray, normals: np.ndarray, z0: float, pitch: float, origin: np.ndarray,
+          shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell, height, normal z) of every crossing of a grid column with a triangle."""
+    lo, _, nx, ny = _cells(triangles, pitch, origin, shape)
     spans = nx * ny
     keep = (spans > 0) & (np.abs(normals[:, 2]) > 1e-9)
     face = np.repeat(np.nonzero(keep)[0], spans[keep])
-    if len(face) > MAX_PAIRS:
-        raise ValueError("mesh too detailed for the support estimate")
     k = np.arange(len(face)) - np.repeat(np.cumsum(spans[keep]) - spans[keep], spans[keep])
     ix = lo[face, 0] + k // ny[face]
     iy = lo[face, 1] + k % ny[face]
@@ -67,7 +76,12 @@ def support_volume(meshes: list[trimesh.Trimesh], z0: float, *, layer_height: fl
     xy = triangles[:, :, :2].reshape(-1, 2)
     origin, extent = xy.min(axis=0), np.maximum(xy.max(axis=0) - xy.min(axis=0), 1e-3)
     pitch = max(0.25, math.sqrt(extent[0] * extent[1] / MAX_CELLS))
-    shape = (int(extent[0] // pitch) + 1, int(extent[1] // pitch) + 1)
+    while True:
+        shape = (int(extent[0] // pitch) + 1, int(extent[1] // pitch) + 1)
+        pairs = _pairs(triangles, pitch, origin, shape)
+        if pairs <= MAX_PAIRS:
+            break
+        pitch *= math.sqrt(pairs / MAX_PAIRS) * 1.05  # coarser columns for a finely detailed mesh
     cell, z, nz = _hits(triangles, normals, z0, pitch, origin, shape)
     if len(cell) == 0:
         return 0.0
