@@ -157,6 +157,7 @@ def run(quick: bool, work: Path) -> dict[str, object]:
         "time_err_pct_max_machine_only": round(float(np.max(np.abs([r["time_err_pct_machine_only"] for r in rows]))), 3),
         "quick_quote_grams_err_pct_max": round(float(gram_errs.max()), 2),
         "quick_quote_grams_err_pct_mean": round(float(gram_errs.mean()), 2),
+        "quick_quote_time_err_pct_median": round(float(np.median(np.abs([r["quick_quote_time_err_pct"] for r in rows]))), 1),
         "goals": GOALS, "quick": quick, "cases": len(rows), "by_class": by_class, "models": rows,
     }
 

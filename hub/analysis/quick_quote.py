@@ -27,7 +27,8 @@ Time, layer by layer: perimeters, solid and sparse infill each at their own
 volumetric rate (speed × spacing × layer height) capped by the material's
 flow limit; ``motion_efficiency`` (0.6) accounts for accelerating into
 corners and for travel, and a layer never takes less than
-``min_layer_time_s`` × ``layer_time_overrun`` (1.15). Rough (about ±20 %);
+``min_layer_time_s`` × ``layer_time_overrun`` (1.15), unless that would
+need slower than ``min_print_speed``. Rough (tens of percent on small parts);
 use the estimate from sliced G-code for anything that matters.
 """
 
@@ -219,7 +220,10 @@ def _time(q: QuoteSettings, material: str, layers: _Layers, extra: float) -> flo
     walls[0] += extra
     per_layer = (walls / rate(q.perimeter_speed) + layers.solid / rate(q.solid_speed)
                  + layers.sparse / rate(q.infill_speed)) / q.motion_efficiency
-    return float(np.sum(np.maximum(per_layer, q.min_layer_time_s * q.layer_time_overrun)))
+    # Slowing a small layer to the minimum layer time stops at the minimum print speed.
+    path_mm = (walls + layers.solid + layers.sparse) / cross
+    floor = np.minimum(q.min_layer_time_s, path_mm / q.min_print_speed) * q.layer_time_overrun
+    return float(np.sum(np.maximum(per_layer, floor)))
 
 
 def quick_quote_file(path: Path, settings: QuoteSettings | None = None, tools: list[int] | None = None) -> Quote:

@@ -61,6 +61,7 @@ class QuoteSettings(BaseModel):
     infill_speed: float = Field(80.0, gt=0)
     motion_efficiency: float = Field(0.6, gt=0, le=1)
     min_layer_time_s: float = Field(10.0, ge=0)
+    min_print_speed: float = Field(15.0, gt=0, description="mm/s: the slowest a small layer is slowed down to")
     layer_time_overrun: float = Field(1.15, ge=1)
 
     @classmethod
@@ -145,7 +146,9 @@ class _ProfileReader:
             "wipe_tower_brim": num("wipe_tower_brim_width", 2.0, positive=False),
             "filament_diameter": num("filament_diameter", 1.75),
             "perimeter_speed": (perimeter + outer) / 2, "solid_speed": solid, "infill_speed": infill_speed,
-            "min_layer_time_s": num("slowdown_below_layer_time", 5.0, positive=False),
+            "min_layer_time_s": num("slowdown_below_layer_time", 5.0, positive=False)
+            if self.raw("cooling") != "0" else 0.0,
+            "min_print_speed": num("min_print_speed", 10.0),
         }
 
 
