@@ -180,3 +180,16 @@ def test_a_finely_detailed_mesh_gets_coarser_support_columns_not_an_error(monkey
     monkeypatch.setattr(support, "MAX_PAIRS", 2_000)
     coarse = quick_quote([mushroom()], q).support_mm3
     assert coarse == pytest.approx(fine, rel=0.15)
+
+
+def test_small_layers_slow_down_only_to_the_minimum_print_speed(tmp_path: Path) -> None:
+    q = BARE.model_copy(update={"min_layer_time_s": 60, "min_print_speed": 10})
+    part = [pin(2, 10)]
+    slow = quick_quote(part, q).time_s
+    faster_floor = quick_quote(part, q.model_copy(update={"min_print_speed": 20})).time_s
+    assert slow < 50 * 60  # never the full minute per layer: the path takes well under that at 10 mm/s
+    assert faster_floor == pytest.approx(slow / 2, rel=0.05)
+    profile = tmp_path / "p.ini"
+    profile.write_text("cooling = 0\nslowdown_below_layer_time = 30\nmin_print_speed = 12\n")
+    settings = QuoteSettings.from_profile(profile)
+    assert (settings.min_layer_time_s, settings.min_print_speed) == (0.0, 12.0)
