@@ -130,9 +130,13 @@ def test_m73_marks_are_checked_and_never_cost_planned_time(tmp_path: Path) -> No
     assert marked.progress.max_gap_pct < 10
 
 
-def test_read_declared_finds_a_block_past_the_head_of_a_large_file(tmp_path: Path) -> None:
+def test_read_declared_finds_a_block_at_either_end_of_a_large_file(tmp_path: Path) -> None:
     path = _file(tmp_path, ["G1 X1 Y1 F600"] * 200_000 + _block())
     assert path.stat().st_size > 1_000_000
+    assert read_declared(path).accel_print == 1500
+    # Bambu Studio: the block follows a large thumbnail in the header, long before the tail.
+    header = ["; THUMBNAIL_BLOCK_START"] + ["; " + "A" * 76] * 5_000 + ["; THUMBNAIL_BLOCK_END"] + _block()
+    path = _file(tmp_path, header + ["G1 X1 Y1 F600"] * 200_000, "bambu.gcode")
     assert read_declared(path).accel_print == 1500
 
 

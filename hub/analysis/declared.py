@@ -9,9 +9,9 @@ M201/M203/M204/M205, so a planner that reads only commands plans with the
 wrong machine. Cura states no limits but names its machine (its header's
 ``TARGET_MACHINE.NAME`` or the ``definition`` in its trailing settings).
 
-The block sits at the end of the file (Bambu Studio writes it near the
-top), so the head and tail are read first; the rest of the file is never
-held.
+The block sits at the end of the file (Bambu Studio writes it in its
+header, after the thumbnails), so the header and the tail are read first;
+the rest of the file is never held.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Literal
 
 HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 512 * 1024
+MAX_HEADER_BYTES = 8 * 1024 * 1024  # comments before the first move: thumbnails and a config block
 
 Mode = Literal["normal", "silent"]
 
@@ -111,12 +112,18 @@ def _cura(lines: list[str]) -> tuple[str | None, dict[str, str]]:
 
 
 def _read_ends(path: Path) -> list[str]:
+    """The header up to the first move (Bambu Studio puts its block after large thumbnails), and the tail."""
     with path.open("rb") as f:
         head = f.read(HEAD_BYTES)
+        while len(head) < MAX_HEADER_BYTES and b"\nG1 " not in head and b"\nG0 " not in head:
+            more = f.read(HEAD_BYTES)
+            if not more:
+                break
+            head += more
         f.seek(0, 2)
         size = f.tell()
-        if size > HEAD_BYTES:
-            f.seek(max(HEAD_BYTES, size - TAIL_BYTES))
+        if size > len(head):
+            f.seek(max(len(head), size - TAIL_BYTES))
             tail = f.read()
         else:
             tail = b""
