@@ -132,6 +132,7 @@ def test_an_ini_prusaslicer_saves_with_auto_widths_quotes(tmp_path: Path) -> Non
     assert quick_quote_file(cube, q).grams > 0
 
 
+SMALL = trimesh.creation.box((5, 5, 1), T((0, 0, 0.5)))
 ODD_VALUES = ["0", "0%", "", "auto", "-1", "nan", "inf", "1e400", "250%", "0.4,0.6", '"5"', "15%;20%"]
 KEYS = ["layer_height", "first_layer_height", "nozzle_diameter", "extrusion_width", "perimeter_extrusion_width",
         "first_layer_extrusion_width", "support_material_extrusion_width", "perimeters", "top_solid_layers",
@@ -148,3 +149,4 @@ def test_no_value_in_an_ini_makes_the_quote_fail(tmp_path: Path, key: str) -> No
         profile.write_text(f"{key} = {value}\nextrusion_width = {other}\n# comment = x\n; another = y\nnot a pair\n")
         q = QuoteSettings.from_profile(profile)
         assert q.line_width > 0 and q.layer_height > 0
+        assert quick_quote([SMALL], q).grams > 0
