@@ -16,6 +16,8 @@ import trimesh
 
 from hub.analysis.gcode import analyze_gcode
 
+from .prerequisites import missing_reason, program
+
 pytestmark = pytest.mark.integration
 
 DEFINITIONS = Path(__file__).resolve().parents[1] / ".peers" / "cura" / "definitions"
@@ -23,10 +25,9 @@ PLA_DENSITY = 1.24
 
 
 def _cura(tmp_path: Path, parts: list[tuple[trimesh.Trimesh, int]]) -> Path:
-    if shutil.which("CuraEngine") is None:
-        pytest.skip("CuraEngine is not installed (scripts/setup-system.sh installs cura-engine)")
+    program("CuraEngine")
     if not (DEFINITIONS / "fdmprinter.def.json").is_file():
-        pytest.skip("Cura's definitions are missing (run scripts/peers/cura-definitions.sh)")
+        pytest.skip(missing_reason("Cura's definitions are not under .peers/cura (scripts/peers/cura-definitions.sh)"))
     extruders = 1 + max(tool for _, tool in parts)
     cmd = ["CuraEngine", "slice", "-j", str(DEFINITIONS / "fdmprinter.def.json"),
            "-s", f"machine_extruder_count={extruders}", "-s", "machine_width=220", "-s", "machine_depth=220",

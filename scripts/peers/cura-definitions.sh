@@ -8,15 +8,19 @@ cd "$(dirname "$0")/../.."
 dest=.peers/cura/definitions
 if [ -f "$dest/fdmprinter.def.json" ] && [ -f "$dest/fdmextruder.def.json" ]; then exit 0; fi
 if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
-  echo "peers/cura-definitions: needs apt-get and dpkg-deb (Debian); the CuraEngine tests will skip" >&2
+  echo "peers/cura-definitions: needs apt-get and dpkg-deb (Debian); the CuraEngine tests will skip (fail under CI=true)" >&2
   exit 0
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 if ! (cd "$work" && apt-get download -qq cura >/dev/null 2>&1); then
-  echo "peers/cura-definitions: 'apt-get download cura' failed (run apt-get update?); the CuraEngine tests will skip" >&2
-  exit 0
+  # Stale or missing package lists (a fresh machine): refresh them once and try again.
+  apt-get update -qq >/dev/null 2>&1 || true
+  if ! (cd "$work" && apt-get download -qq cura >/dev/null 2>&1); then
+    echo "peers/cura-definitions: 'apt-get download cura' failed; the CuraEngine tests will skip (fail under CI=true)" >&2
+    exit 0
+  fi
 fi
 dpkg-deb -x "$work"/cura_*.deb "$work/x"
 mkdir -p "$dest"
