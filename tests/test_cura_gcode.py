@@ -7,7 +7,6 @@ time estimate is known to be loose, so ours is reported beside it, not held to i
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
