@@ -50,6 +50,8 @@ CONSOLE_SETTLE_S = 0.1
 UPLOAD_TIMEOUT_S = 600.0
 NEW_JOB_FILE = "new job file"
 _AUTH_CODES = (401, 403)
+_RPC_AUTH_CODES = (*_AUTH_CODES, -32602)
+"""Moonraker answers a refused login over JSON-RPC with -32602 (it maps HTTP 401 onto it)."""
 _CONSOLE_STATES = (DeviceState.IDLE, DeviceState.PAUSED, DeviceState.ERROR)
 
 
@@ -111,7 +113,7 @@ class MoonrakerPrinter(NetworkPrinter):
         try:
             await socket.call("server.connection.identify", params)
         except RpcError as exc:
-            if exc.code in _AUTH_CODES:
+            if exc.code in _RPC_AUTH_CODES:
                 raise AuthFailed(f"Moonraker refused the login: {exc.message}") from None
             raise
 
