@@ -141,3 +141,26 @@ async def test_the_klippy_simulator_speaks_the_webhooks_protocol(sim_client) -> 
     assert sim.printer.state == "shutdown"
     refused = await client.call("gcode/script", script="G28")
     assert refused["error"]["message"] == "Shutdown due to webhooks request"
+
+
+def test_the_config_example_builds_a_moonraker_driver() -> None:
+    import tomllib
+
+    from agent import devices
+    from agent.config import DeviceConfig
+    from agent.devices.moonraker import MoonrakerPrinter
+
+    example = (Path(__file__).resolve().parent.parent / "systemd" / "agent.example.toml").read_text()
+    block = example.split('# id = "voron-1"')[1].split("\n\n")[0]
+    table = tomllib.loads('id = "voron-1"' + block.replace("\n# ", "\n"))
+    config = DeviceConfig.model_validate(table)
+
+    class Quiet:
+        def event(self, body: object) -> None: ...
+        def status(self, status: object) -> None: ...
+        def telemetry(self, telemetry: object) -> None: ...
+
+    printer = devices.create(config, Quiet(), poll_interval_s=2.0)
+    assert isinstance(printer, MoonrakerPrinter)
+    assert printer.url == "http://voron.local:7125" and printer.api_key == "0123456789abcdef0123456789abcdef"
+    assert printer.offline_after_s == 10
