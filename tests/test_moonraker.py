@@ -1,6 +1,6 @@
 """The Moonraker driver against the real Moonraker (from PyPI, in .peers/moonraker) and our Klippy simulator.
 
-Each test runs its own Moonraker (about half a second to start) with Moonraker's
+Each test runs its own Moonraker (about two seconds to start) with Moonraker's
 ``[authorization]`` on and no trusted clients, so every request needs the API
 key, in front of a ``KlippySimulator`` on its Klippy socket.
 """
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig
+from agent.devices.base import CommandRejected
 from agent.devices.moonraker import MoonrakerPrinter
 from agent.node import Agent
 from farmhand.sample_gcode import ring_tower
-from farmhand.sim.klippy import KlippySimulator
-from farmhand.sim.moonraker_host import MoonrakerHost, peer_python
+from farmhand.sim.moonraker_host import SimulatedKlipper, peer_python
 from protocol.messages import DeviceState
 
 from .authkit import AGENT_TOKEN
@@ -35,22 +35,9 @@ pytestmark = [
 LINES_PER_S = 150.0
 
 
-class Klipper:
-    """A Klipper printer as the network sees it: the real Moonraker, our Klippy behind it."""
-
+class Klipper(SimulatedKlipper):
     def __init__(self, data: Path, **sim: object) -> None:
-        self.host = MoonrakerHost(data)
-        self.sim = KlippySimulator(self.host.klippy_socket, self.host.gcodes, **{
-            "lines_per_s": LINES_PER_S, "heat_tau_s": 0.2, **sim})  # type: ignore[arg-type]
-
-    async def start(self) -> None:
-        await self.sim.start()
-        await self.host.start()
-        await self.host.wait_klippy()
-
-    async def stop(self) -> None:
-        await self.host.stop()
-        await self.sim.stop()
+        super().__init__(data, **{"lines_per_s": LINES_PER_S, "heat_tau_s": 0.2, **sim})
 
     def driver(self, rec: Recorder, api_key: str | None = "", **kw: object) -> MoonrakerPrinter:
         key = self.host.api_key if api_key == "" else api_key
@@ -132,6 +119,22 @@ async def test_a_whole_print_through_the_hub(private_mosquitto, klipper: Klipper
 
 
 # ------------------------------------------------------------------ commands and faults, driver and printer
+
+async def test_an_upload_that_arrives_different_is_refused_and_not_started(klipper: Klipper, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.devices.moonraker as driver_module
+
+    monkeypatch.setattr(driver_module, "sha256_of", lambda path: "0" * 64)  # as if the bytes changed on the way
+    printer = await opened(klipper.driver(Recorder()))
+    try:
+        with pytest.raises(CommandRejected, match="checksum mismatch"):
+            await printer.start_job("x1", gcode_file(tmp_path, 10))
+        assert klipper.sim.printer.started_files == []
+        assert not (klipper.host.gcodes / "farmhand-job-x1.gcode").exists()
+        assert printer.status().job_id is None and printer.status().state is DeviceState.IDLE
+    finally:
+        await printer.close()
+
 
 async def test_cancel_ends_the_job_on_a_printer_without_a_bed(tmp_path: Path) -> None:
     bedless = Klipper(tmp_path / "printer_data", has_bed=False)
@@ -218,7 +221,7 @@ async def test_a_restarted_agent_finds_its_job_by_the_file_name(klipper: Klipper
     await second.open()
     try:
         await wait_for(lambda: second.status().job_id == "a1", 10, "the job found again")
-        with pytest.raises(Exception, match="busy"):
+        with pytest.raises(CommandRejected, match="busy"):
             await second.start_job("a2", gcode_file(tmp_path, 10))
         await wait_for(lambda: "job_completed" in rec.types(), 30, "the job to complete")
         assert klipper.sim.printer.started_files == ["farmhand-job-a1.gcode"]

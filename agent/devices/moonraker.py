@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,8 @@ CONNECT_TIMEOUT_S = 10.0
 CONSOLE_TIMEOUT_S = 120.0
 CONSOLE_SETTLE_S = 0.1
 """Moonraker may pass on a command's last response lines just after its answer."""
-UPLOAD_TIMEOUT_S = 600.0
+UPLOAD_STALL_S = 60.0
+"""An upload (and Moonraker reading the file's metadata after it) may take long, but not stall this long."""
 NEW_JOB_FILE = "new job file"
 _AUTH_CODES = (401, 403)
 _RPC_AUTH_CODES = (*_AUTH_CODES, -32602)
@@ -88,12 +90,12 @@ class MoonrakerPrinter(NetworkPrinter):
             if exc.status in _AUTH_CODES:
                 raise AuthFailed(f"Moonraker answered {exc.status} {exc.message}") from None
             raise
+        self._resync = asyncio.Queue()
+        self._resync.put_nowait("connect")
         socket = self._socket = MoonrakerSocket(ws, self._notified, self.alive)
         reader = asyncio.create_task(socket.run(), name=f"moonraker-read:{self.id}")
         try:
             await self._identify(socket)
-            self._resync = asyncio.Queue()
-            await self._resync.put("connect")
             while True:
                 waiter = asyncio.create_task(self._resync.get())
                 done, _ = await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -212,12 +214,10 @@ class MoonrakerPrinter(NetworkPrinter):
             form.add_field("file", reader, filename=name, content_type="application/octet-stream")
             try:
                 async with self._http.post(f"{self.url}/server/files/upload", data=form,
-                                           timeout=aiohttp.ClientTimeout(total=UPLOAD_TIMEOUT_S)) as response:
+                                           timeout=aiohttp.ClientTimeout(total=None, sock_read=UPLOAD_STALL_S)) as response:
                     body = await response.text()
-                    if response.status in _AUTH_CODES:
-                        raise CommandRejected(f"Moonraker refused the upload: {response.status} {body[:200]}")
                     if response.status >= 300:
-                        raise CommandRejected(f"Moonraker refused the upload: {_error_text(body)}")
+                        raise CommandRejected(f"Moonraker refused the upload ({response.status}): {_error_text(body)}")
                     answer = await response.json(content_type=None)
             except aiohttp.ClientError as exc:
                 raise CommandRejected(f"upload to Moonraker failed: {exc}") from None
@@ -295,11 +295,16 @@ class _ProgressReader(io.BufferedReader):
 
 
 def _error_text(body: str) -> str:
-    """Moonraker's error body is ``{"error": {"message": …}}``; fall back to the raw text."""
+    """Moonraker's error body: ``{"error": {"message", "traceback"}}``. For an HTTP error the message is only
+    the status's reason ("Unprocessable Entity"); its own words are on the traceback's last line, in brackets."""
     try:
-        return str(json.loads(body)["error"]["message"])
+        error = json.loads(body)["error"]
+        message = str(error["message"])
     except (ValueError, KeyError, TypeError):
         return body[:200]
+    lines = str(error.get("traceback") or "").strip().splitlines()
+    detail = re.search(r"\((.+)\)$", lines[-1]) if lines else None
+    return detail.group(1) if detail else message
 
 
 def create(config: DeviceConfig, emitter: Emitter, poll_interval_s: float) -> MoonrakerPrinter:

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 ETX = b"\x03"
 
@@ -152,3 +153,26 @@ class MoonrakerHost:
             if path.exists():
                 texts.append("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
         return "\n".join(texts)
+
+
+class SimulatedKlipper:
+    """A Klipper printer as the network sees it: the real Moonraker with our Klippy simulator behind it.
+
+    ``sim`` options go to ``KlippySimulator`` (``lines_per_s``, ``heat_tau_s``, ``has_bed``…).
+    Connect a driver to ``host.url`` with ``host.api_key``.
+    """
+
+    def __init__(self, data: Path, *, port: int | None = None, **sim: Any) -> None:
+        from .klippy import KlippySimulator
+
+        self.host = MoonrakerHost(data, port=port)
+        self.sim = KlippySimulator(self.host.klippy_socket, self.host.gcodes, **sim)
+
+    async def start(self) -> None:
+        await self.sim.start()
+        await self.host.start()
+        await self.host.wait_klippy()
+
+    async def stop(self) -> None:
+        await self.host.stop()
+        await self.sim.stop()
