@@ -28,6 +28,7 @@ class _Section(BaseModel):
 class MqttConfig(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     keepalive_s: int = Field(30, ge=5, le=3600)
+    ca_file: Path | None = Field(None, description="the farm CA an mqtts:// broker's certificate must chain to")
 
     @field_validator("url")
     @classmethod
@@ -38,6 +39,7 @@ class MqttConfig(_Section):
 
 class HubLink(_Section):
     token: SecretStr | None = Field(None, description="bearer token for job file downloads")
+    ca_file: Path | None = Field(None, description="the farm CA an https hub's certificate must chain to")
 
 
 class StorageConfig(_Section):

@@ -105,12 +105,14 @@ class Hub:
         api.screen = self.farm.screen_upload
         self._runner = web.AppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
+        tls = cfg.http.tls()
+        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port, ssl_context=tls)
         await site.start()
         port = self._runner.addresses[0][1]
         wildcard = cfg.http.host in WILDCARD_HOSTS
-        self.http_url = f"http://{_url_host('127.0.0.1' if wildcard else cfg.http.host)}:{port}"
-        self.public_url = (cfg.public_url or (f"http://{socket.getfqdn()}:{port}" if wildcard else self.http_url)
+        scheme = "https" if tls else "http"
+        self.http_url = f"{scheme}://{_url_host('127.0.0.1' if wildcard else cfg.http.host)}:{port}"
+        self.public_url = (cfg.public_url or (f"{scheme}://{socket.getfqdn()}:{port}" if wildcard else self.http_url)
                            ).rstrip("/")
 
         if cfg.mqtt.url is None:
@@ -127,6 +129,7 @@ class Hub:
             on_connect=self._on_connect,
             will=Will(topics.hub_state(), self._hub_state(online=False)),
             persistent=True,
+            ca_file=cfg.mqtt.ca_file,
         )
         self.outbox.publisher = self._session
         self.requests.publish = self._session.publish

@@ -28,6 +28,8 @@ def test_the_shipped_example_loads() -> None:
     assert [d.id for d in config.devices] == ["mk3s-1", "ender3-1"]
     assert config.devices[1].profile == "marlin2" and config.devices[1].baud == 115200
     assert config.storage.dir == Path("/var/lib/farmhand-agent")
+    assert config.mqtt.url.startswith("mqtts://") and config.mqtt.ca_file == config.hub.ca_file == \
+        Path("/etc/farmhand/ca.crt"), "the example is the encrypted set-up"
 
 
 def test_defaults_fill_everything_but_the_node_id(tmp_path: Path) -> None:

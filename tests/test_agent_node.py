@@ -34,6 +34,7 @@ from protocol.messages import (
     Heater,
     JobStarted,
     PauseJob,
+    Rebirth,
     SendGcode,
     StartJob,
     Telemetry,
@@ -177,6 +178,30 @@ async def test_the_last_will_marks_a_node_offline_when_its_connection_dies(node)
         await wait_for(lambda: len(listener.bodies(state_topic)) >= 3, what="death and rebirth")
         assert [b.online for b in listener.bodies(state_topic)][:3] == [True, False, True]
         assert agent.session.connects == 2
+    finally:
+        await agent.stop()
+
+
+@pytest.mark.integration
+async def test_the_birth_says_what_each_device_runs_and_a_rebirth_request_repeats_it(node, tmp_path: Path) -> None:
+    """What the hub reconciles its jobs against after a reconnect, and asks for when it missed something."""
+    config, listener = node
+    state_topic = topics.node_state(config.node_id)
+    agent = await started(config)
+    try:
+        await wait_for(lambda: len(listener.bodies(state_topic)) == 1, what="the birth")
+        (birth,) = listener.bodies(state_topic)
+        assert [(j.device, j.state, j.job_id) for j in birth.jobs] == [("p1", DeviceState.IDLE, None),
+                                                                        ("p2", DeviceState.IDLE, None)]
+        device(agent, "p2")._set(DeviceState.PRINTING, "17")
+        before = len(listener.bodies(type="device_status"))
+        await send(listener, config.node_id, Rebirth(reason="seq gap"))
+        await wait_for(lambda: len(listener.bodies(state_topic)) == 2, what="the rebirth")
+        reborn = listener.bodies(state_topic)[1]
+        assert [(j.device, j.state, j.job_id) for j in reborn.jobs] == [("p1", DeviceState.IDLE, None),
+                                                                         ("p2", DeviceState.PRINTING, "17")]
+        await wait_for(lambda: len(listener.bodies(type="device_status")) >= before + 2, what="every status again")
+        assert agent.commands.counters.malformed == 0 and not acks(listener, "seq gap")
     finally:
         await agent.stop()
 

@@ -50,6 +50,7 @@ from protocol.messages import (
     LoadedMaterial,
     Telemetry,
 )
+from protocol.mqtt import backoff_delay
 
 from .base import CommandRejected, Device, Emitter
 
@@ -104,10 +105,9 @@ class Backoff:
         self._attempt = 0
 
     def next(self) -> float:
-        ceiling = min(self.max_s, self.first_s * 2 ** self._attempt)
+        delay = backoff_delay(self._attempt, self.first_s, self.max_s, self._rng)
         self._attempt = min(self._attempt + 1, 32)
-        floor = self.first_s / 2
-        return floor + self._rng() * max(0.0, ceiling - floor)
+        return delay
 
     def reset(self) -> None:
         self._attempt = 0
