@@ -29,6 +29,7 @@ import asyncio
 import io
 import json
 import re
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,10 +64,12 @@ class MoonrakerPrinter(NetworkPrinter):
     kind = "moonraker"
 
     def __init__(self, device_id: str, emitter: Emitter, *, url: str, api_key: str | None = None,
-                 **kw: Any) -> None:
+                 ca_file: Path | None = None, **kw: Any) -> None:
+        """``ca_file``: the certificate an https Moonraker (nginx in front, say) is checked against."""
         super().__init__(device_id, emitter, **kw)
         self.url = url.rstrip("/")
         self.api_key = api_key
+        self.ca_file = ca_file
         self.klipper = KlipperStatus()
         self._http: aiohttp.ClientSession | None = None
         self._socket: MoonrakerSocket | None = None
@@ -80,8 +83,10 @@ class MoonrakerPrinter(NetworkPrinter):
         return {"X-Api-Key": self.api_key} if self.api_key else {}
 
     async def session(self) -> None:
+        tls = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
         self._http = aiohttp.ClientSession(
-            headers=self._headers(), timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S))
+            headers=self._headers(), connector=aiohttp.TCPConnector(ssl=tls),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S))
         ws_url = self.url.replace("http", "ws", 1) + "/websocket"
         try:
             ws = await asyncio.wait_for(self._http.ws_connect(ws_url, heartbeat=max(5.0, self.offline_after_s / 2),
@@ -311,5 +316,6 @@ def create(config: DeviceConfig, emitter: Emitter, poll_interval_s: float) -> Mo
     assert config.url is not None, "DeviceConfig requires a url for moonraker"
     return MoonrakerPrinter(config.id, emitter, url=config.url,
                             api_key=config.api_key.get_secret_value() if config.api_key else None,
+                            ca_file=config.ca_file,
                             model=config.model, poll_interval_s=poll_interval_s,
                             offline_after_s=config.offline_after_s)
