@@ -20,7 +20,7 @@ from agent.devices.base import CommandRejected
 from agent.devices.moonraker import MoonrakerPrinter
 from agent.node import Agent
 from farmhand.sample_gcode import ring_tower
-from farmhand.sim.moonraker_host import SimulatedKlipper, peer_python
+from farmhand.sim.moonraker_host import SimulatedKlipper, installed
 from protocol.messages import DeviceState
 
 from .authkit import AGENT_TOKEN
@@ -29,7 +29,7 @@ from .test_network_printer import Recorder
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not peer_python().exists(), reason="Moonraker is not installed (scripts/peers/moonraker.sh)"),
+    pytest.mark.skipif(not installed(), reason="Moonraker is not installed (scripts/peers/moonraker.sh)"),
 ]
 
 LINES_PER_S = 150.0

@@ -30,6 +30,11 @@ def peer_python(root: Path | None = None) -> Path:
     return root / ".peers" / "moonraker" / "bin" / "python"
 
 
+def installed(root: Path | None = None) -> bool:
+    """Whether ``scripts/peers/moonraker.sh`` finished installing Moonraker (it leaves a stamp last)."""
+    return any(peer_python(root).parent.parent.glob(".installed-*"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
