@@ -152,6 +152,12 @@ async def test_cancel_ends_the_job_on_a_printer_without_a_bed(tmp_path: Path) ->
         assert bedless.sim.printer.stats.state == "cancelled"
         assert bedless.sim.printer.extruder.target == 0.0, "Klipper's CANCEL_PRINT macro turns the heaters off"
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 5, "idle again")
+        # The same job again (the hub retries it here): Klipper still reports "cancelled" for this file name
+        # until its next delta, and that earlier end must not end the new attempt.
+        await printer.start_job("c1", gcode_file(tmp_path, 100))
+        await wait_for(lambda: "job_completed" in rec.types(), 15, "the second attempt to complete")
+        assert rec.types().count("job_failed") == 1
+        assert bedless.sim.printer.started_files == ["farmhand-job-c1.gcode"] * 2
     finally:
         await printer.close()
         await bedless.stop()

@@ -238,6 +238,22 @@ class MoonrakerPrinter(NetworkPrinter):
         if stats.get("state") in ("printing", "paused"):
             raise CommandRejected(f"device {self.id} is busy: Klipper prints {stats.get('filename')}")
         await self._command("start the print", "printer.print.start", {"filename": name})
+        # Klipper's own state right after the start, not our snapshot's: deltas come every 0.25 s, and until
+        # then the snapshot may still hold an earlier attempt's end under this same file name.
+        wanted = {k: v for k, v in subscription(list(self.klipper.objects)).items()
+                  if k in ("print_stats", "virtual_sdcard", "display_status")}
+        try:
+            fresh = await self._live("start the print").call("printer.objects.query", {"objects": wanted})
+        except (RpcError, ConnectionError) as exc:  # the print runs; the next delta will tell
+            self.log.warning("state after the start not read", reason=str(exc))
+        else:
+            self.klipper.replace(fresh.get("status", {}))
+        # Once the base has the job, report again: a short file may already be done, with no delta to come.
+        asyncio.get_running_loop().call_soon(self._report_now)
+
+    def _report_now(self) -> None:
+        if self._socket is not None and self.connected:
+            self.heard(self.klipper.report())
 
     async def pause_print(self) -> None:
         await self._command("pause", "printer.print.pause")

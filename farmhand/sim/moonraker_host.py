@@ -45,8 +45,10 @@ class MoonrakerHost:
     """One Moonraker process over ``data``; ``start()`` returns once it answers and knows its API key."""
 
     def __init__(self, data: Path, *, port: int | None = None, python: Path | None = None,
-                 authorization: bool = True) -> None:
+                 authorization: bool = True, klippy_socket: Path | None = None) -> None:
+        """``klippy_socket``: where Klippy's API server listens (default: the folder's ``comms/klippy.sock``)."""
         self.data = data
+        self._klippy_socket = klippy_socket
         self.port = port or free_port()
         self.python = python or peer_python()
         self.authorization = authorization
@@ -61,7 +63,7 @@ class MoonrakerHost:
 
     @property
     def klippy_socket(self) -> Path:
-        return self.data / "comms" / "klippy.sock"
+        return self._klippy_socket or self.data / "comms" / "klippy.sock"
 
     @property
     def unix_socket(self) -> Path:
