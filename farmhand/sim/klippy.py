@@ -71,6 +71,7 @@ class KlippySimulator:
         self.requests: list[str] = []
         """The method of every request received, in order."""
         self._clients: set[_Client] = set()
+        self._connections: set[asyncio.Task[object]] = set()
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._remote_methods: dict[str, dict[_Client, dict[str, Any]]] = {}
@@ -105,6 +106,8 @@ class KlippySimulator:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self._connections:  # each ends on its closed connection; waited for so none outlives the simulator
+            await asyncio.wait(self._connections, timeout=2.0)
         self.printer.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
@@ -128,6 +131,10 @@ class KlippySimulator:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = _Client(reader, writer)
         self._clients.add(client)
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         try:
             while True:
                 try:
@@ -138,7 +145,10 @@ class KlippySimulator:
                     log.warning("klippy sim: request too long, connection closed")
                     break
                 self._handle(client, data[:-1])
-                await writer.drain()
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    break
         finally:
             self._clients.discard(client)
             client.close()
