@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.devices.moonraker_state import KlipperStatus, heater_key, subscription
+from agent.devices.moonraker_state import Interest, KlipperStatus, heater_key
 from agent.devices.network import JobPhase
 from farmhand.sim.klippy import KlippySimulator
 from protocol.messages import DeviceState, Heater
@@ -81,11 +81,15 @@ def test_klippy_gone_is_disconnected_with_nothing_stale() -> None:
     assert report.state is DeviceState.DISCONNECTED and report.job_file is None and report.temperatures == {}
 
 
-def test_subscription_asks_only_for_what_the_config_has() -> None:
-    objects = subscription(["webhooks", "print_stats", "extruder", "extruder1", "heater_generic chamber",
+def test_only_what_the_config_has_is_asked_for_and_fast_readings_are_polled() -> None:
+    interest = Interest.of(["webhooks", "print_stats", "extruder", "extruder1", "heater_generic chamber",
                             "virtual_sdcard", "gcode_move"])
-    assert set(objects) == {"webhooks", "print_stats", "extruder", "extruder1", "heater_generic chamber",
-                            "virtual_sdcard"}
+    assert set(interest.subscribed) == {"webhooks", "print_stats", "extruder", "extruder1", "heater_generic chamber",
+                                        "virtual_sdcard"}
+    assert "display_status" not in interest.polled and "heater_bed" not in interest.all()
+    assert interest.subscribed["extruder"] == ["target"] and interest.polled["extruder"] == ["temperature"]
+    assert "print_duration" not in interest.subscribed["print_stats"], "it changes four times a second"
+    assert set(interest.all()["print_stats"]) == {"filename", "state", "message", "print_duration"}
     assert [heater_key(n) for n in ("extruder", "extruder1", "heater_bed", "temperature_sensor chamber", "fan")] \
         == ["T0", "T1", "B", "C", None]
 

@@ -3,9 +3,14 @@
 A session opens the websocket (``X-Api-Key`` when a key is configured),
 identifies itself (``server.connection.identify``, the key again, so a refused
 key is one clear ``AuthFailed``), asks ``server.info`` whether Klippy is there
-and subscribes to the printer's objects (``printer.objects.subscribe``, only
-those its config has). The answer is a full snapshot; ``notify_status_update``
-deltas are merged onto it (``moonraker_state``). ``notify_klippy_ready``
+and subscribes to what changes seldom and matters at once (job state, file,
+Klippy's state, heater targets: ``printer.objects.subscribe``, only objects
+its config has); the readings that change with every Klippy report
+(temperatures, progress, durations) are read with ``printer.objects.query``
+once per poll interval, so a printing printer costs the agent about one
+message a second instead of four. A full read on connecting makes the
+snapshot; ``notify_status_update`` deltas are merged onto it
+(``moonraker_state``). ``notify_klippy_ready``
 subscribes again (Moonraker forgets subscriptions when Klippy goes),
 ``notify_klippy_shutdown`` re-reads the state, ``notify_klippy_disconnected``
 clears it. Moonraker's ``notify_proc_stat_update`` every second keeps a quiet
@@ -39,7 +44,7 @@ from protocol.messages import ConsoleOutput, DeviceState
 
 from .base import CommandRejected, Emitter
 from .moonraker_rpc import MoonrakerSocket, RpcError
-from .moonraker_state import KlipperStatus, subscription
+from .moonraker_state import Interest, KlipperStatus
 from .network import AuthFailed, NetworkPrinter, sha256_of
 
 if TYPE_CHECKING:
@@ -74,6 +79,7 @@ class MoonrakerPrinter(NetworkPrinter):
         self._http: aiohttp.ClientSession | None = None
         self._socket: MoonrakerSocket | None = None
         self._resync: asyncio.Queue[str] = asyncio.Queue()
+        self._interest = Interest({}, {})
         self._console: list[str] | None = None
         self._console_lock = asyncio.Lock()
 
@@ -101,13 +107,21 @@ class MoonrakerPrinter(NetworkPrinter):
         reader = asyncio.create_task(socket.run(), name=f"moonraker-read:{self.id}")
         try:
             await self._identify(socket)
+            loop = asyncio.get_running_loop()
+            next_poll = loop.time() + self.poll_interval_s
             while True:
                 waiter = asyncio.create_task(self._resync.get())
-                done, _ = await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if reader in done:
+                done, _ = await asyncio.wait({reader, waiter}, timeout=max(0.0, next_poll - loop.time()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if waiter not in done:
                     waiter.cancel()
+                if reader in done:
                     reader.result()  # raises why the link ended
-                await self._sync(socket, waiter.result())
+                if waiter in done:
+                    await self._sync(socket, waiter.result())
+                if loop.time() >= next_poll:
+                    next_poll = loop.time() + self.poll_interval_s
+                    await self._poll(socket)
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -136,8 +150,9 @@ class MoonrakerPrinter(NetworkPrinter):
         elif self.klipper.klippy_state != "startup":
             try:
                 listed = await socket.call("printer.objects.list")
-                objects = subscription(list(listed.get("objects", [])))
-                answer = await socket.call("printer.objects.subscribe", {"objects": objects})
+                self._interest = Interest.of(list(listed.get("objects", [])))
+                await socket.call("printer.objects.subscribe", {"objects": self._interest.subscribed})
+                answer = await socket.call("printer.objects.query", {"objects": self._interest.all()})
                 printer = await socket.call("printer.info")
             except RpcError as exc:  # Klippy went away between the two calls; its ready notice will follow
                 self.log.info("Klippy not ready for a subscription", reason=exc.message)
@@ -148,6 +163,18 @@ class MoonrakerPrinter(NetworkPrinter):
                 self.klipper.firmware = f"Klipper {version}" if version else "Klipper"
                 await self._slicer_estimate(socket)
         self.log.info("moonraker state read", why=why, klippy=self.klipper.klippy_state)
+        self.heard(self.klipper.report())
+
+    async def _poll(self, socket: MoonrakerSocket) -> None:
+        """The readings that change all the time (temperatures, progress), once per poll interval."""
+        if not self._interest.polled or self.klipper.klippy_state in ("disconnected", "startup"):
+            return
+        try:
+            answer = await socket.call("printer.objects.query", {"objects": self._interest.polled})
+        except RpcError as exc:  # Klippy left between two notices; its ready notice will follow
+            self.log.debug("poll refused", reason=exc.message)
+            return
+        self.klipper.merge(answer.get("status", {}))
         self.heard(self.klipper.report())
 
     async def _slicer_estimate(self, socket: MoonrakerSocket) -> None:
@@ -240,10 +267,9 @@ class MoonrakerPrinter(NetworkPrinter):
         await self._command("start the print", "printer.print.start", {"filename": name})
         # Klipper's own state right after the start, not our snapshot's: deltas come every 0.25 s, and until
         # then the snapshot may still hold an earlier attempt's end under this same file name.
-        wanted = {k: v for k, v in subscription(list(self.klipper.objects)).items()
-                  if k in ("print_stats", "virtual_sdcard", "display_status")}
         try:
-            fresh = await self._live("start the print").call("printer.objects.query", {"objects": wanted})
+            fresh = await self._live("start the print").call("printer.objects.query",
+                                                              {"objects": self._interest.job()})
         except (RpcError, ConnectionError) as exc:  # the print runs; the next delta will tell
             self.log.warning("state after the start not read", reason=str(exc))
         else:

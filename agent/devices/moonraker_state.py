@@ -1,9 +1,10 @@
 """What Klipper's status objects say, turned into the agent's ``PrinterReport``.
 
-Moonraker answers ``printer.objects.subscribe`` with the full status of the
-objects asked for, then sends only the fields that changed
-(``notify_status_update``). ``KlipperStatus`` keeps the merged snapshot, so
-every report is a full one whatever the last delta held.
+A full read (``printer.objects.query`` of everything in ``Interest.all()``)
+makes the snapshot; after it come the subscribed fields that changed
+(``notify_status_update``) and the polled readings. ``KlipperStatus`` keeps
+the merged snapshot, so every report is a full one whatever the last delta
+held.
 
 The mapping:
 
@@ -37,13 +38,18 @@ from protocol.messages import DeviceState, Heater
 from .network import JobPhase, PrinterReport
 
 MIN_PROGRESS_FOR_ESTIMATE = 0.02
-_HEAT_FIELDS = ["temperature", "target"]
-_WANTED: dict[str, list[str] | None] = {
+# What changes seldom and must be known at once (a job's start, end, pause; a shutdown) is subscribed to;
+# what changes with every report Klippy makes (4 a second: temperatures, progress, durations) is read
+# once per poll interval. Subscribed to, those alone made every printing printer 4 messages a second.
+_SUBSCRIBED: dict[str, list[str]] = {
     "webhooks": ["state", "state_message"],
-    "print_stats": ["filename", "state", "message", "print_duration", "total_duration"],
-    "virtual_sdcard": ["progress", "is_active", "file_path"],
-    "display_status": ["progress", "message"],
-    "heater_bed": _HEAT_FIELDS,
+    "print_stats": ["filename", "state", "message"],
+    "virtual_sdcard": ["file_path", "is_active"],
+}
+_POLLED: dict[str, list[str]] = {
+    "print_stats": ["print_duration"],
+    "virtual_sdcard": ["progress"],
+    "display_status": ["progress"],
 }
 _EXTRUDER = re.compile(r"extruder(\d*)$")
 _CHAMBERS = ("heater_generic chamber", "temperature_sensor chamber", "temperature_fan chamber")
@@ -61,14 +67,35 @@ def heater_key(name: str) -> str | None:
     return "C" if name in _CHAMBERS else None
 
 
-def subscription(available: list[str]) -> dict[str, list[str] | None]:
-    """The objects and fields to subscribe to, of those this printer's config has."""
-    objects = {name: fields for name, fields in _WANTED.items() if name in available}
-    objects["webhooks"] = _WANTED["webhooks"]  # Klippy always has it, even before objects/list answers
-    for name in available:
-        if heater_key(name) is not None:
-            objects[name] = _HEAT_FIELDS
-    return objects
+@dataclass(frozen=True)
+class Interest:
+    """The objects and fields to subscribe to and to poll, of those this printer's config has."""
+
+    subscribed: dict[str, list[str]]
+    polled: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, available: list[str]) -> Interest:
+        subscribed = {name: fields for name, fields in _SUBSCRIBED.items() if name in available}
+        subscribed["webhooks"] = _SUBSCRIBED["webhooks"]  # Klippy always has it, even before objects/list answers
+        polled = {name: fields for name, fields in _POLLED.items() if name in available}
+        for name in available:
+            if heater_key(name) is not None:
+                subscribed[name] = ["target"]
+                polled[name] = ["temperature"]
+        return cls(subscribed, polled)
+
+    def all(self) -> dict[str, list[str]]:
+        """Both, for a full read (on connecting, after a start)."""
+        merged = {name: list(fields) for name, fields in self.subscribed.items()}
+        for name, fields in self.polled.items():
+            merged[name] = merged.get(name, []) + fields
+        return merged
+
+    def job(self) -> dict[str, list[str]]:
+        """What says how a job stands: print_stats, virtual_sdcard and display_status, all their fields."""
+        every = self.all()
+        return {name: every[name] for name in ("print_stats", "virtual_sdcard", "display_status") if name in every}
 
 
 @dataclass
