@@ -95,8 +95,8 @@ class MoonrakerPrinter(NetworkPrinter):
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S))
         ws_url = self.url.replace("http", "ws", 1) + "/websocket"
         try:
-            ws = await asyncio.wait_for(self._http.ws_connect(ws_url, heartbeat=max(5.0, self.offline_after_s / 2),
-                                                              max_msg_size=0), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                ws = await self._http.ws_connect(ws_url, heartbeat=max(5.0, self.offline_after_s / 2), max_msg_size=0)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in _AUTH_CODES:
                 raise AuthFailed(f"Moonraker answered {exc.status} {exc.message}") from None

@@ -55,8 +55,11 @@ class MoonrakerSocket:
         if params:
             message["params"] = params
         try:
-            await self._ws.send_str(json.dumps(message))
-            return await asyncio.wait_for(future, timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives with
+            # the answer, and a session that was told to stop then ran on forever.
+            async with asyncio.timeout(timeout):
+                await self._ws.send_str(json.dumps(message))
+                return await future
         except TimeoutError:
             raise ConnectionError(f"Moonraker did not answer {method} in {timeout:.0f} s") from None
         finally:

@@ -23,7 +23,9 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from .klippy_objects import Heater, PrintStats, SdCard
 
 READY = "Printer is ready"
 STARTUP = "Printer is not ready\nThe klippy host software is attempting to connect.  Please\nretry in a few moments.\n"
@@ -35,88 +37,6 @@ _WORD = re.compile(r"([A-Z_]+|[A-Z*])")
 
 class GcodeError(Exception):
     """A command Klipper refuses: the text is what ``!!`` shows and what the API's error says."""
-
-
-@dataclass
-class Heater:
-    temperature: float = 21.0
-    target: float = 0.0
-
-    def step(self, dt: float, tau_s: float) -> None:
-        room = 21.0
-        goal = self.target if self.target > 0 else room
-        self.temperature += (goal - self.temperature) * min(1.0, dt / max(tau_s, 1e-6))
-
-    def status(self) -> dict[str, Any]:
-        power = 0.0 if self.target <= 0 else max(0.0, min(1.0, (self.target - self.temperature) / 10 + 0.3))
-        return {"temperature": round(self.temperature, 2), "target": self.target, "power": round(power, 3)}
-
-
-@dataclass
-class PrintStats:
-    """Klipper's ``print_stats``: durations count from the start, less the time paused."""
-
-    filename: str = ""
-    state: str = "standby"
-    message: str = ""
-    started: float | None = None
-    paused_at: float | None = None
-    paused_total: float = 0.0
-    total: float = 0.0
-
-    def status(self, now: float) -> dict[str, Any]:
-        paused = self.paused_total
-        if self.started is not None:
-            if self.paused_at is not None:
-                paused += now - self.paused_at
-            self.total = now - self.started
-        return {"filename": self.filename, "total_duration": round(self.total, 3),
-                "print_duration": round(max(0.0, self.total - paused), 3), "filament_used": 0.0,
-                "state": self.state, "message": self.message,
-                "info": {"total_layer": None, "current_layer": None}}
-
-    def start(self, now: float) -> None:
-        if self.started is None:
-            self.started = now
-        elif self.paused_at is not None:
-            self.paused_total += now - self.paused_at
-            self.paused_at = None
-        self.state, self.message = "printing", ""
-
-    def pause(self, now: float) -> None:
-        if self.paused_at is None:
-            self.paused_at = now
-        if self.state != "error":
-            self.state = "paused"
-
-    def finish(self, now: float, state: str, message: str = "") -> None:
-        if self.started is None:
-            return
-        self.state, self.message = state, message
-        self.total = now - self.started
-        self.started = None
-
-
-@dataclass
-class SdCard:
-    """Klipper's ``virtual_sdcard``: a file, a byte position in it, and whether it is being read."""
-
-    file: IO[str] | None = None
-    path: str | None = None
-    position: int = 0
-    size: int = 0
-    active: bool = False
-
-    def status(self) -> dict[str, Any]:
-        progress = self.position / self.size if self.size else 0.0
-        return {"file_path": self.path, "progress": round(progress, 4), "is_active": self.active,
-                "file_position": self.position, "file_size": self.size}
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        self.file, self.path, self.active = None, None, False
-        self.position = self.size = 0
 
 
 @dataclass
@@ -141,7 +61,6 @@ class KlippyPrinter:
     waiting_for: Heater | None = None
     started_files: list[str] = field(default_factory=list)
     """Every file a print was started from, in order: the proof that nothing started twice."""
-    executed: int = 0
     restart_requested: bool = False
     """RESTART or FIRMWARE_RESTART was asked for: the API server restarts the host (closing its clients)."""
     _last_step: float = field(default_factory=time.monotonic)
@@ -233,9 +152,9 @@ class KlippyPrinter:
                     self.m73_progress = min(1.0, max(0.0, float(params["P"]) / 100))
             case "M117":
                 self.display_message = text[4:].strip() or None
-            case "M105":
-                self._respond(f"ok T:{self.extruder.temperature:.1f} /{self.extruder.target:.1f} "
-                              f"B:{self.bed.temperature:.1f} /{self.bed.target:.1f}")
+            case "M105":  # as Klipper answers it off the serial port: sorted sensor ids, no "ok"
+                bed = f"B:{self.bed.temperature:.1f} /{self.bed.target:.1f} " if self.has_bed else ""
+                self._respond(f"{bed}T0:{self.extruder.temperature:.1f} /{self.extruder.target:.1f}")
             case "M112":
                 self.invoke_shutdown("Shutdown due to M112 command")
             case "SDCARD_PRINT_FILE":
@@ -256,7 +175,6 @@ class KlippyPrinter:
                 pass
             case _:
                 self._respond(f'// Unknown command:"{command}"')
-        self.executed += 1
 
     def _print_file(self, filename: str) -> None:
         if self.sd.active:
