@@ -151,6 +151,7 @@ def test_the_config_example_builds_a_moonraker_driver() -> None:
     import tomllib
 
     from agent import devices
+    from agent.devices.base import declared_capabilities
     from agent.config import DeviceConfig
     from agent.devices.moonraker import MoonrakerPrinter
 
@@ -168,3 +169,4 @@ def test_the_config_example_builds_a_moonraker_driver() -> None:
     assert isinstance(printer, MoonrakerPrinter)
     assert printer.url == "http://voron.local:7125" and printer.api_key == "0123456789abcdef0123456789abcdef"
     assert printer.offline_after_s == 10
+    assert declared_capabilities(printer) == ["console", "file_upload"]
