@@ -162,7 +162,8 @@ class Agent:
         return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
                          devices=[_announced(d) for d, _ in statuses],
                          jobs=[DeviceJob(device=d.id, state=s.state, job_id=s.job_id, progress=s.progress)
-                               for d, s in statuses])
+                               for d, s in statuses],
+                         last_event_seq=self.spool.next_seq - 1, events_unsent=self.spool.pending())
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""
@@ -227,4 +228,8 @@ class Agent:
             return
         if body.online != self.hub_online:
             log.info("hub_online" if body.online else "hub_offline", version=body.version or None)
+        came_back = body.online and self.hub_online is False
         self.hub_online = body.online
+        if came_back:
+            # A hub that restarted (or was restored) learns what each device runs now, not at our connect.
+            self._publish_birth()

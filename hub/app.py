@@ -28,6 +28,8 @@ from .fleet import Fleet
 from .ingest import Ingest
 from .jobs import JobService
 from .lifecycle import JobTracker
+from .parser_errors import ProblemAppRunner
+from .reconcile import Reconciler
 from .requests import ScriptRequests
 from .retention import Retention
 from .render.farm import RenderFarm
@@ -90,8 +92,10 @@ class Hub:
         self.render = RenderFarm(store, self.files, self.outbox, cfg.render, ack_timeout_s=cfg.ack_timeout_s,
                                  public_url=lambda: self.public_url,
                                  connected=lambda: self._session is not None and self._session.connected)
+        self.reconciler = Reconciler(store, self.outbox, cfg.jobs)
+        self.scheduler.before_pass.append(self.reconciler.overdue_offline)
         self.ingest = Ingest(store, self.fleet, JobTracker(self.outbox), self.outbox, self.requests,
-                             self._reschedule)
+                             self._reschedule, self.reconciler)
         self.ingest.render = self.render.tracker
 
         api = HttpApi(self.jobs, self.files, self.fleet, self.health)
@@ -103,7 +107,7 @@ class Hub:
         self.farm = FarmServices(store, self.files, self.jobs, self.scheduler)
         self.farm.extend(app, self.surface.table)  # files' analysis, constrained queue, stock, costs, orders
         api.screen = self.farm.screen_upload
-        self._runner = web.AppRunner(self.surface.install(app), access_log=None)
+        self._runner = ProblemAppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
         tls = cfg.http.tls()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port, ssl_context=tls)

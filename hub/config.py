@@ -64,6 +64,14 @@ class AuthConfig(_Section):
     secure_cookies: bool = Field(False, description="mark cookies Secure (set when served over HTTPS)")
 
 
+class JobsConfig(_Section):
+    """What happens to a job whose print was cut short (hub/reconcile.py)."""
+
+    requeue_interrupted: bool = Field(True, description="queue a job again when its print was cut short")
+    max_attempts: int = Field(3, ge=1, le=100, description="starts a job gets before an interruption ends it")
+    offline_deadline_s: float = Field(900.0, gt=0, description="a node away this long has its jobs interrupted")
+
+
 class HubConfig(_Section):
     hub_id: Ident = "hub"
     data_dir: Path = Path("var/hub")
@@ -78,3 +86,4 @@ class HubConfig(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)

@@ -136,6 +136,8 @@ class NodeState(Model):
     devices: list[DeviceInfo] = Field(default_factory=list, max_length=DEVICES_PER_NODE_MAX)
     jobs: list[DeviceJob] = Field(default_factory=list, max_length=DEVICES_PER_NODE_MAX,
                                   description="each device's current job at this birth")
+    last_event_seq: int | None = Field(None, ge=1, le=MAX_SEQ, description="seq of the last event spooled before it")
+    events_unsent: Count = Field(0, description="events spooled before this birth and not yet sent")
 
 
 class LoadedMaterial(Model):
@@ -244,7 +246,9 @@ class JobFailed(Model):
 class DeviceError(Model):
     type: Literal["device_error"] = "device_error"
     device: Ident
-    message: Text
+    message: Text = Field(description="what went wrong, in the firmware's own words where it said")
+    job_id: Ref | None = Field(None, description="the job running when it happened, if any")
+    command: Line | None = Field(None, description="the command the firmware refused, when it refused one")
 
 
 class RenderProgress(Model):

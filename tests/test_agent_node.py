@@ -32,6 +32,7 @@ from protocol.messages import (
     DeviceStatus,
     EmergencyStop,
     Heater,
+    HubState,
     JobStarted,
     PauseJob,
     Rebirth,
@@ -204,6 +205,24 @@ async def test_the_birth_says_what_each_device_runs_and_a_rebirth_request_repeat
         assert agent.commands.counters.malformed == 0 and not acks(listener, "seq gap")
     finally:
         await agent.stop()
+
+
+@pytest.mark.integration
+async def test_a_hub_that_comes_back_hears_the_birth_again(tmp_path: Path, private_mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """On a broker of its own: other hubs on the shared one announce themselves too."""
+    config = make_config(tmp_path, private_mosquitto.url)
+    state_topic = topics.node_state(config.node_id)
+    async with Listener(private_mosquitto.url, state_topic) as listener:
+        agent = await started(config)
+        try:
+            await wait_for(lambda: len(listener.bodies(state_topic)) == 1, what="the birth")
+            for online in (True, False, True):  # first seen online (no rebirth), then a restart
+                await listener.session.publish_confirmed(topics.hub_state(),
+                                                         codec.encode(codec.make("hub", HubState(online=online))))
+                await wait_for(lambda o=online: agent.hub_online is o, what=f"the hub seen online={online}")
+            await wait_for(lambda: len(listener.bodies(state_topic)) == 2, what="a birth for the returning hub")
+        finally:
+            await agent.stop()
 
 
 @pytest.mark.integration
