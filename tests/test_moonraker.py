@@ -26,11 +26,13 @@ from protocol.messages import DeviceState
 
 from .authkit import AGENT_TOKEN
 from .farm import Api, hub_config, wait_for
+from .prerequisites import missing_reason
 from .test_network_printer import Recorder
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not installed(), reason="Moonraker is not installed (scripts/peers/moonraker.sh)"),
+    pytest.mark.skipif(not installed(), reason=missing_reason(
+        "peer moonraker is not installed under .peers/ (scripts/peers/moonraker.sh)")),
 ]
 
 LINES_PER_S = 150.0

@@ -1,6 +1,6 @@
 """The Moonraker driver, the real Moonraker and the real Klippy: a whole print with nothing simulated but the MCU.
 
-Klippy runs without a printer (``tests/klippykit.py``, from the Klippy work) with
+Klippy runs without a printer (``tests/klippykit.py``) with
 its own test config plus a ``[virtual_sdcard]`` on Moonraker's gcodes folder, so
 ``SDCARD_PRINT_FILE`` reads the file the driver uploaded. The file moves only the
 extruder (the config has no axes) and heats nothing (no board reports a
@@ -19,16 +19,18 @@ import pytest
 from farmhand.sim.moonraker_host import MoonrakerHost, installed
 from protocol.messages import DeviceState
 
+from . import klippykit
 from .farm import wait_for
+from .prerequisites import missing_reason
 from .test_moonraker import opened
 from .test_network_printer import Recorder
 
-klippykit = pytest.importorskip("tests.klippykit", reason="the real-Klippy fixture (tests/klippykit.py) is not here")
-
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not installed(), reason="Moonraker is not installed (scripts/peers/moonraker.sh)"),
-    pytest.mark.skipif(not klippykit.available(), reason="Klippy is not installed (scripts/peers/klippy.sh)"),
+    pytest.mark.skipif(not installed(), reason=missing_reason(
+        "peer moonraker is not installed under .peers/ (scripts/peers/moonraker.sh)")),
+    pytest.mark.skipif(not klippykit.available(), reason=missing_reason(
+        "peer klippy is not installed under .peers/ (scripts/peers/klippy.sh)")),
 ]
 
 
