@@ -1,0 +1,122 @@
+"""Copies the outbound event log into a Redis stream, in order, resuming from its own high-water mark.
+
+Each event is added as stream id ``<event id>-0`` with fields ``type`` and ``event`` (the event's JSON), so
+the stream's order is the log's order and adding an event twice is refused by Redis itself: after a crash
+between XADD and saving the cursor, the re-sent events are recognised as already there (same id, same
+time) and skipped. The cursor is saved in SQLite after each batch Redis accepted, so a hub restart or a
+Redis outage resumes where Redis stopped hearing from us: at least once, in practice exactly once.
+
+Consumers read with a consumer group (XREADGROUP) and resume from their own last id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import structlog
+
+from .config import RedisExportConfig
+from .event_log import EventLog
+from .schemas import wire_json
+
+log = structlog.get_logger("farmhand.hub.export.redis")
+
+ALREADY_THERE = "equal or smaller"
+
+
+class StreamConflict(RuntimeError):
+    """The stream holds a different event under one of our ids (e.g. the hub was restored from a backup)."""
+
+
+def stream_id(event_id: int) -> str:
+    return f"{event_id}-0"
+
+
+class RedisExporter:
+    def __init__(self, events: EventLog, config: RedisExportConfig) -> None:
+        import redis.asyncio as aioredis  # only a hub that exports needs the client
+
+        self.events = events
+        self.config = config
+        self.cursor_name = f"redis:{config.stream}"
+        self.redis = aioredis.Redis.from_url(config.url or "", socket_connect_timeout=2, socket_timeout=10,
+                                             decode_responses=True)
+        self.exported = 0
+        self.already_there = 0
+        self.failures = 0
+        self.connected = False
+        self.error: str | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Export until cancelled; a Redis error is logged and retried with a growing pause."""
+        cursor = self.events.cursor(self.cursor_name, start=0)
+        retry_s = 0.1
+        while True:
+            rows = self.events.after(cursor, self.config.batch)
+            if not rows:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.poll_interval_s)
+                continue
+            try:
+                await self._add(rows)
+            except StreamConflict as exc:
+                self._failed(str(exc), "export_stream_conflict")
+                await asyncio.sleep(self.config.retry_max_s)
+                continue
+            except Exception as exc:  # redis.ConnectionError, TimeoutError, a ResponseError such as WRONGTYPE
+                self._failed(f"{type(exc).__name__}: {exc}", "export_redis_failed")
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, self.config.retry_max_s)
+                continue
+            if not self.connected or self.error:
+                log.info("export_redis_flowing", stream=self.config.stream, after=cursor)
+            self.connected, self.error, retry_s = True, None, 0.1
+            cursor = rows[-1]["id"]
+            self.events.save_cursor(self.cursor_name, cursor)
+            self.exported += len(rows)
+
+    def _failed(self, error: str, what: str) -> None:
+        if self.error != error:
+            log.warning(what, stream=self.config.stream, error=error)
+        self.connected, self.error = False, error
+        self.failures += 1
+
+    async def _add(self, rows: list[dict[str, Any]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for row in rows:
+            pipe.xadd(self.config.stream, {"type": row["type"], "event": wire_json(row)}, id=stream_id(row["id"]),
+                      maxlen=self.config.maxlen, approximate=True)
+        results = await pipe.execute(raise_on_error=False)
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, Exception):
+                if ALREADY_THERE not in str(result):
+                    raise result
+                await self._check_same(row)
+
+    async def _check_same(self, row: dict[str, Any]) -> None:
+        """A refused id is fine when it is this very event (sent before a crash), or was trimmed since."""
+        found = await self.redis.xrange(self.config.stream, stream_id(row["id"]), stream_id(row["id"]))
+        if found:
+            there = json.loads(found[0][1].get("event", "{}"))
+            if there.get("time") != row["time"] or there.get("type") != row["type"]:
+                raise StreamConflict(
+                    f"stream {self.config.stream!r} holds a different event {row['id']} ({there.get('type')} at "
+                    f"{there.get('time')}); was the hub restored from a backup? Export to a new stream "
+                    f"([export.redis] stream) or delete this one")
+        self.already_there += 1
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    def counters(self) -> dict[str, Any]:
+        return {"stream": self.config.stream, "cursor": self.events.cursor(self.cursor_name, start=0),
+                "exported": self.exported, "already_there": self.already_there, "failures": self.failures,
+                "connected": self.connected, "error": self.error}
