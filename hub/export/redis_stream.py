@@ -12,7 +12,6 @@ Consumers read with a consumer group (XREADGROUP) and resume from their own last
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -49,21 +48,19 @@ class RedisExporter:
         self.failures = 0
         self.connected = False
         self.error: str | None = None
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
+        self.stopping = False
 
     async def run(self) -> None:
-        """Export until cancelled; a Redis error is logged and retried with a growing pause."""
+        """Export until stopped; a Redis error is logged and retried with a growing pause.
+
+        The loop also ends on ``stopping``: redis-py can swallow a cancellation that lands inside a command.
+        """
         cursor = self.events.cursor(self.cursor_name, start=0)
         retry_s = 0.1
-        while True:
+        while not self.stopping:
             rows = self.events.after(cursor, self.config.batch)
             if not rows:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.poll_interval_s)
+                await asyncio.sleep(self.config.poll_interval_s)
                 continue
             try:
                 await self._add(rows)

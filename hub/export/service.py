@@ -45,6 +45,8 @@ class Export:
             self._tasks.append(asyncio.create_task(self.redis.run(), name="hub:export-redis"))
 
     async def stop(self) -> None:
+        if self.redis is not None:
+            self.redis.stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
