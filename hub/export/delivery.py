@@ -97,12 +97,12 @@ class Deliverer:
                 self.delivered += 1
                 return
             self.failed_tries += 1
-            log.info("webhook_try_failed", webhook=hook["id"], event=row["id"], attempt=attempt, error=error)
+            log.info("webhook_try_failed", webhook=hook["id"], event_id=row["id"], attempt=attempt, error=error)
             if attempt < self.config.max_attempts:
                 await asyncio.sleep(min(self.config.backoff_base_s * 2 ** (attempt - 1), self.config.backoff_max_s))
         self.webhooks.dead(hook["id"], row["id"], self.config.max_attempts, error)
         self.dead += 1
-        log.warning("webhook_dead_letter", webhook=hook["id"], url=hook["url"], event=row["id"], error=error)
+        log.warning("webhook_dead_letter", webhook=hook["id"], url=hook["url"], event_id=row["id"], error=error)
 
     async def _post(self, hook: dict[str, Any], row: dict[str, Any], body: bytes) -> str:
         """'' when the receiver took the event; otherwise what went wrong, in a few words."""
