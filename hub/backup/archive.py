@@ -19,6 +19,7 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,7 +139,7 @@ class BackupArchive:
                 while chunk := src.read(CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
             raise BackupError(f"object {sha256[:12]}… is damaged: {exc}") from None
         if digest.hexdigest() != sha256:
             raise BackupError(f"object {sha256[:12]}… does not hash to its name: its bytes changed")
