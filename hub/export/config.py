@@ -13,7 +13,7 @@ class RedisExportConfig(_Section):
     url: str | None = Field(None, description="e.g. redis://127.0.0.1:6379/0; unset: no Redis export")
     stream: str = Field("farmhand:events", min_length=1, description="the stream key events are added to")
     maxlen: int = Field(1_000_000, ge=1000, description="approximate cap on the stream's length (XADD MAXLEN ~)")
-    batch: int = Field(500, ge=1, le=10_000, description="events sent per round trip")
+    batch: int = Field(1000, ge=1, le=10_000, description="events sent per round trip")
     poll_interval_s: float = Field(0.05, gt=0, description="how often the log is checked for new events")
     retry_max_s: float = Field(5.0, gt=0, description="longest wait between tries while Redis is away")
 

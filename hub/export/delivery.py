@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import aiohttp
@@ -23,7 +24,8 @@ from .webhooks import Webhooks
 
 log = structlog.get_logger("farmhand.hub.export.webhooks")
 
-SCAN = 200
+SCAN = 500
+SAVE_EVERY_S = 0.5
 
 
 class Deliverer:
@@ -69,33 +71,40 @@ class Deliverer:
             await self._session.close()
 
     async def _work(self, hook: dict[str, Any]) -> None:
-        cursor = hook["last_id"]
+        # The cursor is saved every SAVE_EVERY_S, not per event (each save is a synchronous commit): a hub
+        # stopped in between delivers those events again, which receivers tell apart by the event id.
+        # Nothing is saved on cancellation: a replay has just moved the stored cursor back.
+        cursor = saved = hook["last_id"]
+        replaying = self.webhooks.dead_ids(hook["id"], after=cursor)
+        saved_at = time.monotonic()
         while True:
             rows = self.events.after(cursor, SCAN)
-            if not rows:
-                await asyncio.sleep(self.config.poll_interval_s)
-                continue
-            passed = cursor
             for row in rows:
                 if type_matches(hook["event_types"], row["type"]):
-                    if passed > cursor:  # events this hook does not take: moved past in one write
-                        self.webhooks.advance(hook["id"], passed)
-                    await self._deliver(hook, row)
-                    cursor = row["id"]
-                passed = row["id"]
-            if passed > cursor:
-                self.webhooks.advance(hook["id"], passed)
-            cursor = passed
+                    if await self._deliver(hook, row):
+                        if row["id"] in replaying:
+                            self.webhooks.delivered(hook["id"], row["id"])
+                    else:
+                        saved = row["id"]  # dead-lettering saved the cursor with it
+                cursor = row["id"]
+                if cursor > saved and time.monotonic() - saved_at > SAVE_EVERY_S:
+                    self.webhooks.advance(hook["id"], cursor)
+                    saved, saved_at = cursor, time.monotonic()
+            if not rows:
+                if cursor > saved:
+                    self.webhooks.advance(hook["id"], cursor)
+                    saved, saved_at = cursor, time.monotonic()
+                await asyncio.sleep(self.config.poll_interval_s)
 
-    async def _deliver(self, hook: dict[str, Any], row: dict[str, Any]) -> None:
+    async def _deliver(self, hook: dict[str, Any], row: dict[str, Any]) -> bool:
+        """True when the receiver took the event; False when it went to the dead-letter list."""
         body = wire_json(row).encode()
         error = ""
         for attempt in range(1, self.config.max_attempts + 1):
             error = await self._post(hook, row, body)
             if not error:
-                self.webhooks.delivered(hook["id"], row["id"])
                 self.delivered += 1
-                return
+                return True
             self.failed_tries += 1
             log.info("webhook_try_failed", webhook=hook["id"], event_id=row["id"], attempt=attempt, error=error)
             if attempt < self.config.max_attempts:
@@ -103,6 +112,7 @@ class Deliverer:
         self.webhooks.dead(hook["id"], row["id"], self.config.max_attempts, error)
         self.dead += 1
         log.warning("webhook_dead_letter", webhook=hook["id"], url=hook["url"], event_id=row["id"], error=error)
+        return False
 
     async def _post(self, hook: dict[str, Any], row: dict[str, Any], body: bytes) -> str:
         """'' when the receiver took the event; otherwise what went wrong, in a few words."""

@@ -86,6 +86,12 @@ class Webhooks:
                        (webhook_id, event_id, attempts, error, utcnow()))
             self.advance(webhook_id, event_id)
 
+    def dead_ids(self, webhook_id: int, after: int) -> set[int]:
+        """Dead letters a replay is about to deliver again (their rows go when they get through)."""
+        rows = self.store.db.execute("SELECT event_id FROM webhook_dead_letters WHERE webhook_id = ? AND event_id > ?",
+                                     (webhook_id, after)).fetchall()
+        return {r[0] for r in rows}
+
     def dead_letters(self, webhook_id: int) -> list[DeadLetter]:
         self._row(webhook_id)
         rows = self.store.all(
