@@ -71,11 +71,12 @@ async def test_a_backup_taken_while_jobs_arrive_restores_to_a_hub_that_answers_t
     viewer = isolated_farm.http(hub, role="operator")
     assert (await viewer.call("GET", "/api/v1/backups"))[0] == 403
 
-    target = tmp_path / "restored"
-    status, done = await http.call("POST", f"/api/v1/backups/{made['id']}/restore", json={"target": str(target)})
+    status, done = await http.call("POST", f"/api/v1/backups/{made['id']}/restore", json={"name": "copy"})
     assert status == 200 and done["files_written"] == made["files"]
-    assert (await http.call("POST", f"/api/v1/backups/{made['id']}/restore",
-                            json={"target": str(hub.config.data_dir)}))[0] == 409
+    target = Path(done["data_dir"])
+    assert target == hub.config.data_dir / "backups" / "restores" / "copy"
+    assert (await http.call("POST", f"/api/v1/backups/{made['id']}/restore", json={"name": "copy"}))[0] == 409
+    assert (await http.call("POST", f"/api/v1/backups/{made['id']}/restore", json={"name": "../up"}))[0] == 422
     live = await snapshot_of(http)
 
     # The restored hub: the jobs that existed when the backup ran, and everything else as it was.

@@ -20,6 +20,7 @@ from ..files import FileStore
 from ..openapi import RouteTable
 from ..schemas import Items
 from ..store import DB_NAME, Store
+from ..tasks import stop_tasks
 from ..webkit import respond
 from .archive import BackupArchive, BackupError, Manifest
 from .restore import HubLock, restore, verify
@@ -43,7 +44,9 @@ class BackupInfo(BaseModel):
 
 
 class RestoreRequest(BaseModel):
-    target: Path = Field(description="a fresh directory to restore into (the running hub's own is refused)")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                      description="restore into <backup dir>/restores/<name>, a fresh directory; a hub's own "
+                                  "directory is restored with `farmhand backup restore` while it is stopped")
 
 
 class RestoreResult(BaseModel):
@@ -103,11 +106,8 @@ class Backups:
             self._task = asyncio.create_task(self._scheduled(), name="hub:backup-schedule")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
         self.lock.release()
 
     async def create(self, kind: str = "manual") -> Manifest:
@@ -137,7 +137,8 @@ class Backups:
         t.add("POST", base + "/{id}/verify", self.verify, response=BackupInfo, tags=tags,
               summary="Re-hash every part and check the database (422 with the reason when it fails)")
         t.add("POST", base + "/{id}/restore", self.restore_copy, body=RestoreRequest, response=RestoreResult,
-              tags=tags, summary="Restore into a fresh directory (a live hub is restored with the CLI, stopped)")
+              tags=tags, summary="Restore into a fresh directory beside the backups (to inspect, or to start a "
+                                 "second hub on); a live hub is restored with the CLI, stopped")
         return t
 
     def _load(self, request: web.Request) -> Manifest:
@@ -170,11 +171,9 @@ class Backups:
     async def restore_copy(self, request: web.Request) -> web.Response:
         manifest = self._load(request)
         spec = await body(request, RestoreRequest, "Invalid restore")
-        target = spec.target.resolve()
-        if target == self.data_dir.resolve() or (target.exists() and any(target.iterdir())):
-            raise ApiProblem(409, "Restore target not fresh",
-                             f"{target} is not an empty directory; the running hub's own directory is restored "
-                             "with `farmhand backup restore` while the hub is stopped")
+        target = self.archive.root / "restores" / spec.name
+        if target.exists():
+            raise ApiProblem(409, "Restore target not fresh", f"{target} exists; pick another name")
         try:
             done = await asyncio.to_thread(restore, self.archive, manifest.id, target)
         except BackupError as exc:

@@ -7,12 +7,12 @@ job, order, stock, alert and render code know nothing of export.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
 from ..openapi import RouteTable
 from ..store import Store
+from ..tasks import stop_tasks
 from .api import ExportApi
 from .config import ExportConfig
 from .delivery import Deliverer
@@ -47,11 +47,7 @@ class Export:
     async def stop(self) -> None:
         if self.redis is not None:
             self.redis.stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*self._tasks)
         self._tasks = []
         if self.redis is not None:
             await self.redis.close()
