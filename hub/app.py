@@ -30,6 +30,7 @@ from .fleet import Fleet
 from .ingest import Ingest
 from .jobs import JobService
 from .lifecycle import JobTracker
+from .parser_errors import ProblemAppRunner
 from .reconcile import Reconciler
 from .requests import ScriptRequests
 from .retention import Retention
@@ -115,7 +116,7 @@ class Hub:
         self.farm = FarmServices(store, self.files, self.jobs, self.scheduler)
         self.farm.extend(app, self.surface.table)  # files' analysis, constrained queue, stock, costs, orders
         api.screen = self.farm.screen_upload
-        self._runner = web.AppRunner(self.surface.install(app), access_log=None)
+        self._runner = ProblemAppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
         tls = cfg.http.tls()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port, ssl_context=tls)

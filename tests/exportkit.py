@@ -4,7 +4,6 @@ may stop, and a webhook receiver. Each test gets its own stream key and PostgreS
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from .conftest import _listening, free_port
 from .hubkit import Http, unique
+from .prerequisites import missing_reason, program
 
 REDIS = ("127.0.0.1", 6379)
 POSTGRES = ("127.0.0.1", 5432)
@@ -25,7 +25,7 @@ PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 @pytest.fixture
 def redis_url() -> str:
     if not _listening(*REDIS):
-        pytest.skip("no Redis on 127.0.0.1:6379 (make test starts one: scripts/ensure-services.sh)")
+        pytest.skip(missing_reason("Redis on 127.0.0.1:6379 (make test starts one: scripts/ensure-services.sh)"))
     return "redis://127.0.0.1:6379/0"
 
 
@@ -45,7 +45,7 @@ async def stream_key(redis_url: str) -> AsyncIterator[str]:
 def pg_schema() -> Iterator[str]:
     """A PostgreSQL schema of this test's own in database ``test``, dropped afterwards."""
     if not _listening(*POSTGRES):
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432 (make test starts one: scripts/ensure-services.sh)")
+        pytest.skip(missing_reason("PostgreSQL on 127.0.0.1:5432 (make test starts one: scripts/ensure-services.sh)"))
     import psycopg
 
     schema = unique("farmhand_test").replace("-", "_")
@@ -58,10 +58,7 @@ class PrivateRedis:
     """A redis-server this test owns (append-only file on), so it can be stopped and started on its port."""
 
     def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed (scripts/setup-system.sh installs it)")
-        self.binary, self.workdir, self.port = binary, workdir, free_port()
+        self.binary, self.workdir, self.port = program("redis-server"), workdir, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
