@@ -39,3 +39,12 @@ if ! listening 5432; then
     echo "ensure-services: no PostgreSQL on 127.0.0.1:5432 and it is not installed (export tests skip)" >&2
   fi
 fi
+
+# A PostgreSQL that was already running (Debian's own cluster asks for passwords over TCP) must still let
+# the tests in: say how, rather than let them fail one by one.
+if listening 5432 && command -v psql >/dev/null \
+   && ! psql "${FARMHAND_TEST_PG_DSN:-postgresql://postgres@127.0.0.1:5432/test}" -tAc "SELECT 1" >/dev/null 2>&1; then
+  echo "ensure-services: the PostgreSQL on 127.0.0.1:5432 does not let user postgres into database test without" \
+       "a password; create the database and a 'host test postgres 127.0.0.1/32 trust' line in pg_hba.conf," \
+       "or point FARMHAND_TEST_PG_DSN at one that does" >&2
+fi

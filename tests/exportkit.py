@@ -4,6 +4,7 @@ may stop, and a webhook receiver. Each test gets its own stream key and PostgreS
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +20,7 @@ from .prerequisites import missing_reason, program
 
 REDIS = ("127.0.0.1", 6379)
 POSTGRES = ("127.0.0.1", 5432)
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+PG_DSN = os.environ.get("FARMHAND_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from farmhand.cli import main as farmhand
+from farmhand import export_cli
+from farmhand.cli import _parser
 from hub.backup.archive import BackupArchive, BackupError
 from hub.backup.restore import restore, verify
 from hub.backup.schedule import BackupConfig, next_run
@@ -177,6 +178,11 @@ def test_schedule_names_the_next_daily_time() -> None:
     assert next_run("daily 02:00", datetime(2030, 1, 1, 2, 0, tzinfo=UTC)) == datetime(2030, 1, 2, 2, 0, tzinfo=UTC)
     with pytest.raises(ValueError, match="daily HH:MM"):
         BackupConfig(schedule="every night")
+
+
+def farmhand(argv: list[str]) -> int:
+    """`farmhand ARGV` in this process, leaving logging as the test run set it up."""
+    return export_cli.run_backup(_parser().parse_args(argv))
 
 
 def test_the_cli_creates_lists_verifies_and_restores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
