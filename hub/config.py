@@ -12,6 +12,8 @@ from protocol.messages import Ident
 
 from .alerting.config import AlertingConfig
 from .documents.config import DocumentsConfig
+from .backup.schedule import BackupConfig  # export-backup
+from .export.config import ExportConfig  # export-backup
 from .render.config import RenderConfig
 from .retention import RetentionConfig
 
@@ -91,3 +93,5 @@ class HubConfig(_Section):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)  # export-backup: events out (off by default)
+    backup: BackupConfig = Field(default_factory=BackupConfig)  # export-backup: scheduled backups

@@ -3,15 +3,14 @@
 Every raised and resolved alert gets one delivery row per configured channel
 (``alert_deliveries``, keyed by alert, channel and event), so a delivery is
 sent until it succeeds (or runs out of attempts) and never twice after it did.
-The webhook body is signed with HMAC-SHA256 of the raw body under the
-channel's secret (``X-Farmhand-Signature: sha256=<hex>``).
+Webhook bodies are signed as the event export signs its own (hub/export/signing.py:
+``X-Farmhand-Signature: t=<unix seconds>,v1=<HMAC-SHA256 of "t." + body>``), so a
+receiver checks both with one ``verify``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import smtplib
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,8 @@ from email.message import EmailMessage
 import aiohttp
 import structlog
 
+from ..export.signing import HEADER as SIGNATURE
+from ..export.signing import sign
 from ..store import Store, utcnow
 from .book import AlertBook, AlertRecord
 from .config import AlertingConfig, EmailChannel, WebhookChannel
@@ -35,15 +36,11 @@ def body(hub_id: str, event: str, alert: AlertRecord) -> bytes:
                       sort_keys=True).encode()
 
 
-def signature(secret: str, payload: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
-
-
 def _webhook(channel: WebhookChannel, session: Callable[[], aiohttp.ClientSession]) -> Send:
     async def send(event: str, alert: AlertRecord, payload: bytes) -> None:
         headers = {"Content-Type": "application/json", "X-Farmhand-Event": f"alert.{event}"}
         if channel.secret is not None:
-            headers["X-Farmhand-Signature"] = signature(channel.secret.get_secret_value(), payload)
+            headers[SIGNATURE] = sign(channel.secret.get_secret_value(), payload)
         async with session().post(channel.url, data=payload, headers=headers,
                                   timeout=aiohttp.ClientTimeout(total=10)) as r:
             if r.status >= 300:

@@ -19,6 +19,7 @@ from ..fleet import Fleet
 from ..openapi import Op
 from ..schemas import Items
 from ..store import Store, utcnow
+from ..tasks import stop_tasks
 from ..webkit import body, respond, row_id
 from .book import AlertBook, AlertRecord
 from .channels import Notifier, Publish
@@ -102,9 +103,7 @@ class Alerting:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)  # its CancelledError is the expected end
+        await stop_tasks(task)
         await self.notifier.close()
 
     # ------------------------------------------------------------------ HTTP

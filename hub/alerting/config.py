@@ -42,7 +42,8 @@ class AlertRule(_Section):
 
 class WebhookChannel(_Section):
     url: str = Field(pattern=r"^https?://")
-    secret: SecretStr | None = Field(None, description="signs each body: X-Farmhand-Signature: sha256=HMAC")
+    secret: SecretStr | None = Field(None, description="signs each body as the event export does "
+                                                       "(X-Farmhand-Signature: t=…,v1=HMAC-SHA256)")
 
 
 class EmailChannel(_Section):
