@@ -9,6 +9,7 @@ the way the Application Keys plugin stores its keys. Bound to 127.0.0.1 on a fre
 from __future__ import annotations
 
 import http.client
+import asyncio
 import json
 import os
 import secrets
@@ -17,7 +18,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conftest import free_port
@@ -32,18 +35,27 @@ _QUIET_PLUGINS = ["softwareupdate", "announcements", "tracking", "discovery", "a
                   "pluginmanager", "backup", "firmware_check", "gcodeviewer", "health_check"]
 
 
-def _config(port_basedir: Path) -> str:
+def gcode_job(lines: int) -> bytes:
+    """A job of ``lines`` quick moves: the fast virtual printer takes roughly 2-5 ms a line."""
+    body = ["G28", "G1 Z0.2 F3000"] + [f"G1 X{i % 100} Y{(i * 7) % 100} E{i * 0.01:.2f} F60000" for i in range(lines)]
+    return ("\n".join(body) + "\n").encode()
+
+
+def _config() -> str:
     # JSON is YAML: no YAML writer needed here.
     config = {
         "server": {"firstRun": False, "onlineCheck": {"enabled": False},
                    "pluginBlacklist": {"enabled": False}},
         "serial": {"port": "VIRTUAL", "baudrate": 0, "autoconnect": False,
-                   "timeout": {"communication": 3.0, "connection": 5.0, "temperatureAutoreport": 1.0},
+                   # A printer gone silent (go_awol) is given up on after two 2-second timeouts.
+                   "timeout": {"communication": 2.0, "connection": 5.0, "temperatureAutoreport": 1.0},
+                   "maxCommunicationTimeouts": {"idle": 2, "printing": 2, "long": 2},
                    "log": False},
         "plugins": {
             "_disabled": _QUIET_PLUGINS,
+            # Fast: a line every 2 ms, no reset chatter, no random line noise (tests trigger faults themselves).
             "virtual_printer": {"enabled": True, "throttle": 0.002, "waitInterval": 0.5,
-                                "simulateReset": False, "okAfterResend": True},
+                                "simulateReset": False, "simulated_errors": [], "resend_ratio": 0},
         },
         "printerProfiles": {"default": "_default"},
         "webcam": {"webcamEnabled": False, "timelapseEnabled": False},
@@ -68,7 +80,7 @@ class OctoPrintPeer:
         if not OCTOPRINT.exists():
             pytest.skip("OctoPrint is not installed (make setup runs scripts/peers/octoprint.sh)")
         self.basedir.mkdir(parents=True, exist_ok=True)
-        (self.basedir / "config.yaml").write_text(_config(self.basedir))
+        (self.basedir / "config.yaml").write_text(_config())
         subprocess.run([str(OCTOPRINT), "--basedir", str(self.basedir), "user", "add", USER,
                         "--password", PASSWORD, "--admin"], check=True, capture_output=True)
         keys = self.basedir / "data" / "appkeys" / "keys.yaml"
@@ -98,6 +110,39 @@ class OctoPrintPeer:
                 return response.status == 200
         except (OSError, urllib.error.URLError, http.client.HTTPException):
             return False
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """A REST call as the test's own OctoPrint user (with the provisioned key)."""
+        async with aiohttp.ClientSession(headers={"X-Api-Key": self.api_key}) as http:
+            async with http.request(method, f"{self.url}{path}", json=body) as response:
+                text = await response.text()
+                return response.status, (json.loads(text) if text.strip().startswith(("{", "[")) else text)
+
+    async def state(self) -> str:
+        _, connection = await self.call("GET", "/api/connection")
+        return str(connection["current"]["state"])
+
+    async def debug(self, command: str) -> None:
+        """A virtual printer fault (``!!DEBUG:`` command), sent as OctoPrint sends any G-code."""
+        status, _ = await self.call("POST", "/api/printer/command", {"commands": [f"!!DEBUG:{command}"]})
+        assert status == 204, status
+
+    async def printer_ready(self, timeout: float = 30.0) -> None:
+        """OctoPrint connected to an idle virtual printer, as an operator leaves it after clearing an error."""
+        deadline = time.monotonic() + timeout
+        while (state := await self.state()) != "Operational":
+            assert time.monotonic() < deadline, f"OctoPrint stays {state}"
+            if state.startswith(("Printing", "Paused")):
+                await self.call("POST", "/api/job", {"command": "cancel"})
+            elif state.startswith(("Offline", "Closed", "Error")):
+                await self.call("POST", "/api/connection", {"command": "connect", "port": "VIRTUAL"})
+            await asyncio.sleep(0.5)
+
+    async def prints_of(self, name: str) -> dict[str, Any]:
+        """OctoPrint's own count of the prints of a stored file ({success, failure, last})."""
+        status, info = await self.call("GET", f"/api/files/local/{name}")
+        assert status == 200, (status, info)
+        return info.get("prints") or {"success": 0, "failure": 0}
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
