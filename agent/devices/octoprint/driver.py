@@ -70,11 +70,15 @@ class OctoPrintPrinter(NetworkPrinter):
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._view = PrinterView()
         self._server = "OctoPrint"
-        self._started: tuple[str, float] | None = None
-        """The file this driver last started and when (wall clock): checked after a reconnect."""
+        self._started: tuple[str, int] | None = None
+        """The file this driver last started, with OctoPrint's count of its prints before: checked
+        after a reconnect (a count, not a time: the agent's and OctoPrint's clocks may disagree)."""
+        self._prints_before: dict[str, int] = {}
         self._last_message = 0.0
         self._last_connect = float("-inf")
         self._consoles: list[_ConsoleReplies] = []
+        self.malformed = 0
+        """Push messages that could not be read (logged, skipped)."""
 
     # ---------------------------------------------------------------- the link
 
@@ -101,11 +105,14 @@ class OctoPrintPrinter(NetworkPrinter):
                 self._last_message = time.monotonic()
                 try:
                     body = message.json()
-                except ValueError:
-                    self.log.warning("unreadable message from OctoPrint", text=str(message.data)[:200])
-                    continue
-                if isinstance(body, dict):
+                    if not isinstance(body, dict):
+                        raise TypeError(f"a {type(body).__name__}, not an object")
                     await self._received(ws, body)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    # One odd message (a plugin's, a newer OctoPrint's) must not cost the link.
+                    self.malformed += 1
+                    self.log.warning("octoprint_message_malformed", error=str(exc), text=str(message.data)[:200],
+                                     malformed_total=self.malformed)
         finally:
             watch.cancel()
         raise LinkLost(f"OctoPrint closed the push connection ({ws.close_code or ws.exception() or 'no reason'})")
@@ -175,12 +182,9 @@ class OctoPrintPrinter(NetworkPrinter):
         and connects OctoPrint to its printer when it is not."""
         while True:
             if time.monotonic() - self._last_message > 2 * self.poll_interval_s:
-                connection = await self._link_json("GET", "/api/connection")
+                await self._link_json("GET", "/api/connection")
                 self._last_message = time.monotonic()
                 self.alive()
-                state = (connection.get("current") or {}).get("state")
-                if state in ("Closed", "Offline") and printer_unconnected(self._view.state or {"text": state}):
-                    self._view.state = {"text": state, "flags": {"closedOrError": True}, "error": ""}
             if self._view.state and printer_unconnected(self._view.state) \
                     and time.monotonic() - self._last_connect >= CONNECT_EVERY_S:
                 self._last_connect = time.monotonic()
@@ -198,15 +202,15 @@ class OctoPrintPrinter(NetworkPrinter):
         if started is None or (view.job_file == started[0] and view.report().job_phase in
                                (JobPhase.PRINTING, JobPhase.PAUSED)):
             return
-        name, at = started
+        name, before = started
         try:
             info = await self._command("GET", f"/api/files/local/{quote(name)}", None, "read the job file")
         except CommandRejected as exc:
             self.log.warning("could not read how the print ended", file=name, reason=str(exc))
             return
+        if _print_count(info) <= before:
+            return  # no print of it has ended since we started it
         last = ((info or {}).get("prints") or {}).get("last") or {}
-        if float(last.get("date") or 0) < at - 1:
-            return  # not printed since we started it: the start itself failed and was reported
         self._started = None
         if last.get("success"):
             view.outcome = Outcome(name, JobPhase.FINISHED)
@@ -259,13 +263,14 @@ class OctoPrintPrinter(NetworkPrinter):
         if info.get("size") != size or (info.get("hash") and info["hash"] != want):
             raise CommandRejected(f"OctoPrint stored {stored} as {info.get('size')} bytes (sha1 {info.get('hash')}),"
                                   f" not the {size} bytes (sha1 {want}) sent")
+        self._prints_before = {stored: _print_count(info)}
         self.log.info("upload verified", file=stored, bytes=size, sha1=want)
         return stored
 
     async def start_print(self, name: str) -> None:
         if self._view.outcome is not None and self._view.outcome.file == name:
             self._view.outcome = None
-        self._started = (name, time.time())
+        self._started = (name, self._prints_before.pop(name, 0))
         try:
             await self._command("POST", f"/api/files/local/{quote(name)}", {"command": "select", "print": True},
                                 f"start {name}")
@@ -345,13 +350,16 @@ class _UploadReader(io.FileIO):
         return chunk or b""
 
 
+def _print_count(file_info: Any) -> int:
+    """How many prints of a stored file OctoPrint has seen end (its file metadata's statistics)."""
+    prints = (file_info or {}).get("prints") or {}
+    return int(prints.get("success") or 0) + int(prints.get("failure") or 0)
+
+
 def _sha1_of(path: Path) -> str:
     # OctoPrint's file metadata keeps a SHA-1 of each stored file.
-    digest = hashlib.sha1()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 async def _message(response: aiohttp.ClientResponse) -> str:
