@@ -363,3 +363,19 @@ async def test_an_application_key_is_requested_and_approved_by_a_person(op: Octo
         await request_app_key(op.url, app="farmhand-denied", user=USER, prompt=lambda _: None, poll_s=0.2,
                               timeout_s=30)
     await deny
+
+
+async def test_farmhand_octoprint_key_prints_the_approved_key(op: OctoPrintPeer,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from farmhand import cli, octoprint_key
+
+    args = cli._parser().parse_args(["octoprint-key", op.url, "--user", USER, "--app", "farmhand-cli"])  # noqa: SLF001
+    approve = asyncio.create_task(_approve_pending(op, True))
+    assert await octoprint_key.run_from_args(args) == 0
+    await approve
+    out, err = capsys.readouterr()
+    key = out.strip()
+    assert "Approve the request for 'farmhand-cli'" in err
+    async with aiohttp.ClientSession(headers={"X-Api-Key": key}) as http:
+        async with http.get(f"{op.url}/api/version") as r:
+            assert r.status == 200
