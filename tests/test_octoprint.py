@@ -245,6 +245,25 @@ async def test_an_agent_restarted_mid_print_finds_the_job_and_never_starts_it_ag
     assert (await op.prints_of(f"farmhand-job-{the_job}.gcode"))["success"] == 1
 
 
+async def test_an_octoprint_without_its_printer_is_asked_to_connect_it(op: OctoPrintPeer) -> None:
+    status, _ = await op.call("POST", "/api/connection", {"command": "disconnect"})
+    assert status == 204
+    await wait_for_state(op, ("Offline", "Closed"))
+    rec = Recorder()
+    async with running(driver(op.url, op.api_key, rec)) as printer:
+        await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "the printer connected")
+    assert [s.state for s in rec.statuses] == [DeviceState.DISCONNECTED, DeviceState.IDLE]
+    assert (await op.state()) == "Operational"
+
+
+async def wait_for_state(op: OctoPrintPeer, states: tuple[str, ...]) -> None:
+    for _ in range(100):
+        if (await op.state()).startswith(states):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"OctoPrint never reached {states}")
+
+
 async def test_wrong_credentials_are_one_clear_error_and_no_retry_storm(op: OctoPrintPeer) -> None:
     rec = Recorder()
     refused = OctoPrintPrinter("op1", rec, url="", api_key="not-a-key-octoprint-knows", poll_interval_s=0.5,

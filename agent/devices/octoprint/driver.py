@@ -97,25 +97,34 @@ class OctoPrintPrinter(NetworkPrinter):
                                           "events": _EVENTS, "plugins": False}})
         await ws.send_json({"throttle": max(1, round(self.poll_interval_s / 0.5))})
         self._last_message = time.monotonic()
-        watch = asyncio.create_task(self._watch(), name=f"octoprint-watch:{self.id}")
+        # Either ends the session: the socket closing, or a check of a quiet link failing.
+        tasks = {asyncio.create_task(self._read(ws), name=f"octoprint-read:{self.id}"),
+                 asyncio.create_task(self._watch(), name=f"octoprint-watch:{self.id}")}
         try:
-            async for message in ws:
-                if message.type is not aiohttp.WSMsgType.TEXT:
-                    break
-                self._last_message = time.monotonic()
-                try:
-                    body = message.json()
-                    if not isinstance(body, dict):
-                        raise TypeError(f"a {type(body).__name__}, not an object")
-                    await self._received(ws, body)
-                except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                    # One odd message (a plugin's, a newer OctoPrint's) must not cost the link.
-                    self.malformed += 1
-                    self.log.warning("octoprint_message_malformed", error=str(exc), text=str(message.data)[:200],
-                                     malformed_total=self.malformed)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            watch.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()
         raise LinkLost(f"OctoPrint closed the push connection ({ws.close_code or ws.exception() or 'no reason'})")
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                return
+            self._last_message = time.monotonic()
+            try:
+                body = message.json()
+                if not isinstance(body, dict):
+                    raise TypeError(f"a {type(body).__name__}, not an object")
+                await self._received(ws, body)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # One odd message (a plugin's, a newer OctoPrint's) must not cost the link.
+                self.malformed += 1
+                self.log.warning("octoprint_message_malformed", error=str(exc), text=str(message.data)[:200],
+                                 malformed_total=self.malformed)
 
     async def disconnect(self) -> None:
         for collector in self._consoles:
