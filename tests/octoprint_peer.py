@@ -63,18 +63,58 @@ def _config() -> str:
     return json.dumps(config, indent=1)
 
 
-class OctoPrintPeer:
-    """One OctoPrint server; ``api_key`` is an application key of the admin user ``farmhand``."""
+class OctoPrintApi:
+    """An OctoPrint's REST API as the test's own user sees it: the real server's or the simulator's."""
 
-    def __init__(self, basedir: Path) -> None:
-        self.basedir = basedir
-        self.port = free_port()
-        self.api_key = secrets.token_hex(16).upper()
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, port: int, api_key: str) -> None:
+        self.port = port
+        self.api_key = api_key
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """A REST call as the test's own OctoPrint user (with the provisioned key)."""
+        async with aiohttp.ClientSession(headers={"X-Api-Key": self.api_key}) as http:
+            async with http.request(method, f"{self.url}{path}", json=body) as response:
+                text = await response.text()
+                return response.status, (json.loads(text) if text.strip().startswith(("{", "[")) else text)
+
+    async def state(self) -> str:
+        _, connection = await self.call("GET", "/api/connection")
+        return str(connection["current"]["state"])
+
+    async def debug(self, command: str) -> None:
+        """A virtual printer fault (``!!DEBUG:`` command), sent as OctoPrint sends any G-code."""
+        status, _ = await self.call("POST", "/api/printer/command", {"commands": [f"!!DEBUG:{command}"]})
+        assert status == 204, status
+
+    async def printer_ready(self, timeout: float = 30.0) -> None:
+        """OctoPrint connected to an idle virtual printer, as an operator leaves it after clearing an error."""
+        deadline = time.monotonic() + timeout
+        while (state := await self.state()) != "Operational":
+            assert time.monotonic() < deadline, f"OctoPrint stays {state}"
+            if state.startswith(("Printing", "Paused")):
+                await self.call("POST", "/api/job", {"command": "cancel"})
+            elif state.startswith(("Offline", "Closed", "Error")):
+                await self.call("POST", "/api/connection", {"command": "connect", "port": "VIRTUAL"})
+            await asyncio.sleep(0.5)
+
+    async def prints_of(self, name: str) -> dict[str, Any]:
+        """OctoPrint's own count of the prints of a stored file ({success, failure, last})."""
+        status, info = await self.call("GET", f"/api/files/local/{name}")
+        assert status == 200, (status, info)
+        return info.get("prints") or {"success": 0, "failure": 0}
+
+
+class OctoPrintPeer(OctoPrintApi):
+    """One real OctoPrint server; ``api_key`` is an application key of the admin user ``farmhand``."""
+
+    def __init__(self, basedir: Path) -> None:
+        super().__init__(free_port(), secrets.token_hex(16).upper())
+        self.basedir = basedir
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def prepare(self) -> None:
         if not OCTOPRINT.exists():
@@ -110,39 +150,6 @@ class OctoPrintPeer:
                 return response.status == 200
         except (OSError, urllib.error.URLError, http.client.HTTPException):
             return False
-
-    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        """A REST call as the test's own OctoPrint user (with the provisioned key)."""
-        async with aiohttp.ClientSession(headers={"X-Api-Key": self.api_key}) as http:
-            async with http.request(method, f"{self.url}{path}", json=body) as response:
-                text = await response.text()
-                return response.status, (json.loads(text) if text.strip().startswith(("{", "[")) else text)
-
-    async def state(self) -> str:
-        _, connection = await self.call("GET", "/api/connection")
-        return str(connection["current"]["state"])
-
-    async def debug(self, command: str) -> None:
-        """A virtual printer fault (``!!DEBUG:`` command), sent as OctoPrint sends any G-code."""
-        status, _ = await self.call("POST", "/api/printer/command", {"commands": [f"!!DEBUG:{command}"]})
-        assert status == 204, status
-
-    async def printer_ready(self, timeout: float = 30.0) -> None:
-        """OctoPrint connected to an idle virtual printer, as an operator leaves it after clearing an error."""
-        deadline = time.monotonic() + timeout
-        while (state := await self.state()) != "Operational":
-            assert time.monotonic() < deadline, f"OctoPrint stays {state}"
-            if state.startswith(("Printing", "Paused")):
-                await self.call("POST", "/api/job", {"command": "cancel"})
-            elif state.startswith(("Offline", "Closed", "Error")):
-                await self.call("POST", "/api/connection", {"command": "connect", "port": "VIRTUAL"})
-            await asyncio.sleep(0.5)
-
-    async def prints_of(self, name: str) -> dict[str, Any]:
-        """OctoPrint's own count of the prints of a stored file ({success, failure, last})."""
-        status, info = await self.call("GET", f"/api/files/local/{name}")
-        assert status == 200, (status, info)
-        return info.get("prints") or {"success": 0, "failure": 0}
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,6 +1,8 @@
-"""The OctoPrint driver against the real OctoPrint 1.11 from PyPI and its bundled virtual printer.
+"""The OctoPrint driver against the real OctoPrint 1.11 from PyPI and its bundled virtual printer,
+and the same tests against Farmhand's OctoPrint simulator (farmhand/sim/octoprint.py), which
+must behave alike for the benchmark and the demo to mean anything.
 
-One OctoPrint serves the module (it takes seconds to start); each test begins with its
+One real OctoPrint serves the module (it takes seconds to start); each test begins with its
 printer connected and idle, as an operator leaves it. Faults come from the virtual
 printer's own ``!!DEBUG:`` commands; a lost network is a relay the test cuts.
 """
@@ -27,13 +29,15 @@ from protocol import codec, topics
 from protocol.messages import DeviceState, PauseJob, ResumeJob, StartJob
 from tests.agent_support import FileServer, Listener, wait_for
 from tests.conftest import PrivateMosquitto, free_port
-from tests.octoprint_peer import PASSWORD, USER, OctoPrintPeer, gcode_job
+from farmhand.sim.octoprint import OctoPrintFarm
+from tests.octoprint_peer import PASSWORD, USER, OctoPrintApi, OctoPrintPeer, gcode_job
 from tests.tcp_relay import TcpRelay
 from tests.test_network_printer import Recorder
 
 pytestmark = pytest.mark.integration
 
 LONG = 1500  # lines: several seconds on the fast virtual printer, time to pause, cut a link, restart
+MEDIUM = 800
 SHORT = 300
 
 
@@ -48,8 +52,25 @@ def octoprint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OctoPrintPee
         peer.stop()
 
 
+@pytest.fixture(params=["octoprint", "simulator"])
+async def op(request: pytest.FixtureRequest) -> AsyncIterator[OctoPrintApi]:
+    """The real OctoPrint, then the simulator: each test that both can pass runs on both."""
+    if request.param == "octoprint":
+        peer: OctoPrintPeer = request.getfixturevalue("octoprint")
+        await peer.printer_ready()
+        yield peer
+        return
+    farm = OctoPrintFarm()
+    sim = await farm.add("simulated-application-key")
+    try:
+        yield OctoPrintApi(sim.port, sim.api_key)
+    finally:
+        await farm.close()
+
+
 @pytest.fixture
-async def op(octoprint: OctoPrintPeer) -> OctoPrintPeer:
+async def real_op(octoprint: OctoPrintPeer) -> OctoPrintPeer:
+    """Only the real OctoPrint: for its user accounts and Application Keys, which the simulator has not."""
     await octoprint.printer_ready()
     return octoprint
 
@@ -90,7 +111,7 @@ def ended(rec: Recorder) -> list[Any]:
 # ------------------------------------------------------------------------ a whole print, through an agent
 
 
-async def test_a_whole_print_reaches_the_hub_as_job_events(op: OctoPrintPeer, private_mosquitto: PrivateMosquitto,
+async def test_a_whole_print_reaches_the_hub_as_job_events(op: OctoPrintApi, private_mosquitto: PrivateMosquitto,
                                                            tmp_path: Path) -> None:
     node = f"test-{uuid.uuid4().hex[:8]}"
     config = AgentConfig.model_validate({
@@ -139,7 +160,7 @@ async def test_a_whole_print_reaches_the_hub_as_job_events(op: OctoPrintPeer, pr
 # ------------------------------------------------------------------------ cancel, emergency stop, firmware faults
 
 
-async def test_cancel_ends_the_job_as_cancelled(op: OctoPrintPeer, tmp_path: Path) -> None:
+async def test_cancel_ends_the_job_as_cancelled(op: OctoPrintApi, tmp_path: Path) -> None:
     rec = Recorder()
     async with running(driver(op.url, op.api_key, rec)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "idle")
@@ -155,7 +176,7 @@ async def test_cancel_ends_the_job_as_cancelled(op: OctoPrintPeer, tmp_path: Pat
 
 
 async def test_emergency_stop_halts_the_printer_and_fails_the_job_in_octoprints_words(
-        op: OctoPrintPeer, tmp_path: Path) -> None:
+        op: OctoPrintApi, tmp_path: Path) -> None:
     rec = Recorder()
     async with running(driver(op.url, op.api_key, rec)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "idle")
@@ -174,7 +195,7 @@ async def test_emergency_stop_halts_the_printer_and_fails_the_job_in_octoprints_
                                           ("drop_connection", "SerialTimeoutException"),
                                           ("go_awol", "consecutive timeouts")])
 async def test_a_printer_fault_mid_print_fails_the_job_in_the_printers_words(
-        op: OctoPrintPeer, tmp_path: Path, fault: str, words: str) -> None:
+        op: OctoPrintApi, tmp_path: Path, fault: str, words: str) -> None:
     rec = Recorder()
     async with running(driver(op.url, op.api_key, rec)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "idle")
@@ -189,7 +210,7 @@ async def test_a_printer_fault_mid_print_fails_the_job_in_the_printers_words(
     assert words in end.reason and words in (status.error or "")
 
 
-async def test_a_resend_request_mid_print_is_handled_and_the_job_completes(op: OctoPrintPeer, tmp_path: Path) -> None:
+async def test_a_resend_request_mid_print_is_handled_and_the_job_completes(op: OctoPrintApi, tmp_path: Path) -> None:
     rec = Recorder()
     async with running(driver(op.url, op.api_key, rec)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "idle")
@@ -207,7 +228,7 @@ async def test_a_resend_request_mid_print_is_handled_and_the_job_completes(op: O
 
 
 async def test_a_print_that_ends_while_the_link_is_down_completes_once_when_it_returns(
-        op: OctoPrintPeer, tmp_path: Path) -> None:
+        op: OctoPrintApi, tmp_path: Path) -> None:
     rec = Recorder()
     async with TcpRelay("127.0.0.1", op.port) as relay, running(driver(relay.url, op.api_key, rec)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "idle")
@@ -229,23 +250,23 @@ async def test_a_print_that_ends_while_the_link_is_down_completes_once_when_it_r
 
 
 async def test_an_agent_restarted_mid_print_finds_the_job_and_never_starts_it_again(
-        op: OctoPrintPeer, tmp_path: Path) -> None:
+        op: OctoPrintApi, tmp_path: Path) -> None:
     first, second = Recorder(), Recorder()
     the_job = job_id()
     async with running(driver(op.url, op.api_key, first)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "idle")
-        await printer.start_job(the_job, job(tmp_path, LONG))
+        await printer.start_job(the_job, job(tmp_path, MEDIUM))
         await printing(printer, first, the_job)
     async with running(driver(op.url, op.api_key, second)) as again:
         await wait_for(lambda: again.status().job_id == the_job, 20, "the job found again")
-        await again.start_job(the_job, job(tmp_path, LONG))  # the hub's start, replayed: no second start
+        await again.start_job(the_job, job(tmp_path, MEDIUM))  # the hub's start, replayed: no second start
         await wait_for(lambda: ended(second), 60, "the job's end")
     assert "job_started" not in second.types()
     assert [e.type for e in ended(second)] == ["job_completed"] and ended(second)[0].job_id == the_job
     assert (await op.prints_of(f"farmhand-job-{the_job}.gcode"))["success"] == 1
 
 
-async def test_an_octoprint_without_its_printer_is_asked_to_connect_it(op: OctoPrintPeer) -> None:
+async def test_an_octoprint_without_its_printer_is_asked_to_connect_it(op: OctoPrintApi) -> None:
     status, _ = await op.call("POST", "/api/connection", {"command": "disconnect"})
     assert status == 204
     await wait_for_state(op, ("Offline", "Closed"))
@@ -256,7 +277,7 @@ async def test_an_octoprint_without_its_printer_is_asked_to_connect_it(op: OctoP
     assert (await op.state()) == "Operational"
 
 
-async def wait_for_state(op: OctoPrintPeer, states: tuple[str, ...]) -> None:
+async def wait_for_state(op: OctoPrintApi, states: tuple[str, ...]) -> None:
     for _ in range(100):
         if (await op.state()).startswith(states):
             return
@@ -264,7 +285,34 @@ async def wait_for_state(op: OctoPrintPeer, states: tuple[str, ...]) -> None:
     raise AssertionError(f"OctoPrint never reached {states}")
 
 
-async def test_wrong_credentials_are_one_clear_error_and_no_retry_storm(op: OctoPrintPeer) -> None:
+async def test_many_simulated_octoprints_share_one_loop(tmp_path: Path) -> None:
+    farm = OctoPrintFarm()
+    try:
+        sims = [await farm.add(f"key-{i}") for i in range(50)]
+        recs = [Recorder() for _ in sims]
+        printers = [driver(sim.url, sim.api_key, rec, device_id=f"sim{i}") for i, (sim, rec) in
+                    enumerate(zip(sims, recs, strict=True))]
+        for printer in printers:
+            await printer.open()
+        try:
+            await wait_for(lambda: all(p.status().state is DeviceState.IDLE for p in printers), 20, "all idle")
+            the_job = job_id()
+            await printers[7].start_job(the_job, job(tmp_path, SHORT))
+            await wait_for(lambda: ended(recs[7]), 20, "the job's end")
+            await farm.go_offline(sims[3])
+            await wait_for(lambda: printers[3].status().state is DeviceState.DISCONNECTED, 10, "one offline")
+            await farm.go_online(sims[3])
+            await wait_for(lambda: printers[3].status().state is DeviceState.IDLE, 10, "back online")
+        finally:
+            for printer in printers:
+                await printer.close()
+    finally:
+        await farm.close()
+    assert [e.type for e in ended(recs[7])] == ["job_completed"]
+    assert all(p.status().state is DeviceState.IDLE for i, p in enumerate(printers) if i != 3)
+
+
+async def test_wrong_credentials_are_one_clear_error_and_no_retry_storm(op: OctoPrintApi) -> None:
     rec = Recorder()
     refused = OctoPrintPrinter("op1", rec, url="", api_key="not-a-key-octoprint-knows", poll_interval_s=0.5,
                                backoff=Backoff(first_s=0.2, max_s=30.0))
@@ -309,9 +357,9 @@ async def test_unreachable_or_silent_servers_are_offline_and_stall_nothing() -> 
     assert printers[-1]._link_error and "no report" in printers[-1]._link_error  # noqa: SLF001
 
 
-async def test_a_changed_user_asks_for_a_new_login_and_the_state_keeps_flowing(op: OctoPrintPeer) -> None:
+async def test_a_changed_user_asks_for_a_new_login_and_the_state_keeps_flowing(real_op: OctoPrintPeer) -> None:
     rec = Recorder()
-    async with running(driver(op.url, op.api_key, rec)) as printer:
+    async with running(driver(real_op.url, real_op.api_key, rec)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "idle")
         logins = []
         original = printer._authenticate  # noqa: SLF001
@@ -322,17 +370,17 @@ async def test_a_changed_user_asks_for_a_new_login_and_the_state_keeps_flowing(o
 
         printer._authenticate = counted  # type: ignore[method-assign]  # noqa: SLF001
         # A change of the user's groups makes OctoPrint ask every socket of the user to log in again.
-        status, answer = await op.call("PUT", f"/api/access/users/{USER}", {"groups": ["admins", "users"]})
+        status, answer = await real_op.call("PUT", f"/api/access/users/{USER}", {"groups": ["admins", "users"]})
         assert status == 200, answer
         await wait_for(lambda: logins, 10, "a new login")
-        await op.call("POST", "/api/printer/tool", {"command": "target", "targets": {"tool0": 42}})
+        await real_op.call("POST", "/api/printer/tool", {"command": "target", "targets": {"tool0": 42}})
         await wait_for(lambda: printer.status().temperatures.get("T0") is not None
                        and printer.status().temperatures["T0"].target == 42, 10, "the new target reported")
-        await op.call("POST", "/api/printer/tool", {"command": "target", "targets": {"tool0": 0}})
-        await op.call("PUT", f"/api/access/users/{USER}", {"groups": ["admins"]})
+        await real_op.call("POST", "/api/printer/tool", {"command": "target", "targets": {"tool0": 0}})
+        await real_op.call("PUT", f"/api/access/users/{USER}", {"groups": ["admins"]})
 
 
-async def test_the_console_returns_the_firmwares_replies(op: OctoPrintPeer) -> None:
+async def test_the_console_returns_the_firmwares_replies(op: OctoPrintApi) -> None:
     rec = Recorder()
     async with running(driver(op.url, op.api_key, rec)) as printer:
         assert isinstance(printer, Console) and "console" in declared_capabilities(printer)
@@ -367,34 +415,35 @@ async def _approve_pending(op: OctoPrintPeer, decision: bool) -> None:
             assert r.status == 204, await r.text()
 
 
-async def test_an_application_key_is_requested_and_approved_by_a_person(op: OctoPrintPeer) -> None:
+async def test_an_application_key_is_requested_and_approved_by_a_person(real_op: OctoPrintPeer) -> None:
     prompts: list[str] = []
-    approve = asyncio.create_task(_approve_pending(op, True))
-    key = await request_app_key(op.url, app="farmhand-approved", user=USER, prompt=prompts.append, poll_s=0.2,
+    approve = asyncio.create_task(_approve_pending(real_op, True))
+    key = await request_app_key(real_op.url, app="farmhand-approved", user=USER, prompt=prompts.append, poll_s=0.2,
                                 timeout_s=30)
     await approve
-    assert prompts and prompts[0].startswith(op.url)
+    assert prompts and prompts[0].startswith(real_op.url)
     rec = Recorder()
-    async with running(driver(op.url, key, rec)) as printer:
+    async with running(driver(real_op.url, key, rec)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "a session with the new key")
-    deny = asyncio.create_task(_approve_pending(op, False))
+    deny = asyncio.create_task(_approve_pending(real_op, False))
     with pytest.raises(AppKeyRefused, match="denied"):
-        await request_app_key(op.url, app="farmhand-denied", user=USER, prompt=lambda _: None, poll_s=0.2,
+        await request_app_key(real_op.url, app="farmhand-denied", user=USER, prompt=lambda _: None, poll_s=0.2,
                               timeout_s=30)
     await deny
 
 
-async def test_farmhand_octoprint_key_prints_the_approved_key(op: OctoPrintPeer,
+async def test_farmhand_octoprint_key_prints_the_approved_key(real_op: OctoPrintPeer,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     from farmhand import cli, octoprint_key
 
-    args = cli._parser().parse_args(["octoprint-key", op.url, "--user", USER, "--app", "farmhand-cli"])  # noqa: SLF001
-    approve = asyncio.create_task(_approve_pending(op, True))
+    command = ["octoprint-key", real_op.url, "--user", USER, "--app", "farmhand-cli"]
+    args = cli._parser().parse_args(command)  # noqa: SLF001
+    approve = asyncio.create_task(_approve_pending(real_op, True))
     assert await octoprint_key.run_from_args(args) == 0
     await approve
     out, err = capsys.readouterr()
     key = out.strip()
     assert "Approve the request for 'farmhand-cli'" in err
     async with aiohttp.ClientSession(headers={"X-Api-Key": key}) as http:
-        async with http.get(f"{op.url}/api/version") as r:
+        async with http.get(f"{real_op.url}/api/version") as r:
             assert r.status == 200
