@@ -25,11 +25,11 @@ from agent.devices.network import Backoff
 from agent.devices.octoprint import OctoPrintPrinter, request_app_key
 from agent.devices.octoprint.appkeys import AppKeyRefused
 from agent.node import Agent
+from farmhand.sim.octoprint import OctoPrintFarm
 from protocol import codec, topics
 from protocol.messages import DeviceState, PauseJob, ResumeJob, StartJob
 from tests.agent_support import FileServer, Listener, wait_for
 from tests.conftest import PrivateMosquitto, free_port
-from farmhand.sim.octoprint import OctoPrintFarm
 from tests.octoprint_peer import PASSWORD, USER, OctoPrintApi, OctoPrintPeer, gcode_job
 from tests.tcp_relay import TcpRelay
 from tests.test_network_printer import Recorder
@@ -139,7 +139,8 @@ async def test_a_whole_print_reaches_the_hub_as_job_events(op: OctoPrintApi, pri
             return any(e.type == kind for e in events())
 
         async def send(command: Any) -> None:
-            await listener.session.publish_confirmed(topics.node_command(node), codec.encode(codec.make("hub", command)))
+            body = codec.encode(codec.make("hub", command))
+            await listener.session.publish_confirmed(topics.node_command(node), body)
 
         try:
             await wait_for(lambda: any(s.state is DeviceState.IDLE for s in listener.bodies(type="device_status")),

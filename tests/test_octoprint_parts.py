@@ -105,7 +105,8 @@ def test_a_failed_print_stays_reported_with_its_file_after_octoprint_deselects_i
 
 def test_an_error_without_octoprints_summary_uses_the_firmwares_last_error_words() -> None:
     view = PrinterView()
-    view.update({"state": state("Error", "closedOrError", "error"), "logs": ["Recv: Error:Thermal Runaway, system stopped!"]})
+    view.update({"state": state("Error", "closedOrError", "error"),
+                 "logs": ["Recv: Error:Thermal Runaway, system stopped!"]})
     assert view.report().error == "Thermal Runaway, system stopped!"
 
 

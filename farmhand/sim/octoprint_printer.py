@@ -184,7 +184,8 @@ class SimOctoPrinter:
             raise Refused(404, f"File not found on 'local': {name}")
         self.advance()
         if self.text != "Operational":
-            raise Refused(409, "Printer is already printing, cannot print" if self.job else "Printer is not operational")
+            busy = "Printer is already printing, cannot print"
+            raise Refused(409, busy if self.job else "Printer is not operational")
         now = self.clock()
         self.selected = file
         self.job = SimJob(file, max(0.1, file.lines * self.seconds_per_line), now, resumed=now)
