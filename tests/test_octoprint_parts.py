@@ -17,10 +17,10 @@ from agent import devices
 from agent.config import DeviceConfig
 from agent.devices.octoprint import OctoPrintPrinter
 from agent.devices.network import JobPhase
+from agent.devices.octoprint.console import ConsoleReplies, console_reply
 from agent.devices.octoprint.state import (
     Outcome,
     PrinterView,
-    console_reply,
     device_state,
     firmware_error,
     outcome_of,
@@ -119,6 +119,20 @@ def test_firmware_lines_are_told_from_chatter() -> None:
     assert console_reply("Recv: T:21.30/ 0.00 B:21.30/ 0.00 @:64") is None  # an autoreport, not an answer
     assert console_reply("Recv: wait") is None
     assert console_reply("Send: M105") is None
+
+
+def test_console_replies_are_the_ones_after_our_commands_went_out_counted_by_their_oks() -> None:
+    replies = ConsoleReplies(["M115", "M105"])
+    for line in ["Recv: ok",  # the answer to a command sent before ours
+                 "Send: M115", "Recv: FIRMWARE_NAME:Virtual Marlin 1.0", "Recv: ok",
+                 "Send: M27",  # OctoPrint's own query, between ours
+                 "Send: M105", "Recv: T:21.30/ 0.00 @:64", "Recv: ok", "Recv: wait"]:
+        replies.seen(line)
+        assert not replies.done.is_set()
+    replies.seen("Recv: ok T:21.30/ 0.00 B:21.30/ 0.00 @:64")
+    replies.seen("Recv: ok")  # the same log batch goes on with answers to later commands
+    assert replies.done.is_set()
+    assert replies.lines == ["FIRMWARE_NAME:Virtual Marlin 1.0", "ok", "ok", "ok T:21.30/ 0.00 B:21.30/ 0.00 @:64"]
 
 
 def test_the_config_example_builds_an_octoprint_driver() -> None:

@@ -33,25 +33,12 @@ from protocol.messages import ConsoleOutput, DeviceState
 
 from ..base import CommandRejected, Emitter
 from ..network import AuthFailed, Backoff, JobPhase, LinkLost, NetworkPrinter
-from .state import Outcome, PrinterView, console_reply, outcome_of, printer_unconnected
+from .console import LOG_FILTER, ConsoleReplies
+from .state import Outcome, PrinterView, outcome_of, printer_unconnected
 
 CONNECT_EVERY_S = 30.0
 CONSOLE_WAIT_S = 5.0
 _EVENTS = ["PrintStarted", "PrintDone", "PrintFailed", "PrintCancelled", "FirmwareData"]
-
-
-class _ConsoleReplies:
-    """Firmware lines collected for one console request, done when every command had its ``ok``."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.lines: list[str] = []
-        self.done = asyncio.Event()
-
-    def add(self, line: str) -> None:
-        self.lines.append(line)
-        if sum(1 for seen in self.lines if seen.startswith("ok")) >= self.expected:
-            self.done.set()
 
 
 class OctoPrintPrinter(NetworkPrinter):
@@ -76,7 +63,7 @@ class OctoPrintPrinter(NetworkPrinter):
         self._prints_before: dict[str, int] = {}
         self._last_message = 0.0
         self._last_connect = float("-inf")
-        self._consoles: list[_ConsoleReplies] = []
+        self._consoles: list[ConsoleReplies] = []
         self.malformed = 0
         """Push messages that could not be read (logged, skipped)."""
 
@@ -92,8 +79,8 @@ class OctoPrintPrinter(NetworkPrinter):
         self._ws = ws = await self._http.ws_connect("/sockjs/websocket", heartbeat=None, autoping=True,
                                                     max_msg_size=16 * 1024 * 1024)
         await self._authenticate(ws)
-        # Only what the driver reads: state with the firmware's lines (no "Send:" echo), the job events.
-        await ws.send_json({"subscribe": {"state": {"logs": "^Recv: ", "messages": False},
+        # Only what the driver reads: state with the log lines the console needs, the job events.
+        await ws.send_json({"subscribe": {"state": {"logs": LOG_FILTER, "messages": False},
                                           "events": _EVENTS, "plugins": False}})
         await ws.send_json({"throttle": max(1, round(self.poll_interval_s / 0.5))})
         self._last_message = time.monotonic()
@@ -319,7 +306,7 @@ class OctoPrintPrinter(NetworkPrinter):
         commands = [c for c in (line.split(";", 1)[0].strip() for line in lines) if c]
         if not commands:
             raise CommandRejected("no command to send: every line is empty or a comment")
-        replies = _ConsoleReplies(len(commands))
+        replies = ConsoleReplies(commands)
         self._consoles.append(replies)
         try:
             await self._command("POST", "/api/printer/command", {"commands": commands}, "send console commands")
@@ -332,11 +319,8 @@ class OctoPrintPrinter(NetworkPrinter):
             self.emitter.event(ConsoleOutput(device=self.id, command_id=command_id, lines=replies.lines[:500]))
 
     def _feed_console(self, log_line: str) -> None:
-        if self._consoles:
-            reply = console_reply(log_line)
-            if reply is not None:
-                for collector in self._consoles:
-                    collector.add(reply)
+        for replies in self._consoles:
+            replies.seen(log_line)
 
 
 class _UploadReader(io.FileIO):

@@ -24,8 +24,6 @@ from ..network import JobPhase, PrinterReport
 _HEATER_KEYS = {"bed": "B", "chamber": "C"}
 _TOOL = re.compile(r"tool(\d+)$")
 _FIRMWARE_ERROR = re.compile(r"^Recv:\s*(?:Error:|!!)\s*(.+)$")
-# Lines of the firmware's own chatter that answer no console command.
-_CHATTER = re.compile(r"^(?:wait|echo:busy.*|T\d?:.*|Not SD printing|SD printing byte.*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +74,6 @@ def firmware_error(log_line: str) -> str | None:
     """The firmware's words in an error line OctoPrint logged (``Recv: Error:MINTEMP triggered!``)."""
     match = _FIRMWARE_ERROR.match(log_line)
     return match.group(1).strip() if match else None
-
-
-def console_reply(log_line: str) -> str | None:
-    """A line the firmware sent that may answer a console command, without the periodic chatter."""
-    if not log_line.startswith("Recv:"):
-        return None
-    text = log_line[len("Recv:"):].strip()
-    return None if not text or _CHATTER.match(text) else text
 
 
 def outcome_of(event: str, payload: dict[str, Any], previous: Outcome | None) -> Outcome | None:
