@@ -37,6 +37,7 @@ from protocol.messages import (
     ResumeJob,
     SendGcode,
     StartJob,
+    Rebirth,
     StartRender,
 )
 
@@ -140,8 +141,11 @@ class CommandCounters:
 
 
 class CommandDispatcher:
-    def __init__(self, devices: Mapping[str, Device], store: CommandStore, files: JobFileCache) -> None:
+    def __init__(self, devices: Mapping[str, Device], store: CommandStore, files: JobFileCache,
+                 rebirth: Callable[[str], None] = lambda reason: None) -> None:
+        """``rebirth(reason)``: publish the node's birth and every status again, when the hub asks."""
         self._devices = devices
+        self._rebirth = rebirth
         self._store = store
         self._files = files
         self._starting: dict[str, _Starting] = {}
@@ -161,6 +165,10 @@ class CommandDispatcher:
             body = codec.decode(payload).body
         except codec.ProtocolError as exc:
             self._malformed(str(exc))
+            return
+        if isinstance(body, Rebirth):
+            log.info("rebirth_requested", reason=body.reason)
+            self._rebirth(body.reason)
             return
         if not isinstance(body, COMMAND_TYPES):
             self._malformed(f"a {body.type} message is not a command")

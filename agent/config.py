@@ -17,6 +17,7 @@ from protocol.messages import Ident
 from protocol.mqtt import BrokerAddress
 
 from . import devices
+from .serial.profiles import Pacing
 
 
 class _Section(BaseModel):
@@ -28,6 +29,7 @@ class _Section(BaseModel):
 class MqttConfig(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     keepalive_s: int = Field(30, ge=5, le=3600)
+    ca_file: Path | None = Field(None, description="the farm CA an mqtts:// broker's certificate must chain to")
 
     @field_validator("url")
     @classmethod
@@ -38,6 +40,7 @@ class MqttConfig(_Section):
 
 class HubLink(_Section):
     token: SecretStr | None = Field(None, description="bearer token for job file downloads")
+    ca_file: Path | None = Field(None, description="the farm CA an https hub's certificate must chain to")
 
 
 class StorageConfig(_Section):
@@ -53,7 +56,8 @@ _NETWORK_NEEDS: dict[str, tuple[str, ...]] = {
     "octoprint": ("url", "api_key"),
     "moonraker": ("url",),
     "prusalink": ("url",),
-    "bambu": ("url", "serial", "access_code"),
+    # The printer's certificate is pinned: without it the link could not be verified.
+    "bambu": ("url", "serial", "access_code", "ca_file"),
 }
 
 
@@ -63,6 +67,9 @@ class DeviceConfig(_Section):
     port: str | None = Field(None, min_length=1, validate_default=True,
                              description="serial device, e.g. /dev/ttyACM0 or /dev/serial/by-id/…")
     baud: int = Field(115200, gt=0)
+    pacing: Pacing = Field(
+        "auto", description="'wire': a UART, answers read at the baud rate's pace; 'none': a pty or USB link with no "
+                            "wire (Klipper's /tmp/printer), answers read as they come; 'auto': ask the port's driver")
     profile: str = "marlin2"
     model: str | None = None
     # Render nodes (driver = "blender").
@@ -101,6 +108,8 @@ class DeviceConfig(_Section):
         missing = [k for k in _NETWORK_NEEDS.get(self.driver, ()) if getattr(self, k) is None]
         if missing:
             raise ValueError(f"the {self.driver} driver needs {', '.join(missing)}")
+        if self.driver == "prusalink" and self.api_key is None and (self.username is None or self.password is None):
+            raise ValueError("the prusalink driver needs username and password (or api_key on older builds)")
         return self
 
 

@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sim_printer.add_arguments(printer)
 
+    from . import broker_cli
+
+    broker_cli.add_arguments(add("broker", "Logins and access rules on the farm's Mosquitto (agents, scripts)."))
+    from . import certs
+
+    certs.add_arguments(add("certs", "A small CA for the farm: certificates for the broker and the hub."))
+
     proto = add("protocol", "The MQTT protocol's contract.")
     proto_sub = proto.add_subparsers(dest="protocol_command", required=True, metavar="WHAT")
     add("schema", "Print the JSON Schema of every message.", proto_sub, "protocol")
@@ -75,10 +82,17 @@ async def _run_hub(config: Path | None) -> int:
     from hub.config import HubConfig
     from protocol.config import load
 
-    from .service import run_service
+    from .service import database_problem, run_service
 
     hub = Hub(load(HubConfig, config, "FARMHAND_HUB"))
-    await run_service(hub.start, hub.stop)
+
+    async def health(budget_s: float) -> str | None:
+        """The watchdog is fed while the hub's database takes a writer (the loop answering is a given here)."""
+        if hub.store is None:
+            return "the hub is not running"
+        return await asyncio.to_thread(database_problem, hub.store.path, budget_s / 2)
+
+    await run_service(hub.start, hub.stop, health)
     return 0
 
 
@@ -125,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
                 from .sim import printer_cmd as sim_printer
 
                 return asyncio.run(sim_printer.run_from_args(args)) or 0
+            case "broker":
+                from . import broker_cli
+
+                return broker_cli.run(args)
+            case "certs":
+                from . import certs
+
+                return certs.run(args)
             case "protocol":
                 if args.protocol_command == "schema":
                     from protocol.schema import dump

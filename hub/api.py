@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from protocol.codec import describe
 
 from .ids import ascii_int
-from .files import FileStore, StoredFile, UploadError, too_large
+from .files import FileStore, StoredFile, UploadError, content_disposition, too_large
 from .fleet import Fleet
 from .jobs import JobError, JobService
 from .listing import ListError, PageQuery, page
@@ -220,10 +220,9 @@ class HttpApi:
         row = self.files.get(sha) if len(sha) == 64 else None
         if row is None:
             raise ApiProblem(404, "File not found", f"no file with sha256 {sha}")
-        safe_name = row["name"].replace('"', "").replace("\r", "").replace("\n", "")
         return web.FileResponse(self.files.path(sha), headers={
             "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{safe_name}"',
+            "Content-Disposition": content_disposition(row["name"]),
         })
 
     # ------------------------------------------------------------------ jobs

@@ -28,6 +28,7 @@ from .fleet import Fleet
 from .ingest import Ingest
 from .jobs import JobService
 from .lifecycle import JobTracker
+from .reconcile import Reconciler
 from .requests import ScriptRequests
 from .retention import Retention
 from .render.farm import RenderFarm
@@ -90,8 +91,10 @@ class Hub:
         self.render = RenderFarm(store, self.files, self.outbox, cfg.render, ack_timeout_s=cfg.ack_timeout_s,
                                  public_url=lambda: self.public_url,
                                  connected=lambda: self._session is not None and self._session.connected)
+        self.reconciler = Reconciler(store, self.outbox, cfg.jobs)
+        self.scheduler.before_pass.append(self.reconciler.overdue_offline)
         self.ingest = Ingest(store, self.fleet, JobTracker(self.outbox), self.outbox, self.requests,
-                             self._reschedule)
+                             self._reschedule, self.reconciler)
         self.ingest.render = self.render.tracker
 
         api = HttpApi(self.jobs, self.files, self.fleet, self.health)
@@ -105,12 +108,14 @@ class Hub:
         api.screen = self.farm.screen_upload
         self._runner = web.AppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
+        tls = cfg.http.tls()
+        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port, ssl_context=tls)
         await site.start()
         port = self._runner.addresses[0][1]
         wildcard = cfg.http.host in WILDCARD_HOSTS
-        self.http_url = f"http://{_url_host('127.0.0.1' if wildcard else cfg.http.host)}:{port}"
-        self.public_url = (cfg.public_url or (f"http://{socket.getfqdn()}:{port}" if wildcard else self.http_url)
+        scheme = "https" if tls else "http"
+        self.http_url = f"{scheme}://{_url_host('127.0.0.1' if wildcard else cfg.http.host)}:{port}"
+        self.public_url = (cfg.public_url or (f"{scheme}://{socket.getfqdn()}:{port}" if wildcard else self.http_url)
                            ).rstrip("/")
 
         if cfg.mqtt.url is None:
@@ -127,6 +132,7 @@ class Hub:
             on_connect=self._on_connect,
             will=Will(topics.hub_state(), self._hub_state(online=False)),
             persistent=True,
+            ca_file=cfg.mqtt.ca_file,
         )
         self.outbox.publisher = self._session
         self.requests.publish = self._session.publish

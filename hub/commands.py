@@ -16,7 +16,7 @@ import structlog
 from sqlite_utils import Database
 
 from protocol import codec, topics
-from protocol.messages import Command
+from protocol.messages import Command, Rebirth
 from protocol.mqtt import NotConnected
 
 from .store import Store, utcnow
@@ -67,6 +67,18 @@ class Outbox:
             return False
         self.sent += 1
         log.info("command_sent", command_id=out.command_id, node=out.node)
+        return True
+
+    def rebirth(self, node: str, reason: str) -> bool:
+        """Ask a node to publish its birth and statuses again; unrecorded, since asking twice is harmless."""
+        if self.publisher is None:
+            return False
+        try:
+            self.publisher.publish(topics.node_command(node),
+                                   codec.encode(codec.make(self.sender, Rebirth(reason=reason))), qos=1)
+        except NotConnected:
+            return False
+        log.info("rebirth_requested", node=node, reason=reason)
         return True
 
     def get(self, command_id: str) -> dict[str, Any] | None:

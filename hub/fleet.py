@@ -68,6 +68,11 @@ class Fleet:
         log.info("node_state", node=node, online=body.online, devices=[d.id for d in body.devices])
         return body.online
 
+    def knows(self, node: str, device: str) -> bool:
+        """Whether the node's last birth listed this device."""
+        return self.store.db.execute("SELECT 1 FROM devices WHERE node = ? AND id = ? AND listed = 1",
+                                     (node, device)).fetchone() is not None
+
     def device_status(self, node: str, body: DeviceStatus) -> bool:
         """Returns True when the device is idle (the scheduler may have work for it)."""
         temps = {k: v.model_dump() for k, v in body.temperatures.items()}

@@ -10,11 +10,13 @@ message is logged and counted (see ``/healthz``) and the loop goes on.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import structlog
+from sqlite_utils import Database
 
 from protocol import codec, topics
 from protocol.codec import ProtocolError
@@ -23,6 +25,7 @@ from protocol.messages import CommandAck, DeviceError, Envelope
 from .commands import Outbox
 from .fleet import Fleet
 from .lifecycle import Effects, JobEvent, JobTracker
+from .reconcile import Reconciler
 from .render.events import RenderEvent, RenderTracker
 from .requests import ScriptRequests
 from .store import Store, dumps, timestamp, utcnow
@@ -30,10 +33,16 @@ from .store import Store, dumps, timestamp, utcnow
 log = structlog.get_logger("farmhand.hub.ingest")
 
 
+REBIRTH_EVERY_S = 30.0
+"""At most one rebirth request per node in this time: a gap or a stranger seen again is the same news."""
+
+
 class Ingest:
     def __init__(self, store: Store, fleet: Fleet, tracker: JobTracker, outbox: Outbox,
-                 requests: ScriptRequests, reschedule: Callable[[], None]) -> None:
+                 requests: ScriptRequests, reschedule: Callable[[], None], reconciler: Reconciler) -> None:
         self.store = store
+        self.reconciler = reconciler
+        self._rebirth_asked: dict[str, float] = {}
         self.fleet = fleet
         self.tracker = tracker
         self.outbox = outbox
@@ -97,13 +106,25 @@ class Ingest:
 
     def _node_state(self, t: topics.ParsedTopic, env: Envelope) -> None:
         assert t.node is not None
-        if self.fleet.node_state(t.node, env.body):  # type: ignore[arg-type]
+        came_online = self.fleet.node_state(t.node, env.body)  # type: ignore[arg-type]
+        if self.reconciler.birth(t.node, env.body) or came_online:  # type: ignore[arg-type]
             self.reschedule()
 
     def _device_status(self, t: topics.ParsedTopic, env: Envelope) -> None:
         assert t.node is not None
+        device = env.body.device  # type: ignore[union-attr]
+        if not self.fleet.knows(t.node, device):
+            self._ask_rebirth(t.node, f"a status of device {device!r}, which its birth did not list")
         if self.fleet.device_status(t.node, env.body):  # type: ignore[arg-type]
             self.reschedule()
+
+    def _ask_rebirth(self, node: str, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._rebirth_asked.get(node, -REBIRTH_EVERY_S) < REBIRTH_EVERY_S:
+            return
+        self._rebirth_asked[node] = now
+        self.counts["rebirths_requested"] += 1
+        self.outbox.rebirth(node, reason)
 
     def _telemetry(self, t: topics.ParsedTopic, env: Envelope) -> None:
         assert t.node is not None
@@ -126,28 +147,23 @@ class Ingest:
         body = env.body
         at = timestamp(env.ts)
         effects = Effects()
+        seen = self.reconciler.last_seq(t.node)
+        if seen and env.seq > seen + 1:
+            self._ask_rebirth(t.node, f"seq gap: {env.seq} after {seen}")
         with self.store.transaction() as db:
             stored = db.execute(
                 "INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (env.sender, env.seq, t.node, body.type, at, utcnow(), dumps(body.model_dump(mode="json"))),
             ).rowcount
-            if not stored:
-                self.counts["duplicate_events"] += 1
-                log.info("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
-                return
-            if isinstance(body, JobEvent | CommandAck):
-                effects = self.tracker.apply(db, t.node, at, body)
-                if isinstance(body, CommandAck) and self.render is not None:
-                    more = self.render.apply(db, t.node, at, body)
-                    effects.commands += more.commands
-                    effects.reschedule |= more.reschedule
-            elif isinstance(body, RenderEvent) and self.render is not None:
-                effects = self.render.apply(db, t.node, at, body)
-            elif isinstance(body, DeviceError):
-                self.fleet.device_error(db, t.node, body)
-            else:
-                log.debug("event_stored_only", type=body.type, sender=env.sender, seq=env.seq)
+            if stored:
+                effects = self._apply(db, t.node, at, body)
+        if not stored:
+            self.counts["duplicate_events"] += 1
+            log.info("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
+            if self.reconciler.event_applied(t.node, env.seq):
+                self.reschedule()
+            return
         self.counts["events"] += 1
         for observe in self.observers:
             try:
@@ -157,9 +173,26 @@ class Ingest:
                 log.warning("event_observer_failed", type=body.type, exc_info=True)
         for out in effects.commands:
             self.outbox.send(out)
-        if effects.reschedule:
+        if self.reconciler.event_applied(t.node, env.seq) or effects.reschedule:
             self.reschedule()
+
+    def _apply(self, db: Database, node: str, at: str, body: Any) -> Effects:
+        """What a new event does, inside the transaction that stores it."""
+        effects = Effects()
+        if isinstance(body, JobEvent | CommandAck):
+            effects = self.tracker.apply(db, node, at, body)
+            if isinstance(body, CommandAck) and self.render is not None:
+                more = self.render.apply(db, node, at, body)
+                effects.commands += more.commands
+                effects.reschedule |= more.reschedule
+        elif isinstance(body, RenderEvent) and self.render is not None:
+            effects = self.render.apply(db, node, at, body)
+        elif isinstance(body, DeviceError):
+            self.fleet.device_error(db, node, body)
+        else:
+            log.debug("event_stored_only", type=body.type, node=node)
+        return effects
 
     def counters(self) -> dict[str, int]:
         return {**self.counts, "stray_events": self.tracker.stray,
-                "acks_for_unknown_commands": self.tracker.unknown_commands}
+                "acks_for_unknown_commands": self.tracker.unknown_commands, **self.reconciler.counters()}

@@ -23,7 +23,8 @@ from .api import ApiProblem
 from .file_analysis import FileAnalyses
 from .jobs import JobService
 from .schemas import Job, JobCreate, JobState
-from .snapshot import normalize_color
+from .matching import why_not
+from .snapshot import free_printers, normalize_color, queued_need
 from .store import Store, utcnow
 from .webkit import body, respond, row_id
 
@@ -118,7 +119,21 @@ class PrintQueue:
         r = self.store.one("SELECT * FROM job_requirements WHERE job_id = ?", (job_id,)) or {"job_id": job_id}
         if "tags" in r:
             r["tags"] = json.loads(r["tags"])
+        r["waiting_for"] = self.waiting_for(job_id)
         return r
+
+    def waiting_for(self, job_id: int) -> list[str]:
+        """Why a queued job has not started: what keeps it off each free printer, or that none is free.
+
+        Empty when it is not queued, is held (``held`` says so), or may start on the scheduler's next pass.
+        """
+        need = queued_need(self.store.db, job_id)
+        if need is None:
+            return []
+        printers = free_printers(self.store.db)
+        if not printers:
+            return ["no printer is free: each is printing, offline or waiting for its bed to be cleared"]
+        return [f"{p.node}/{p.device}: {reason}" for p in printers if (reason := why_not(need, p))]
 
     def _queued(self, job_id: int) -> None:
         if self.service.get(job_id).state != JobState.QUEUED:
@@ -162,16 +177,9 @@ class PrintQueue:
             " WHERE j.state = ? AND r.retries_left > 0", (JobState.FAILED.value,))
         for job in failed:
             with self.store.transaction() as db:
-                if job["node"] and job["started_at"]:
-                    db.execute("UPDATE device_profiles SET last_print_at = ? WHERE node = ? AND device = ?",
-                               (job["finished_at"] or utcnow(), job["node"], job["device"]))
                 db.execute("UPDATE job_requirements SET retries_left = retries_left - 1 WHERE job_id = ?",
                            (job["id"],))
-                jobs.set_fields(db, job["id"], state=JobState.QUEUED.value, node=None, device=None, command_id=None,
-                                ack_deadline=None, assigned_at=None, started_at=None, finished_at=None,
-                                progress=None, lines=None, extruded_mm=None, duration_s=None,
-                                attempt=job["attempt"] + 1, error=f"retrying after: {job['error']}")
-            log.info("job_retried", job_id=job["id"], attempt=job["attempt"] + 1, error=job["error"])
+                jobs.retry(db, job, job["error"])
         self.retried += len(failed)
         return len(failed)
 

@@ -402,6 +402,10 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at TEXT NOT NULL
     );
     """,
+    # N: a job's own choice of what happens when its print is cut short (NULL: the farm's).
+    """
+    ALTER TABLE jobs ADD COLUMN requeue_interrupted INTEGER;
+    """,
 )
 
 

@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.conftest import free_port
+from tests.prerequisites import peer
 
-ROOT = Path(__file__).resolve().parent.parent
-OCTOPRINT = ROOT / ".peers" / "octoprint" / "bin" / "octoprint"
 USER = "farmhand"
 PASSWORD = "farmhand-test-password"
 
@@ -115,13 +113,13 @@ class OctoPrintPeer(OctoPrintApi):
         super().__init__(free_port(), secrets.token_hex(16).upper())
         self.basedir = basedir
         self.proc: subprocess.Popen[bytes] | None = None
+        self.octoprint = ""
 
     def prepare(self) -> None:
-        if not OCTOPRINT.exists() or not any(OCTOPRINT.parent.parent.glob(".installed-*")):
-            pytest.skip("OctoPrint is not installed (make setup runs scripts/peers/octoprint.sh)")
+        self.octoprint = str(peer("octoprint") / "bin" / "octoprint")
         self.basedir.mkdir(parents=True, exist_ok=True)
         (self.basedir / "config.yaml").write_text(_config())
-        subprocess.run([str(OCTOPRINT), "--basedir", str(self.basedir), "user", "add", USER,
+        subprocess.run([self.octoprint, "--basedir", str(self.basedir), "user", "add", USER,
                         "--password", PASSWORD, "--admin"], check=True, capture_output=True)
         keys = self.basedir / "data" / "appkeys" / "keys.yaml"
         keys.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +127,7 @@ class OctoPrintPeer(OctoPrintApi):
 
     def start(self) -> None:
         log = open(self.basedir / "serve.log", "ab")
-        args = [str(OCTOPRINT), "serve", "--basedir", str(self.basedir), "--host", "127.0.0.1",
+        args = [self.octoprint, "serve", "--basedir", str(self.basedir), "--host", "127.0.0.1",
                 "--port", str(self.port)]
         if os.geteuid() == 0:
             args.append("--iknowwhatimdoing")

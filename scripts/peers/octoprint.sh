@@ -9,9 +9,10 @@ DIR=".peers/octoprint"
 STAMP="$DIR/.installed-$VERSION"
 [ -f "$STAMP" ] && exit 0
 PYTHON="${PYTHON:-python3}"
-echo "installing OctoPrint $VERSION into $DIR"
+echo "setup: installing OctoPrint $VERSION into $DIR"
 rm -rf "$DIR"
 "$PYTHON" -m venv "$DIR"
 "$DIR/bin/python" -m pip install -q --upgrade pip
 "$DIR/bin/python" -m pip install -q "OctoPrint==$VERSION"
+"$DIR/bin/octoprint" --version >/dev/null
 touch "$STAMP"
