@@ -388,8 +388,8 @@ async def test_the_console_returns_the_firmwares_replies(op: OctoPrintApi) -> No
         await printer.send_gcode("c1", ["M115 ; which firmware", "", "M105"])
     (out,) = [e for e in rec.events if e.type == "console_output"]
     assert out.command_id == "c1"
-    assert any("FIRMWARE_NAME:Virtual Marlin" in line for line in out.lines)
-    assert out.lines[-1].startswith("ok T:"), "the answers end with the last command's ok"
+    assert any("FIRMWARE_NAME:Virtual Marlin" in line for line in out.lines), out.lines
+    assert out.lines[-1].startswith("ok T:"), f"the answers end with the last command's ok: {out.lines}"
 
 
 # ------------------------------------------------------------------------ getting a key

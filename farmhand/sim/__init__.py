@@ -1,4 +1,5 @@
 """Simulators for development, the demo and tests: ``printer`` serves a virtual Marlin on a pty;
 ``prusalink`` serves simulated PrusaLink printers over HTTP, many in one process; ``bambu`` runs
 Bambu Lab printers in LAN mode (MQTT over TLS on a real Mosquitto, the SD card over implicit FTPS),
-as many as wanted in one process."""
+as many as wanted in one process; ``octoprint`` serves simulated OctoPrints (REST and the push
+socket), many in one process, where the tests use the real OctoPrint."""
