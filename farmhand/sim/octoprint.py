@@ -43,8 +43,8 @@ class SimOctoPrint:
         if connected:
             self.printer.connect()
         self.sessions: set[str] = set()
-        self.pushes: set[asyncio.Transport] = set()
-        """The push sockets' connections, dropped when the host goes off the network."""
+        self.connections: set[asyncio.BaseTransport] = set()
+        """Its clients' connections (keep-alive and push sockets), dropped when it goes off the network."""
         self.port = 0
         self._sock: socket.socket | None = None
         self._site: web.SockSite | None = None
@@ -94,8 +94,9 @@ class OctoPrintFarm:
         if sim._site is not None:
             await sim._site.stop()
             sim._site = None
-        for transport in list(sim.pushes):
-            transport.abort()
+        for transport in list(sim.connections):
+            transport.abort()  # type: ignore[attr-defined]
+        sim.connections.clear()
 
     async def close(self) -> None:
         if self._setup:
@@ -109,6 +110,8 @@ class OctoPrintFarm:
     @web.middleware
     async def _authorised(self, request: web.Request, handler: Any) -> web.StreamResponse:
         sim = self._sim(request)
+        if request.transport is not None and request.transport not in sim.connections:
+            sim.connections = {t for t in sim.connections if not t.is_closing()} | {request.transport}
         if request.path != "/sockjs/websocket" and request.headers.get("X-Api-Key") != sim.api_key:
             return web.json_response({"error": _NO_PERMISSION}, status=403)
         try:
@@ -213,9 +216,6 @@ class OctoPrintFarm:
         sim = self._sim(request)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        transport = request.transport
-        assert transport is not None
-        sim.pushes.add(transport)  # type: ignore[arg-type]
         await ws.send_json({"connected": {"version": VERSION["server"], "display_version": VERSION["server"],
                                           "branch": None, "online": False, "debug": False, "safe_mode": None,
                                           "permissions": []}})
@@ -227,7 +227,6 @@ class OctoPrintFarm:
                 if message.type is WSMsgType.TEXT:
                     pusher.told(json.loads(message.data))
         finally:
-            sim.pushes.discard(transport)  # type: ignore[arg-type]
             sim.printer.listeners.remove(pusher.event)
             task.cancel()
         return ws
