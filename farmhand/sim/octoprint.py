@@ -269,8 +269,9 @@ class _Pusher:
     async def run(self) -> None:
         while not self.ws.closed:
             try:
-                await asyncio.wait_for(self.wake.wait(), 0.5 * self.throttle)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(0.5 * self.throttle):
+                    await self.wake.wait()
+            except TimeoutError:
                 pass
             self.wake.clear()
             if not self.authed:

@@ -311,8 +311,10 @@ class OctoPrintPrinter(NetworkPrinter):
         try:
             await self._command("POST", "/api/printer/command", {"commands": commands}, "send console commands")
             try:
-                await asyncio.wait_for(replies.done.wait(), CONSOLE_WAIT_S)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation.
+                async with asyncio.timeout(CONSOLE_WAIT_S):
+                    await replies.done.wait()
+            except TimeoutError:
                 pass  # a command without an "ok" (or a slow one): report what the firmware said so far
         finally:
             self._consoles.remove(replies)
