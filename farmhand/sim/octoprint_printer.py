@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .refused import Refused
+
 AMBIENT_C = 21.3
 HEAT_TAU_S = 0.5
 FLAGS = ("operational", "printing", "cancelling", "pausing", "resuming", "finishing", "closedOrError", "error",
@@ -25,15 +27,6 @@ AWOL_AFTER_S = 4.0
 
 Listener = Callable[[str, dict[str, Any] | None], None]
 """Called with an event's type and payload (OctoPrint's ``event`` socket message)."""
-
-
-class Refused(Exception):
-    """OctoPrint would answer this request with ``status`` (409: the printer cannot do it now)."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
 
 
 @dataclass(slots=True)
