@@ -83,6 +83,14 @@ class OctoPrintApi:
         _, connection = await self.call("GET", "/api/connection")
         return str(connection["current"]["state"])
 
+    async def wait_state(self, states: tuple[str, ...], timeout: float = 10.0) -> None:
+        """Until OctoPrint's connection state starts with one of ``states``."""
+        for _ in range(int(timeout * 10)):
+            if (await self.state()).startswith(states):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"OctoPrint never reached {states}")
+
     async def debug(self, command: str) -> None:
         """A virtual printer fault (``!!DEBUG:`` command), sent as OctoPrint sends any G-code."""
         status, _ = await self.call("POST", "/api/printer/command", {"commands": [f"!!DEBUG:{command}"]})

@@ -10,7 +10,6 @@ printer's own ``!!DEBUG:`` commands; a lost network is a relay the test cuts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from protocol import codec, topics
 from protocol.messages import DeviceState, PauseJob, ResumeJob, StartJob
 from tests.agent_support import FileServer, Listener, wait_for
 from tests.conftest import PrivateMosquitto, free_port
+from tests.octoprint_driving import driver, ended, job, job_id, printing, running
 from tests.octoprint_peer import PASSWORD, USER, OctoPrintApi, OctoPrintPeer, gcode_job
 from tests.tcp_relay import TcpRelay
 from tests.test_network_printer import Recorder
@@ -73,47 +73,6 @@ async def real_op(octoprint: OctoPrintPeer) -> OctoPrintPeer:
     """Only the real OctoPrint: for its user accounts and Application Keys, which the simulator has not."""
     await octoprint.printer_ready()
     return octoprint
-
-
-def driver(url: str, api_key: str, emitter: Recorder, device_id: str = "op1", **kw: Any) -> OctoPrintPrinter:
-    return OctoPrintPrinter(device_id, emitter, url=url, api_key=api_key, poll_interval_s=0.5,
-                            backoff=Backoff(first_s=0.2, max_s=1.0), **kw)
-
-
-@contextlib.asynccontextmanager
-async def running(printer: OctoPrintPrinter) -> AsyncIterator[OctoPrintPrinter]:
-    await printer.open()
-    try:
-        yield printer
-    finally:
-        await printer.close()
-
-
-def job(tmp_path: Path, lines: int) -> Path:
-    path = tmp_path / f"job-{lines}.gcode"
-    path.write_bytes(gcode_job(lines))
-    return path
-
-
-def job_id() -> str:
-    return f"op-{uuid.uuid4().hex[:8]}"
-
-
-async def printing(printer: OctoPrintPrinter, rec: Recorder, job_id: str) -> None:
-    await wait_for(lambda: printer.status().state is DeviceState.PRINTING and "job_progress" in rec.types(),
-                   20, f"job {job_id} printing")
-
-
-def ended(rec: Recorder) -> list[Any]:
-    return [e for e in rec.events if e.type in ("job_completed", "job_failed")]
-
-
-async def wait_for_state(op: OctoPrintApi, states: tuple[str, ...], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout * 10)):
-        if (await op.state()).startswith(states):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"OctoPrint never reached {states}")
 
 
 # ------------------------------------------------------------------------ a whole print, through an agent
@@ -246,7 +205,7 @@ async def test_a_print_that_ends_while_the_link_is_down_completes_once_when_it_r
         await printing(printer, rec, the_job)
         await relay.cut()
         await wait_for(lambda: printer.status().state is DeviceState.DISCONNECTED, 10, "the link seen down")
-        await wait_for_state(op, ("Operational",), timeout=30)  # the print goes on without us, and ends
+        await op.wait_state(("Operational",), timeout=30)  # the print goes on without us, and ends
         assert not ended(rec)
         await relay.restore()
         await wait_for(lambda: ended(rec), 20, "the job's end after the link came back")
@@ -277,7 +236,7 @@ async def test_an_agent_restarted_mid_print_finds_the_job_and_never_starts_it_ag
 async def test_an_octoprint_without_its_printer_is_asked_to_connect_it(op: OctoPrintApi) -> None:
     status, _ = await op.call("POST", "/api/connection", {"command": "disconnect"})
     assert status == 204
-    await wait_for_state(op, ("Offline", "Closed"))
+    await op.wait_state(("Offline", "Closed"))
     rec = Recorder()
     async with running(driver(op.url, op.api_key, rec)) as printer:
         await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "the printer connected")
