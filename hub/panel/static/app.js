@@ -4,10 +4,14 @@ import { lineChart, sparkline } from "./chart.js";
 import { attachConsole, consoleMarkup } from "./console.js";
 import { bytes, celsius, esc, pct, percent, temps } from "./format.js";
 import { gridView } from "./grid.js";
+import { ordersView } from "./orders.js";
+import { settingsView } from "./admin.js";
+import { stockView } from "./stock.js";
 import { renderJobView, renderListView } from "./render.js";
 
 const view = document.getElementById("view");
 let live = null;
+let me = null;
 let leave = null;  // what the current view must undo when another is shown (listeners, timers)
 
 function toast(text) {
@@ -43,7 +47,8 @@ function loginView() {
   };
 }
 
-function showWho(me) {
+function showWho(who) {
+  me = who;
   document.getElementById("who").textContent = me ? `${me.name} (${me.role})` : "";
   document.getElementById("logout").hidden = !me;
 }
@@ -240,6 +245,9 @@ async function route() {
     case "nodes": return nodesView();
     case "render": return rest[0] ? renderJobView(rest[0], { view, live, guarded, esc, toast })
       : renderListView({ view, live, guarded, esc });
+    case "stock": return stockView({ view, live, guarded, toast });
+    case "orders": return ordersView({ view, live, guarded, toast });
+    case "settings": return guarded(() => settingsView({ view, guarded, toast, me }));
     case "list": return listView(rest[0]);
     default: leave = await gridView({ view, live, guarded }); return leave;
   }
