@@ -110,7 +110,7 @@ class Fleet:
         if len(self._history_rows) >= HISTORY_BATCH or now - self._history_written >= HISTORY_BATCH_S:
             rows, self._history_rows, self._history_written = self._history_rows, [], now
             with self.store.transaction() as db:
-                db.executemany(
+                db.conn.executemany(
                     "INSERT INTO telemetry (node, device, ts, temperatures, progress) VALUES (?, ?, ?, ?, ?)", rows)
 
     def latest_telemetry(self, node: str, device: str) -> Telemetry | None:

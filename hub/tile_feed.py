@@ -9,7 +9,7 @@ farm. Telemetry-only changes come from the fleet's memory (no SQL); a status
 change sends the device's whole snapshot.
 
 Message data: ``{"devices": [...], "reload": bool}``; each device item is a full
-``Device`` or ``{"ref", "progress", "temperatures", "remaining_s"}``. ``reload``
+``Device`` or ``{"ref", "temperatures"}`` plus ``progress`` and ``remaining_s`` when the reading has them. ``reload``
 asks the panel to refetch ``GET /api/v1/tiles`` (a node came or went, a spool
 was loaded through the API).
 """
@@ -103,8 +103,10 @@ class TileFeed:
             snapshot = self.fleet.device(node, device)
             item = snapshot.model_dump(mode="json") if snapshot is not None else None
         else:
-            item = {"ref": f"{node}/{device}", "progress": reading.progress,
+            item = {"ref": f"{node}/{device}",
                     "temperatures": {k: v.model_dump() for k, v in reading.temperatures.items()}}
+            if reading.progress is not None:  # a reading without one leaves the last known progress
+                item["progress"] = reading.progress
         if item is not None and reading is not None and reading.remaining_s is not None:
             item["remaining_s"] = reading.remaining_s
         return item

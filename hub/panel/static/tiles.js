@@ -45,7 +45,9 @@ export function paintTile(el, d, ctx) {
   text(el, "name", d.id);
   text(el, "where", `${state} · ${d.node}${d.model ? ` · ${d.model}` : ""}`);
   const busy = state === "printing" || state === "paused";
-  text(el, "job", job && busy ? `${job.name} · ${pct(d.progress ?? job.progress)}` : "");
+  // The device's own reading, else the job's (events carry it when telemetry does not).
+  const progress = (busy && (d.progress || job?.progress)) || 0;
+  text(el, "job", job && busy ? `${job.name} · ${pct(progress)}` : "");
   const left = busy ? secondsLeft(d, job) : null;
   text(el, "eta", left != null ? `${duration(left)} left · done ${clock(Date.now() + left * 1000)}` : "");
   text(el, "temps", temps(d.temperatures));
@@ -59,7 +61,7 @@ export function paintTile(el, d, ctx) {
     const s = el._parts.material.querySelector(".swatch[data-color]");
     if (s && s.dataset.color) s.style.background = s.dataset.color;
   }
-  const width = `${Math.round(((busy ? d.progress : 0) || 0) * 100)}%`;
+  const width = `${Math.round(progress * 100)}%`;
   if (el._parts.bar.style.width !== width) el._parts.bar.style.width = width;
   const thumb = job && busy ? `/api/v1/files/${job.file_sha256}/thumbnail` : "";
   if (el._text.thumb !== thumb) {
