@@ -69,6 +69,17 @@ async def test_every_page_fits_the_screen_without_console_errors(isolated_farm: 
     assert errors == []
 
 
+async def refused_then_fixed(form, button: str, label: str, field: str, values: tuple[str, str],  # type: ignore[no-untyped-def]
+                             says: str) -> None:
+    """Submit a bad value, see the API's words next to its field, then submit the good one."""
+    await form.get_by_label(label).fill(values[0])
+    await form.get_by_role("button", name=button).click()
+    await form.locator(f".field-error[data-for={field}]", has_text=says).wait_for()
+    assert await form.get_by_label(label).get_attribute("aria-invalid") == "true"
+    await form.get_by_label(label).fill(values[1])
+    await form.get_by_role("button", name=button).click()
+
+
 @needs_chromium
 @pytest.mark.timeout(120)
 async def test_forms_create_resources_and_show_api_errors_by_their_field(isolated_farm: Farm) -> None:  # noqa: F811
@@ -90,11 +101,8 @@ async def test_forms_create_resources_and_show_api_errors_by_their_field(isolate
         assert await material.get_by_label("Material").get_attribute("aria-invalid") == "true"
         await material.get_by_label("Material").fill("PETG")
         await material.get_by_label("Name").fill("Signal Orange")
-        await material.get_by_label("Density (g/cm³)").fill("99")
-        await material.get_by_role("button", name="Add material").click()
-        await material.locator(".field-error[data-for=density]", has_text="less than or equal to 5").wait_for()
-        await material.get_by_label("Density (g/cm³)").fill("1.27")
-        await material.get_by_role("button", name="Add material").click()
+        await refused_then_fixed(material, "Add material", "Density (g/cm³)", "density", ("99", "1.27"),
+                                 "less than or equal to 5")
         await page.locator("#filaments tr", has_text="Signal Orange").wait_for()
 
         spool = page.get_by_role("form", name="New spool")
@@ -119,21 +127,14 @@ async def test_forms_create_resources_and_show_api_errors_by_their_field(isolate
 
         await page.goto(f"{base}/panel/#/settings")
         costs = page.get_by_role("form", name="Cost model")
-        await costs.get_by_label("Markup (%)").fill("5000")
-        await costs.get_by_role("button", name="Save cost model").click()
-        await costs.locator(".field-error[data-for=markup_pct]").wait_for()
-        await costs.get_by_label("Markup (%)").fill("45")
-        await costs.get_by_role("button", name="Save cost model").click()
+        await refused_then_fixed(costs, "Save cost model", "Markup (%)", "markup_pct", ("5000", "45"), "1000")
         await page.locator("#toast", has_text="cost model saved").wait_for()
         assert (await http.call("GET", "/api/v1/cost-model"))[1]["markup_pct"] == 45
 
         user = page.get_by_role("form", name="New user")
         await user.get_by_label("User name").fill("olga")
-        await user.get_by_label("Password").fill("short")
-        await user.get_by_role("button", name="Add user").click()
-        await user.locator(".field-error[data-for=password]", has_text="at least 10").wait_for()
-        await user.get_by_label("Password").fill("a-long-enough-password")
-        await user.get_by_role("button", name="Add user").click()
+        await refused_then_fixed(user, "Add user", "Password", "password", ("short", "a-long-enough-password"),
+                                 "at least 10")
         await page.locator("#admin td", has_text="olga").wait_for()
         token = page.get_by_role("form", name="New API token")
         await token.get_by_label("Token name").fill("ci")

@@ -44,7 +44,16 @@ export async function gridView({ view, live, guarded }) {
   const root = document.getElementById("grid");
   const devices = new Map();
   let jobs = new Map(), alerts = new Map();
-  const ctx = { job: (id) => (id == null ? null : jobs.get(String(id))), alert: (ref) => alerts.get(ref) };
+  const asked = new Set();
+  const ctx = {
+    // A job the grid has not heard of yet (it started between a load and its event): fetch the active ones.
+    job: (id) => {
+      const j = id == null ? null : jobs.get(String(id));
+      if (id != null && !j && !asked.has(String(id))) { asked.add(String(id)); refreshJobs(); }  // once per job
+      return j;
+    },
+    alert: (ref) => alerts.get(ref),
+  };
   const grid = new VirtualGrid(root, {
     minWidth: 230, rowHeight: 156, gap: 8, key: (d) => d.ref, create: createTile,
     paint: (el, d) => paintTile(el, d, ctx),
