@@ -45,6 +45,7 @@ class Director:
         self.counts = {"jobs": 0, "orders": 0, "stages": 0, "runouts": 0, "thermal_faults": 0, "spools": 0,
                        "render_jobs": 0}
         self._render_job: int | None = None
+        self._halted_at: float | None = None
         self._blend: str | None = None
 
     async def call(self, method: str, path: str, **kw: Any) -> Any:
@@ -94,7 +95,7 @@ class Director:
         fault_turn = 0
         while not stop.is_set():
             for step in (self.keep_queue_full, self.replace_low_spools, self.sign_off_stages, self.resume_runouts,
-                         self.keep_rendering):
+                         self.power_cycle_halted, self.keep_rendering):
                 try:
                     await step()
                 except Exception as exc:  # the demo goes on; the farm's own state is the hub's
@@ -168,6 +169,16 @@ class Director:
         if await self.printing(index) and not self.farm.printers[index].halted:
             self.farm.printers[index].inject_thermal_runaway()
             self.counts["thermal_faults"] += 1
+            self._halted_at = time.monotonic()
+
+    async def power_cycle_halted(self) -> None:
+        """Two farm minutes after a thermal runaway the operator power-cycles the printer: it boots again."""
+        if self._halted_at is None or (time.monotonic() - self._halted_at) * self.speed < 120:
+            return
+        self._halted_at = None
+        for printer in self.farm.printers:
+            if printer.halted:
+                printer.inject_reset()
 
     async def keep_rendering(self) -> None:
         if self._blend is None:
