@@ -210,6 +210,7 @@ async def _busy(args: argparse.Namespace, farm: DemoFarm, http: aiohttp.ClientSe
     director = Director(http, base, farm, speed=args.speed, fault_every_s=args.fault_every,
                         order_every_s=args.order_every)
     await director.setup()
+    await director.keep_queue_full()
     print(f"farmhand demo: running at {args.speed:g}x until Ctrl-C; try: "
           f"curl -H 'Authorization: Bearer {farm.admin_token}' {base}/api/v1/jobs", file=out, flush=True)
     stop = asyncio.Event()

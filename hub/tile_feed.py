@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from pydantic import TypeAdapter
 
 from protocol import codec, topics
 from protocol.codec import ProtocolError
@@ -31,6 +32,7 @@ from .fleet import Fleet
 from .ingest import Ingest
 from .live import Bus
 from .openapi import RouteTable
+from .schemas import Device
 
 log = structlog.get_logger("farmhand.hub.tiles")
 
@@ -38,10 +40,11 @@ TOPIC = "tiles"
 # API changes to these resources can change what a tile shows (a spool loaded, a device renamed).
 RELOADING = frozenset({"devices", "spools", "filaments", "nodes"})
 Handle = Callable[[str, bytes, int], Awaitable[None]]
+DEVICES = TypeAdapter(list[Device])
 
 
 class TileFeed:
-    def __init__(self, bus: Bus, fleet: Fleet, interval_s: float = 0.25) -> None:
+    def __init__(self, bus: Bus, fleet: Fleet, interval_s: float = 0.1) -> None:
         self.bus = bus
         self.fleet = fleet
         self.interval_s = interval_s
@@ -58,9 +61,11 @@ class TileFeed:
 
     async def list_tiles(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        items = [d.model_dump(mode="json") for d in self.fleet.devices()]
-        log.debug("tiles_listed", devices=len(items), ms=round((time.perf_counter() - started) * 1000, 1))
-        return web.json_response({"items": items, "interval_s": self.interval_s})
+        devices = self.fleet.devices()
+        # One serialiser call for the whole list: at 5,000 devices, per-item dumps were most of the answer's time.
+        body = b'{"items":' + DEVICES.dump_json(devices) + b',"interval_s":' + str(self.interval_s).encode() + b"}"
+        log.debug("tiles_listed", devices=len(devices), ms=round((time.perf_counter() - started) * 1000, 1))
+        return web.Response(body=body, content_type="application/json")
 
     # ------------------------------------------------------------------ marking
 
