@@ -2,7 +2,7 @@
 import { api, all, ApiError, Live } from "./api.js";
 import { lineChart, sparkline } from "./chart.js";
 import { attachConsole, consoleMarkup } from "./console.js";
-import { bytes, celsius, esc, pct, percent, temps } from "./format.js";
+import { bytes, celsius, clock, duration, esc, pct, percent, secondsLeft, temps } from "./format.js";
 import { gridView } from "./grid.js";
 import { ordersView } from "./orders.js";
 import { settingsView } from "./admin.js";
@@ -64,19 +64,37 @@ async function deviceView(ref) {
       <button id="cancel" aria-label="Cancel print">Cancel</button>
       <button id="estop" class="danger" aria-label="Emergency stop">Emergency stop</button>
     </div>
+    <div class="job-card" id="job-card" aria-label="Current job" hidden></div>
     <canvas id="chart" aria-label="Temperature chart" role="img"></canvas>
     ${consoleMarkup}`;
   const term = attachConsole(ref, guarded);
   const history = {};
-  let device = null;
+  let device = null, job = null;
+  const card = () => {
+    const el = document.getElementById("job-card");
+    el.hidden = !job;
+    if (!job) return;
+    const left = secondsLeft(device, job);
+    el.innerHTML = `<img class="thumb" alt="" src="/api/v1/files/${esc(job.file_sha256)}/thumbnail">
+      <div><strong>${esc(job.name)}</strong> <span class="muted">#${job.id} · ${esc(job.state)}</span></div>
+      <div>${pct(device?.progress ?? job.progress)}${left != null ? ` · ${esc(duration(left))} left · done ${esc(clock(Date.now() + left * 1000))}` : ""}</div>
+      <div class="muted">started ${esc(clock(job.started_at))}${job.lines_total ? ` · ${job.lines ?? 0} of ${job.lines_total} lines` : ""}</div>`;
+  };
   const show = (d) => {
+    if (d.job_id !== device?.job_id) {
+      job = null;
+      if (d.job_id) guarded(async () => { job = await api("GET", `/api/v1/jobs/${d.job_id}`); card(); });
+    }
     device = d;
+    card();
     document.getElementById("info").innerHTML = `<span id="state" data-state="${esc(d.state)}">${esc(d.online ? d.state : "offline")}</span>
       <span>${esc(temps(d.temperatures))}</span><span>${pct(d.progress)}</span><span>job ${esc(d.job_id || "-")}</span>
       <span class="muted">${esc(d.error || "")}</span>`;
     for (const [k, h] of Object.entries(d.temperatures || {})) {
-      (history[k] ||= []).push(h.actual);
-      if (history[k].length > 300) history[k].shift();
+      for (const [name, v] of [[k, h.actual], [`${k} target`, h.target ?? 0]]) {
+        (history[name] ||= []).push(v);
+        if (history[name].length > 300) history[name].shift();
+      }
     }
     lineChart(document.getElementById("chart"), history);
   };
