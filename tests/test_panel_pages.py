@@ -14,7 +14,7 @@ from .test_panel_browser import ARGS, ARTIFACTS, CHROMIUM, async_playwright, nee
 
 pytestmark = pytest.mark.integration
 
-PAGES = ["grid", "jobs", "upload", "nodes", "stock", "orders", "render", "list/alerts", "settings"]
+PAGES = ["grid", "jobs", "upload", "nodes", "stock", "profiles", "orders", "render", "list/alerts", "settings"]
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 # How far the page reaches past the viewport's right edge, in CSS pixels (0 when it fits).
 OVERFLOW = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth"
@@ -113,6 +113,13 @@ async def test_forms_create_resources_and_show_api_errors_by_their_field(isolate
         await load.get_by_label("Printer").select_option(f"{printer.id}/mk4")
         await load.get_by_role("button", name="Load").click()
         await page.locator("#spools tr[data-spool]", has_text=f"{printer.id}/mk4").wait_for()
+
+        await page.goto(f"{base}/panel/#/profiles")
+        profile = page.get_by_role("form", name="New profile")
+        await profile.get_by_label("Settings").fill("bed_shape = 0x0,250x0,250x210,0x210\nmax_print_height = 220")
+        await refused_then_fixed(profile, "Add profile", "Profile name", "name", ("Big Printer!", "big-printer"),
+                                 "should match pattern")
+        await page.locator("#profiles tr[data-profile='printer/big-printer']").wait_for()
 
         await page.goto(f"{base}/panel/#/orders")
         order = page.get_by_role("form", name="New order")

@@ -5,6 +5,7 @@ import { attachConsole, consoleMarkup } from "./console.js";
 import { bytes, celsius, clock, duration, esc, pct, percent, secondsLeft, temps } from "./format.js";
 import { gridView } from "./grid.js";
 import { ordersView } from "./orders.js";
+import { profilesView } from "./profiles.js";
 import { settingsView } from "./admin.js";
 import { stockView } from "./stock.js";
 import { renderJobView, renderListView } from "./render.js";
@@ -265,6 +266,7 @@ async function route() {
       : renderListView({ view, live, guarded, esc });
     case "stock": return stockView({ view, live, guarded, toast });
     case "orders": return ordersView({ view, live, guarded, toast });
+    case "profiles": return profilesView({ view, live, guarded, toast });
     case "settings": return guarded(() => settingsView({ view, guarded, toast, me }));
     case "list": return listView(rest[0]);
     default: leave = await gridView({ view, live, guarded }); return leave;
