@@ -16,8 +16,8 @@ function pdfLinks(esc, path, what) {
 }
 
 export async function quotesView({ view, live, guarded, esc }) {
-  view.innerHTML = `<h1>Quotes</h1><table><thead><tr><th>Number</th><th>Customer</th><th>Status</th>
-    <th>Total</th><th>Valid until</th><th>PDF</th></tr></thead><tbody id="quotes"></tbody></table>`;
+  view.innerHTML = `<h1>Quotes</h1><div class="scroll"><table><thead><tr><th>Number</th><th>Customer</th><th>Status</th>
+    <th>Total</th><th>Valid until</th><th>PDF</th></tr></thead><tbody id="quotes"></tbody></table></div>`;
   const load = async () => {
     const { items } = await api("GET", "/api/v1/quotes");
     document.getElementById("quotes").innerHTML = items.map((q) => `<tr data-quote="${q.id}">
@@ -36,9 +36,9 @@ export async function quoteView(id, { view, guarded, esc, toast }) {
       <p>${esc(q.customer)} · ${q.total.toFixed(2)} ${esc(q.currency)} · valid until ${esc(q.valid_until)}
       ${q.order_id ? ` · <a href="#/order/${q.order_id}">order #${q.order_id}</a>` : ""}</p>
       <p>${pdfLinks(esc, `/api/v1/quotes/${q.id}/pdf`, `quote ${q.number}`)}</p>
-      <table><thead><tr><th>Part</th><th>Copies</th><th>Unit price</th><th>Total</th></tr></thead><tbody>
+      <div class="scroll"><table><thead><tr><th>Part</th><th>Copies</th><th>Unit price</th><th>Total</th></tr></thead><tbody>
       ${q.lines.map((l) => `<tr><td>${esc(l.description)}</td><td>${l.copies}</td><td>${l.unit_price.toFixed(2)}</td>
-        <td>${l.total.toFixed(2)}</td></tr>`).join("")}</tbody></table>
+        <td>${l.total.toFixed(2)}</td></tr>`).join("")}</tbody></table></div>
       <div class="row"><button id="send">Mark sent</button><button id="accept" class="primary">Accepted: make the order</button>
       <button id="reject">Rejected</button></div>`;
     for (const action of ["send", "accept", "reject"]) {
@@ -84,9 +84,9 @@ export async function orderView(id, { view, guarded, esc }) {
     <p>${esc(o.customer)}${o.reference ? ` · ${esc(o.reference)}` : ""}</p>
     <p>Production sheet: ${pdfLinks(esc, `/api/v1/orders/${o.id}/sheet`, `production sheet of order ${o.id}`)}</p>
     <p>Box labels: ${labelLinks(esc, `/api/v1/labels/orders/${o.id}`, `order ${o.id}`)}</p>
-    <table><thead><tr><th>Item</th><th>Copies</th><th>Material</th><th>Jobs</th></tr></thead><tbody>
+    <div class="scroll"><table><thead><tr><th>Item</th><th>Copies</th><th>Material</th><th>Jobs</th></tr></thead><tbody>
     ${o.items.map((i) => `<tr data-item="${i.id}"><td>${i.id}</td><td>${i.copies}</td><td>${esc(i.material || "")}</td>
-      <td>${i.jobs.map((j) => `<a href="#/job/${j}">#${j}</a>`).join(" ")}</td></tr>`).join("")}</tbody></table>`;
+      <td>${i.jobs.map((j) => `<a href="#/job/${j}">#${j}</a>`).join(" ")}</td></tr>`).join("")}</tbody></table></div>`;
 }
 
 export async function jobView(id, { view, esc }) {
@@ -96,8 +96,8 @@ export async function jobView(id, { view, esc }) {
 }
 
 export async function alertsView({ view, live, guarded, esc, toast }) {
-  view.innerHTML = `<h1>Alerts</h1><table><thead><tr><th>#</th><th>Severity</th><th>Subject</th><th>Message</th>
-    <th>Raised</th><th>Resolved</th><th>Acknowledged</th></tr></thead><tbody id="alerts"></tbody></table>`;
+  view.innerHTML = `<h1>Alerts</h1><div class="scroll"><table><thead><tr><th>#</th><th>Severity</th><th>Subject</th><th>Message</th>
+    <th>Raised</th><th>Resolved</th><th>Acknowledged</th></tr></thead><tbody id="alerts"></tbody></table></div>`;
   const load = async () => {
     const { items } = await api("GET", "/api/v1/alerts/history");
     const body = document.getElementById("alerts");
