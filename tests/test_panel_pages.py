@@ -4,6 +4,7 @@ validation errors shown next to the field they name."""
 
 from __future__ import annotations
 
+import asyncio
 import pytest
 
 from farmhand.sample_gcode import ring_tower
@@ -144,6 +145,14 @@ async def test_forms_create_resources_and_show_api_errors_by_their_field(isolate
         await refused_then_fixed(user, "Add user", "Password", "password", ("short", "a-long-enough-password"),
                                  "at least 10")
         await page.locator("#admin td", has_text="olga").wait_for()
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await page.get_by_role("button", name="Disable olga").click()
+        await page.get_by_role("button", name="Enable olga").wait_for()
+        (olga,) = [u for u in (await http.call("GET", "/api/v1/users"))[1]["items"] if u["username"] == "olga"]
+        assert olga["disabled_at"] is not None, "disabled from the panel"
+        await page.get_by_role("button", name="Delete olga").click()
+        await page.locator("#toast", has_text="olga deleted").wait_for()
+        assert "olga" not in [u["username"] for u in (await http.call("GET", "/api/v1/users"))[1]["items"]]
         token = page.get_by_role("form", name="New API token")
         await token.get_by_label("Token name").fill("ci")
         await token.get_by_role("button", name="Create token").click()

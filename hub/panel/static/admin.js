@@ -20,6 +20,27 @@ const TOKEN_FIELDS = [
   { name: "role", label: "Role", type: "select", options: [...ROLES, ["agent", "agent"]], value: "operator" },
 ];
 
+// What an admin does for an operator who leaves, or whose password leaked: every request of theirs fails at once.
+const USER_ACTIONS = {
+  disable: { ask: (n) => `Disable ${n}? Their sessions end now.`, done: (n) => `${n} disabled`,
+    call: (id) => api("PATCH", `/api/v1/users/${id}`, { disabled: true }) },
+  enable: { ask: (n) => `Let ${n} log in again?`, done: (n) => `${n} enabled`,
+    call: (id) => api("PATCH", `/api/v1/users/${id}`, { disabled: false }) },
+  logout: { ask: (n) => `End every session of ${n}?`, done: (n) => `${n} logged out everywhere`,
+    call: (id) => api("DELETE", `/api/v1/users/${id}/sessions`) },
+  delete: { ask: (n) => `Delete ${n}?`, done: (n) => `${n} deleted`,
+    call: (id) => api("DELETE", `/api/v1/users/${id}`) },
+};
+
+function userRow(u) {
+  const button = (action, label) => `<button data-action="${action}" data-user="${u.id}"
+    aria-label="${label} ${esc(u.username)}">${label}</button>`;
+  const state = u.disabled_at ? `disabled ${esc(clock(u.disabled_at))}` : "active";
+  const toggle = u.disabled_at ? button("enable", "Enable") : button("disable", "Disable");
+  return `<tr><td>${esc(u.username)}</td><td>${esc(u.role)}</td><td>${state}</td>
+    <td class="actions">${toggle} ${button("logout", "Log out")} ${button("delete", "Delete")}</td></tr>`;
+}
+
 export async function settingsView({ view, guarded, toast, me }) {
   view.innerHTML = `<h1>Settings</h1><div class="forms" id="cost-form"></div>
     <div id="admin"></div>`;
@@ -34,8 +55,8 @@ export async function settingsView({ view, guarded, toast, me }) {
   const admin = document.getElementById("admin");
   const load = async () => {
     const [users, tokens] = await Promise.all([all("/api/v1/users"), all("/api/v1/tokens")]);
-    admin.innerHTML = `<h2>Users</h2><div class="scroll"><table><thead><tr><th>User</th><th>Role</th></tr></thead><tbody>
-      ${users.map((u) => `<tr><td>${esc(u.username)}</td><td>${esc(u.role)}</td></tr>`).join("")}</tbody></table></div>
+    admin.innerHTML = `<h2>Users</h2><div class="scroll"><table><thead><tr><th>User</th><th>Role</th><th>State</th>
+      <th></th></tr></thead><tbody id="users">${users.map(userRow).join("")}</tbody></table></div>
       <h2>Tokens</h2><div class="scroll"><table><thead><tr><th>#</th><th>Name</th><th>Role</th><th>Created</th><th></th></tr></thead>
       <tbody id="tokens">${tokens.map((t) => `<tr><td>${t.id}</td><td>${esc(t.name)}</td><td>${esc(t.role)}</td>
       <td>${esc(clock(t.created_at))}</td><td>${t.revoked_at ? "revoked" : `<button data-revoke="${t.id}"
@@ -48,6 +69,13 @@ export async function settingsView({ view, guarded, toast, me }) {
       await load();
       document.getElementById("new-token").textContent = `token ${t.name}: ${t.token} (shown once: copy it now)`;
     });
+    document.getElementById("users").onclick = (e) => {
+      const action = USER_ACTIONS[e.target.dataset.action];
+      const user = users.find((u) => String(u.id) === e.target.dataset.user);
+      if (action && user && confirm(action.ask(user.username))) {
+        guarded(async () => { await action.call(user.id); toast(action.done(user.username)); await load(); });
+      }
+    };
     document.getElementById("tokens").onclick = (e) => {
       const id = e.target.dataset.revoke;
       if (id && confirm(`Revoke token ${id}?`)) guarded(async () => { await api("DELETE", `/api/v1/tokens/${id}`); await load(); });
