@@ -1,8 +1,8 @@
-"""The spool: QoS 1 events survive broker outages and agent restarts.
+"""The event outbox: QoS 1 events survive broker outages and agent restarts.
 
 ``append`` writes one row (topic and the encoded envelope) to SQLite and
 returns only after it is committed; the row's ``seq`` is the envelope's
-``seq``. A fresh spool file starts numbering at the current Unix time in
+``seq``. A fresh outbox file starts numbering at the current Unix time in
 milliseconds, and AUTOINCREMENT never reuses a number, so a reinstalled
 agent never repeats a ``(sender, seq)`` the hub has already seen. Numbers are
 contiguous, so the hub can see a gap where the bound below dropped an event.
@@ -12,7 +12,7 @@ PUBACK, deletes a row only once its PUBACK arrives, and after a lost
 connection starts again from the oldest row left. That re-sends what was in
 flight; the hub de-duplicates on ``(sender, seq)``.
 
-Bound policy, when the spool holds ``max_messages`` rows and one more comes:
+Bound policy, when the outbox holds ``max_messages`` rows and one more comes:
 
 1. drop the oldest *superseded* row: a ``job_progress`` or ``render_progress``
    event, which a later progress, completion or failure of the same job replaces;
@@ -41,12 +41,13 @@ from protocol import codec
 from protocol.messages import Event
 from protocol.mqtt import MqttSession, NotConnected
 
-log = structlog.get_logger("farmhand.agent.spool")
+log = structlog.get_logger("farmhand.agent.event_outbox")
 
 SUPERSEDED_TYPES = frozenset({"job_progress", "render_progress"})
 # A clock before this is unset (a Pi without RTC before NTP): numbers from it could repeat.
 _SANE_EPOCH_MS = 1_704_067_200_000  # 2024-01-01
 
+# The table keeps its first name, "spool", so existing agent databases open unchanged.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,11 +59,11 @@ CREATE INDEX IF NOT EXISTS spool_superseded ON spool(seq) WHERE superseded = 1;
 """
 
 
-class SpoolLocked(RuntimeError):
-    """Another agent process holds this spool file."""
+class OutboxLocked(RuntimeError):
+    """Another agent process holds this outbox file."""
 
 
-class Spool:
+class EventOutbox:
     def __init__(self, path: Path, sender: str, *, max_messages: int = 100_000, window: int = 64) -> None:
         if max_messages < 1 or window < 1:
             raise ValueError("max_messages and window must be at least 1")
@@ -269,6 +270,6 @@ def _open(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError as exc:
         db.close()
         if "locked" in str(exc):
-            raise SpoolLocked(f"{path} is in use by another agent process (storage dirs cannot be shared)") from None
+            raise OutboxLocked(f"{path} is in use by another agent process (storage dirs cannot be shared)") from None
         raise
     return db
