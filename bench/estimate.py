@@ -28,7 +28,7 @@ import trimesh
 
 from hub.analysis.machines import load_machine
 from hub.analysis.quick_quote import QuoteSettings, quick_quote_file
-from hub.slicer import compose_profile, slice_mesh
+from hub.slicing.slicer import compose_profile, slice_mesh
 from protocol.logs import configure
 
 PROFILES = [("prusa-mk3s", "pla"), ("prusa-mk4", "petg")]

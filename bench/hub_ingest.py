@@ -21,15 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from hub.accounts import Role
+from hub.access.accounts import Role
 from hub.app import Hub
-from hub.commands import Outbox
+from hub.mqtt.outbox import Outbox
 from hub.config import HubConfig
-from hub.fleet import Fleet
-from hub.ingest import Ingest
-from hub.jobs import JobService
-from hub.lifecycle import JobTracker
-from hub.requests import ScriptRequests
+from hub.fleet.registry import Fleet
+from hub.mqtt.ingest import Ingest
+from hub.jobs.service import JobService
+from hub.jobs.tracker import JobTracker
+from hub.jobs.mqtt_api import ScriptRequests
 from hub.store import Store, utcnow
 from protocol import codec, topics
 from protocol.logs import configure

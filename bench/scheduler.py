@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from hub.commands import Outbox
-from hub.matching import plan
-from hub.scheduler import Scheduler
-from hub.snapshot import free_printers, queued_needs
+from hub.mqtt.outbox import Outbox
+from hub.jobs.matching import plan
+from hub.jobs.scheduler import Scheduler
+from hub.jobs.snapshot import free_printers, queued_needs
 from hub.store import Store, utcnow
 from protocol.logs import configure
 

@@ -18,23 +18,23 @@ from protocol import codec, topics
 from protocol.messages import HubState
 from protocol.mqtt import MqttSession, Will, loggable_url
 
-from .api import HttpApi
-from .broker import EmbeddedBroker
-from .commands import Outbox
-from .config import HubConfig
-from .farm import FarmServices
-from .files import FileStore
-from .fleet import Fleet
-from .ingest import Ingest
-from .jobs import JobService
-from .lifecycle import JobTracker
-from .requests import ScriptRequests
-from .retention import Retention
-from .render.farm import RenderFarm
-from .scheduler import Scheduler
-from .schemas import Health
-from .store import Store
-from .surface import Surface
+from hub.web.core_api import HttpApi
+from hub.mqtt.broker import EmbeddedBroker
+from hub.mqtt.outbox import Outbox
+from hub.config import HubConfig
+from hub.farm import FarmServices
+from hub.files.storage import FileStore
+from hub.fleet.registry import Fleet
+from hub.mqtt.ingest import Ingest
+from hub.jobs.service import JobService
+from hub.jobs.tracker import JobTracker
+from hub.jobs.mqtt_api import ScriptRequests
+from hub.ops.retention import Retention
+from hub.render.farm import RenderFarm
+from hub.jobs.scheduler import Scheduler
+from hub.ops.health import Health
+from hub.store import Store
+from hub.web.surface import Surface
 
 log = structlog.get_logger("farmhand.hub")
 

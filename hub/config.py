@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from protocol.messages import Ident
 
-from .render.config import RenderConfig
-from .retention import RetentionConfig
+from hub.render.config import RenderConfig
+from hub.ops.retention import RetentionConfig
 
 
 class _Section(BaseModel):

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .alerts import Alerts
-from .costing import Costs
-from .file_analysis import FileAnalyses
-from .files import FileStore
-from .jobs import JobService
-from .openapi import RouteTable
-from .orders import Orders
-from .printers import Printers
-from .queue import PrintQueue
-from .reports import Reports
-from .scheduler import Scheduler
-from .slicing import SliceJobs
-from .slicing_profiles import SlicingProfiles
-from .stock import Stock
-from .store import Store
-from .upload_screen import UploadScreen
+from hub.ops.alerts import Alerts
+from hub.shop.costing import Costs
+from hub.files.analyses import FileAnalyses
+from hub.files.storage import FileStore
+from hub.jobs.service import JobService
+from hub.api.routes import RouteTable
+from hub.shop.orders import Orders
+from hub.fleet.profiles import Printers
+from hub.jobs.queue import PrintQueue
+from hub.shop.reports import Reports
+from hub.jobs.scheduler import Scheduler
+from hub.slicing.jobs import SliceJobs
+from hub.slicing.profiles import SlicingProfiles
+from hub.shop.stock import Stock
+from hub.store import Store
+from hub.files.screen import UploadScreen
 
 
 class FarmServices:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hub import retention
+from hub.ops import retention
 from hub.app import Hub
-from hub.retention import Retention, RetentionConfig
+from hub.ops.retention import Retention, RetentionConfig
 from hub.store import Store, timestamp
 
 from .hubkit import hub_config

@@ -12,7 +12,7 @@ import trimesh
 from hub.analysis.interpreter import Interpreter
 from hub.analysis.machines import GENERIC, Axes, MachineModel, load_machine, machine_ids
 from hub.analysis.motion import REPLAN_EVERY, EstimatorSettings, MotionPlanner, estimate_time
-from hub.slicer import compose_profile, slice_mesh
+from hub.slicing.slicer import compose_profile, slice_mesh
 from protocol.config import ConfigError
 
 # 1000 mm/s² everywhere and (almost) no jerk: every move starts and ends at rest,

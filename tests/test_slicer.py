@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 from hub.analysis.machines import machine_ids
-from hub.slicer import SlicerError, SlicerTimeout, compose_profile, profile_names, slice_mesh
+from hub.slicing.slicer import SlicerError, SlicerTimeout, compose_profile, profile_names, slice_mesh
 
 slicer = pytest.mark.skipif(shutil.which("prusa-slicer") is None,
                             reason="prusa-slicer is not installed (scripts/setup-system.sh installs it)")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..ids import ascii_int
-from ..api import ApiProblem, body, enum_query, multipart_reader, path_id, request_key, respond
-from ..openapi import RouteTable
-from ..schemas import Items
+from hub.ids import ascii_int
+from hub.api.problems import ApiProblem
+from hub.api.bodies import body, enum_query, multipart_reader, path_id, request_key, respond
+from hub.api.routes import RouteTable
+from hub.api.models import Items
 from .costs import RenderCosting
 from .outputs import RenderOutputs
 from .schemas import (

@@ -15,8 +15,8 @@ from typing import Any
 
 from protocol.messages import RenderCapabilities
 
-from ..jobs import JobNotFound
-from ..store import Store
+from hub.jobs.service import JobNotFound
+from hub.store import Store
 from .config import NodeClass, RenderCosts
 from .estimate import preview_timing
 from .schemas import JOB_TERMINAL, CostFigure, CostLine, RenderCost

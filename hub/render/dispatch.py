@@ -21,11 +21,11 @@ import structlog
 
 from protocol.messages import StartRender
 
-from ..commands import Outbox, Outgoing
-from ..store import Store, timestamp, utcnow
+from hub.mqtt.outbox import Outbox, Outgoing
+from hub.store import Store, timestamp, utcnow
 from .schemas import RenderJobState, TaskState
 from .tasks import ACTIVE, TaskBook, load_job, load_task, plan, render_devices, set_row, wire_id
-from ..passes import run_passes
+from hub.jobs.passes import run_passes
 
 log = structlog.get_logger("farmhand.hub.render.dispatch")
 

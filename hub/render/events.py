@@ -16,8 +16,8 @@ from sqlite_utils import Database
 from protocol import codec
 from protocol.messages import CancelJob, CommandAck, FrameRendered, RenderProgress, RenderTaskCompleted, RenderTaskFailed
 
-from ..commands import Outbox
-from ..lifecycle import Effects
+from hub.mqtt.outbox import Outbox
+from hub.jobs.tracker import Effects
 from .schemas import TaskState
 from .tasks import ACTIVE, TaskBook, load_task, parse_wire, set_row
 

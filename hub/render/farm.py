@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from ..commands import Outbox
-from ..files import FileStore
-from ..openapi import RouteTable
-from ..store import Store
+from hub.mqtt.outbox import Outbox
+from hub.files.storage import FileStore
+from hub.api.routes import RouteTable
+from hub.store import Store
 from .api import RenderApi
 from .config import RenderConfig
 from .costs import RenderCosting

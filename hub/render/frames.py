@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.messages import FrameRendered, RenderProgress, RenderTaskCompleted, RenderTaskFailed
 
-from ..api import ApiProblem, path_id, respond
-from ..files import FileStore
-from ..ids import ascii_int
-from ..ingest import Ingest
-from ..live import Bus
-from ..openapi import Op
-from ..store import Store
+from hub.api.problems import ApiProblem
+from hub.api.bodies import path_id, respond
+from hub.files.storage import FileStore
+from hub.ids import ascii_int
+from hub.mqtt.ingest import Ingest
+from hub.web.live import Bus
+from hub.api.routes import Op
+from hub.store import Store
 from .schemas import TaskState
 from .tasks import load_job, parse_wire
 

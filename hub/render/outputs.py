@@ -18,10 +18,10 @@ from typing import Any
 import structlog
 from aiohttp import BodyPartReader, web
 
-from ..ids import ascii_int
-from ..files import FileStore
-from ..jobs import JobError
-from ..store import Store, utcnow
+from hub.ids import ascii_int
+from hub.files.storage import FileStore
+from hub.jobs.service import JobError
+from hub.store import Store, utcnow
 from .schemas import RenderOutput, StoredOutput
 from .tasks import load_job, load_task, parse_wire
 

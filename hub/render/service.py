@@ -14,9 +14,9 @@ from typing import Any
 
 import structlog
 
-from ..commands import Outbox, Outgoing
-from ..jobs import InvalidJob, JobConflict, JobNotFound
-from ..store import Store, utcnow
+from hub.mqtt.outbox import Outbox, Outgoing
+from hub.jobs.service import InvalidJob, JobConflict, JobNotFound
+from hub.store import Store, utcnow
 from .config import RenderConfig
 from .estimate import measured_frame_s, preview_timing
 from .schemas import (

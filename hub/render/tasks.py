@@ -19,9 +19,9 @@ from sqlite_utils import Database
 
 from protocol.messages import CancelJob, RenderCapabilities
 
-from ..commands import Outbox, Outgoing
-from ..store import utcnow
-from . import plan
+from hub.mqtt.outbox import Outbox, Outgoing
+from hub.store import utcnow
+from hub.render import plan
 from .config import RenderConfig
 from .estimate import preview_timing
 from .schemas import ACTIVE_TASK_STATES, JOB_TERMINAL, PRESETS, RenderJobState, TaskState

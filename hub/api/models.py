@@ -1,0 +1,27 @@
+"""Bodies every part of the API shares: a page of items, a problem."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+
+
+class Items(BaseModel, Generic[T]):
+    items: list[T]
+    next: str | None = Field(None, description="cursor of the next page (pass as ?cursor=); null on the last page")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+def dump(model: BaseModel) -> Any:
+    return model.model_dump(mode="json")

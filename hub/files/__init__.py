@@ -1,0 +1,1 @@
+"""Uploaded files: storage by sha256, analysis of G-code and meshes, and screening uploads."""

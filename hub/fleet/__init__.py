@@ -1,0 +1,1 @@
+"""Nodes and devices: their state and telemetry, device profiles, device controls and the G-code console."""

@@ -1,0 +1,1 @@
+"""Keeping the hub healthy: retention of logs, alerts and the health report."""

@@ -1,0 +1,1 @@
+"""The business side: costs and quotes, filament stock, orders and reports."""
