@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from hub.web.live import Bus
+from hub.live import Bus
 from protocol.messages import (
     CommandAck,
     DeviceState,

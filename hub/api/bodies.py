@@ -47,9 +47,11 @@ def enum_query(request: web.Request, name: str, enum: type[E]) -> E | None:
                          f"{name} must be one of {', '.join(e.value for e in enum)}; got {raw!r}") from None
 
 
-def respond(value: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> web.Response:
+def respond(value: BaseModel | dict[str, Any] | list[Any], status: int = 200, *,
+            exclude_unset: bool = False) -> web.Response:
+    """``exclude_unset``: leave out the fields the model was not given (a partial record stays partial)."""
     if isinstance(value, BaseModel):
-        text = value.model_dump_json()
+        text = value.model_dump_json(exclude_unset=exclude_unset)
     else:
         text = json.dumps(value, default=lambda v: v.model_dump(mode="json"))
     return web.Response(status=status, text=text, content_type="application/json")

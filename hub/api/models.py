@@ -14,6 +14,12 @@ class Items(BaseModel, Generic[T]):
     next: str | None = Field(None, description="cursor of the next page (pass as ?cursor=); null on the last page")
 
 
+class Listing(BaseModel, Generic[T]):
+    """A whole list, not paged."""
+
+    items: list[T]
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 

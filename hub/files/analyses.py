@@ -10,7 +10,6 @@ with its reason, and answered as a 422.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import multiprocessing
 import os
@@ -20,14 +19,13 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from hub.analysis import analyze_gcode, analyze_mesh, load_machine, machine_ids
 from hub.analysis.mesh import FORMATS
 from hub.api.problems import ApiProblem
-from .storage import GCODE_SUFFIXES, FileStore
 from hub.store import Store, utcnow
-from hub.api.bodies import respond
+
+from .storage import FileStore, GCODE_SUFFIXES
 
 log = structlog.get_logger("farmhand.hub.file_analysis")
 
@@ -122,24 +120,3 @@ class FileAnalyses:
         if not row["ok"]:
             raise ApiProblem(422, "Invalid file", row["error"])
         return row["kind"], json.loads(row["body"])
-
-    # ------------------------------------------------------------------ HTTP
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/api/v1/files/{sha256}/analysis", self._get_analysis),
-                web.get("/api/v1/files/{sha256}/thumbnail", self._get_thumbnail)]
-
-    async def _get_analysis(self, request: web.Request) -> web.Response:
-        kind, data = await self.body(request.match_info["sha256"])
-        if kind == "gcode":
-            # The image bytes are served by /thumbnail; the list says which there are.
-            data["thumbnails"] = [{k: v for k, v in t.items() if k != "data"} for t in data["thumbnails"]]
-        return respond({"kind": kind, **data})
-
-    async def _get_thumbnail(self, request: web.Request) -> web.Response:
-        kind, data = await self.body(request.match_info["sha256"])
-        pngs = [t for t in data.get("thumbnails", []) if t["format"] == "PNG"]
-        if not pngs:
-            raise ApiProblem(404, "No thumbnail", "the file carries no PNG thumbnail")
-        best = max(pngs, key=lambda t: t["width"] * t["height"])
-        return web.Response(body=base64.b64decode(best["data"]), content_type="image/png")

@@ -27,12 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.messages import CommandAck, ConsoleOutput, GcodeLine, SendGcode
 
-from hub.api.problems import ApiProblem
 from hub.api.bodies import body, respond
-from hub.mqtt.outbox import Outbox
-from hub.mqtt.ingest import Ingest
-from hub.web.live import Bus
+from hub.api.problems import ApiProblem
 from hub.api.routes import Op
+from hub.live import Bus
+from hub.mqtt import CommandOutbox, Ingest, Received
 from hub.store import Store
 
 log = structlog.get_logger("farmhand.hub.console")
@@ -74,7 +73,7 @@ class ConsoleLog(BaseModel):
 
 
 class DeviceConsole:
-    def __init__(self, store: Store, outbox: Outbox, bus: Bus, ingest: Ingest, *,
+    def __init__(self, store: Store, outbox: CommandOutbox, bus: Bus, ingest: Ingest, *,
                  max_lines: int = MAX_LINES, ttl_s: float = TTL_S) -> None:
         self.store = store
         self.outbox = outbox
@@ -84,7 +83,8 @@ class DeviceConsole:
         self._logs: dict[str, deque[ConsoleEntry]] = {}
         self._waiting: OrderedDict[str, str] = OrderedDict()  # command_id -> "node/device"
         self._numbers = itertools.count(1)
-        ingest.observers.append(self.observe)
+        ingest.observe(ConsoleOutput, self.output)
+        ingest.observe(CommandAck, self.ack)
 
     def ops(self) -> list[Op]:
         tags = ("devices",)
@@ -129,16 +129,19 @@ class DeviceConsole:
 
     # ------------------------------------------------------------------ events
 
-    def observe(self, node: str, body: Any) -> None:
-        """Ingest observer: replies go into the device's console; refusals of console commands too."""
-        if isinstance(body, ConsoleOutput):
-            self._add(f"{node}/{body.device}", [self._entry("received", line, body.command_id) for line in body.lines])
-        elif isinstance(body, CommandAck) and body.command_id in self._waiting:
-            if body.status == "accepted":
-                return
-            key = self._waiting.pop(body.command_id)
-            if body.status in ("rejected", "failed"):
-                self._add(key, [self._entry("status", f"{body.status}: {body.reason}".rstrip(": "), body.command_id)])
+    def output(self, msg: Received[ConsoleOutput]) -> None:
+        """Ingest observer: the firmware's replies go into the device's console."""
+        body = msg.body
+        self._add(f"{msg.node}/{body.device}", [self._entry("received", line, body.command_id) for line in body.lines])
+
+    def ack(self, msg: Received[CommandAck]) -> None:
+        """Ingest observer: a console command the agent refused or failed shows in its console."""
+        body = msg.body
+        if body.command_id not in self._waiting or body.status == "accepted":
+            return
+        key = self._waiting.pop(body.command_id)
+        if body.status in ("rejected", "failed"):
+            self._add(key, [self._entry("status", f"{body.status}: {body.reason}".rstrip(": "), body.command_id)])
 
     def _entry(self, direction: Direction, text: str, command_id: str) -> ConsoleEntry:
         return ConsoleEntry(n=next(self._numbers), at=datetime.now(UTC), direction=direction, text=text,

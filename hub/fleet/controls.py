@@ -15,14 +15,13 @@ from pydantic import BaseModel, Field
 
 from protocol.messages import Command, EmergencyStop, PauseJob, ResumeJob
 
-from hub.api.problems import ApiProblem
 from hub.api.bodies import respond
-from hub.mqtt.outbox import Outbox
-from hub.jobs.service import JobService, load
+from hub.api.problems import ApiProblem
 from hub.api.routes import Op
-from hub.jobs.schemas import JobState
-from hub.store import Store
 from hub.ids import ascii_int
+from hub.jobs import JobService, JobState, load_job_row
+from hub.mqtt import CommandOutbox
+from hub.store import Store
 
 
 class ControlAccepted(BaseModel):
@@ -35,7 +34,7 @@ log = structlog.get_logger("farmhand.hub.controls")
 
 
 class DeviceControls:
-    def __init__(self, store: Store, outbox: Outbox, jobs: JobService) -> None:
+    def __init__(self, store: Store, outbox: CommandOutbox, jobs: JobService) -> None:
         self.store = store
         self.outbox = outbox
         self.jobs = jobs
@@ -61,7 +60,7 @@ class DeviceControls:
 
     def _job(self, request: web.Request, allowed: tuple[JobState, ...], action: str) -> dict:
         raw = request.match_info["id"]
-        row = load(self.store.db, job_id) if (job_id := ascii_int(raw)) is not None else None
+        row = load_job_row(self.store.db, job_id) if (job_id := ascii_int(raw)) is not None else None
         if row is None:
             raise ApiProblem(404, "Job not found", f"no job {raw!r}")
         if row["state"] not in allowed:

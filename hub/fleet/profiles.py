@@ -15,8 +15,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.api import Op, body, respond
 from hub.store import Store, utcnow
-from hub.api.bodies import body, respond
 
 log = structlog.get_logger("farmhand.hub.printers")
 
@@ -35,7 +35,7 @@ class DeviceProfileView(DeviceProfile):
     bed_cleared_at: str | None
 
 
-class Printers:
+class DeviceProfiles:
     def __init__(self, store: Store, on_change: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.on_change = on_change
@@ -78,17 +78,23 @@ class Printers:
         self.on_change()
         return self.view(node, device)
 
-    def routes(self) -> list[web.RouteDef]:
-        async def get_profile(request: web.Request) -> web.Response:
-            return respond(self.view(*self._ref(request)))
+    def ops(self) -> list[Op]:
+        base, tags = "/api/v1/devices/{node}/{device}", ("devices",)
+        return [
+            Op("GET", f"{base}/profile", self.get_profile, response=DeviceProfileView, tags=tags,
+               summary="What the hub knows about the printer beyond its agent: nozzle, tags, ejection"),
+            Op("PUT", f"{base}/profile", self.put_profile, body=DeviceProfile, response=DeviceProfileView, tags=tags,
+               summary="Set the printer's profile"),
+            Op("POST", f"{base}/bed-cleared", self.post_cleared, response=DeviceProfileView, tags=tags,
+               summary="The operator cleared the bed: the printer may take the next job"),
+        ]
 
-        async def put_profile(request: web.Request) -> web.Response:
-            ref = self._ref(request)
-            return respond(self.set_profile(*ref, await body(request, DeviceProfile)))
+    async def get_profile(self, request: web.Request) -> web.Response:
+        return respond(self.view(*self._ref(request)))
 
-        async def post_cleared(request: web.Request) -> web.Response:
-            return respond(self.bed_cleared(*self._ref(request)))
+    async def put_profile(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        return respond(self.set_profile(*ref, await body(request, DeviceProfile)))
 
-        base = "/api/v1/devices/{node}/{device}"
-        return [web.get(f"{base}/profile", get_profile), web.put(f"{base}/profile", put_profile),
-                web.post(f"{base}/bed-cleared", post_cleared)]
+    async def post_cleared(self, request: web.Request) -> web.Response:
+        return respond(self.bed_cleared(*self._ref(request)))

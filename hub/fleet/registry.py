@@ -17,8 +17,9 @@ from sqlite_utils import Database
 
 from protocol.messages import DeviceError, DeviceStatus, HostMetrics, NodeState, Telemetry
 
-from .schemas import Device, LoadedMaterial, Node
 from hub.store import Store, dumps, utcnow
+
+from .schemas import Device, LoadedMaterial, Node
 
 log = structlog.get_logger("farmhand.hub.fleet")
 
@@ -31,7 +32,7 @@ DEVICE_ROWS = (
 )
 
 
-class Fleet:
+class FleetState:
     def __init__(self, store: Store, history_interval_s: float) -> None:
         self.store = store
         self.history_interval_s = history_interval_s

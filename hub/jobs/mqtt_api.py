@@ -16,23 +16,22 @@ from pydantic import BaseModel, ValidationError
 
 from protocol import codec, topics
 from protocol.codec import describe
-from protocol.messages import Envelope, Request, Response
+from protocol.messages import Request, Response
 from protocol.mqtt import NotConnected
 
-from .service import JobError, JobService
-from hub.api.models import Items, dump
+from hub.api import Items, dump
+from hub.mqtt import Publisher, Received
+
 from .schemas import Job, JobCreate, JobFilter, JobRef
+from .service import JobError, JobService
 
 log = structlog.get_logger("farmhand.hub.requests")
 
-Publish = Callable[[str, bytes, int], None]
-
-
 class ScriptRequests:
-    def __init__(self, jobs: JobService, sender: str) -> None:
+    def __init__(self, jobs: JobService, sender: str, publisher: Publisher) -> None:
         self.jobs = jobs
         self.sender = sender
-        self.publish: Publish | None = None
+        self.publisher = publisher
         self.counts: Counter[str] = Counter()
         # Each method gets the request's idempotency key and its validated params.
         self._methods: dict[str, tuple[type[BaseModel], Callable[[str, Any], BaseModel]]] = {
@@ -55,16 +54,15 @@ class ScriptRequests:
         self.counts["answered"] += 1
         return Response(correlation_id=request.correlation_id, ok=True, result=dump(result))
 
-    def handle(self, client: str, envelope: Envelope) -> None:
-        request = envelope.body
-        assert isinstance(request, Request)
+    def handle(self, msg: Received[Request]) -> None:
+        """Ingest subscriber for ``Request``s on a script's request topic."""
+        client, request = msg.client, msg.body
+        assert client is not None
         response = self.answer(client, request)
         log.info("script_request", client=client, method=request.method, correlation_id=request.correlation_id,
                  ok=response.ok, error=response.error)
-        if self.publish is None:
-            return
         try:
-            self.publish(topics.hub_response(client), codec.encode(codec.make(self.sender, response)), 1)
+            self.publisher.publish(topics.hub_response(client), codec.encode(codec.make(self.sender, response)), qos=1)
         except NotConnected:
             # The script asks again; a repeated submission returns the same job.
             self.counts["unanswered"] += 1

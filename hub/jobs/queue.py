@@ -14,18 +14,17 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlite_utils import Database
 
-from hub.jobs import service as jobs
 from hub.api.problems import ApiProblem
-from hub.files.analyses import FileAnalyses
-from .service import JobService
-from .schemas import Job, JobCreate, JobState
-from .snapshot import normalize_color
+from hub.files import FileAnalyses
 from hub.store import Store, utcnow
-from hub.api.bodies import body, respond, row_id
+
+from . import service as jobs
+from .schemas import Job, JobCreate, JobState
+from .service import JobService
+from .snapshot import normalize_color
 
 log = structlog.get_logger("farmhand.hub.queue")
 
@@ -43,6 +42,34 @@ class Requirements(BaseModel):
 
 class PrintJobCreate(JobCreate, Requirements):
     pass
+
+
+class JobRequirements(BaseModel):
+    """What a job needs of a printer, as the scheduler reads it (only ``job_id`` for a job without any)."""
+
+    job_id: int
+    material: str | None = None
+    color: str | None = None
+    nozzle_diameter: float | None = None
+    machine_model: str | None = None
+    sliced_material: str | None = Field(None, description="the material the G-code was sliced for")
+    mesh: int | None = Field(None, description="1: the file is a mesh")
+    size_x: float | None = None
+    size_y: float | None = None
+    size_z: float | None = None
+    filament_mm: float | None = None
+    tags: list[str] | None = None
+    deadline: str | None = None
+    held: int | None = None
+    rank: float | None = Field(None, description="place in the queue within its priority")
+    retries_left: int | None = None
+    order_item_id: int | None = None
+    spool_id: int | None = None
+
+
+class QueuedJob(BaseModel):
+    job: Job
+    requirements: JobRequirements
 
 
 class QueueMove(BaseModel):
@@ -113,12 +140,12 @@ class PrintQueue:
         self.on_change()
         return job, created
 
-    def requirements(self, job_id: int) -> dict[str, Any]:
+    def requirements(self, job_id: int) -> JobRequirements:
         self.service.get(job_id)
         r = self.store.one("SELECT * FROM job_requirements WHERE job_id = ?", (job_id,)) or {"job_id": job_id}
         if "tags" in r:
             r["tags"] = json.loads(r["tags"])
-        return r
+        return JobRequirements(**r)
 
     def _queued(self, job_id: int) -> None:
         if self.service.get(job_id).state != JobState.QUEUED:
@@ -174,27 +201,3 @@ class PrintQueue:
             log.info("job_retried", job_id=job["id"], attempt=job["attempt"] + 1, error=job["error"])
         self.retried += len(failed)
         return len(failed)
-
-    # ------------------------------------------------------------------ HTTP
-
-    def routes(self) -> list[web.RouteDef]:
-        async def submit(request: web.Request) -> web.Response:
-            spec = await body(request, PrintJobCreate)
-            job, created = await self.submit(spec)
-            return respond({"job": job, "requirements": self.requirements(job.id)}, 201 if created else 200)
-
-        async def get_requirements(request: web.Request) -> web.Response:
-            return respond(self.requirements(row_id(request)))
-
-        async def hold(request: web.Request) -> web.Response:
-            return respond(self.hold(row_id(request), True))
-
-        async def release(request: web.Request) -> web.Response:
-            return respond(self.hold(row_id(request), False))
-
-        async def move(request: web.Request) -> web.Response:
-            return respond(self.move(row_id(request), await body(request, QueueMove)))
-
-        return [web.post("/api/v1/print-jobs", submit), web.get("/api/v1/jobs/{id}/requirements", get_requirements),
-                web.post("/api/v1/jobs/{id}/hold", hold), web.post("/api/v1/jobs/{id}/release", release),
-                web.post("/api/v1/jobs/{id}/queue", move)]

@@ -18,13 +18,14 @@ from sqlite_utils import Database
 
 from protocol.messages import StartJob
 
-from hub.jobs import service as jobs
-from hub.mqtt.outbox import Outbox, Outgoing
+from hub.mqtt import CommandOutbox, Outgoing
+from hub.store import Store, timestamp, utcnow
+
+from . import service as jobs
 from .matching import plan
+from .passes import run_passes
 from .schemas import JobState
 from .snapshot import free_printers, queued_needs
-from hub.store import Store, timestamp, utcnow
-from .passes import run_passes
 
 log = structlog.get_logger("farmhand.hub.scheduler")
 
@@ -33,12 +34,14 @@ class Scheduler:
     def __init__(
         self,
         store: Store,
-        outbox: Outbox,
+        outbox: CommandOutbox,
         *,
         ack_timeout_s: float,
         file_url: Callable[[str], str],
         connected: Callable[[], bool],
+        before_pass: Callable[[], object] = lambda: None,
     ) -> None:
+        """``before_pass``: bookkeeping that must land before matching (filament booked, failed jobs retried)."""
         self.store = store
         self.outbox = outbox
         self.ack_timeout = timedelta(seconds=ack_timeout_s)
@@ -48,8 +51,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.assignments = 0
         self.expired = 0
-        # Bookkeeping that must land before matching (filament booked, failed jobs retried).
-        self.before_pass: list[Callable[[], object]] = []
+        self.before_pass = before_pass
 
     def wake(self) -> None:
         self._wake.set()
@@ -62,8 +64,7 @@ class Scheduler:
         if not self.connected():
             return 0
         self.expire_unacknowledged()
-        for step in self.before_pass:
-            step()
+        self.before_pass()
         return self.assign()
 
     def _deadline(self) -> str:

@@ -18,9 +18,10 @@ from sqlite_utils import Database
 from protocol.messages import CancelJob
 
 from hub.api.problems import HttpError
-from hub.mqtt.outbox import Outbox, Outgoing
-from .schemas import ACTIVE_STATES, TERMINAL_STATES, Job, JobCreate, JobState
+from hub.mqtt import CommandOutbox, Outgoing
 from hub.store import Store, utcnow
+
+from .schemas import ACTIVE_STATES, Job, JobCreate, JobState, TERMINAL_STATES
 
 log = structlog.get_logger("farmhand.hub.jobs")
 
@@ -88,13 +89,13 @@ def set_fields(db: Database, job_id: int, **fields: Any) -> None:
     db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
 
 
-def finish(db: Database, outbox: Outbox, job_id: int, state: JobState, at: str, **fields: Any) -> None:
+def finish(db: Database, outbox: CommandOutbox, job_id: int, state: JobState, at: str, **fields: Any) -> None:
     set_fields(db, job_id, state=state.value, finished_at=at, ack_deadline=None, **fields)
     outbox.supersede_job(db, job_id)
     log.info("job_finished", job_id=job_id, state=state.value, error=fields.get("error"))
 
 
-def back_to_queue(db: Database, outbox: Outbox, job: dict[str, Any], reason: str) -> JobState:
+def back_to_queue(db: Database, outbox: CommandOutbox, job: dict[str, Any], reason: str) -> JobState:
     """The start did not take (rejected, failed or never acknowledged): try again elsewhere.
 
     A job whose cancellation was asked for while it waited is cancelled instead.
@@ -111,7 +112,7 @@ def back_to_queue(db: Database, outbox: Outbox, job: dict[str, Any], reason: str
 
 
 class JobService:
-    def __init__(self, store: Store, outbox: Outbox, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Store, outbox: CommandOutbox, on_change: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.outbox = outbox
         self.on_change = on_change

@@ -15,9 +15,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from hub.analysis import MachineModel, load_machine, machine_ids
+from hub.slicing import PROFILES_DIR
+
 from .matching import Need, Printer
 from .schemas import ACTIVE_STATES, JobState
-from hub.slicing.slicer import PROFILES_DIR
 
 _ACTIVE = tuple(s.value for s in ACTIVE_STATES)
 

@@ -1,6 +1,6 @@
 """What the agents' events and command acknowledgements do to jobs.
 
-Called by the ingest inside the transaction that stores the event, so an event
+Subscribed to the ingest, so it runs inside the transaction that stores the event, so an event
 and its effect are committed together and a replayed event (already stored)
 changes nothing. Returns the commands to publish once that transaction commits.
 
@@ -11,7 +11,6 @@ logged and counted, never applied.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,11 +28,12 @@ from protocol.messages import (
     JobStarted,
 )
 
-from hub.jobs import service as jobs
-from hub.mqtt.outbox import Outbox, Outgoing
-from .schemas import ACTIVE_STATES, JobState
-from hub.store import timestamp, utcnow
 from hub.ids import ascii_int
+from hub.mqtt import CommandOutbox, Effects, Received
+from hub.store import timestamp, utcnow
+
+from . import service as jobs
+from .schemas import ACTIVE_STATES, JobState
 
 log = structlog.get_logger("farmhand.hub.lifecycle")
 
@@ -41,19 +41,16 @@ JobEvent = JobStarted | JobProgress | JobPaused | JobResumed | JobCompleted | Jo
 _ACTIVE = {s.value for s in ACTIVE_STATES}
 
 
-@dataclass
-class Effects:
-    commands: list[Outgoing] = field(default_factory=list)
-    reschedule: bool = False  # a device may have become free or a job went back to the queue
-
-
-class JobTracker:
-    def __init__(self, outbox: Outbox) -> None:
+class PrintJobTracker:
+    def __init__(self, outbox: CommandOutbox) -> None:
         self.outbox = outbox
         self.stray = 0
         self.unknown_commands = 0
 
-    def apply(self, db: Database, node: str, at: str, body: JobEvent | CommandAck) -> Effects:
+    def apply(self, msg: Received[JobEvent | CommandAck]) -> Effects:
+        """Ingest subscriber: runs inside the transaction that stored the event."""
+        assert msg.db is not None and msg.node is not None
+        db, node, at, body = msg.db, msg.node, msg.at, msg.body
         effects = Effects()
         if isinstance(body, CommandAck):
             self._ack(db, node, body, effects)

@@ -1,57 +1,111 @@
 """MQTT ingest: every message the hub receives goes through here, one at a time.
 
-Each message is decoded, checked against what its topic may carry and applied
-before the handler returns; ``MqttSession`` acknowledges a QoS 1 message only
-then, so anything acknowledged is on disk. A lock keeps messages strictly in
-arrival order even though gmqtt runs each handler in its own task. A bad
-message is logged and counted (see ``/healthz``) and the loop goes on.
+Each message is decoded once, checked against what its topic may carry, and its
+typed body handed to the components that subscribed to its type (see
+``subscribe`` and ``observe``) before the handler returns; ``MqttSession``
+acknowledges a QoS 1 message only then, so anything acknowledged is on disk. A
+lock keeps messages strictly in arrival order even though gmqtt runs each
+handler in its own task. A bad message is logged and counted (see
+``/healthz``) and the loop goes on.
+
+A node's event is stored first (``events``, unique on sender and seq) and
+applied only when new, inside that same transaction, so a replay after an
+outage is applied exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from types import UnionType
+from typing import Any, Generic, TypeVar, get_args
 
 import structlog
+from sqlite_utils import Database
 
 from protocol import codec, topics
 from protocol.codec import ProtocolError
-from protocol.messages import CommandAck, DeviceError, Envelope
+from protocol.messages import Envelope, Model
 
-from .outbox import Outbox
-from hub.fleet.registry import Fleet
-from hub.jobs.tracker import Effects, JobEvent, JobTracker
-from hub.render.events import RenderEvent, RenderTracker
-from hub.jobs.mqtt_api import ScriptRequests
 from hub.store import Store, dumps, timestamp, utcnow
+
+from .outbox import CommandOutbox, Outgoing
 
 log = structlog.get_logger("farmhand.hub.ingest")
 
+B = TypeVar("B", bound=Model)
+
+_HANDLED = ("node_state", "device_status", "device_telemetry", "node_metrics", "node_event", "hub_request")
+
+
+@dataclass
+class Effects:
+    """What applying a message asks for once its transaction has committed."""
+
+    commands: list[Outgoing] = field(default_factory=list)
+    reschedule: bool = False  # a device may have become free or a job went back to the queue
+
+    def add(self, more: Effects | None) -> None:
+        if more is not None:
+            self.commands += more.commands
+            self.reschedule |= more.reschedule
+
+
+@dataclass(frozen=True)
+class Received(Generic[B]):
+    """One message, decoded once, as its subscribers get it."""
+
+    body: B
+    sender: str
+    at: str  # the envelope's timestamp, in the store's form
+    node: str | None = None  # the agent whose topic it came on
+    client: str | None = None  # a script's client id (hub requests)
+    db: Database | None = None  # a node's event: the open transaction that stored it
+
+
+Apply = Callable[[Received[Any]], Effects | None]
+Observe = Callable[[Received[Any]], None]
+
+
+def _types(declared: type[Model] | UnionType | tuple[type[Model], ...]) -> tuple[type[Model], ...]:
+    if isinstance(declared, tuple):
+        return tuple(t for d in declared for t in _types(d))
+    if isinstance(declared, UnionType):
+        return _types(get_args(declared))
+    return (declared,)
+
 
 class Ingest:
-    def __init__(self, store: Store, fleet: Fleet, tracker: JobTracker, outbox: Outbox,
-                 requests: ScriptRequests, reschedule: Callable[[], None]) -> None:
+    def __init__(self, store: Store, outbox: CommandOutbox) -> None:
         self.store = store
-        self.fleet = fleet
-        self.tracker = tracker
         self.outbox = outbox
-        self.requests = requests
-        self.reschedule = reschedule
-        self.render: RenderTracker | None = None  # set by the hub: render events and acks of render commands
-        # Called with (node, body) for each new event after its commit (the console, live views).
-        self.observers: list[Callable[[str, Any], None]] = []
         self.counts: Counter[str] = Counter()
+        self._apply: defaultdict[type[Model], list[Apply]] = defaultdict(list)
+        self._observe: defaultdict[type[Model], list[Observe]] = defaultdict(list)
+        self._reschedule: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()
-        self._routes: dict[str, Callable[[topics.ParsedTopic, Envelope], None]] = {
-            "node_state": self._node_state,
-            "device_status": self._device_status,
-            "device_telemetry": self._telemetry,
-            "node_metrics": self._metrics,
-            "node_event": self._event,
-            "hub_request": self._request,
-        }
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe(self, types: type[Model] | UnionType | tuple[type[Model], ...], apply: Apply) -> None:
+        """``apply`` changes state for each message of these body types; for a node's event it runs
+        inside the transaction that stores the event. Handlers of one type run in subscription order."""
+        for t in _types(types):
+            self._apply[t].append(apply)
+
+    def observe(self, types: type[Model] | UnionType | tuple[type[Model], ...], observe: Observe) -> None:
+        """``observe`` hears each message of these body types after it is applied and committed (live views);
+        its failure is logged, never taken for the message's."""
+        for t in _types(types):
+            self._observe[t].append(observe)
+
+    def on_reschedule(self, wake: Callable[[], None]) -> None:
+        """``wake`` runs when an applied message may let a queued job (or task) start."""
+        self._reschedule.append(wake)
+
+    # ------------------------------------------------------------------ messages
 
     async def handle(self, topic: str, payload: bytes, qos: int) -> None:  # noqa: ARG002 - MqttSession's signature
         async with self._lock:
@@ -68,7 +122,7 @@ class Ingest:
             self.counts["retained_cleared"] += 1
             return
         parsed = topics.parse(topic)
-        if parsed is None or parsed.kind not in self._routes:
+        if parsed is None or parsed.kind not in _HANDLED:
             self._reject("unknown_topic", topic, "not a topic the hub handles")
             return
         try:
@@ -86,36 +140,19 @@ class Ingest:
         if parsed.device is not None and device != parsed.device:
             self._reject("device_mismatch", topic, f"device {device!r} on device {parsed.device!r}'s topic")
             return
-        self._routes[parsed.kind](parsed, envelope)
+        if parsed.kind == "node_event":
+            self._event(parsed, envelope)
+        else:
+            msg = Received(envelope.body, envelope.sender, timestamp(envelope.ts), parsed.node, parsed.client)
+            effects = Effects()
+            for apply in self._apply[type(msg.body)]:
+                effects.add(apply(msg))
+            self._after(msg, effects)
 
     def _reject(self, reason: str, topic: str, detail: str, exc_info: bool = False) -> None:
         self.counts[reason] += 1
         log.warning("message_rejected", reason=reason, topic=topic, detail=detail, count=self.counts[reason],
                     exc_info=exc_info)
-
-    # ------------------------------------------------------------------ routes
-
-    def _node_state(self, t: topics.ParsedTopic, env: Envelope) -> None:
-        assert t.node is not None
-        if self.fleet.node_state(t.node, env.body):  # type: ignore[arg-type]
-            self.reschedule()
-
-    def _device_status(self, t: topics.ParsedTopic, env: Envelope) -> None:
-        assert t.node is not None
-        if self.fleet.device_status(t.node, env.body):  # type: ignore[arg-type]
-            self.reschedule()
-
-    def _telemetry(self, t: topics.ParsedTopic, env: Envelope) -> None:
-        assert t.node is not None
-        self.fleet.telemetry(t.node, timestamp(env.ts), env.body)  # type: ignore[arg-type]
-
-    def _metrics(self, t: topics.ParsedTopic, env: Envelope) -> None:
-        assert t.node is not None
-        self.fleet.metrics(t.node, env.body)  # type: ignore[arg-type]
-
-    def _request(self, t: topics.ParsedTopic, env: Envelope) -> None:
-        assert t.client is not None
-        self.requests.handle(t.client, env)
 
     def _event(self, t: topics.ParsedTopic, env: Envelope) -> None:
         """Store, then apply only if new: a replay after an outage is applied exactly once."""
@@ -136,30 +173,30 @@ class Ingest:
                 self.counts["duplicate_events"] += 1
                 log.info("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
                 return
-            if isinstance(body, JobEvent | CommandAck):
-                effects = self.tracker.apply(db, t.node, at, body)
-                if isinstance(body, CommandAck) and self.render is not None:
-                    more = self.render.apply(db, t.node, at, body)
-                    effects.commands += more.commands
-                    effects.reschedule |= more.reschedule
-            elif isinstance(body, RenderEvent) and self.render is not None:
-                effects = self.render.apply(db, t.node, at, body)
-            elif isinstance(body, DeviceError):
-                self.fleet.device_error(db, t.node, body)
-            else:
+            msg = Received(body, env.sender, at, t.node, db=db)
+            appliers = self._apply[type(body)]
+            for apply in appliers:
+                effects.add(apply(msg))
+            if not appliers:
                 log.debug("event_stored_only", type=body.type, sender=env.sender, seq=env.seq)
         self.counts["events"] += 1
-        for observe in self.observers:
+        self._after(Received(body, env.sender, at, t.node), effects)
+
+    def _after(self, msg: Received[Any], effects: Effects) -> None:
+        for observe in self._observe[type(msg.body)]:
             try:
-                observe(t.node, body)
+                observe(msg)
             except Exception:
-                # The event is committed; an observer's bug must not look like an ingest failure.
-                log.warning("event_observer_failed", type=body.type, exc_info=True)
+                # The message is committed; an observer's bug must not look like an ingest failure.
+                log.warning("message_observer_failed", type=msg.body.type, exc_info=True)
         for out in effects.commands:
             self.outbox.send(out)
         if effects.reschedule:
             self.reschedule()
 
+    def reschedule(self) -> None:
+        for wake in self._reschedule:
+            wake()
+
     def counters(self) -> dict[str, int]:
-        return {**self.counts, "stray_events": self.tracker.stray,
-                "acks_for_unknown_commands": self.tracker.unknown_commands}
+        return dict(self.counts)

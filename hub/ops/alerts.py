@@ -7,8 +7,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from sqlite_utils import Database
 
+from hub.api import Listing, Op, respond
 from hub.store import Store, utcnow
-from hub.api.bodies import respond
 
 log = structlog.get_logger("farmhand.hub.alerts")
 
@@ -35,7 +35,8 @@ class Alerts:
     def open(self) -> list[Alert]:
         return [Alert(**r) for r in self.store.all("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id")]
 
-    def routes(self) -> list[web.RouteDef]:
-        async def list_alerts(request: web.Request) -> web.Response:
-            return respond({"items": self.open()})
-        return [web.get("/api/v1/alerts", list_alerts)]
+    def ops(self) -> list[Op]:
+        return [Op("GET", "/api/v1/alerts", self.list_alerts, response=Listing[Alert], summary="Open alerts")]
+
+    async def list_alerts(self, request: web.Request) -> web.Response:
+        return respond(Listing[Alert](items=self.open()))

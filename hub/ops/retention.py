@@ -26,22 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
+from hub.config import RetentionConfig
 from hub.store import Store, timestamp
 
 log = structlog.get_logger("farmhand.hub.retention")
 
 BATCH_ROWS = 5000
-
-
-class RetentionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    events_days: float = Field(90.0, ge=0, description="keep events (other than progress) this long; 0 keeps all")
-    progress_days: float = Field(7.0, ge=0, description="keep job progress events this long; 0 keeps all")
-    telemetry_days: float = Field(14.0, ge=0, description="keep telemetry samples this long; 0 keeps all")
-    interval_s: float = Field(3600.0, gt=0, description="how often to look for rows to delete")
 
 
 @dataclass(frozen=True)

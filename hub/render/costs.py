@@ -15,11 +15,12 @@ from typing import Any
 
 from protocol.messages import RenderCapabilities
 
-from hub.jobs.service import JobNotFound
+from hub.config import NodeClass, RenderCosts
+from hub.jobs import JobNotFound
 from hub.store import Store
-from .config import NodeClass, RenderCosts
+
 from .estimate import preview_timing
-from .schemas import JOB_TERMINAL, CostFigure, CostLine, RenderCost
+from .schemas import CostFigure, CostLine, JOB_TERMINAL, RenderCost
 from .tasks import load_job
 
 

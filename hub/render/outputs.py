@@ -18,10 +18,11 @@ from typing import Any
 import structlog
 from aiohttp import BodyPartReader, web
 
+from hub.files import FileStore
 from hub.ids import ascii_int
-from hub.files.storage import FileStore
-from hub.jobs.service import JobError
+from hub.jobs import JobError
 from hub.store import Store, utcnow
+
 from .schemas import RenderOutput, StoredOutput
 from .tasks import load_job, load_task, parse_wire
 

@@ -19,10 +19,11 @@ from sqlite_utils import Database
 
 from protocol.messages import CancelJob, RenderCapabilities
 
-from hub.mqtt.outbox import Outbox, Outgoing
+from hub.config import RenderConfig
+from hub.mqtt import CommandOutbox, Outgoing
 from hub.store import utcnow
-from hub.render import plan
-from .config import RenderConfig
+
+from . import plan
 from .estimate import preview_timing
 from .schemas import ACTIVE_TASK_STATES, JOB_TERMINAL, PRESETS, RenderJobState, TaskState
 
@@ -68,7 +69,7 @@ def render_devices(db: Database, *, idle_only: bool) -> list[dict[str, Any]]:
 
 
 class TaskBook:
-    def __init__(self, outbox: Outbox, config: RenderConfig) -> None:
+    def __init__(self, outbox: CommandOutbox, config: RenderConfig) -> None:
         self.outbox = outbox
         self.config = config
 

@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.analysis import QuoteSettings, quick_quote_file
 from hub.analysis.quick_quote import DENSITY_G_CM3
+from hub.api import Op, body, respond, row_id
 from hub.api.problems import ApiProblem
-from hub.files.analyses import FileAnalyses
-from hub.slicing.jobs import SliceJobs, SliceRequest
-from hub.jobs.snapshot import filament_grams, machine
+from hub.files import FileAnalyses
+from hub.jobs import filament_grams, machine
+from hub.slicing import SliceJobs, SliceRequest
 from hub.store import Store, utcnow
-from hub.api.bodies import body, respond, row_id
 
 log = structlog.get_logger("farmhand.hub.costing")
 
@@ -134,10 +134,11 @@ def _quick(path: str, name: str, material: str) -> tuple[float, float]:
 
 
 class Costs:
-    def __init__(self, store: Store, analyses: FileAnalyses) -> None:
+    def __init__(self, store: Store, analyses: FileAnalyses, slicing: SliceJobs) -> None:
+        """``slicing``: precise quotes of meshes slice them."""
         self.store = store
         self.analyses = analyses
-        self.slicing: SliceJobs | None = None  # set by FarmServices; precise quotes of meshes need it
+        self.slicing = slicing
 
     def model(self) -> CostModel:
         row = self.store.one("SELECT body FROM settings WHERE key = ?", (SETTINGS_KEY,))
@@ -155,7 +156,7 @@ class Costs:
         material = req.material.upper()
         gcode_sha = req.file_sha256
         if kind == "mesh" and req.quality is not None:
-            if req.machine_model is None or self.slicing is None:
+            if req.machine_model is None:
                 raise ApiProblem(422, "Cannot quote", "a precise quote of a mesh slices it: give machine_model too")
             sliced = await self.slicing.sliced(SliceRequest(
                 mesh_sha256=req.file_sha256, machine_model=req.machine_model, material=req.material.lower(),
@@ -196,19 +197,27 @@ class Costs:
             grams = filament_grams(job["extruded_mm"] or 0.0, mat.density_g_cm3 if mat else 1.24, 1.75)
         return breakdown(model, "actual", grams, job["duration_s"] / 3600, job["model"], material)
 
-    def routes(self) -> list[web.RouteDef]:
-        async def get_model(request: web.Request) -> web.Response:
-            return respond(self.model())
+    def ops(self) -> list[Op]:
+        tags = ("costs",)
+        return [
+            Op("GET", "/api/v1/cost-model", self.get_model, response=CostModel, tags=tags,
+               summary="Prices of material, machine time, labour and markup"),
+            Op("PUT", "/api/v1/cost-model", self.put_model, body=CostModel, response=CostModel, tags=tags,
+               summary="Set the cost model"),
+            Op("POST", "/api/v1/quotes", self.post_quote, body=QuoteRequest, response=Costing, tags=tags,
+               summary="What a file would cost to print (meshes: sliced when a machine model is given)"),
+            Op("GET", "/api/v1/jobs/{id}/cost", self.get_cost, response=Costing, tags=("jobs",),
+               summary="What a finished job cost, from the filament it used and its time"),
+        ]
 
-        async def put_model(request: web.Request) -> web.Response:
-            return respond(self.set_model(await body(request, CostModel)))
+    async def get_model(self, request: web.Request) -> web.Response:
+        return respond(self.model())
 
-        async def post_quote(request: web.Request) -> web.Response:
-            return respond(await self.quote(await body(request, QuoteRequest)))
+    async def put_model(self, request: web.Request) -> web.Response:
+        return respond(self.set_model(await body(request, CostModel)))
 
-        async def get_cost(request: web.Request) -> web.Response:
-            return respond(self.job_cost(row_id(request)))
+    async def post_quote(self, request: web.Request) -> web.Response:
+        return respond(await self.quote(await body(request, QuoteRequest)))
 
-        return [web.get("/api/v1/cost-model", get_model), web.put("/api/v1/cost-model", put_model),
-                web.post("/api/v1/quotes", post_quote), web.get("/api/v1/jobs/{id}/cost", get_cost)]
-
+    async def get_cost(self, request: web.Request) -> web.Response:
+        return respond(self.job_cost(row_id(request)))

@@ -21,12 +21,16 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from hub.access.policy import PRINCIPAL
+from hub.access import PRINCIPAL
+from hub.api.bodies import body, listed, respond, row_id
+from hub.api.models import Items
 from hub.api.problems import ApiProblem
-from hub.api.bodies import listed
-from .costing import Costs, QuoteRequest
-from hub.jobs.service import JobError
 from hub.api.routes import Op
+from hub.jobs import ACTIVE_STATES, JobError, JobState, PrintJobCreate, PrintQueue
+from hub.slicing import SliceJobs, SliceRequest, SliceState
+from hub.store import Store, timestamp, utcnow
+
+from .costing import Costs, QuoteRequest
 from .order_schemas import (
     Order,
     OrderCost,
@@ -38,12 +42,6 @@ from .order_schemas import (
     StageIn,
     StageRecord,
 )
-from hub.jobs.queue import PrintJobCreate, PrintQueue
-from hub.jobs.schemas import ACTIVE_STATES, JobState
-from hub.api.models import Items
-from hub.slicing.jobs import SliceJobs, SliceRequest, SliceState
-from hub.store import Store, timestamp, utcnow
-from hub.api.bodies import body, respond, row_id
 
 log = structlog.get_logger("farmhand.hub.orders")
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlite_utils import Database
 
-from hub.ops.alerts import raise_alert
-from hub.jobs.snapshot import filament_grams, normalize_color
+from hub.api import Listing, Op, body, respond, row_id
+from hub.jobs import filament_grams, normalize_color
+from hub.ops import raise_alert
 from hub.store import Store, utcnow
-from hub.api.bodies import body, respond, row_id
 
 log = structlog.get_logger("farmhand.hub.stock")
 
@@ -99,6 +99,14 @@ class Spool(BaseModel):
 
 class LoadSpool(_In):
     spool_id: int | None = Field(description="null unloads the printer")
+
+
+class Unloaded(BaseModel):
+    loaded: None = None
+
+
+class LoadedSpool(RootModel[Spool | Unloaded]):
+    """The spool now on the printer, or ``{"loaded": null}`` after an unload."""
 
 
 class Stock:
@@ -218,22 +226,36 @@ class Stock:
 
     # ------------------------------------------------------------------ HTTP
 
-    def routes(self) -> list[web.RouteDef]:
+    def ops(self) -> list[Op]:
+        tags = ("stock",)
         return [
-            web.post("/api/v1/vendors", self._post_vendor),
-            web.get("/api/v1/vendors", self._list("vendors", lambda r: Vendor(**r))),
-            web.post("/api/v1/filaments", self._post_filament),
-            web.get("/api/v1/filaments", self._list("filaments", lambda r: self.filament(r["id"]))),
-            web.post("/api/v1/spools", self._post_spool),
-            web.get("/api/v1/spools", self._list("spools", self._spool)),
-            web.get("/api/v1/spools/{id}", self._get_spool),
-            web.post("/api/v1/devices/{node}/{device}/spool", self._load),
+            Op("POST", "/api/v1/vendors", self._post_vendor, body=VendorIn, response=Vendor, status=201, tags=tags,
+               summary="Add a filament vendor"),
+            Op("GET", "/api/v1/vendors", self._list_vendors, response=Listing[Vendor], tags=tags, summary="Vendors"),
+            Op("POST", "/api/v1/filaments", self._post_filament, body=FilamentIn, response=Filament, status=201,
+               tags=tags, summary="Add a filament (material, colour, density, price)"),
+            Op("GET", "/api/v1/filaments", self._list_filaments, response=Listing[Filament], tags=tags,
+               summary="Filaments"),
+            Op("POST", "/api/v1/spools", self._post_spool, body=SpoolIn, response=Spool, status=201, tags=tags,
+               summary="Add a spool of a filament"),
+            Op("GET", "/api/v1/spools", self._list_spools, response=Listing[Spool], tags=tags,
+               summary="Spools with what is left on them"),
+            Op("GET", "/api/v1/spools/{id}", self._get_spool, response=Spool, tags=tags, summary="One spool"),
+            Op("POST", "/api/v1/devices/{node}/{device}/spool", self._load, body=LoadSpool, response=LoadedSpool,
+               tags=("devices",), summary="Load a spool on a printer (spool_id null: unload)"),
         ]
 
-    def _list(self, table: str, convert: Any) -> Any:
-        async def handler(request: web.Request) -> web.Response:
-            return respond({"items": [convert(r) for r in self.store.all(f"SELECT * FROM {table} ORDER BY id")]})
-        return handler
+    def _all(self, table: str) -> list[dict[str, Any]]:
+        return self.store.all(f"SELECT * FROM {table} ORDER BY id")
+
+    async def _list_vendors(self, request: web.Request) -> web.Response:
+        return respond(Listing[Vendor](items=[Vendor(**r) for r in self._all("vendors")]))
+
+    async def _list_filaments(self, request: web.Request) -> web.Response:
+        return respond(Listing[Filament](items=[self.filament(r["id"]) for r in self._all("filaments")]))
+
+    async def _list_spools(self, request: web.Request) -> web.Response:
+        return respond(Listing[Spool](items=[self._spool(r) for r in self._all("spools")]))
 
     async def _post_vendor(self, request: web.Request) -> web.Response:
         return respond(self.add_vendor(await body(request, VendorIn)), 201)
@@ -250,4 +272,4 @@ class Stock:
     async def _load(self, request: web.Request) -> web.Response:
         spec = await body(request, LoadSpool)
         spool = self.load(request.match_info["node"], request.match_info["device"], spec.spool_id)
-        return respond(spool if spool is not None else {"loaded": None})
+        return respond(LoadedSpool(spool) if spool is not None else LoadedSpool(Unloaded()))

@@ -26,14 +26,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.analysis import load_machine, machine_ids
-from hub.api.problems import ApiProblem
-from hub.files.analyses import FileAnalyses
-from hub.files.storage import FileStore
-from hub.api.routes import Op
-from .slicer import SlicerError, compose_profile, slice_mesh
-from .profiles import SlicingProfiles
-from hub.store import Store, utcnow
 from hub.api.bodies import body, respond, row_id
+from hub.api.problems import ApiProblem
+from hub.api.routes import Op
+from hub.files import FileAnalyses, FileStore
+from hub.store import Store, utcnow
+
+from .profiles import SlicingProfiles
+from .slicer import SlicerError, compose_profile, slice_mesh
 
 log = structlog.get_logger("farmhand.hub.slicing")
 

@@ -1,1 +1,6 @@
-"""What people see: the HTTP application, its OpenAPI document, the live feed and the panel."""
+"""What people and scripts reach over HTTP: the application serving every component's operations,
+its OpenAPI document and the operator panel."""
+
+from .component import Web
+
+__all__ = ["Web"]

@@ -10,12 +10,11 @@ import re
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
-from hub.access.policy import required_roles
-from hub.api.models import Problem
-from hub.api.routes import RouteTable
+from hub.access import required_roles
+from hub.api import Op, Problem
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -49,10 +48,21 @@ def _problem(description: str) -> dict[str, Any]:
             "content": {"application/problem+json": {"schema": {"$ref": REF_TEMPLATE.format(model="Problem")}}}}
 
 
-def openapi(app: web.Application, table: RouteTable, *, title: str, version: str) -> dict[str, Any]:
-    documented = {(op.method, op.path): op for op in table.ops}
-    models = {Problem} | {m for op in table.ops for m in (op.body, op.response) if m is not None}
-    keyed, defs_doc = models_json_schema([(m, "validation" if any(op.body is m for op in table.ops)
+class OpenApiDocument(BaseModel):
+    """An OpenAPI 3.1 document (its own schema is the OpenAPI specification's)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+def openapi(app: web.Application, ops: list[Op], *, title: str, version: str) -> dict[str, Any]:
+    documented = {(op.method, op.path): op for op in ops}
+    models = {Problem} | {m for op in ops for m in (op.body, op.response) if m is not None}
+    keyed, defs_doc = models_json_schema([(m, "validation" if any(op.body is m for op in ops)
                                            else "serialization") for m in models], ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = dict(defs_doc.get("$defs", {}))
     ref = {model: keyed[(model, mode)] for (model, mode) in keyed}
