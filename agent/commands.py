@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 import structlog
 
@@ -37,10 +37,11 @@ from protocol.messages import (
     ResumeJob,
     SendGcode,
     StartJob,
+    Rebirth,
     StartRender,
 )
 
-from .devices.base import CommandRejected, Device
+from .devices.base import CommandRejected, Console, Device, Renderer
 from .files import FileFetchError, JobFileCache
 from .event_outbox import EventOutbox
 
@@ -120,24 +121,6 @@ class CommandStore:
         return [r[0] for r in rows]
 
 
-@runtime_checkable
-class Console(Protocol):
-    """A device with a G-code console (the serial driver): SendGcode goes only to these.
-
-    It emits the firmware's replies as ConsoleOutput events and returns when the
-    lines are done; CommandRejected when it cannot take them now (printing, say).
-    """
-
-    async def send_gcode(self, command_id: str, lines: list[str]) -> None: ...
-
-
-@runtime_checkable
-class Renderer(Protocol):
-    """A device that renders (the Blender driver): StartRender goes only to these."""
-
-    async def start_render(self, command: StartRender, blend: Path) -> None: ...
-
-
 @dataclass
 class _Starting:
     """A start command between its arrival and the device starting (or refusing) the job."""
@@ -158,8 +141,11 @@ class CommandCounters:
 
 
 class CommandDispatcher:
-    def __init__(self, devices: Mapping[str, Device], store: CommandStore, files: JobFileCache) -> None:
+    def __init__(self, devices: Mapping[str, Device], store: CommandStore, files: JobFileCache,
+                 rebirth: Callable[[str], None] = lambda reason: None) -> None:
+        """``rebirth(reason)``: publish the node's birth and every status again, when the hub asks."""
         self._devices = devices
+        self._rebirth = rebirth
         self._store = store
         self._files = files
         self._starting: dict[str, _Starting] = {}
@@ -179,6 +165,10 @@ class CommandDispatcher:
             body = codec.decode(payload).body
         except codec.ProtocolError as exc:
             self._malformed(str(exc))
+            return
+        if isinstance(body, Rebirth):
+            log.info("rebirth_requested", reason=body.reason)
+            self._rebirth(body.reason)
             return
         if not isinstance(body, COMMAND_TYPES):
             self._malformed(f"a {body.type} message is not a command")

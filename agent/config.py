@@ -28,6 +28,7 @@ class _Section(BaseModel):
 class MqttConfig(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     keepalive_s: int = Field(30, ge=5, le=3600)
+    ca_file: Path | None = Field(None, description="the farm CA an mqtts:// broker's certificate must chain to")
 
     @field_validator("url")
     @classmethod
@@ -38,6 +39,7 @@ class MqttConfig(_Section):
 
 class HubLink(_Section):
     token: SecretStr | None = Field(None, description="bearer token for job file downloads")
+    ca_file: Path | None = Field(None, description="the farm CA an https hub's certificate must chain to")
 
 
 class StorageConfig(_Section):
@@ -46,8 +48,15 @@ class StorageConfig(_Section):
     spool_max_messages: int = Field(100_000, ge=100)
 
 
-# Drivers that talk to their machine over a serial port; the others (Blender) have none.
+# Drivers that talk to their machine over a serial port; the others (Blender, networked printers) have none.
 _NEEDS_PORT = frozenset({"serial_gcode"})
+# What each networked printer's driver cannot do without.
+_NETWORK_NEEDS: dict[str, tuple[str, ...]] = {
+    "octoprint": ("url", "api_key"),
+    "moonraker": ("url",),
+    "prusalink": ("url",),
+    "bambu": ("url", "serial", "access_code"),
+}
 
 
 class DeviceConfig(_Section):
@@ -61,6 +70,15 @@ class DeviceConfig(_Section):
     # Render nodes (driver = "blender").
     blender: str = Field("blender", min_length=1, description="the Blender executable: a name on PATH or a path")
     max_task_s: float = Field(86_400.0, gt=0, description="upper bound on any render task's own timeout")
+    # Networked printers (driver = "octoprint", "moonraker", "prusalink", "bambu").
+    url: str | None = Field(None, min_length=1, description="the printer's address, e.g. http://octopi.local:5000")
+    api_key: SecretStr | None = Field(None, description="OctoPrint application key, Moonraker or PrusaLink API key")
+    username: str | None = Field(None, min_length=1, description="PrusaLink digest login (user name)")
+    password: SecretStr | None = Field(None, description="PrusaLink digest login (password)")
+    serial: str | None = Field(None, min_length=1, max_length=64, description="Bambu printer's serial number")
+    access_code: SecretStr | None = Field(None, description="Bambu LAN-mode access code")
+    ca_file: Path | None = Field(None, description="certificate to trust for the printer's TLS (Bambu: its own)")
+    offline_after_s: float | None = Field(None, gt=0, description="silence after which the printer is offline")
 
     @field_validator("driver")
     @classmethod
@@ -79,6 +97,13 @@ class DeviceConfig(_Section):
                 {"driver": driver},
             )
         return port
+
+    @model_validator(mode="after")
+    def _network_settings(self) -> DeviceConfig:
+        missing = [k for k in _NETWORK_NEEDS.get(self.driver, ()) if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"the {self.driver} driver needs {', '.join(missing)}")
+        return self
 
 
 class AgentConfig(_Section):

@@ -38,7 +38,7 @@ from pathlib import Path
 import structlog
 
 from protocol import codec
-from protocol.messages import Event
+from protocol.messages import MAX_PAYLOAD_BYTES, Event
 from protocol.mqtt import MqttSession, NotConnected
 
 log = structlog.get_logger("farmhand.agent.event_outbox")
@@ -123,6 +123,9 @@ class EventOutbox:
         """
         seq = self._next_seq
         payload = codec.encode(codec.make(self.sender, body, seq))
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            # Refused here, not at the broker: stored, it would be resent (and refused) forever.
+            raise codec.PayloadTooLarge(f"{body.type} of {len(payload)} bytes is over the limit of {MAX_PAYLOAD_BYTES}")
         with self.transaction() as db:
             dropped = self._make_room(db) if self._count >= self.max_messages else 0
             db.execute(

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import re
+import ssl
 from pathlib import Path
 
 import aiohttp
@@ -29,10 +30,13 @@ class FileFetchError(Exception):
 
 
 class JobFileCache:
-    def __init__(self, dir: Path, max_bytes: int, token: str | None = None) -> None:
+    def __init__(self, dir: Path, max_bytes: int, token: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: how an https hub's certificate is checked (the farm's CA); default the system's CAs."""
         self.dir = dir
         self.max_bytes = max_bytes
         self._token = token
+        self._tls: ssl.SSLContext | bool = tls or True
         self._locks: dict[str, asyncio.Lock] = {}
         self.downloads = 0
         self.hits = 0
@@ -69,7 +73,7 @@ class JobFileCache:
         digest = hashlib.sha256()
         received = 0
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url, headers=headers) as resp:
+            async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url, headers=headers, ssl=self._tls) as resp:
                 if resp.status != 200:
                     raise FileFetchError(f"GET {url}: HTTP {resp.status} {resp.reason or ''}".rstrip())
                 with open(partial, "wb") as out:

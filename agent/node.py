@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import structlog
 
 from protocol import codec, topics
-from protocol.messages import Body, DeviceInfo, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
-from protocol.mqtt import MqttSession, NotConnected, Will
+from protocol.messages import Body, DeviceInfo, DeviceJob, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
+from protocol.mqtt import MqttSession, NotConnected, Will, tls_context
 
 from . import __version__, devices
 from .commands import CommandDispatcher, CommandStore
 from .config import AgentConfig
-from .devices.base import Device
+from .devices.base import Device, declared_capabilities
 from .files import JobFileCache
 from .metrics import report_forever
 from .event_outbox import EventOutbox
@@ -36,7 +37,14 @@ log = structlog.get_logger("farmhand.agent")
 class _NodeLinked(Protocol):
     """A driver that keeps files of its own and sends them to the hub (the Blender driver's frames)."""
 
-    def link_node(self, work_dir: Path, token: str | None) -> None: ...
+    def link_node(self, work_dir: Path, token: str | None, tls: ssl.SSLContext | None = None) -> None: ...
+
+
+def _announced(device: Device) -> DeviceInfo:
+    """The device's info with the capabilities its driver declares (console, render, …) added."""
+    info = device.info()
+    declared = [c for c in declared_capabilities(device) if c not in info.capabilities]
+    return info.model_copy(update={"capabilities": [*info.capabilities, *declared]}) if declared else info
 
 
 class _DeviceEmitter:
@@ -70,17 +78,20 @@ class Agent:
             for d in config.devices
         }
         token = config.hub.token.get_secret_value() if config.hub.token else None
+        hub_tls = tls_context(config.hub.ca_file) if config.hub.ca_file else None
         for device in self.devices.values():
             if isinstance(device, _NodeLinked):
-                device.link_node(storage.dir / "devices" / device.id, token)
+                device.link_node(storage.dir / "devices" / device.id, token, hub_tls)
         self.outbox = EventOutbox(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
         self.files = JobFileCache(
             storage.dir / "files",
             storage.file_cache_mb * 1024 * 1024,
             token=token,
+            tls=hub_tls,
         )
         self.commands = CommandDispatcher(
-            self.devices, CommandStore(self.outbox, topics.node_event(self.node_id)), self.files
+            self.devices, CommandStore(self.outbox, topics.node_event(self.node_id)), self.files,
+            rebirth=lambda reason: self._publish_birth(),
         )
         self.session = MqttSession(
             config.mqtt.url,
@@ -91,6 +102,7 @@ class Agent:
             will=Will(topics.node_state(self.node_id), self._encode(NodeState(online=False)), qos=1, retain=True),
             persistent=True,
             keepalive=config.mqtt.keepalive_s,
+            ca_file=config.mqtt.ca_file,
         )
         self.hub_online: bool | None = None
         self.malformed = 0
@@ -146,8 +158,12 @@ class Agent:
         return codec.encode(codec.make(self.node_id, body))
 
     def birth(self) -> NodeState:
+        statuses = [(d, d.status()) for d in self.devices.values()]
         return NodeState(online=True, agent_version=__version__, hostname=socket.gethostname(),
-                         devices=[d.info() for d in self.devices.values()])
+                         devices=[_announced(d) for d, _ in statuses],
+                         jobs=[DeviceJob(device=d.id, state=s.state, job_id=s.job_id, progress=s.progress)
+                               for d, s in statuses],
+                         last_event_seq=self.outbox.next_seq - 1, events_unsent=self.outbox.pending())
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""
@@ -158,14 +174,18 @@ class Agent:
 
     async def _on_connect(self) -> None:
         try:
-            birth = self.birth()
-            self._announced = birth.devices
-            self.session.publish(topics.node_state(self.node_id), self._encode(birth), qos=1, retain=True)
-            for device in self.devices.values():
-                self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
-                                     qos=1, retain=True)
+            self._publish_birth()
         finally:
             self.outbox.wake()
+
+    def _publish_birth(self) -> None:
+        """The birth, then each device's status: on every connect, and when the hub asks (a rebirth)."""
+        birth = self.birth()
+        self._announced = birth.devices
+        self.session.publish(topics.node_state(self.node_id), self._encode(birth), qos=1, retain=True)
+        for device in self.devices.values():
+            self.session.publish(topics.device_status(self.node_id, device.id), self._encode(device.status()),
+                                 qos=1, retain=True)
 
     def emit_event(self, body: Event) -> None:
         try:
@@ -208,4 +228,8 @@ class Agent:
             return
         if body.online != self.hub_online:
             log.info("hub_online" if body.online else "hub_offline", version=body.version or None)
+        came_back = body.online and self.hub_online is False
         self.hub_online = body.online
+        if came_back:
+            # A hub that restarted (or was restored) learns what each device runs now, not at our connect.
+            self._publish_birth()

@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sim_printer.add_arguments(printer)
 
+    from . import broker_cli
+
+    broker_cli.add_arguments(add("broker", "Logins and access rules on the farm's Mosquitto (agents, scripts)."))
+    from . import certs
+
+    certs.add_arguments(add("certs", "A small CA for the farm: certificates for the broker and the hub."))
+
     proto = add("protocol", "The MQTT protocol's contract.")
     proto_sub = proto.add_subparsers(dest="protocol_command", required=True, metavar="WHAT")
     add("schema", "Print the JSON Schema of every message.", proto_sub, "protocol")
@@ -116,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
                 from .sim import printer_cmd as sim_printer
 
                 return asyncio.run(sim_printer.run_from_args(args)) or 0
+            case "broker":
+                from . import broker_cli
+
+                return broker_cli.run(args)
+            case "certs":
+                from . import certs
+
+                return certs.run(args)
             case "protocol":
                 if args.protocol_command == "schema":
                     from protocol.schema import dump

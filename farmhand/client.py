@@ -149,6 +149,8 @@ class MqttClient:
     """The hub's MQTT side: ``request`` (submit/get/list/cancel jobs) and ``on_event`` for agents' events."""
 
     def __init__(self, url: str = "mqtt://127.0.0.1:1883", client_id: str | None = None) -> None:
+        """A script logged in (``mqtt://erp:PASSWORD@broker``) asks on its login's own request topic,
+        the one the broker's rules let it use (``farmhand broker add-script erp``)."""
         import paho.mqtt.client as mqtt
 
         from protocol import codec, topics
@@ -156,6 +158,8 @@ class MqttClient:
         self._codec, self._topics = codec, topics
         parsed = urllib.parse.urlparse(url)
         self.client_id = client_id or f"script-{uuid.uuid4().hex[:10]}"
+        self.name = urllib.parse.unquote(parsed.username) if parsed.username else self.client_id
+        """The request/response topics' level: the login, or the client id without one."""
         self._answers: dict[str, queue.Queue[Any]] = {}
         self._handlers: list[tuple[str | None, Callable[[str, Any], None]]] = []
         self._connected = threading.Event()
@@ -170,7 +174,7 @@ class MqttClient:
             raise ConnectionError(f"no MQTT connection to {url}")
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        client.subscribe(self._topics.hub_response(self.client_id), qos=1)
+        client.subscribe(self._topics.hub_response(self.name), qos=1)
         client.subscribe(self._topics.node_event("+"), qos=1)
         self._connected.set()
 
@@ -201,7 +205,7 @@ class MqttClient:
         try:
             payload = self._codec.encode(self._codec.make(self.client_id, Request(
                 correlation_id=cid, method=method, params=params)))  # type: ignore[arg-type]
-            self._mqtt.publish(self._topics.hub_request(self.client_id), payload, qos=1)
+            self._mqtt.publish(self._topics.hub_request(self.name), payload, qos=1)
             response = answer.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError(f"the hub did not answer {method} within {timeout} s") from None

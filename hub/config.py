@@ -6,13 +6,13 @@ receives its own section in its constructor.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from protocol.messages import Ident
-
 
 
 class _Section(BaseModel):
@@ -22,6 +22,21 @@ class _Section(BaseModel):
 class HttpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    cert_file: Path | None = Field(None, description="serve HTTPS with this certificate (farmhand certs issue hub)")
+    key_file: Path | None = Field(None, description="the certificate's private key")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> HttpConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    def tls(self) -> ssl.SSLContext | None:
+        if self.cert_file is None or self.key_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
 
 class BrokerConfig(_Section):
@@ -30,6 +45,7 @@ class BrokerConfig(_Section):
     url: str | None = Field(None, description="external broker, e.g. mqtt://broker:1883; unset runs amqtt in-process")
     embedded_host: str = "127.0.0.1"
     embedded_port: int = Field(1883, ge=0, le=65535, description="0 picks a free port")
+    ca_file: Path | None = Field(None, description="the farm CA an mqtts:// broker's certificate must chain to")
 
 
 class BootstrapToken(_Section):
@@ -93,6 +109,14 @@ class RetentionConfig(_Section):
     interval_s: float = Field(3600.0, gt=0, description="how often to look for rows to delete")
 
 
+class JobsConfig(_Section):
+    """What happens to a job whose print was cut short (hub/jobs/reconcile.py)."""
+
+    requeue_interrupted: bool = Field(True, description="queue a job again when its print was cut short")
+    max_attempts: int = Field(3, ge=1, le=100, description="starts a job gets before an interruption ends it")
+    offline_deadline_s: float = Field(900.0, gt=0, description="a node away this long has its jobs interrupted")
+
+
 class HubConfig(_Section):
     hub_id: Ident = "hub"
     data_dir: Path = Path("var/hub")
@@ -107,3 +131,4 @@ class HubConfig(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)

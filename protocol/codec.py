@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .messages import Body, Envelope
+from .messages import MAX_PAYLOAD_BYTES, Body, Envelope
 
 
 class ProtocolError(ValueError):
     """A payload that is not a valid Farmhand message; the text names the field."""
+
+
+class PayloadTooLarge(ProtocolError):
+    """A payload over MAX_PAYLOAD_BYTES: refused before it is parsed."""
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -21,6 +25,9 @@ def make(sender: str, body: Body, seq: int | None = None) -> Envelope:
 
 def decode(payload: bytes | str) -> Envelope:
     """Parse and validate one payload; raise ProtocolError naming what is wrong."""
+    size = len(payload.encode() if isinstance(payload, str) else payload)
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(f"payload of {size} bytes is over the limit of {MAX_PAYLOAD_BYTES}")
     try:
         return Envelope.model_validate_json(payload)
     except ValidationError as exc:

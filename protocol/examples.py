@@ -10,7 +10,8 @@ EXAMPLES: list[m.Model] = [
     m.HubState(online=True, version="0.1.0", http_url="http://hub.local:8080"),
     m.NodeState(online=True, agent_version="0.1.0", hostname="pi-01",
                 devices=[m.DeviceInfo(id="mk3s-1", kind="serial_gcode", model="prusa-mk3s",
-                                      firmware="Marlin 2.1.2", capabilities=["AUTOREPORT_TEMP"])]),
+                                      firmware="Marlin 2.1.2", capabilities=["AUTOREPORT_TEMP"])],
+                jobs=[m.DeviceJob(device="mk3s-1", state=m.DeviceState.PRINTING, job_id="42", progress=0.5)]),
     m.DeviceStatus(device="mk3s-1", state=m.DeviceState.PRINTING, job_id="42", progress=0.5,
                    temperatures={"T0": m.Heater(actual=214.8, target=215.0)}),
     m.Telemetry(device="mk3s-1", temperatures={"B": m.Heater(actual=60.1, target=60)}, progress=0.25,
@@ -45,6 +46,7 @@ EXAMPLES: list[m.Model] = [
     m.ResumeJob(command_id="resume-42-1", device="mk3s-1"),
     m.CancelJob(command_id="cancel-42", device="mk3s-1", job_id="42"),
     m.EmergencyStop(command_id="estop-7", device="mk3s-1"),
+    m.Rebirth(reason="seq gap: 1041 after 1038"),
     m.Request(correlation_id="c0ffee", method="get_job", params={"id": "42"}),
     m.Response(correlation_id="c0ffee", ok=True, result={"id": "42", "state": "queued"}),
 ]

@@ -13,9 +13,21 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 PROTOCOL_VERSION = 1
+
+# Bounds on what one message may carry (protocol/README.md, "Limits"). A payload is
+# refused whole past MAX_PAYLOAD_BYTES, an id or a count past its bound; free text
+# (a firmware's error, a console line) is cut to its bound instead, so a long
+# error never loses the event that carries it.
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_SEQ = 2**63 - 1
+"""SQLite's largest integer: seq, counts and line numbers stay within it."""
+TEXT_MAX = 2000
+LINE_MAX = 256
+NAME_MAX = 128
+DEVICES_PER_NODE_MAX = 256
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256")]
 Ident = Annotated[
@@ -28,12 +40,30 @@ Ident = Annotated[
     ),
 ]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Ref = Annotated[str, Field(min_length=1, max_length=NAME_MAX, description="an id the hub or the agent issued")]
+Count = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+Frame = Annotated[int, Field(ge=-1_048_574, le=1_048_574, description="a frame number within Blender's range")]
+
+
+def _clipped(limit: int) -> Any:
+    def clip(text: str) -> str:
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    return Annotated[str, AfterValidator(clip), Field(json_schema_extra={"maxLength": limit})]
+
+
+Text = _clipped(TEXT_MAX)
+"""Free text in someone's own words (a reason, an error): cut to TEXT_MAX characters."""
+Line = _clipped(LINE_MAX)
+"""One line of a firmware's or a program's output: cut to LINE_MAX characters."""
+Name = _clipped(NAME_MAX)
 
 
 class Model(BaseModel):
     # Validators are built on a model's first use: a process that sends a handful of the
     # message types (an agent's serial driver) does not pay memory for all of them.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # NaN and infinities have no place in a reading, a duration or a price.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
 
 
 def utcnow() -> datetime:
@@ -74,9 +104,9 @@ class RenderCapabilities(Model):
 class DeviceInfo(Model):
     id: Ident
     kind: Literal["serial_gcode", "octoprint", "moonraker", "prusalink", "bambu", "blender"]
-    model: str | None = Field(None, description="machine model, e.g. 'prusa-mk3s'")
-    firmware: str | None = Field(None, description="firmware name and version as the device reports it")
-    capabilities: list[str] = Field(default_factory=list)
+    model: Name | None = Field(None, description="machine model, e.g. 'prusa-mk3s'")
+    firmware: Name | None = Field(None, description="firmware name and version as the device reports it")
+    capabilities: list[Name] = Field(default_factory=list, max_length=256)
     render: RenderCapabilities | None = None
 
 
@@ -87,14 +117,36 @@ class HubState(Model):
     http_url: str | None = Field(None, description="where agents fetch job files")
 
 
+class DeviceJob(Model):
+    """What one device runs as its node is born: the hub reconciles its jobs against this."""
+
+    device: Ident
+    state: DeviceState
+    job_id: Ref | None = Field(None, description="the job it runs; None with state printing: one it cannot name")
+    progress: Fraction | None = None
+
+
 class NodeState(Model):
     """Birth (online, every connect) and death (offline, the Last Will)."""
 
     type: Literal["node_state"] = "node_state"
     online: bool
-    agent_version: str = ""
-    hostname: str = ""
-    devices: list[DeviceInfo] = Field(default_factory=list)
+    agent_version: Name = ""
+    hostname: Name = ""
+    devices: list[DeviceInfo] = Field(default_factory=list, max_length=DEVICES_PER_NODE_MAX)
+    jobs: list[DeviceJob] = Field(default_factory=list, max_length=DEVICES_PER_NODE_MAX,
+                                  description="each device's current job at this birth")
+    last_event_seq: int | None = Field(None, ge=1, le=MAX_SEQ, description="seq of the last event spooled before it")
+    events_unsent: Count = Field(0, description="events spooled before this birth and not yet sent")
+
+
+class LoadedMaterial(Model):
+    """Filament the printer itself says it holds (a Bambu AMS tray, a Prusa's loaded filament)."""
+
+    slot: str = Field(min_length=1, max_length=32, description="where it sits, e.g. 'ams0/1', 'external', 'T0'")
+    material: str | None = Field(None, max_length=32, description="the printer's name for it, e.g. 'PLA'")
+    color_hex: str | None = Field(None, pattern=r"^#[0-9a-f]{6}$")
+    remaining_pct: float | None = Field(None, ge=0, le=100)
 
 
 class DeviceStatus(Model):
@@ -103,10 +155,12 @@ class DeviceStatus(Model):
     type: Literal["device_status"] = "device_status"
     device: Ident
     state: DeviceState
-    job_id: str | None = None
+    job_id: Ref | None = None
     progress: Fraction | None = None
-    temperatures: dict[str, Heater] = Field(default_factory=dict)
-    error: str | None = Field(None, description="the firmware's own words when state is error")
+    remaining_s: float | None = Field(None, ge=0, description="the device's own estimate of the job's time left")
+    temperatures: dict[str, Heater] = Field(default_factory=dict, max_length=32)
+    materials: list[LoadedMaterial] = Field(default_factory=list, max_length=64)
+    error: Text | None = Field(None, description="the firmware's own words when state is error")
 
 
 class Telemetry(Model):
@@ -114,9 +168,10 @@ class Telemetry(Model):
 
     type: Literal["telemetry"] = "telemetry"
     device: Ident
-    temperatures: dict[str, Heater] = Field(default_factory=dict)
+    temperatures: dict[str, Heater] = Field(default_factory=dict, max_length=32)
     progress: Fraction | None = None
-    lines_sent: int | None = None
+    remaining_s: float | None = Field(None, ge=0)
+    lines_sent: Count | None = None
 
 
 class GpuReading(Model):
@@ -145,62 +200,62 @@ class HostMetrics(Model):
 class JobStarted(Model):
     type: Literal["job_started"] = "job_started"
     device: Ident
-    job_id: str
-    lines_total: int | None = None
+    job_id: Ref
+    lines_total: Count | None = None
 
 
 class JobProgress(Model):
     type: Literal["job_progress"] = "job_progress"
     device: Ident
-    job_id: str
+    job_id: Ref
     progress: Fraction
-    lines_done: int = 0
+    lines_done: Count = 0
 
 
 class JobPaused(Model):
     type: Literal["job_paused"] = "job_paused"
     device: Ident
-    job_id: str
-    reason: str = ""
+    job_id: Ref
+    reason: Text = ""
 
 
 class JobResumed(Model):
     type: Literal["job_resumed"] = "job_resumed"
     device: Ident
-    job_id: str
+    job_id: Ref
 
 
 class JobCompleted(Model):
     type: Literal["job_completed"] = "job_completed"
     device: Ident
-    job_id: str
+    job_id: Ref
     duration_s: float
-    lines: int
-    resends: int = 0
+    lines: Count
+    resends: Count = 0
     extruded_mm: float | None = Field(None, description="filament pushed by the extruder(s), for stock and actual cost")
 
 
 class JobFailed(Model):
     type: Literal["job_failed"] = "job_failed"
     device: Ident
-    job_id: str
-    reason: str
+    job_id: Ref
+    reason: Text
     cancelled: bool = False
 
 
 class DeviceError(Model):
     type: Literal["device_error"] = "device_error"
     device: Ident
-    message: str
+    message: Text
 
 
 class RenderProgress(Model):
     type: Literal["render_progress"] = "render_progress"
     device: Ident
-    task_id: str
-    frame: int
-    samples_done: int | None = None
-    samples_total: int | None = None
+    task_id: Ref
+    frame: Frame
+    samples_done: Count | None = None
+    samples_total: Count | None = None
     remaining_s: float | None = None
     mem_mb: float | None = None
 
@@ -210,27 +265,27 @@ class FrameRendered(Model):
 
     type: Literal["frame_rendered"] = "frame_rendered"
     device: Ident
-    task_id: str
-    frame: int
+    task_id: Ref
+    frame: Frame
     render_s: float
     output_sha256: Sha256
-    output_name: str
+    output_name: Name
 
 
 class RenderTaskCompleted(Model):
     type: Literal["render_task_completed"] = "render_task_completed"
     device: Ident
-    task_id: str
-    frames: list[int]
+    task_id: Ref
+    frames: list[Frame]
     duration_s: float
 
 
 class RenderTaskFailed(Model):
     type: Literal["render_task_failed"] = "render_task_failed"
     device: Ident
-    task_id: str
-    reason: str
-    output_tail: list[str] = Field(default_factory=list, description="Blender's last output lines")
+    task_id: Ref
+    reason: Text
+    output_tail: list[Line] = Field(default_factory=list, max_length=100, description="Blender's last output lines")
     cancelled: bool = False
     timed_out: bool = False
 
@@ -240,8 +295,8 @@ class ConsoleOutput(Model):
 
     type: Literal["console_output"] = "console_output"
     device: Ident
-    command_id: str
-    lines: list[str] = Field(max_length=500)
+    command_id: Ref
+    lines: list[Line] = Field(max_length=500)
 
 
 class CommandAck(Model):
@@ -250,7 +305,7 @@ class CommandAck(Model):
     type: Literal["command_ack"] = "command_ack"
     command_id: str
     status: Literal["accepted", "rejected", "done", "failed"]
-    reason: str = ""
+    reason: Text = ""
 
 
 # --------------------------------------------------------------------------- commands
@@ -267,9 +322,9 @@ class _Command(Model):
 
 class StartJob(_Command):
     type: Literal["start_job"] = "start_job"
-    job_id: str
+    job_id: Ref
     file_sha256: Sha256
-    file_size: int = Field(ge=0)
+    file_size: Count
     file_url: str = Field(description="absolute URL the agent GETs the file from")
 
 
@@ -277,14 +332,14 @@ class StartRender(_Command):
     """Render frames frame_start..frame_end of a .blend (resources packed) and upload each frame."""
 
     type: Literal["start_render"] = "start_render"
-    task_id: str
-    job_id: str
+    task_id: Ref
+    job_id: Ref
     blend_sha256: Sha256
-    blend_size: int = Field(ge=0)
+    blend_size: Count
     blend_url: str
     upload_url: str = Field(description="POST each output here (multipart 'file', with task_id and frame)")
-    frame_start: int
-    frame_end: int
+    frame_start: Frame
+    frame_end: Frame
     engine: Literal["CYCLES", "BLENDER_EEVEE", "BLENDER_EEVEE_NEXT", "BLENDER_WORKBENCH"] = "CYCLES"
     cycles_device: Literal["CPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"] = "CPU"
     samples: int | None = Field(None, ge=1)
@@ -317,11 +372,22 @@ class ResumeJob(_Command):
 
 class CancelJob(_Command):
     type: Literal["cancel_job"] = "cancel_job"
-    job_id: str | None = None
+    job_id: Ref | None = None
 
 
 class EmergencyStop(_Command):
     type: Literal["emergency_stop"] = "emergency_stop"
+
+
+class Rebirth(Model):
+    """The hub asks a node to publish its birth and every device's status again (Sparkplug's rebirth).
+
+    Sent when the hub sees a gap in the node's seq or a status of a device it does
+    not know. Republishing is idempotent, so it has no acknowledgement.
+    """
+
+    type: Literal["rebirth"] = "rebirth"
+    reason: Text = ""
 
 
 # --------------------------------------------------------------------------- scripts
@@ -353,7 +419,7 @@ EVENT_TYPES: tuple[type[Model], ...] = get_args(Event)
 COMMAND_TYPES: tuple[type[Model], ...] = get_args(Command)
 
 Body = Annotated[
-    HubState | NodeState | DeviceStatus | Telemetry | HostMetrics | Event | Command | Request | Response,
+    HubState | NodeState | DeviceStatus | Telemetry | HostMetrics | Event | Command | Rebirth | Request | Response,
     Field(discriminator="type"),
 ]
 
@@ -368,6 +434,7 @@ class Envelope(Model):
     seq: int | None = Field(
         None,
         ge=1,
+        le=MAX_SEQ,
         description="per-sender sequence number of QoS 1 traffic; receivers de-duplicate on (sender, seq)",
     )
     body: Body

@@ -23,6 +23,7 @@ import random
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -85,10 +86,16 @@ class Will:
     retain: bool = True
 
 
-def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+def tls_context(ca_file: str | Path | None = None) -> ssl_module.SSLContext:
+    """A client's TLS: certificates checked against ``ca_file`` (the farm's CA), or the system's CAs."""
+    return ssl_module.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+def backoff_delay(attempt: int, initial: float, cap: float, rng: Callable[[], float] = random.random) -> float:
     """Full-jitter exponential backoff: uniform in [initial/2, min(cap, initial * 2**attempt)]."""
     ceiling = min(cap, initial * (2 ** min(attempt, 30)))
-    return random.uniform(initial / 2, max(initial / 2, ceiling))
+    floor = initial / 2
+    return floor + rng() * max(0.0, ceiling - floor)
 
 
 class _AckTracker(PersistentStorage):
@@ -141,8 +148,11 @@ class MqttSession:
         keepalive: int = 30,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        ca_file: str | Path | None = None,
     ) -> None:
+        """``ca_file``: the CA an ``mqtts://`` broker's certificate must chain to (default: the system's)."""
         self.address = BrokerAddress.parse(url)
+        self._tls = tls_context(ca_file) if self.address.tls else None
         self.client_id = client_id
         self._on_message = on_message
         self._subscriptions = list(subscriptions)
@@ -245,7 +255,7 @@ class MqttSession:
                     client.connect(
                         self.address.host,
                         self.address.port,
-                        ssl=ssl_module.create_default_context() if self.address.tls else False,
+                        ssl=self._tls or False,
                         keepalive=self._keepalive,
                         version=MQTTv311,
                     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -80,6 +81,12 @@ class PrivateMosquitto:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto did not start: {(self.workdir / 'mosquitto.log').read_text()}")
             time.sleep(0.05)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its password and ACL files again, as `systemctl reload` does."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
 
     def stop(self) -> None:
         """SIGTERM: Mosquitto saves its persistence file, as a service restart would."""

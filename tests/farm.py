@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from pathlib import Path
@@ -52,9 +53,10 @@ async def start_printer(tmp: Path, name: str = "printer0", **kw: Any) -> Virtual
 class Api:
     """The hub's HTTP API as a script would use it."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: how an https hub's certificate is checked (the farm CA)."""
         self.base = base
-        self.http = aiohttp.ClientSession(headers=bearer("admin"))
+        self.http = aiohttp.ClientSession(headers=bearer("admin"), connector=aiohttp.TCPConnector(ssl=tls or True))
 
     async def close(self) -> None:
         await self.http.close()

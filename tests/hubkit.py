@@ -21,7 +21,17 @@ import pytest
 from hub.app import Hub
 from hub.config import HubConfig
 from protocol import codec, topics
-from protocol.messages import DeviceInfo, DeviceState, DeviceStatus, Envelope, NodeState, RenderCapabilities
+from protocol.messages import (
+    CommandAck,
+    DeviceInfo,
+    DeviceJob,
+    DeviceState,
+    DeviceStatus,
+    Envelope,
+    JobStarted,
+    NodeState,
+    RenderCapabilities,
+)
 from protocol.mqtt import MqttSession, Will
 
 from .authkit import auth_config, bearer
@@ -143,11 +153,14 @@ class ScriptedNode:
         await self.session.wait_connected(10)
         await self.birth(state)
 
-    async def birth(self, state: DeviceState = DeviceState.IDLE) -> None:
+    async def birth(self, state: DeviceState = DeviceState.IDLE, jobs: list[DeviceJob] | None = None,
+                    events_unsent: int = 0) -> None:
+        """``jobs``: what each device runs, as an agent's birth says (None: an agent too old to say)."""
         await self.publish(topics.node_state(self.id), NodeState(
             online=True, agent_version="test", hostname=self.id,
             devices=[DeviceInfo(id=d, kind="blender" if self.render else "serial_gcode", render=self.render,
-                                model=self.model) for d in self.devices]), retain=True)
+                                model=self.model) for d in self.devices],
+            jobs=jobs or [], last_event_seq=self.seq + events_unsent, events_unsent=events_unsent), retain=True)
         for device in self.devices:
             await self.status(device, state)
 
@@ -239,6 +252,21 @@ class Farm:
                 await hub.stop()
         if self.mqtt_url:
             await forget_session(self.mqtt_url, f"farmhand-hub-{self.hub_id}")
+
+
+async def printing_job(farm: Farm, **job: Any) -> tuple[Http, ScriptedNode, int]:
+    """A hub, a node with one printer, and a job it prints (started, accepted)."""
+    hub = await farm.hub()
+    http = farm.http(hub)
+    node = await farm.node("mk3s-1")
+    await eventually(lambda: http.devices(), "the hub to see the device")
+    job = await http.submit(await http.upload(b"G28\nG1 X10\n"), device=f"{node.id}/mk3s-1", **job)
+    start = await node.command()
+    await node.event(CommandAck(command_id=start.command_id, status="accepted"))
+    await node.event(JobStarted(device="mk3s-1", job_id=start.job_id))
+    await http.wait_state(job["id"], "printing")
+    return http, node, job["id"]
+
 
 
 @pytest.fixture

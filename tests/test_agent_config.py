@@ -28,6 +28,8 @@ def test_the_shipped_example_loads() -> None:
     assert [d.id for d in config.devices] == ["mk3s-1", "ender3-1"]
     assert config.devices[1].profile == "marlin2" and config.devices[1].baud == 115200
     assert config.storage.dir == Path("/var/lib/farmhand-agent")
+    assert config.mqtt.url.startswith("mqtts://") and config.mqtt.ca_file == config.hub.ca_file == \
+        Path("/etc/farmhand/ca.crt"), "the example is the encrypted set-up"
 
 
 def test_defaults_fill_everything_but_the_node_id(tmp_path: Path) -> None:
@@ -49,7 +51,8 @@ def test_defaults_fill_everything_but_the_node_id(tmp_path: Path) -> None:
         ('node_id = "n1"\n[storage]\nfile_cache_mb = 0', "storage.file_cache_mb: Input should be greater than or equal to 1"),
         ('node_id = "n1"\n[[devices]]\nid = "p1"\ndriver = "serial_gcode"', "devices.0.port: Field required"),
         ('node_id = "n1"\n[[devices]]\nid = "p1"\ndriver = "klipper"\nport = "/dev/x"',
-         "unknown driver 'klipper'; known drivers: blender, serial_gcode"),
+         "unknown driver 'klipper'; known drivers: bambu, blender, moonraker, octoprint, "
+         "prusalink, serial_gcode"),
         ('node_id = "n1"\n' + '[[devices]]\nid = "p1"\ndriver = "serial_gcode"\nport = "/dev/x"\n' * 2,
          "device ids must be unique; repeated: p1"),
         ('node_id = "n1"\ntelemetry_interval_s = ', "agent.toml: "),
@@ -80,8 +83,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 
 
 def test_unknown_driver_kinds_are_refused_by_the_registry() -> None:
-    with pytest.raises(devices.UnknownDriver, match="known drivers: blender, serial_gcode"):
-        devices.check_kind("bambu")
+    with pytest.raises(devices.UnknownDriver, match="known drivers: bambu, blender, moonraker, octoprint, prusalink, "
+                                                   "serial_gcode"):
+        devices.check_kind("klipper")
     assert "serial_gcode" in devices.known_kinds()
 
 

@@ -32,8 +32,10 @@ from protocol.messages import (
     DeviceStatus,
     EmergencyStop,
     Heater,
+    HubState,
     JobStarted,
     PauseJob,
+    Rebirth,
     SendGcode,
     StartJob,
     Telemetry,
@@ -179,6 +181,48 @@ async def test_the_last_will_marks_a_node_offline_when_its_connection_dies(node)
         assert agent.session.connects == 2
     finally:
         await agent.stop()
+
+
+@pytest.mark.integration
+async def test_the_birth_says_what_each_device_runs_and_a_rebirth_request_repeats_it(node, tmp_path: Path) -> None:
+    """What the hub reconciles its jobs against after a reconnect, and asks for when it missed something."""
+    config, listener = node
+    state_topic = topics.node_state(config.node_id)
+    agent = await started(config)
+    try:
+        await wait_for(lambda: len(listener.bodies(state_topic)) == 1, what="the birth")
+        (birth,) = listener.bodies(state_topic)
+        assert [(j.device, j.state, j.job_id) for j in birth.jobs] == [("p1", DeviceState.IDLE, None),
+                                                                        ("p2", DeviceState.IDLE, None)]
+        device(agent, "p2")._set(DeviceState.PRINTING, "17")
+        before = len(listener.bodies(type="device_status"))
+        await send(listener, config.node_id, Rebirth(reason="seq gap"))
+        await wait_for(lambda: len(listener.bodies(state_topic)) == 2, what="the rebirth")
+        reborn = listener.bodies(state_topic)[1]
+        assert [(j.device, j.state, j.job_id) for j in reborn.jobs] == [("p1", DeviceState.IDLE, None),
+                                                                         ("p2", DeviceState.PRINTING, "17")]
+        await wait_for(lambda: len(listener.bodies(type="device_status")) >= before + 2, what="every status again")
+        assert agent.commands.counters.malformed == 0 and not acks(listener, "seq gap")
+    finally:
+        await agent.stop()
+
+
+@pytest.mark.integration
+async def test_a_hub_that_comes_back_hears_the_birth_again(tmp_path: Path, private_mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """On a broker of its own: other hubs on the shared one announce themselves too."""
+    config = make_config(tmp_path, private_mosquitto.url)
+    state_topic = topics.node_state(config.node_id)
+    async with Listener(private_mosquitto.url, state_topic) as listener:
+        agent = await started(config)
+        try:
+            await wait_for(lambda: len(listener.bodies(state_topic)) == 1, what="the birth")
+            for online in (True, False, True):  # first seen online (no rebirth), then a restart
+                await listener.session.publish_confirmed(topics.hub_state(),
+                                                         codec.encode(codec.make("hub", HubState(online=online))))
+                await wait_for(lambda o=online: agent.hub_online is o, what=f"the hub seen online={online}")
+            await wait_for(lambda: len(listener.bodies(state_topic)) == 2, what="a birth for the returning hub")
+        finally:
+            await agent.stop()
 
 
 @pytest.mark.integration

@@ -8,12 +8,14 @@ ask the hub and read the farm, and a client without a login gets nothing.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from farmhand.broker_cli import BrokerSetupError, add_login, remove_login
 from farmhand.client import MqttClient
 from farmhand.sample_gcode import ring_tower
 from protocol import topics
@@ -25,32 +27,38 @@ from .farm import OnePrinterFarm
 pytestmark = pytest.mark.integration
 
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
-USERS = {"hub": "hub-secret", "scripts": "scripts-secret", "pi-1": "pi-1-secret", "pi-2": "pi-2-secret"}
+USERS = {"hub": "hub-secret", "scripts": "scripts-secret", "erp": "erp-secret", "pi-1": "pi-1-secret",
+         "pi-2": "pi-2-secret"}
 QUIET_S = 0.5  # after a positive control arrived, how long a forbidden message has had to arrive too
 
 
-def shipped_access(passwd: Path) -> str:
-    """The shipped config's access lines, its files put where this test keeps them."""
+def shipped_access(passwd: Path, acl: Path) -> str:
+    """The shipped config's access and size lines, its files put where this test keeps them."""
     lines = []
     for line in (SYSTEMD / "mosquitto-farmhand.conf").read_text().splitlines():
         key = line.split(" ", 1)[0]
-        if key == "allow_anonymous":
+        if key in ("allow_anonymous", "max_packet_size"):
             lines.append(line)
         elif key == "password_file":
             lines.append(f"password_file {passwd}")
         elif key == "acl_file":
-            lines.append(f"acl_file {SYSTEMD / 'mosquitto-farmhand.acl'}")
-    assert len(lines) == 3, lines
+            lines.append(f"acl_file {acl}")
+    assert len(lines) == 4, lines
     return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
-    passwd = tmp_path / "farmhand.passwd"
+    """The shipped ACL with two agents and a second script added the way an operator adds them."""
+    passwd, acl = tmp_path / "farmhand.passwd", tmp_path / "farmhand.acl"
+    shutil.copy(SYSTEMD / "mosquitto-farmhand.acl", acl)
     passwd.touch(mode=0o600)
-    for user, password in USERS.items():
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
-    broker = PrivateMosquitto(tmp_path, shipped_access(passwd))
+    for user in ("hub", "scripts"):
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, USERS[user]], check=True, capture_output=True)
+    for node in ("pi-1", "pi-2"):
+        add_login("node", node, USERS[node], acl=acl, passwd=passwd)
+    add_login("script", "erp", USERS["erp"], acl=acl, passwd=passwd)
+    broker = PrivateMosquitto(tmp_path, shipped_access(passwd, acl))
     broker.start()
     try:
         yield broker
@@ -128,11 +136,88 @@ async def test_scripts_ask_the_hub_and_agents_cannot(connect) -> None:  # type: 
 
     await pi1.session.publish_confirmed(topics.hub_request("pi-1"), b"submit from an agent")
     await pi1.session.publish_confirmed(topics.node_event("pi-1"), b"job completed")
-    await scripts.session.publish_confirmed(topics.hub_request("my-script"), b"submit from a script")
+    await scripts.session.publish_confirmed(topics.hub_request("scripts"), b"submit from a script")
     await hub.hears(b"submit from a script")
     await scripts.hears(b"job completed")
 
-    assert hub.heard == [(topics.hub_request("my-script"), b"submit from a script")]
+    assert hub.heard == [(topics.hub_request("scripts"), b"submit from a script")]
+
+
+async def test_a_script_asks_only_on_its_own_topic_and_hears_only_its_own_answers(connect) -> None:  # type: ignore[no-untyped-def]
+    hub = await connect("hub", [f"{topics.ROOT}/hub/request/+"])
+    scripts = await connect("scripts", [topics.hub_response("scripts"), topics.hub_response("erp")])
+    erp = await connect("erp", [topics.hub_response("erp"), topics.hub_response("scripts")])
+
+    await scripts.session.publish_confirmed(topics.hub_request("erp"), b"cancel every job, signed erp")
+    await erp.session.publish_confirmed(topics.hub_request("erp"), b"erp's own request")
+    await hub.hears(b"erp's own request")
+    await hub.session.publish_confirmed(topics.hub_response("scripts"), b"answer for scripts")
+    await hub.session.publish_confirmed(topics.hub_response("erp"), b"answer for erp")
+    await erp.hears(b"answer for erp")
+    await scripts.hears(b"answer for scripts")
+
+    assert hub.heard == [(topics.hub_request("erp"), b"erp's own request")]
+    assert scripts.heard == [(topics.hub_response("scripts"), b"answer for scripts")]
+    assert erp.heard == [(topics.hub_response("erp"), b"answer for erp")]
+
+
+async def test_the_hub_and_scripts_logins_have_no_node_of_their_own(connect) -> None:  # type: ignore[no-untyped-def]
+    hub = await connect("hub", [f"{topics.ROOT}/node/+/state", f"{topics.ROOT}/node/+/event"])
+    scripts = await connect("scripts", [topics.node_command("scripts")])
+    pi1 = await connect("pi-1")
+
+    await scripts.session.publish_confirmed(topics.node_state("scripts"), b"a node named scripts")
+    await scripts.session.publish_confirmed(topics.node_event("scripts"), b"an event from scripts")
+    await hub.session.publish_confirmed(topics.node_command("scripts"), b"a command scripts must not hear")
+    await pi1.session.publish_confirmed(topics.node_state("pi-1"), b"pi-1 itself")
+    await hub.hears(b"pi-1 itself")
+
+    assert hub.heard == [(topics.node_state("pi-1"), b"pi-1 itself")]
+    assert scripts.heard == []
+
+
+async def test_a_packet_over_the_message_limit_is_refused_at_the_broker(connect) -> None:  # type: ignore[no-untyped-def]
+    hub = await connect("hub", [f"{topics.ROOT}/node/+/state"])
+    pi1 = await connect("pi-1")
+    with pytest.raises((ConnectionError, TimeoutError, asyncio.TimeoutError)):
+        await asyncio.wait_for(pi1.session.publish_confirmed(topics.node_state("pi-1"), b"x" * 10_000_000), 5)
+    pi2 = await connect("pi-2")
+    await pi2.session.publish_confirmed(topics.node_state("pi-2"), b"y" * 200_000)
+    await hub.hears(b"y" * 200_000)
+    assert [topic for topic, _ in hub.heard] == [topics.node_state("pi-2")], "10 MB never reached the hub"
+
+
+async def test_a_removed_node_can_no_longer_log_in(broker: PrivateMosquitto, tmp_path: Path) -> None:
+    acl, passwd = tmp_path / "farmhand.acl", tmp_path / "farmhand.passwd"
+    remove_login("pi-2", acl=acl, passwd=passwd)
+    assert "pi-2" not in acl.read_text() and "pi-2:" not in passwd.read_text()
+    with pytest.raises(BrokerSetupError, match="hub's own login"):
+        add_login("node", "hub", "x", acl=acl, passwd=passwd)
+    with pytest.raises(BrokerSetupError, match="not a node"):
+        add_login("node", "scripts", "x", acl=acl, passwd=passwd)
+    assert await asyncio.to_thread(connack, broker, "pi-2") == "Success", "a positive control before the reload"
+    broker.reload()
+    assert await asyncio.to_thread(connack, broker, "pi-2") == "Not authorized"
+    assert await asyncio.to_thread(connack, broker, "pi-1") == "Success"
+
+
+def connack(broker: PrivateMosquitto, user: str) -> str:
+    """What the broker answers a login of ``user`` with its password: its CONNACK's reason."""
+    import queue
+
+    import paho.mqtt.client as mqtt
+
+    answers: queue.Queue[str] = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"connack-{user}")
+    client.username_pw_set(user, USERS[user])
+    client.on_connect = lambda c, u, flags, reason, props: answers.put(str(reason))
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        return answers.get(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 async def test_a_client_without_a_login_is_refused(broker: PrivateMosquitto) -> None:

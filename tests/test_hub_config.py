@@ -14,7 +14,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "hub.example.toml
 
 def test_the_shipped_example_loads_for_a_farm_network() -> None:
     config = load(HubConfig, EXAMPLE, "FARMHAND_HUB", environ={})
-    assert config.http.host == "0.0.0.0" and config.public_url == "http://hub.example:8080"
+    assert config.http.host == "0.0.0.0" and config.public_url == "https://hub.farm.lan:8080"
+    assert config.http.cert_file == Path("/etc/farmhand/certs/hub.crt") and config.auth.secure_cookies
     assert config.mqtt.url is not None and config.mqtt.url.startswith("mqtt://hub:")
     assert config.data_dir == Path("/var/lib/farmhand/hub")
     assert (config.retention.progress_days, config.retention.telemetry_days, config.retention.events_days) == \

@@ -24,25 +24,11 @@ from protocol.messages import (
 )
 from protocol.mqtt import MqttSession
 
-from .hubkit import Farm, Http, ScriptedNode, eventually, farm  # noqa: F401 - fixture
+from .hubkit import Farm, Http, ScriptedNode, eventually, farm, printing_job  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
 GCODE = b"G28\nG1 X10\n"
-
-
-async def printing_job(farm: Farm) -> tuple[Http, ScriptedNode, int]:
-    hub = await farm.hub()
-    http = farm.http(hub)
-    node = await farm.node("mk3s-1")
-    await eventually(lambda: http.devices(), "the hub to see the device")
-    job = await http.submit(await http.upload(GCODE), device=f"{node.id}/mk3s-1")
-    start = await node.command()
-    await node.event(CommandAck(command_id=start.command_id, status="accepted"))
-    await node.event(JobStarted(device="mk3s-1", job_id=start.job_id))
-    await http.wait_state(job["id"], "printing")
-    return http, node, job["id"]
-
 
 async def counters(http: Http) -> dict[str, int]:
     return (await http.health())["counters"]["ingest"]

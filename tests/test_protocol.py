@@ -153,3 +153,49 @@ async def test_a_subscriber_loop_survives_malformed_payloads(mosquitto_url: str)
     finally:
         await pub.stop()
         await sub.stop()
+
+
+def test_a_payload_over_the_limit_is_refused_unread() -> None:
+    body = m.ConsoleOutput(device="p1", command_id="c1", lines=["ok " + "x" * 200] * 500)
+    small = codec.encode(codec.make("pi-1", body))
+    assert len(small) < m.MAX_PAYLOAD_BYTES, "the largest console reply still fits"
+    huge = small.replace(b'"ok ', b'"' + b"y" * 20_000, 20)
+    with pytest.raises(codec.PayloadTooLarge, match="over the limit of 262144"):
+        codec.decode(huge)
+
+
+def test_seq_beyond_63_bits_is_refused_with_the_field_named() -> None:
+    wire = json.loads(codec.encode(codec.make("pi-1", m.JobResumed(device="p1", job_id="1"), seq=1)))
+    wire["seq"] = 2**70
+    with pytest.raises(codec.ProtocolError, match="seq"):
+        codec.decode(json.dumps(wire))
+
+
+def test_a_node_listing_too_many_devices_is_refused() -> None:
+    devices = [{"id": f"d{i}", "kind": "bambu"} for i in range(5_000)]
+    wire = json.dumps({"v": 1, "id": "a" * 32, "ts": "2026-01-01T00:00:00Z", "sender": "pi-1",
+                       "body": {"type": "node_state", "online": True, "devices": devices}})
+    assert len(wire) < m.MAX_PAYLOAD_BYTES, "refused for its count, not its size"
+    with pytest.raises(codec.ProtocolError, match="devices"):
+        codec.decode(wire)
+
+
+def test_long_free_text_is_cut_and_the_event_kept() -> None:
+    failed = m.JobFailed(device="p1", job_id="9", reason="Error:" + "x" * 50_000)
+    assert len(failed.reason) == m.TEXT_MAX and failed.reason.endswith("…")
+    decoded = codec.decode(codec.encode(codec.make("pi-1", failed, seq=2))).body
+    assert decoded == failed
+    line = m.ConsoleOutput(device="p1", command_id="c", lines=["echo:" + "z" * 1000]).lines[0]
+    assert len(line) == m.LINE_MAX
+
+
+@pytest.mark.parametrize("field,value", [("progress", "NaN"), ("frame", 10**9)])
+def test_numbers_out_of_range_are_refused(field: str, value: object) -> None:
+    body: dict[str, object] = {"type": "render_progress", "device": "b1", "task_id": "t1", "frame": 1}
+    if field == "progress":
+        body = {"type": "telemetry", "device": "p1", "remaining_s": float("nan")}
+    else:
+        body[field] = value
+    wire = json.dumps({"v": 1, "id": "a" * 32, "ts": "2026-01-01T00:00:00Z", "sender": "pi-1", "body": body})
+    with pytest.raises(codec.ProtocolError):
+        codec.decode(wire)

@@ -12,7 +12,7 @@ import pytest
 
 from agent.event_outbox import EventOutbox, OutboxLocked
 from protocol import codec
-from protocol.messages import CommandAck, JobCompleted, JobProgress, JobStarted
+from protocol.messages import CommandAck, ConsoleOutput, JobCompleted, JobProgress, JobStarted, RenderTaskCompleted
 from protocol.mqtt import MqttSession
 
 from .agent_support import Listener, drop_connection, wait_for
@@ -65,6 +65,19 @@ def test_the_append_is_on_disk_when_it_returns(tmp_path: Path) -> None:
     spool.db.backup(copy)
     assert copy.execute("SELECT seq, topic FROM spool").fetchall() == [(seq, "farmhand/v1/node/n1/event")]
     copy.close()
+    spool.close()
+
+
+def test_an_event_over_the_payload_limit_is_refused_and_never_stored(tmp_path: Path) -> None:
+    """Stored, it would go to a broker that refuses it, again after every reconnect."""
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
+    lines = ["x" * 255] * 500  # each within the line bound, together still under the limit
+    spool.append("farmhand/v1/node/n1/event", ConsoleOutput(device="p1", command_id="c1", lines=lines))
+    huge = RenderTaskCompleted(device="b1", task_id="t1", frames=list(range(-1_000_000, 1_000_000, 20)),
+                               duration_s=1.0)
+    with pytest.raises(codec.PayloadTooLarge, match="render_task_completed"):
+        spool.append("farmhand/v1/node/n1/event", huge)
+    assert spool.pending() == 1 and kinds(spool) == ["console_output"]
     spool.close()
 
 

@@ -7,6 +7,7 @@ A new driver is one module plus one line in ``_FACTORIES``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -45,9 +46,21 @@ def _blender(config: DeviceConfig, emitter: Emitter, poll_interval_s: float) -> 
                          poll_interval_s=poll_interval_s)
 
 
+def _network(kind: str) -> DeviceFactory:
+    """A networked printer's driver: module ``agent.devices.<kind>`` with ``create(config, emitter, poll_interval_s)``."""
+
+    def factory(config: DeviceConfig, emitter: Emitter, poll_interval_s: float) -> Device:
+        module = importlib.import_module(f"{__name__}.{kind}")
+        device: Device = module.create(config, emitter, poll_interval_s)
+        return device
+
+    return factory
+
+
 _FACTORIES: dict[str, DeviceFactory] = {
     "serial_gcode": _serial_gcode,
     "blender": _blender,
+    **{kind: _network(kind) for kind in ("octoprint", "moonraker", "prusalink", "bambu")},
 }
 
 

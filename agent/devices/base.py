@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from protocol.messages import DeviceInfo, DeviceStatus, Event, Telemetry
+
+if TYPE_CHECKING:
+    from protocol.messages import StartRender
 
 
 class CommandRejected(Exception):
@@ -66,3 +69,56 @@ class Device(ABC):
 
     @abstractmethod
     async def emergency_stop(self) -> None: ...
+
+
+# ----------------------------------------------------------------- capabilities
+# What a driver can do beyond the Device interface, declared by implementing one
+# of these. The agent routes commands by them and announces them to the hub
+# (``declared_capabilities``), so the hub never asks which driver a device has.
+
+
+@runtime_checkable
+class Console(Protocol):
+    """A device with a G-code console: SendGcode goes only to these.
+
+    It emits the firmware's replies as ConsoleOutput events and returns when the
+    lines are done; CommandRejected when it cannot take them now (printing, say).
+    """
+
+    async def send_gcode(self, command_id: str, lines: list[str]) -> None: ...
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """A device that renders (the Blender driver): StartRender goes only to these."""
+
+    async def start_render(self, command: StartRender, blend: Path) -> None: ...
+
+
+@runtime_checkable
+class FileUpload(Protocol):
+    """A printer that keeps job files in storage of its own (a networked printer): a job is
+    uploaded there, checked and then started, instead of being streamed line by line."""
+
+    async def upload(self, path: Path, name: str) -> str:
+        """Store ``path`` on the printer as ``name``; returns the name it is stored under."""
+        ...
+
+
+@runtime_checkable
+class Camera(Protocol):
+    """A device with a camera: a still image on request."""
+
+    async def snapshot(self) -> bytes:
+        """One JPEG frame; CommandRejected when the camera is unavailable."""
+        ...
+
+
+_CAPABILITIES: tuple[tuple[str, type], ...] = (
+    ("console", Console), ("render", Renderer), ("file_upload", FileUpload), ("camera", Camera),
+)
+
+
+def declared_capabilities(device: Device) -> list[str]:
+    """The capability words a device's driver declares by what it implements."""
+    return [name for name, kind in _CAPABILITIES if isinstance(device, kind)]

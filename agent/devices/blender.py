@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import re
 import shutil
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ class BlenderDevice(Device):
         self.poll_interval_s = poll_interval_s
         self.stop_grace_s = stop_grace_s
         self._token = token
+        self._tls: ssl.SSLContext | None = None
         self._retry = retry
         self._uploader: FrameUploader | None = None
         self._caps: dict[str, Any] | None = None
@@ -122,10 +124,11 @@ class BlenderDevice(Device):
         self._task: _Task | None = None
         self._log = log.bind(device=device_id)
 
-    def link_node(self, work_dir: Path, token: str | None) -> None:
-        """Where this device keeps frames until they are uploaded, and the token the hub wants."""
+    def link_node(self, work_dir: Path, token: str | None, tls: ssl.SSLContext | None = None) -> None:
+        """Where this device keeps frames until they are uploaded, the token the hub wants and its TLS."""
         self.work_dir = work_dir
         self._token = token
+        self._tls = tls
 
     # ------------------------------------------------------------------ Device
 
@@ -154,7 +157,7 @@ class BlenderDevice(Device):
         if self.work_dir is not None:
             # Frames left by an agent that died mid-task: that task is gone, its frames with it.
             await asyncio.to_thread(shutil.rmtree, self.work_dir, True)
-        self._uploader = FrameUploader(token=self._token, retry=self._retry)
+        self._uploader = FrameUploader(token=self._token, retry=self._retry, tls=self._tls)
         self._log.info("render_node_ready", blender=self._caps["blender"], version=self._caps["version"],
                        devices=self._render.devices if self._render else None)
         self._set_state(DeviceState.IDLE)

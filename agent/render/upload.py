@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +54,14 @@ class FrameUploader:
         token: str | None = None,
         retry: Retry = Retry(),
         timeout: aiohttp.ClientTimeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if retry.attempts < 1:
             raise ValueError("retry.attempts must be at least 1")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retry = retry
         self._timeout = timeout
+        self._tls: ssl.SSLContext | bool = tls or True
         self._http: aiohttp.ClientSession | None = None
         self.retries = 0
 
@@ -96,7 +99,7 @@ class FrameUploader:
                 form.add_field("frame", str(frame))
                 form.add_field("sha256", sha256)
                 form.add_field("file", file, filename=path.name, content_type=content_type)
-                async with self._http.post(url, data=form, headers=self._headers) as resp:
+                async with self._http.post(url, data=form, headers=self._headers, ssl=self._tls) as resp:
                     if resp.status < 300:
                         return
                     said = (await resp.text(errors="replace")).strip()[:200]

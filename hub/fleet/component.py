@@ -32,6 +32,7 @@ class Fleet(Component):
         self.console = DeviceConsole(store, mqtt.outbox, bus, mqtt.ingest)
         self.controls = DeviceControls(store, mqtt.outbox, jobs.service)
         self.profiles = DeviceProfiles(store, jobs.scheduler.wake)
+        self.rebirths = mqtt.rebirths
         ingest = mqtt.ingest
         ingest.subscribe(NodeState, self._node_state)
         ingest.subscribe(DeviceStatus, self._device_status)
@@ -58,6 +59,8 @@ class Fleet(Component):
 
     def _device_status(self, msg: Received[DeviceStatus]) -> Effects:
         assert msg.node is not None
+        if not self.state.knows(msg.node, msg.body.device):
+            self.rebirths.ask(msg.node, f"a status of device {msg.body.device!r}, which its birth did not list")
         return Effects(reschedule=self.state.device_status(msg.node, msg.body))
 
     def _telemetry(self, msg: Received[Telemetry]) -> None:

@@ -19,7 +19,7 @@ from protocol.messages import DeviceError, DeviceStatus, HostMetrics, NodeState,
 
 from hub.store import Store, dumps, utcnow
 
-from .schemas import Device, LoadedMaterial, Node
+from .schemas import Device, DeviceSpool, Node
 
 log = structlog.get_logger("farmhand.hub.fleet")
 
@@ -68,6 +68,11 @@ class FleetState:
                     )
         log.info("node_state", node=node, online=body.online, devices=[d.id for d in body.devices])
         return body.online
+
+    def knows(self, node: str, device: str) -> bool:
+        """Whether the node's last birth listed this device."""
+        return self.store.db.execute("SELECT 1 FROM devices WHERE node = ? AND id = ? AND listed = 1",
+                                     (node, device)).fetchone() is not None
 
     def device_status(self, node: str, body: DeviceStatus) -> bool:
         """Returns True when the device is idle (the scheduler may have work for it)."""
@@ -139,10 +144,10 @@ class FleetState:
         )
 
 
-def _material(r: dict[str, Any]) -> LoadedMaterial | None:
+def _material(r: dict[str, Any]) -> DeviceSpool | None:
     if r["spool_id"] is None:
         return None
     colour = r["spool_color"]
-    return LoadedMaterial(spool_id=r["spool_id"], material=r["spool_material"], name=r["spool_filament"],
+    return DeviceSpool(spool_id=r["spool_id"], material=r["spool_material"], name=r["spool_filament"],
                           color_hex=f"#{colour.lstrip('#').lower()}" if colour else None,
                           remaining_grams=round(max(r["spool_left"], 0.0), 1))

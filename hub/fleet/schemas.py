@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from protocol.messages import Heater, HostMetrics
 
 
-class LoadedMaterial(BaseModel):
+class DeviceSpool(BaseModel):
     """The spool the stock module has loaded on a printer, as the farm grid shows it."""
 
     spool_id: int
@@ -34,7 +34,7 @@ class Device(BaseModel):
     temperatures: dict[str, Heater]
     error: str | None
     updated_at: datetime
-    material: LoadedMaterial | None = Field(None, description="the spool loaded on it (POST .../spool)")
+    material: DeviceSpool | None = Field(None, description="the spool loaded on it (POST .../spool)")
 
 
 class Node(BaseModel):

@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from hub.api.problems import ApiProblem
 from hub.files import FileAnalyses
-from hub.store import Store, utcnow
+from hub.store import Store
 
 from . import service as jobs
 from .schemas import Job, JobCreate, JobState
@@ -189,15 +189,8 @@ class PrintQueue:
             " WHERE j.state = ? AND r.retries_left > 0", (JobState.FAILED.value,))
         for job in failed:
             with self.store.transaction() as db:
-                if job["node"] and job["started_at"]:
-                    db.execute("UPDATE device_profiles SET last_print_at = ? WHERE node = ? AND device = ?",
-                               (job["finished_at"] or utcnow(), job["node"], job["device"]))
                 db.execute("UPDATE job_requirements SET retries_left = retries_left - 1 WHERE job_id = ?",
                            (job["id"],))
-                jobs.set_fields(db, job["id"], state=JobState.QUEUED.value, node=None, device=None, command_id=None,
-                                ack_deadline=None, assigned_at=None, started_at=None, finished_at=None,
-                                progress=None, lines=None, extruded_mm=None, duration_s=None,
-                                attempt=job["attempt"] + 1, error=f"retrying after: {job['error']}")
-            log.info("job_retried", job_id=job["id"], attempt=job["attempt"] + 1, error=job["error"])
+                jobs.retry(db, job, job["error"])
         self.retried += len(failed)
         return len(failed)

@@ -24,10 +24,12 @@ class JobState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """The print was cut short (its agent restarted, its node stayed away): not the part's fault."""
 
 
 ACTIVE_STATES = (JobState.ASSIGNED, JobState.PRINTING, JobState.PAUSED)
-TERMINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+TERMINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
 
 
 class JobCreate(_In):
@@ -35,6 +37,8 @@ class JobCreate(_In):
     name: str | None = Field(None, min_length=1, max_length=200, description="default: the file's name")
     device: str | None = Field(None, pattern=DEVICE_REF, description="pin to one device, as 'node/device'")
     priority: int = Field(0, ge=-1000, le=1000, description="higher runs first; equal priorities run oldest first")
+    requeue_interrupted: bool | None = Field(
+        None, description="queue the job again when its print is cut short; default: the farm's [jobs] setting")
 
 
 class JobRef(_In):

@@ -95,6 +95,18 @@ def finish(db: Database, outbox: CommandOutbox, job_id: int, state: JobState, at
     log.info("job_finished", job_id=job_id, state=state.value, error=fields.get("error"))
 
 
+def retry(db: Database, job: dict[str, Any], reason: str) -> None:
+    """Queue an ended job (failed, interrupted) again; the printer it ran on needs its bed cleared first."""
+    if job["node"] and job["started_at"]:
+        db.execute("UPDATE device_profiles SET last_print_at = ? WHERE node = ? AND device = ?",
+                   (job["finished_at"] or utcnow(), job["node"], job["device"]))
+    set_fields(db, job["id"], state=JobState.QUEUED.value, node=None, device=None, command_id=None,
+               ack_deadline=None, assigned_at=None, started_at=None, finished_at=None,
+               progress=None, lines=None, extruded_mm=None, duration_s=None,
+               attempt=job["attempt"] + 1, error=f"retrying after: {reason}")
+    log.info("job_retried", job_id=job["id"], attempt=job["attempt"] + 1, reason=reason)
+
+
 def back_to_queue(db: Database, outbox: CommandOutbox, job: dict[str, Any], reason: str) -> JobState:
     """The start did not take (rejected, failed or never acknowledged): try again elsewhere.
 
@@ -136,10 +148,10 @@ class JobService:
                 raise InvalidJob(f"device {spec.device!r} is a render node; print jobs need a printer")
         with self.store.transaction() as db:
             job_id = db.execute(
-                "INSERT INTO jobs (name, file_sha256, state, priority, pin_node, pin_device, request_key, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (name, file_sha256, state, priority, pin_node, pin_device, request_key, created_at,"
+                " requeue_interrupted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (spec.name or file["name"], spec.file_sha256, JobState.QUEUED.value, spec.priority,
-                 pin_node, pin_device, request_key, utcnow()),
+                 pin_node, pin_device, request_key, utcnow(), spec.requeue_interrupted),
             ).lastrowid
         log.info("job_created", job_id=job_id, file_sha256=spec.file_sha256, device=spec.device)
         self.on_change()

@@ -61,4 +61,8 @@ TABLES = (
     );
     CREATE INDEX job_requirements_by_item ON job_requirements(order_item_id);
     """),
+    # A job's own choice of what happens when its print is cut short (NULL: the farm's).
+    Tables(5, """
+    ALTER TABLE jobs ADD COLUMN requeue_interrupted INTEGER;
+    """),
 )

@@ -120,6 +120,11 @@ class PrintJobTracker:
             # Done, or the device never started it: either way it is not running.
             jobs.finish(db, self.outbox, job["id"], JobState.CANCELLED, utcnow())
             effects.reschedule = True
+        elif ack.status in ("rejected", "failed") and not _device_runs(db, job):
+            # The device runs no such job (its agent restarted, say): whatever it was, it is not running.
+            jobs.finish(db, self.outbox, job["id"], JobState.CANCELLED, utcnow(),
+                        error=f"cancelled; the device said: {ack.reason}")
+            effects.reschedule = True
         elif ack.status in ("rejected", "failed"):
             jobs.set_fields(db, job["id"], error=f"cancel {ack.status} by the device: {ack.reason}")
 
@@ -165,3 +170,13 @@ class PrintJobTracker:
                         job_device=f"{job['node']}/{job['device']}" if job else None)
             return None
         return job
+
+
+def _device_runs(db: Database, job: dict[str, Any]) -> bool:
+    """Whether the device's last status names this job, or says it prints one it cannot name."""
+    row = db.execute("SELECT state, job_id FROM devices WHERE node = ? AND id = ?",
+                     (job["node"], job["device"])).fetchone()
+    if row is None:
+        return False
+    state, job_id = row
+    return job_id == str(job["id"]) or (job_id is None and state in ("printing", "paused"))

@@ -5,5 +5,6 @@ from .component import Mqtt
 from .ingest import Effects, Ingest, Received
 from .link import MqttLink
 from .outbox import CommandOutbox, Outgoing, Publisher
+from .rebirth import RebirthRequests
 
-__all__ = ["CommandOutbox", "Effects", "Ingest", "Mqtt", "MqttLink", "Outgoing", "Publisher", "Received"]
+__all__ = ["CommandOutbox", "Effects", "Ingest", "Mqtt", "MqttLink", "Outgoing", "Publisher", "RebirthRequests", "Received"]

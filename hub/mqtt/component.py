@@ -19,6 +19,7 @@ from .broker import EmbeddedBroker
 from .ingest import Ingest
 from .link import MqttLink
 from .outbox import CommandOutbox
+from .rebirth import RebirthRequests
 from .tables import TABLES
 
 
@@ -42,6 +43,7 @@ class Mqtt(Component):
         self.addresses = addresses
         self.outbox = CommandOutbox(store, config.hub_id, link)
         self.ingest = Ingest(store, self.outbox)
+        self.rebirths = RebirthRequests(config.hub_id, link)
         self.url = ""
         self._broker: EmbeddedBroker | None = None
         self._on_connect: list[Callable[[], object]] = []
@@ -66,6 +68,7 @@ class Mqtt(Component):
             on_connect=self._connected,
             will=Will(topics.hub_state(), self._hub_state(online=False)),
             persistent=True,
+            ca_file=cfg.mqtt.ca_file,
         )
         self.link.attach(session)
         session.start()
@@ -98,5 +101,6 @@ class Mqtt(Component):
         log.info("hub_online", broker=loggable_url(self.url), commands_resent=resent)
 
     def counters(self) -> dict[str, dict[str, int]]:
-        return {"ingest": self.ingest.counters(), "commands": self.outbox.counters()}
+        return {"ingest": {**self.ingest.counters(), "rebirths_requested": self.rebirths.requested},
+                "commands": self.outbox.counters()}
 

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import Any, Generic, TypeVar, get_args
+from typing import Any, Generic, Protocol, TypeVar, get_args
 
 import structlog
 from sqlite_utils import Database
@@ -65,6 +65,16 @@ class Received(Generic[B]):
     db: Database | None = None  # a node's event: the open transaction that stored it
 
 
+class SeqWatcher(Protocol):
+    """Follows each node's event numbering (the reconciler: gaps, births deferred until events arrive)."""
+
+    def before(self, node: str, seq: int) -> None: ...
+
+    def after(self, node: str, seq: int) -> bool:
+        """Returns True when a scheduler pass is due."""
+        ...
+
+
 Apply = Callable[[Received[Any]], Effects | None]
 Observe = Callable[[Received[Any]], None]
 
@@ -85,6 +95,7 @@ class Ingest:
         self._apply: defaultdict[type[Model], list[Apply]] = defaultdict(list)
         self._observe: defaultdict[type[Model], list[Observe]] = defaultdict(list)
         self._reschedule: list[Callable[[], None]] = []
+        self._seq_watchers: list[SeqWatcher] = []
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ subscriptions
@@ -100,6 +111,10 @@ class Ingest:
         its failure is logged, never taken for the message's."""
         for t in _types(types):
             self._observe[t].append(observe)
+
+    def watch_seq(self, watcher: SeqWatcher) -> None:
+        """``watcher`` sees every node event's seq: ``before`` it is stored, ``after`` (new or a replay)."""
+        self._seq_watchers.append(watcher)
 
     def on_reschedule(self, wake: Callable[[], None]) -> None:
         """``wake`` runs when an applied message may let a queued job (or task) start."""
@@ -160,29 +175,36 @@ class Ingest:
         if env.seq is None:
             self._reject("missing_seq", topics.node_event(t.node), "events must carry seq")
             return
-        body = env.body
+        node, seq, body = t.node, env.seq, env.body
         at = timestamp(env.ts)
         effects = Effects()
+        for watcher in self._seq_watchers:
+            watcher.before(node, seq)
         with self.store.transaction() as db:
             stored = db.execute(
                 "INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (env.sender, env.seq, t.node, body.type, at, utcnow(), dumps(body.model_dump(mode="json"))),
             ).rowcount
-            if not stored:
-                self.counts["duplicate_events"] += 1
-                log.info("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
-                return
-            msg = Received(body, env.sender, at, t.node, db=db)
-            appliers = self._apply[type(body)]
-            for apply in appliers:
-                effects.add(apply(msg))
-            if not appliers:
-                log.debug("event_stored_only", type=body.type, sender=env.sender, seq=env.seq)
+            if stored:
+                msg = Received(body, env.sender, at, t.node, db=db)
+                appliers = self._apply[type(body)]
+                for apply in appliers:
+                    effects.add(apply(msg))
+                if not appliers:
+                    log.debug("event_stored_only", type=body.type, sender=env.sender, seq=env.seq)
+        if not stored:
+            self.counts["duplicate_events"] += 1
+            log.info("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
+            if any([w.after(node, seq) for w in self._seq_watchers]):
+                self.reschedule()
+            return
         self.counts["events"] += 1
-        self._after(Received(body, env.sender, at, t.node), effects)
+        # Whether a watcher wants a pass is asked after the observers and commands, as it always was.
+        self._after(Received(body, env.sender, at, node), effects,
+                    lambda: any([w.after(node, seq) for w in self._seq_watchers]))
 
-    def _after(self, msg: Received[Any], effects: Effects) -> None:
+    def _after(self, msg: Received[Any], effects: Effects, more: Callable[[], bool] = lambda: False) -> None:
         for observe in self._observe[type(msg.body)]:
             try:
                 observe(msg)
@@ -191,7 +213,7 @@ class Ingest:
                 log.warning("message_observer_failed", type=msg.body.type, exc_info=True)
         for out in effects.commands:
             self.outbox.send(out)
-        if effects.reschedule:
+        if more() or effects.reschedule:
             self.reschedule()
 
     def reschedule(self) -> None:

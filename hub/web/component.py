@@ -71,13 +71,15 @@ class Web(Component):
         cfg = self.config
         self.runner = web.AppRunner(self.app(), access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, cfg.host, cfg.port)
+        tls = cfg.tls()
+        site = web.TCPSite(self.runner, cfg.host, cfg.port, ssl_context=tls)
         await site.start()
         port = self.runner.addresses[0][1]
         wildcard = cfg.host in WILDCARD_HOSTS
-        self.addresses.http_url = f"http://{_url_host('127.0.0.1' if wildcard else cfg.host)}:{port}"
+        scheme = "https" if tls else "http"
+        self.addresses.http_url = f"{scheme}://{_url_host('127.0.0.1' if wildcard else cfg.host)}:{port}"
         self.addresses.public_url = (
-            self.public_url or (f"http://{socket.getfqdn()}:{port}" if wildcard else self.addresses.http_url)
+            self.public_url or (f"{scheme}://{socket.getfqdn()}:{port}" if wildcard else self.addresses.http_url)
         ).rstrip("/")
 
     async def stop(self) -> None:
