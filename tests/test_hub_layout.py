@@ -7,13 +7,18 @@ import ast
 import inspect
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from protocol import topics
+from protocol.messages import ConsoleOutput
+
 from hub.api import Op
 from hub.app import Hub
 from hub.config import HubConfig
+from hub.mqtt import Mqtt
 from hub.store import Store
 from hub.web import Web
 from hub.web.openapi import openapi
@@ -115,20 +120,36 @@ def test_no_two_classes_share_a_name_across_agent_hub_and_protocol() -> None:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> tuple[dict, list[Op]]:  # type: ignore[type-arg]
-    """The OpenAPI document of the hub as built (not started: no broker, no port)."""
+def built(tmp_path: Path) -> Iterator[Hub]:
+    """The hub's components as built (not started: no broker, no port)."""
     config = HubConfig.model_validate({"hub_id": "layout", "data_dir": tmp_path, "auth": {
         "admin_password": "layout-password-1"}})
     hub = Hub(config)
     store = Store(tmp_path)
     try:
         hub.components = hub._build(store)
-        web = next(c for c in hub.components if isinstance(c, Web))
-        app = web.app()
-        ops = [op for c in hub.components for op in c.ops()]
-        yield openapi(app, ops, title="t", version="0"), ops
+        yield hub
     finally:
         store.close()
+
+
+@pytest.fixture
+def served(built: Hub) -> tuple[dict, list[Op]]:  # type: ignore[type-arg]
+    """The OpenAPI document of the hub as built."""
+    web = next(c for c in built.components if isinstance(c, Web))
+    app = web.app()
+    ops = [op for c in built.components for op in c.ops()]
+    return openapi(app, ops, title="t", version="0"), ops
+
+
+def test_every_message_the_hub_accepts_has_a_component_that_takes_its_type(built: Hub) -> None:
+    """Typed subscriptions: a body type allowed on a topic the hub listens to reaches some component."""
+    kinds = ("node_state", "device_status", "device_telemetry", "node_metrics", "node_event", "hub_request")
+    accepted = {t for kind in kinds for t in topics.allowed_bodies(kind)}
+    ingest = next(c for c in built.components if isinstance(c, Mqtt)).ingest
+    # A console reply changes no state: the events table keeps it, the console view shows it.
+    assert {t.__name__ for t in accepted - ingest.applied()} == {"ConsoleOutput"}
+    assert ConsoleOutput in ingest.observed()
 
 
 def _typed(content: dict, schemas: dict) -> bool:  # type: ignore[type-arg]

@@ -5,15 +5,16 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from hub.api.bodies import body, listed, path_id, respond
+from hub.api.listing import PageQuery
+from hub.api.models import Items
+from hub.api.problems import ApiProblem, problem
+from hub.api.routes import Op
+from hub.config import AuthConfig
+
+from .accounts import AccountError, Accounts, Principal
 from .policy import CSRF_COOKIE, PRINCIPAL, SESSION_COOKIE, LoginLimiter
 from .schemas import Login, SessionInfo, Token, TokenCreate, TokenCreated, User, UserCreate
-from .accounts import AccountError, Accounts, Principal
-from hub.api.problems import ApiProblem, problem
-from hub.api.bodies import body, listed, path_id, respond
-from hub.config import AuthConfig
-from hub.api.listing import PageQuery
-from hub.api.routes import Op
-from hub.api.models import Items
 
 log = structlog.get_logger("farmhand.hub.accounts")
 

@@ -14,8 +14,9 @@ from fnmatch import fnmatchcase
 import structlog
 from aiohttp import hdrs, web
 
-from .accounts import Accounts, Principal, Role
 from hub.config import AuthConfig
+
+from .accounts import Accounts, Principal, Role
 
 log = structlog.get_logger("farmhand.hub.access")
 

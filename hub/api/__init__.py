@@ -6,7 +6,7 @@ A component imports only this package's names (``from hub.api import Op, respond
 from .bodies import CHUNK, body, enum_query, listed, multipart_reader, path_id, request_key, respond, row_id
 from .listing import ListError, PageQuery, etags, page
 from .models import Items, Listing, Problem, dump
-from .problems import ApiProblem, HttpError, PROBLEM_TYPE, problem, problems
+from .problems import PROBLEM_TYPE, ApiProblem, HttpError, problem, problems
 from .routes import Handler, Op, RouteTable
 
 __all__ = [

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, Field
+
 from hub.ids import ascii_int
 
 T = TypeVar("T", bound=BaseModel)

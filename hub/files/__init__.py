@@ -3,7 +3,7 @@
 from .analyses import FileAnalyses, kind_of
 from .component import Files
 from .schemas import FileInfo
-from .storage import FileStore, GCODE_SUFFIXES, StoredFile, UploadError, is_gcode
+from .storage import GCODE_SUFFIXES, FileStore, StoredFile, UploadError, is_gcode
 
 __all__ = ["GCODE_SUFFIXES", "FileAnalyses", "FileInfo", "FileStore", "Files", "StoredFile", "UploadError",
            "is_gcode", "kind_of"]

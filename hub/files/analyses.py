@@ -25,7 +25,7 @@ from hub.analysis.mesh import FORMATS
 from hub.api.problems import ApiProblem
 from hub.store import Store, utcnow
 
-from .storage import FileStore, GCODE_SUFFIXES
+from .storage import GCODE_SUFFIXES, FileStore
 
 log = structlog.get_logger("farmhand.hub.file_analysis")
 

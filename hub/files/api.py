@@ -6,7 +6,7 @@ import base64
 
 from aiohttp import web
 
-from hub.api import ApiProblem, CHUNK, Items, Op, PageQuery, listed, multipart_reader, respond
+from hub.api import CHUNK, ApiProblem, Items, Op, PageQuery, listed, multipart_reader, respond
 
 from .analyses import FileAnalyses
 from .schemas import FileAnalysis, FileInfo

@@ -14,9 +14,10 @@ import sqlite3
 import structlog
 
 from hub.api.problems import ApiProblem
+from hub.store import Store
+
 from .analyses import FileAnalyses, kind_of
 from .storage import StoredFile
-from hub.store import Store
 
 log = structlog.get_logger("farmhand.hub.upload_screen")
 

@@ -7,7 +7,7 @@ from .matching import Need, Printer, plan
 from .passes import run_passes
 from .queue import PrintJobCreate, PrintQueue
 from .scheduler import Scheduler
-from .schemas import ACTIVE_STATES, Job, JobCreate, JobState, TERMINAL_STATES
+from .schemas import ACTIVE_STATES, TERMINAL_STATES, Job, JobCreate, JobState
 from .service import InvalidJob, JobConflict, JobError, JobNotFound, JobService, load as load_job_row
 from .snapshot import filament_grams, machine, normalize_color
 

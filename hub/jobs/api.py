@@ -6,7 +6,7 @@ from aiohttp import web
 
 from hub.api import Items, Op, PageQuery, body, enum_query, listed, path_id, request_key, respond, row_id
 
-from .queue import JobRequirements, PrintJobCreate, PrintQueue, QueuedJob, QueueMove
+from .queue import JobRequirements, PrintJobCreate, PrintQueue, QueueMove, QueuedJob
 from .schemas import Job, JobCreate, JobFilter, JobState
 from .service import JobService
 

@@ -21,7 +21,7 @@ from hub.api.problems import HttpError
 from hub.mqtt import CommandOutbox, Outgoing
 from hub.store import Store, utcnow
 
-from .schemas import ACTIVE_STATES, Job, JobCreate, JobState, TERMINAL_STATES
+from .schemas import ACTIVE_STATES, TERMINAL_STATES, Job, JobCreate, JobState
 
 log = structlog.get_logger("farmhand.hub.jobs")
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from pydantic import BaseModel
 
-from protocol.messages import DeviceStatus, EVENT_TYPES, HostMetrics, NodeState, Telemetry
+from protocol.messages import EVENT_TYPES, DeviceStatus, HostMetrics, NodeState, Telemetry
 
 from hub.ids import ascii_int
 from hub.mqtt import Ingest, Outgoing, Received

@@ -116,6 +116,14 @@ class Ingest:
         """``watcher`` sees every node event's seq: ``before`` it is stored, ``after`` (new or a replay)."""
         self._seq_watchers.append(watcher)
 
+    def applied(self) -> frozenset[type[Model]]:
+        """The body types some component subscribed to (changes state on)."""
+        return frozenset(t for t, fns in self._apply.items() if fns)
+
+    def observed(self) -> frozenset[type[Model]]:
+        """The body types some component only watches (live views)."""
+        return frozenset(t for t, fns in self._observe.items() if fns)
+
     def on_reschedule(self, wake: Callable[[], None]) -> None:
         """``wake`` runs when an applied message may let a queued job (or task) start."""
         self._reschedule.append(wake)

@@ -20,7 +20,7 @@ from hub.jobs import JobNotFound
 from hub.store import Store
 
 from .estimate import preview_timing
-from .schemas import CostFigure, CostLine, JOB_TERMINAL, RenderCost
+from .schemas import JOB_TERMINAL, CostFigure, CostLine, RenderCost
 from .tasks import load_job
 
 

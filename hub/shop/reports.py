@@ -16,11 +16,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from protocol.codec import describe
 
+from hub.api.bodies import respond
 from hub.api.problems import ApiProblem
 from hub.api.routes import Op
-from .order_schemas import Order
 from hub.store import Store, timestamp
-from hub.api.bodies import respond
+
+from .order_schemas import Order
 
 DEFAULT_DAYS = 7
 

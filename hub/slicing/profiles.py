@@ -19,11 +19,12 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.api.bodies import body, respond
 from hub.api.problems import ApiProblem
 from hub.api.routes import Op
-from .slicer import profile_names
 from hub.store import Store, utcnow
-from hub.api.bodies import body, respond
+
+from .slicer import profile_names
 
 log = structlog.get_logger("farmhand.hub.slicing_profiles")
 
