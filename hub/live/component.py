@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -29,7 +29,7 @@ class LiveUpdate(BaseModel):
 
     topic: str
     key: str | None = Field(description="which one changed; null: refetch the whole list")
-    data: dict | list | None = Field(description="the new snapshot, when the hub has it at hand")  # type: ignore[type-arg]
+    data: dict[str, Any] | list[Any] | None = Field(description="the new snapshot, when the hub has it at hand")
 
 
 class Live(Component):
