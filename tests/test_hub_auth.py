@@ -97,6 +97,22 @@ async def test_panel_session_needs_csrf_for_changes(farm: Farm) -> None:
             assert r.status == 401
 
 
+async def test_a_logged_in_panel_session_is_not_hijacked_by_another_sites_websocket(farm: Farm) -> None:
+    """A browser sends the panel's cookie with any page's WebSocket; only the panel's own origin may use it."""
+    hub = await farm.hub()
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as s:
+        async with s.post(f"{hub.http_url}/api/v1/session", json={"username": "admin", "password": ADMIN_PASSWORD}) as r:
+            assert r.status == 200
+        for evil in ("http://evil.example", f"http://{hub.http_url.split('://')[1]}.evil.example"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await s.ws_connect(f"{hub.http_url}/api/v1/live", headers={"Origin": evil})
+            assert refused.value.status == 403, evil
+        async with s.ws_connect(f"{hub.http_url}/api/v1/live", headers={"Origin": hub.http_url}) as ws:
+            await ws.send_json({"subscribe": ["devices"]})
+            assert (await ws.receive_json(timeout=10))["subscribed"] == ["devices"]
+
+
 async def test_failed_logins_are_throttled(farm: Farm) -> None:
     hub = await farm.hub(auth={**auth_config(), "login_failures": 3})
     wrong = {"username": "admin", "password": "not-the-password"}

@@ -39,6 +39,7 @@ KNOWN_DUPLICATES = {
     "Kind": "agent/serial/responses.py and agent/serial/window.py",
     "Outcome": "agent/render/blender_cli.py and agent/serial/host.py",
     "Listener": "agent/serial/connection.py and hub/analysis/interpreter.py",
+    "Reply": "agent/devices/prusalink_http.py (an HTTP answer) and agent/serial/responses.py (a firmware line)",
     "Device": "agent/devices/base.py (the driver interface) and hub/fleet/schemas.py (the API's schema name)",
 }
 

@@ -288,9 +288,10 @@ class NetworkPrinter(Device):
         if job is None:
             raise CommandRejected(f"device {self.id} is not running a job")
         report = self.report
-        if self.connected and report is not None and report.state in (DeviceState.IDLE, DeviceState.ERROR) \
+        if self.connected and report is not None and self._heard > job.started and not job.uploading \
+                and report.state in (DeviceState.IDLE, DeviceState.ERROR) \
                 and report.job_phase not in (JobPhase.PRINTING, JobPhase.PAUSED):
-            # The printer has no job to cancel: the job is over, whatever else we believed.
+            # The printer, in a report newer than the start, has no job to cancel: the job is over.
             self._end_job(JobFailed(device=self.id, job_id=job.id, reason="cancelled", cancelled=True))
             return
         self._ready("cancel")
