@@ -28,7 +28,7 @@ HUB = ROOT / "hub"
 # Packages every component may use whole: the HTTP toolkit, pure file analysis.
 LIBRARIES = {"api", "analysis"}
 # Modules at hub/ level that are the hub's kernel, not components.
-KERNEL = {"hub.app", "hub.component", "hub.config", "hub.ids", "hub.store", "hub.schema"}
+KERNEL = {"hub.app", "hub.bus", "hub.component", "hub.config", "hub.ids", "hub.store", "hub.schema"}
 MAX_LINES = 400
 
 # Same-named classes owned by work in progress elsewhere (agent drivers, the serial link, the

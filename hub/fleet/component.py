@@ -7,10 +7,10 @@ from aiohttp import web
 from protocol.messages import DeviceError, DeviceStatus, HostMetrics, NodeState, Telemetry
 
 from hub.api import Items, Op, PageQuery, listed, respond
+from hub.bus import Bus
 from hub.component import Component
 from hub.config import HubConfig
 from hub.jobs import Jobs
-from hub.live import Bus
 from hub.mqtt import Effects, Mqtt, Received
 from hub.store import Store
 
