@@ -56,7 +56,8 @@ _NETWORK_NEEDS: dict[str, tuple[str, ...]] = {
     "octoprint": ("url", "api_key"),
     "moonraker": ("url",),
     "prusalink": ("url",),
-    "bambu": ("url", "serial", "access_code"),
+    # The printer's certificate is pinned: without it the link could not be verified.
+    "bambu": ("url", "serial", "access_code", "ca_file"),
 }
 
 

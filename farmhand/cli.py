@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         match args.command:
-            case "jobs" | "devices" | "token":
+            case "jobs" | "devices" | "token" | "user":
                 from . import ops_cli
 
                 return ops_cli.run(args)

@@ -40,6 +40,7 @@ KNOWN_DUPLICATES = {
     "Outcome": "agent/render/blender_cli.py and agent/serial/host.py",
     "Listener": "agent/serial/connection.py and hub/analysis/interpreter.py",
     "Reply": "agent/devices/prusalink_http.py (an HTTP answer) and agent/serial/responses.py (a firmware line)",
+    "UploadFailed": "agent/devices/bambu_ftps.py (FTPS to a printer) and agent/render/upload.py (frames to the hub)",
     "Device": "agent/devices/base.py (the driver interface) and hub/fleet/schemas.py (the API's schema name)",
 }
 
