@@ -1,4 +1,4 @@
-"""Commands from the hub: acted on once per ``command_id``, answered through the spool.
+"""Commands from the hub: acted on once per ``command_id``, answered through the event outbox.
 
 MQTT delivers a QoS 1 command at least once, and the hub re-sends a command
 it got no answer to, so every command id is recorded before the broker gets
@@ -43,7 +43,7 @@ from protocol.messages import (
 
 from .devices.base import CommandRejected, Console, Device, Renderer
 from .files import FileFetchError, JobFileCache
-from .spool import Spool
+from .event_outbox import EventOutbox
 
 log = structlog.get_logger("farmhand.agent.commands")
 
@@ -69,24 +69,24 @@ def _now() -> str:
 class CommandStore:
     """Seen command ids and their answers.
 
-    It lives in the spool's database so that an answer and the event carrying
+    It lives in the event outbox's database so that an answer and the event carrying
     it commit in one transaction: never an answer stored but not sent.
     Answers older than ``keep_days`` are forgotten; no broker or hub re-sends
     a command that old.
     """
 
-    def __init__(self, spool: Spool, topic: str, *, keep_days: float = 30) -> None:
-        self._spool = spool
+    def __init__(self, outbox: EventOutbox, topic: str, *, keep_days: float = 30) -> None:
+        self._outbox = outbox
         self._topic = topic
-        db = spool.db
+        db = outbox.db
         db.executescript(_SCHEMA)
         cutoff = (datetime.now(UTC) - timedelta(days=keep_days)).isoformat()
-        with spool.transaction():
+        with outbox.transaction():
             db.execute("DELETE FROM commands WHERE answered_at < ?", (cutoff,))
 
     def lookup(self, command_id: str) -> tuple[bool, CommandAck | None]:
         """(seen before, its answer if it has one yet)."""
-        row = self._spool.db.execute(
+        row = self._outbox.db.execute(
             "SELECT status, reason FROM commands WHERE command_id = ?", (command_id,)
         ).fetchone()
         if row is None:
@@ -95,7 +95,7 @@ class CommandStore:
         return True, None if status is None else CommandAck(command_id=command_id, status=status, reason=reason)
 
     def begin(self, command: Command) -> None:
-        with self._spool.transaction() as db:
+        with self._outbox.transaction() as db:
             db.execute(
                 "INSERT INTO commands(command_id, type, device, received_at) VALUES (?, ?, ?, ?)",
                 (command.command_id, command.type, command.device, _now()),
@@ -110,14 +110,14 @@ class CommandStore:
                 (status, reason, _now(), command_id),
             )
 
-        self._spool.append(self._topic, ack, before_commit=record)
+        self._outbox.append(self._topic, ack, before_commit=record)
         return ack
 
     def resend(self, ack: CommandAck) -> None:
-        self._spool.append(self._topic, ack)
+        self._outbox.append(self._topic, ack)
 
     def unanswered(self) -> list[str]:
-        rows = self._spool.db.execute("SELECT command_id FROM commands WHERE status IS NULL ORDER BY received_at")
+        rows = self._outbox.db.execute("SELECT command_id FROM commands WHERE status IS NULL ORDER BY received_at")
         return [r[0] for r in rows]
 
 

@@ -1,9 +1,9 @@
-"""The agent process: devices, the spool, commands and metrics around one MQTT session.
+"""The agent process: devices, the event outbox, commands and metrics around one MQTT session.
 
 Presence follows the Sparkplug-style birth/death pattern: a retained Last
 Will (``online: false``) is registered with every connection, and every
 (re)connect publishes the birth (``online: true`` with every device's info),
-then each device's current status, and only then lets the spool replay its
+then each device's current status, and only then lets the event outbox replay its
 events, so the hub always knows a node and its devices before their events.
 """
 
@@ -28,7 +28,7 @@ from .config import AgentConfig
 from .devices.base import Device, declared_capabilities
 from .files import JobFileCache
 from .metrics import report_forever
-from .spool import Spool
+from .event_outbox import EventOutbox
 
 log = structlog.get_logger("farmhand.agent")
 
@@ -72,7 +72,7 @@ class Agent:
         self.config = config
         self.node_id = config.node_id
         storage = config.storage
-        # Devices first: a driver that refuses its config must fail before the spool's lock is taken.
+        # Devices first: a driver that refuses its config must fail before the event outbox's lock is taken.
         self.devices: dict[str, Device] = {
             d.id: devices.create(d, _DeviceEmitter(self, d.id), poll_interval_s=config.telemetry_interval_s)
             for d in config.devices
@@ -82,7 +82,7 @@ class Agent:
         for device in self.devices.values():
             if isinstance(device, _NodeLinked):
                 device.link_node(storage.dir / "devices" / device.id, token, hub_tls)
-        self.spool = Spool(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
+        self.outbox = EventOutbox(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
         self.files = JobFileCache(
             storage.dir / "files",
             storage.file_cache_mb * 1024 * 1024,
@@ -90,7 +90,7 @@ class Agent:
             tls=hub_tls,
         )
         self.commands = CommandDispatcher(
-            self.devices, CommandStore(self.spool, topics.node_event(self.node_id)), self.files,
+            self.devices, CommandStore(self.outbox, topics.node_event(self.node_id)), self.files,
             rebirth=lambda reason: self._publish_birth(),
         )
         self.session = MqttSession(
@@ -122,14 +122,14 @@ class Agent:
             except Exception:
                 # One broken device must not keep the others (and the node's presence) down.
                 log.exception("device_open_failed", device=device.id)
-        self.spool.start_sender(self.session)
+        self.outbox.start_sender(self.session)
         self.session.start()
         self._metrics_task = asyncio.create_task(
             report_forever(self.config.storage.dir, self.config.metrics_interval_s, self._publish_metrics),
             name="metrics",
         )
         log.info("agent_started", node=self.node_id, devices=sorted(self.devices), version=__version__,
-                 spooled=self.spool.pending())
+                 spooled=self.outbox.pending())
 
     async def stop(self) -> None:
         if self._metrics_task is not None:
@@ -144,13 +144,13 @@ class Agent:
                 log.exception("device_close_failed", device=device.id)
         # The last events (a job failed on close, an ack) get a moment to leave.
         if self.session.connected:
-            await self.spool.drain(timeout=2.0)
-        await self.spool.stop_sender()
+            await self.outbox.drain(timeout=2.0)
+        await self.outbox.stop_sender()
         farewell = (topics.node_state(self.node_id), self._encode(NodeState(online=False)), 1, True)
         await self.session.stop(farewell=[farewell])
-        self.spool.close()
-        log.info("agent_stopped", node=self.node_id, unsent=self.spool.pending(),
-                 dropped_events=self.spool.dropped_events, dropped_progress=self.spool.dropped_superseded)
+        self.outbox.close()
+        log.info("agent_stopped", node=self.node_id, unsent=self.outbox.pending(),
+                 dropped_events=self.outbox.dropped_events, dropped_progress=self.outbox.dropped_superseded)
 
     # ---------------------------------------------------------------- outbound
 
@@ -163,7 +163,7 @@ class Agent:
                          devices=[_announced(d) for d, _ in statuses],
                          jobs=[DeviceJob(device=d.id, state=s.state, job_id=s.job_id, progress=s.progress)
                                for d, s in statuses],
-                         last_event_seq=self.spool.next_seq - 1, events_unsent=self.spool.pending())
+                         last_event_seq=self.outbox.next_seq - 1, events_unsent=self.outbox.pending())
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""
@@ -176,7 +176,7 @@ class Agent:
         try:
             self._publish_birth()
         finally:
-            self.spool.wake()
+            self.outbox.wake()
 
     def _publish_birth(self) -> None:
         """The birth, then each device's status: on every connect, and when the hub asks (a rebirth)."""
@@ -189,7 +189,7 @@ class Agent:
 
     def emit_event(self, body: Event) -> None:
         try:
-            self.spool.append(topics.node_event(self.node_id), body)
+            self.outbox.append(topics.node_event(self.node_id), body)
         except Exception:
             # A full disk must not crash the driver's streaming loop mid-print.
             self.event_errors += 1

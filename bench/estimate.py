@@ -39,7 +39,7 @@ from hub.analysis.gcode import analyze_gcode
 from hub.analysis.machines import load_machine
 from hub.analysis.motion import estimate_time
 from hub.analysis.quick_quote import QuoteSettings, quick_quote_file
-from hub.slicer import compose_profile
+from hub.slicing.slicer import compose_profile
 from protocol.logs import configure
 
 SLICE_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"

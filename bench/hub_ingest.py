@@ -21,31 +21,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from hub.accounts import Role
+from hub.access.accounts import Role
 from hub.app import Hub
-from hub.commands import Outbox
 from hub.config import HubConfig, JobsConfig
-from hub.fleet import Fleet
-from hub.ingest import Ingest
-from hub.jobs import JobService
-from hub.lifecycle import JobTracker
-from hub.reconcile import Reconciler
-from hub.requests import ScriptRequests
+from hub.jobs.reconcile import Reconciler
+from hub.jobs.tracker import JobEvent, PrintJobTracker
+from hub.mqtt import CommandOutbox, Ingest, MqttLink, RebirthRequests
 from hub.store import Store, utcnow
 from protocol import codec, topics
 from protocol.logs import configure
-from protocol.messages import JobProgress
+from protocol.messages import CommandAck, JobProgress
 
 
 async def events_per_second(data_dir: Path, count: int) -> float:
     store = Store(data_dir)
-    outbox = Outbox(store, "bench")
+    link = MqttLink()
+    outbox = CommandOutbox(store, "bench", link)
     store.db.execute("INSERT INTO files VALUES (?, 'part.gcode', 1, ?)", ("a" * 64, utcnow()))
     store.db.execute("INSERT INTO jobs (name, file_sha256, state, node, device, created_at)"
                      " VALUES ('part', ?, 'printing', 'pi-1', 'mk3s-1', ?)", ("a" * 64, utcnow()))
-    ingest = Ingest(store, Fleet(store, 10.0), JobTracker(outbox), outbox,
-                    ScriptRequests(JobService(store, outbox), "bench"), lambda: None,
-                    Reconciler(store, outbox, JobsConfig()))
+    ingest = Ingest(store, outbox)
+    ingest.subscribe(JobEvent | CommandAck, PrintJobTracker(outbox).apply)
+    ingest.watch_seq(Reconciler(store, outbox, JobsConfig(), RebirthRequests("bench", link)))
     payloads = [codec.encode(codec.make("pi-1", JobProgress(device="mk3s-1", job_id="1", progress=n / count,
                                                             lines_done=n), seq=n + 1)) for n in range(count)]
     topic = topics.node_event("pi-1")

@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from hub.commands import Outbox
-from hub.matching import plan
-from hub.scheduler import Scheduler
-from hub.snapshot import free_printers, queued_needs
+from hub.mqtt import CommandOutbox, MqttLink
+from hub.jobs.matching import plan
+from hub.jobs.scheduler import Scheduler
+from hub.jobs.snapshot import free_printers, queued_needs
 from hub.store import Store, utcnow
 from protocol.logs import configure
 
@@ -90,7 +90,7 @@ def main(quick: bool) -> dict[str, float | int]:
         planned = plan(snapshot[1], snapshot[0])
         plan_s = time.perf_counter() - started
         print(f"read {read_s:.3f} s, matched {len(planned)} jobs in {plan_s:.3f} s", flush=True)
-        scheduler = Scheduler(store, Outbox(store, "bench"), ack_timeout_s=60, file_url=lambda sha: sha,
+        scheduler = Scheduler(store, CommandOutbox(store, "bench", MqttLink()), ack_timeout_s=60, file_url=lambda sha: sha,
                               connected=lambda: True)
         started = time.perf_counter()
         assigned = scheduler.assign()

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from agent.spool import Spool
+from agent.event_outbox import EventOutbox
 from protocol.messages import JobProgress
 from protocol.mqtt import MqttSession
 
@@ -28,7 +28,7 @@ def _event(n: int) -> JobProgress:
 
 
 def bench_append(dir: Path, events: int) -> float:
-    spool = Spool(dir / "append.db", "bench", max_messages=events + 1)
+    spool = EventOutbox(dir / "append.db", "bench", max_messages=events + 1)
     t0 = time.perf_counter()
     for n in range(events):
         spool.append("farmhand/v1/node/bench/event", _event(n))
@@ -38,7 +38,7 @@ def bench_append(dir: Path, events: int) -> float:
 
 
 async def bench_send(dir: Path, url: str, events: int, window: int) -> float:
-    spool = Spool(dir / f"send-{window}.db", "bench", max_messages=events + 1, window=window)
+    spool = EventOutbox(dir / f"send-{window}.db", "bench", max_messages=events + 1, window=window)
 
     async def ignore(topic: str, payload: bytes, qos: int) -> None:
         pass

@@ -1,4 +1,8 @@
-"""The hub's configuration: one TOML file, overridable with FARMHAND_HUB__… variables."""
+"""The hub's configuration: one TOML file, overridable with FARMHAND_HUB__… variables.
+
+Every section is here, so reading this file tells all a hub can be told; each component
+receives its own section in its constructor.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from protocol.messages import Ident
 
-from .alerting.config import AlertingConfig
-from .documents.config import DocumentsConfig
-from .backup.schedule import BackupConfig  # export-backup
-from .export.config import ExportConfig  # export-backup
-from .render.config import RenderConfig
-from .retention import RetentionConfig
-
+from hub.alerting.config import AlertingConfig
+from hub.backup.schedule import BackupConfig
+from hub.documents.config import DocumentsConfig
+from hub.export.config import ExportConfig
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -42,7 +43,9 @@ class HttpConfig(_Section):
         return context
 
 
-class MqttConfig(_Section):
+class BrokerConfig(_Section):
+    """The [mqtt] section: the broker the hub connects to, or the one it embeds."""
+
     url: str | None = Field(None, description="external broker, e.g. mqtt://broker:1883; unset runs amqtt in-process")
     embedded_host: str = "127.0.0.1"
     embedded_port: int = Field(1883, ge=0, le=65535, description="0 picks a free port")
@@ -68,8 +71,50 @@ class AuthConfig(_Section):
     secure_cookies: bool = Field(False, description="mark cookies Secure (set when served over HTTPS)")
 
 
+# [render]: retry policy, task sizing and what render time costs. The energy price lives here until
+# the hub has one cost model for prints and renders alike.
+
+
+class NodeClass(_Section):
+    """A kind of render node and what an hour of it costs; the first class that matches a device applies."""
+
+    name: str = Field(min_length=1, max_length=64)
+    match: str = Field("*", description="glob on the device ref 'node/device'")
+    gpu: str | None = Field(None, description="glob on a GPU name; the class then applies only to GPU renders")
+    hourly_rate: float = Field(ge=0, description="price per GPU-hour (GPU classes) or CPU-hour")
+    power_w: float = Field(ge=0, description="power drawn while rendering")
+
+
+class RenderCosts(_Section):
+    currency: str = "EUR"
+    energy_price_per_kwh: float = Field(0.30, ge=0)
+    classes: list[NodeClass] = Field(default_factory=lambda: [
+        NodeClass(name="gpu", match="*", gpu="*", hourly_rate=0.50, power_w=350),
+        NodeClass(name="cpu", match="*", hourly_rate=0.05, power_w=120),
+    ])
+
+
+class RenderConfig(_Section):
+    max_attempts: int = Field(3, ge=1, description="tries per task before its job fails")
+    max_node_failures: int = Field(2, ge=1, description="failures of a job on one node before the node is kept off it")
+    target_task_s: float = Field(180.0, gt=0, description="a derived chunk aims at tasks this long (1-5 min)")
+    default_chunk: int = Field(10, ge=1, description="frames per task when neither the user nor a preview says")
+    task_timeout_s: float = Field(3600.0, gt=0)
+    costs: RenderCosts = Field(default_factory=RenderCosts)
+
+
+# [retention]: how long the hub keeps its logs.
+
+
+class RetentionConfig(_Section):
+    events_days: float = Field(90.0, ge=0, description="keep events (other than progress) this long; 0 keeps all")
+    progress_days: float = Field(7.0, ge=0, description="keep job progress events this long; 0 keeps all")
+    telemetry_days: float = Field(14.0, ge=0, description="keep telemetry samples this long; 0 keeps all")
+    interval_s: float = Field(3600.0, gt=0, description="how often to look for rows to delete")
+
+
 class JobsConfig(_Section):
-    """What happens to a job whose print was cut short (hub/reconcile.py)."""
+    """What happens to a job whose print was cut short (hub/jobs/reconcile.py)."""
 
     requeue_interrupted: bool = Field(True, description="queue a job again when its print was cut short")
     max_attempts: int = Field(3, ge=1, le=100, description="starts a job gets before an interruption ends it")
@@ -83,7 +128,7 @@ class HubConfig(_Section):
     public_url: str | None = Field(
         None, description="base URL agents fetch files from; default: the bound HTTP address"
     )
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    mqtt: BrokerConfig = Field(default_factory=BrokerConfig)
     max_upload_mb: float = Field(512, gt=0)
     ack_timeout_s: float = Field(20.0, gt=0, description="how long an agent has to accept a start command")
     telemetry_history_interval_s: float = Field(10.0, ge=0)

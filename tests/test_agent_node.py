@@ -21,7 +21,7 @@ from agent.config import AgentConfig
 from agent.devices.base import CommandRejected, Device, Emitter
 from agent.files import JobFileCache
 from agent.node import Agent
-from agent.spool import Spool
+from agent.event_outbox import EventOutbox
 from protocol import codec, topics
 from protocol.messages import (
     CancelJob,
@@ -372,11 +372,11 @@ async def test_telemetry_and_host_metrics_are_published_while_connected(node, tm
 
 def test_a_command_cut_short_by_a_crash_is_answered_failed_on_the_next_start(tmp_path: Path) -> None:
     topic = topics.node_event("n1")
-    spool = Spool(tmp_path / "agent.sqlite3", "n1")
+    spool = EventOutbox(tmp_path / "agent.sqlite3", "n1")
     CommandStore(spool, topic).begin(PauseJob(command_id="p-1", device="p1"))
     spool.close()  # the process dies before it answers
 
-    spool = Spool(tmp_path / "agent.sqlite3", "n1")
+    spool = EventOutbox(tmp_path / "agent.sqlite3", "n1")
     store = CommandStore(spool, topic)
     dispatcher = CommandDispatcher({}, store, JobFileCache(tmp_path / "files", 1 << 20))
     assert dispatcher.answer_interrupted() == 1

@@ -10,8 +10,8 @@ import pytest
 
 from hub.alerting.component import Alerting, AlertRules
 from hub.alerting.config import AlertingConfig
-from hub.alerts import raise_alert
-from hub.fleet import Fleet
+from hub.ops import raise_alert
+from hub.fleet.registry import FleetState as Fleet  # the fleet's state, without its MQTT side
 from hub.store import Store
 from protocol.messages import HostMetrics, NodeState
 

@@ -24,7 +24,7 @@ from agent.devices.blender import BlenderDevice, _folder_name
 from agent.metrics import gpu_readings
 from agent.node import Agent
 from agent.render.upload import Retry
-from agent.spool import Spool
+from agent.event_outbox import EventOutbox
 from protocol import codec, topics
 from protocol.messages import (
     DeviceState,
@@ -49,7 +49,7 @@ class SpoolEmitter:
     """The device's emitter over a real spool file: what a test reads back is what the agent would send."""
 
     def __init__(self, path: Path) -> None:
-        self.spool = Spool(path, "test-node")
+        self.spool = EventOutbox(path, "test-node")
         self.statuses: list[DeviceStatus] = []
         self.telemetry_seen: list[Telemetry] = []
 

@@ -8,7 +8,7 @@ import io
 import pytest
 import trimesh
 
-from hub.costing import CostModel, breakdown
+from hub.shop.costing import CostModel, breakdown
 
 from .hubkit import Farm, isolated_farm  # noqa: F401 - fixtures
 from .test_farm_queue import ok, run_to_end, setup

@@ -13,7 +13,7 @@ from hub.analysis.gcode import analyze_gcode
 from hub.analysis.machines import GENERIC, load_machine, machine_ids, match_machine
 from hub.analysis.motion import estimate_time
 from hub.analysis.time_estimate import EstimatorSettings
-from hub.slicer import compose_profile, slice_mesh
+from hub.slicing.slicer import compose_profile, slice_mesh
 
 MOVES = ["G90", "M83"] + [f"G1 X{10 + (i % 2) * 80} Y{10 + i} E1 F9000" for i in range(60)]
 

@@ -77,7 +77,7 @@ async def test_broker_outage_loses_and_repeats_nothing(private_mosquitto, tmp_pa
         done = await farm.api.wait_job(job["id"], {"completed", "failed"}, timeout=90)
         assert done["state"] == "completed", done
         assert job_commands(farm.printer) == streamed_file_lines(gcode)
-        await wait_for(lambda: farm.agent.spool.pending() == 0, 20, "the agent's spool to drain")
+        await wait_for(lambda: farm.agent.outbox.pending() == 0, 20, "the agent's spool to drain")
         events = hub_events(tmp_path / "hub", farm.agent_config.node_id)
         seqs = [s for s, _ in events]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap: an event was lost"

@@ -13,7 +13,7 @@ import trimesh
 from hub.analysis.gcode import MAX_LINE, analyze_gcode
 from hub.analysis.machines import load_machine
 from hub.analysis.metadata import parse_duration
-from hub.slicer import compose_profile, slice_mesh
+from hub.slicing.slicer import compose_profile, slice_mesh
 
 from .prerequisites import program
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from hub.accounts import Accounts, Role
+from hub.access.accounts import Accounts, Role
 from hub.config import AuthConfig
 from hub.store import Store
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.broker import EmbeddedBroker
+from hub.mqtt.broker import EmbeddedBroker
 from protocol import codec, topics
 from protocol.messages import HubState
 from protocol.mqtt import MqttSession

@@ -17,14 +17,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hub.commands import Outbox
-from hub.config import JobsConfig
-from hub.fleet import Fleet
-from hub.ingest import Ingest
-from hub.jobs import JobService
-from hub.lifecycle import JobTracker
-from hub.reconcile import Reconciler
-from hub.requests import ScriptRequests
+from hub.app import Hub
+from hub.config import HubConfig
+from hub.mqtt import Mqtt
 from hub.store import Store
 from protocol import codec, topics
 from protocol.messages import MAX_PAYLOAD_BYTES
@@ -44,11 +39,11 @@ class Fed:
 
     def __init__(self, data_dir: Path) -> None:
         self.store = Store(data_dir)
-        outbox = Outbox(self.store, "hub")
-        requests = ScriptRequests(JobService(self.store, outbox), "hub")
-        requests.publish = lambda topic, payload, qos: None
-        self.ingest = Ingest(self.store, Fleet(self.store, 10.0), JobTracker(outbox), outbox, requests,
-                             lambda: None, Reconciler(self.store, outbox, JobsConfig()))
+        # The hub's own components, built (not started): the ingest with every subscriber it has in a hub.
+        hub = Hub(HubConfig.model_validate({"hub_id": "hub", "data_dir": data_dir,
+                                            "auth": {"admin_password": "fuzz-password-1"}}))
+        hub.components = hub._build(self.store)
+        self.ingest = next(c for c in hub.components if isinstance(c, Mqtt)).ingest
         self.loop = asyncio.new_event_loop()
 
     def feed(self, topic: str, payload: bytes) -> dict[str, int]:

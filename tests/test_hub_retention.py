@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
-from hub import retention
+from hub.ops import retention
 from hub.app import Hub
-from hub.retention import Retention, RetentionConfig
+from hub.ops.retention import Retention, RetentionConfig
 from hub.store import Store, timestamp
 
 from .hubkit import eventually, hub_config

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.store import DB_NAME, MIGRATIONS, SchemaTooNew, Store
+from hub.schema import MIGRATIONS
+from hub.store import DB_NAME, SchemaTooNew, Store
 
 
 def versions(path: Path) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.matching import Need, Printer, fits, plan, why_not
+from hub.jobs.matching import Need, Printer, fits, plan, why_not
 
 MK3S = dict(model="prusa-mk3s", nozzle=0.4, build=(250.0, 210.0, 210.0), sliceable=True)
 

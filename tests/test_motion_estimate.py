@@ -11,7 +11,7 @@ import trimesh
 from hub.analysis.interpreter import Interpreter
 from hub.analysis.machines import GENERIC, Axes, MachineModel, load_machine, machine_ids
 from hub.analysis.motion import REPLAN_EVERY, EstimatorSettings, MotionPlanner, estimate_time
-from hub.slicer import compose_profile, slice_mesh
+from hub.slicing.slicer import compose_profile, slice_mesh
 from protocol.config import ConfigError
 
 from .prerequisites import program

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.alerts import raise_alert
+from hub.ops import raise_alert
 
 from .authkit import ADMIN_PASSWORD
 from .hubkit import Farm, isolated_farm  # noqa: F401 - fixtures

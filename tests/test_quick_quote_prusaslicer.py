@@ -15,7 +15,7 @@ import trimesh
 from hub.analysis.machines import load_machine
 from hub.analysis.mesh import load_objects
 from hub.analysis.quick_quote import QuoteSettings, quick_quote, quick_quote_file
-from hub.slicer import compose_profile, slice_mesh
+from hub.slicing.slicer import compose_profile, slice_mesh
 
 T = trimesh.transformations.translation_matrix
 needs_slicer = pytest.mark.skipif(shutil.which("prusa-slicer") is None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.render.gpu import GpuReading, parse_query
+from agent.render.gpu import NvidiaSmiReading as GpuReading, parse_query
 from agent.render.progress import LineKind, parse_line, parse_timecode
 
 # One whole frame of Blender 3.4.1 rendering the test scene with Cycles, 8 samples.

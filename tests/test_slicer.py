@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 from hub.analysis.machines import machine_ids
-from hub.slicer import SlicerError, SlicerTimeout, compose_profile, profile_names, slice_mesh
+from hub.slicing.slicer import SlicerError, SlicerTimeout, compose_profile, profile_names, slice_mesh
 
 from .prerequisites import needs_program
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.spool import Spool, SpoolLocked
+from agent.event_outbox import EventOutbox, OutboxLocked
 from protocol import codec
 from protocol.messages import CommandAck, ConsoleOutput, JobCompleted, JobProgress, JobStarted, RenderTaskCompleted
 from protocol.mqtt import MqttSession
@@ -26,19 +26,19 @@ def progress(n: int) -> JobProgress:
     return JobProgress(device="p1", job_id="job", progress=n / 100)
 
 
-def kinds(spool: Spool) -> list[str]:
+def kinds(spool: EventOutbox) -> list[str]:
     return [codec.decode(payload).body.type for _, _, payload in spool.rows()]
 
 
 def test_a_fresh_spool_numbers_from_unix_milliseconds_and_reopening_continues(tmp_path: Path) -> None:
     before = int(time.time() * 1000)
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     first = spool.append("t", started(1))
     assert before <= first <= int(time.time() * 1000)
     assert spool.append("t", started(2)) == first + 1
     spool.close()
 
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     assert spool.pending() == 2
     assert spool.append("t", started(3)) == first + 2
     # The numbers live in the payload the hub de-duplicates on.
@@ -48,17 +48,17 @@ def test_a_fresh_spool_numbers_from_unix_milliseconds_and_reopening_continues(tm
 
 
 def test_numbers_are_never_reused_even_after_every_row_is_gone(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     last = spool.append("t", started(1))
     spool.db.execute("DELETE FROM spool")  # as if the broker had acknowledged everything
     spool.close()
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     assert spool.append("t", started(2)) == last + 1
     spool.close()
 
 
 def test_the_append_is_on_disk_when_it_returns(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     seq = spool.append("farmhand/v1/node/n1/event", started(7))
     # Read it back from a copy made by SQLite's backup API, as another process would.
     copy = sqlite3.connect(tmp_path / "copy.db")
@@ -70,7 +70,7 @@ def test_the_append_is_on_disk_when_it_returns(tmp_path: Path) -> None:
 
 def test_an_event_over_the_payload_limit_is_refused_and_never_stored(tmp_path: Path) -> None:
     """Stored, it would go to a broker that refuses it, again after every reconnect."""
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     lines = ["x" * 255] * 500  # each within the line bound, together still under the limit
     spool.append("farmhand/v1/node/n1/event", ConsoleOutput(device="p1", command_id="c1", lines=lines))
     huge = RenderTaskCompleted(device="b1", task_id="t1", frames=list(range(-1_000_000, 1_000_000, 20)),
@@ -82,7 +82,7 @@ def test_an_event_over_the_payload_limit_is_refused_and_never_stored(tmp_path: P
 
 
 def test_callers_bookkeeping_and_the_event_commit_together(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     spool.db.execute("CREATE TABLE answers (id TEXT)")
 
     def broken(db: sqlite3.Connection) -> None:
@@ -100,7 +100,7 @@ def test_callers_bookkeeping_and_the_event_commit_together(tmp_path: Path) -> No
 
 
 def test_full_spool_drops_superseded_progress_before_any_event(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool.db", "n1", max_messages=4)
+    spool = EventOutbox(tmp_path / "spool.db", "n1", max_messages=4)
     spool.append("t", started(1))
     spool.append("t", progress(10))
     spool.append("t", progress(20))
@@ -113,26 +113,26 @@ def test_full_spool_drops_superseded_progress_before_any_event(tmp_path: Path) -
 
 
 def test_a_spool_full_of_events_drops_the_oldest_and_counts_it(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool.db", "n1", max_messages=3)
+    spool = EventOutbox(tmp_path / "spool.db", "n1", max_messages=3)
     seqs = [spool.append("t", started(n)) for n in range(5)]
     assert [r[0] for r in spool.rows()] == seqs[2:]
     assert spool.dropped_events == 2 and spool.pending() == 3
     spool.close()
     # The count of rows is the file's, not a guess, after a reopen.
-    assert Spool(tmp_path / "spool.db", "n1", max_messages=3).pending() == 3
+    assert EventOutbox(tmp_path / "spool.db", "n1", max_messages=3).pending() == 3
 
 
 def test_two_agents_cannot_share_one_spool(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool.db", "n1")
-    with pytest.raises(SpoolLocked, match="in use by another agent process"):
-        Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
+    with pytest.raises(OutboxLocked, match="in use by another agent process"):
+        EventOutbox(tmp_path / "spool.db", "n1")
     spool.close()
 
 
 # --------------------------------------------------------------------------- with a broker
 
 
-def _sender(url: str, spool: Spool) -> MqttSession:
+def _sender(url: str, spool: EventOutbox) -> MqttSession:
     """A session wired as the agent wires it: every (re)connect wakes the spool."""
 
     async def ignore(topic: str, payload: bytes, qos: int) -> None:
@@ -152,7 +152,7 @@ def _seqs(listener: Listener, topic: str) -> list[int]:
 @pytest.mark.integration
 async def test_events_reach_the_broker_in_order_and_then_leave_the_spool(mosquitto_url: str, tmp_path: Path) -> None:
     topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
-    spool = Spool(tmp_path / "spool.db", "n1", window=16)
+    spool = EventOutbox(tmp_path / "spool.db", "n1", window=16)
     session = _sender(mosquitto_url, spool)
     async with Listener(mosquitto_url, topic) as listener:
         appended = [spool.append(topic, started(n)) for n in range(150)]
@@ -172,11 +172,11 @@ async def test_events_reach_the_broker_in_order_and_then_leave_the_spool(mosquit
 @pytest.mark.integration
 async def test_events_spooled_before_a_restart_are_sent_after_it(mosquitto_url: str, tmp_path: Path) -> None:
     topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     appended = [spool.append(topic, started(n)) for n in range(5)]
     spool.close()  # the agent stops (or dies) before it ever connects
 
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     session = _sender(mosquitto_url, spool)
     async with Listener(mosquitto_url, topic) as listener:
         session.start()
@@ -195,7 +195,7 @@ async def test_events_spooled_before_a_restart_are_sent_after_it(mosquitto_url: 
 async def test_rows_stay_until_puback_and_are_resent_after_a_lost_connection(private_mosquitto, tmp_path: Path) -> None:
     """A frozen broker takes the messages but acknowledges none; then the connection drops."""
     topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
-    spool = Spool(tmp_path / "spool.db", "n1")
+    spool = EventOutbox(tmp_path / "spool.db", "n1")
     session = _sender(private_mosquitto.url, spool)
     broker = private_mosquitto.proc
     async with Listener(private_mosquitto.url, topic) as listener:

@@ -1,4 +1,4 @@
-"""The farm grid's feed (hub/tile_feed.py): the whole farm in one read, then each device's latest change,
+"""The farm grid's feed (hub/live/tiles.py): the whole farm in one read, then each device's latest change,
 coalesced — a burst of readings reaches a panel as one message with the newest — and telemetry history
 still reaches the database (its rows are committed in batches)."""
 
@@ -40,7 +40,7 @@ async def test_a_burst_of_readings_reaches_the_grid_as_one_message_with_the_newe
                 messages.append(msg)
                 seen += [d["progress"] for d in msg["data"]["devices"] if d["ref"] == f"{node.id}/mk4"]
         with pytest.raises(asyncio.TimeoutError):  # nothing more comes after the newest
-            await ws.receive_json(timeout=hub.surface.tiles.interval_s * 3)
+            await ws.receive_json(timeout=tiles["interval_s"] * 3)
         newest = messages[-1]["data"]["devices"][-1]
     assert messages[0]["topic"] == "tiles"
     assert len(seen) < 10, seen  # coalesced: fewer messages than readings
@@ -60,4 +60,4 @@ async def test_telemetry_history_reaches_the_database(isolated_farm: Farm) -> No
         return hub.store.db.execute("SELECT COUNT(*) FROM telemetry WHERE device = 'mk4'").fetchone()[0]
 
     await eventually(lambda: samples() >= 1, "telemetry samples in the history table")
-    assert not hub.ingest.counts["errors"]
+    assert not (await farm.http(hub).health())["counters"]["ingest"].get("errors")

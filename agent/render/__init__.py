@@ -16,12 +16,12 @@ from agent.render.blender_cli import (
 )
 from agent.render.command import RenderSpec, build_command
 from agent.render.capabilities import blender_capabilities
-from agent.render.gpu import GpuReading, read_gpus
+from agent.render.gpu import NvidiaSmiReading, read_gpus
 from agent.render.outputs import sha256_file
 from agent.render.progress import LineKind, ProgressUpdate, parse_line
 
 __all__ = [
-    "BlenderRun", "BlenderUnavailable", "FrameProgress", "FrameSaved", "FrameStarted", "GpuReading",
+    "BlenderRun", "BlenderUnavailable", "FrameProgress", "FrameSaved", "FrameStarted", "NvidiaSmiReading",
     "LineKind", "Outcome", "ProgressUpdate", "RenderEvent", "RenderSpec", "RunResult",
     "blender_capabilities", "build_command", "parse_line", "read_gpus", "sha256_file",
 ]

@@ -21,8 +21,8 @@ _NUMERIC_AFTER_NAME = 5
 
 
 @dataclass(frozen=True, slots=True)
-class GpuReading:
-    """One GPU; a reading the driver does not support (``[N/A]``) is None."""
+class NvidiaSmiReading:
+    """One row of nvidia-smi's answer: one GPU; a reading the driver does not support (``[N/A]``) is None."""
 
     index: int
     name: str
@@ -40,13 +40,13 @@ def _number(text: str) -> float | None:
     return float(text)
 
 
-def parse_query(text: str) -> tuple[list[GpuReading], int]:
+def parse_query(text: str) -> tuple[list[NvidiaSmiReading], int]:
     """Readings from ``nvidia-smi --query-gpu=QUERY_FIELDS --format=csv,noheader,nounits``.
 
     Returns the readings and how many lines could not be read; those are
     skipped so that one odd GPU does not hide the others.
     """
-    readings: list[GpuReading] = []
+    readings: list[NvidiaSmiReading] = []
     bad = 0
     for line in text.splitlines():
         if not line.strip():
@@ -58,14 +58,14 @@ def parse_query(text: str) -> tuple[list[GpuReading], int]:
             # The CSV is not quoted: a name with a comma spans several parts.
             name = ",".join(parts[1:-_NUMERIC_AFTER_NAME]).strip()
             total, used, util, temp, power = (_number(p) for p in parts[-_NUMERIC_AFTER_NAME:])
-            readings.append(GpuReading(int(parts[0]), name, total, used, util, temp, power))
+            readings.append(NvidiaSmiReading(int(parts[0]), name, total, used, util, temp, power))
         except ValueError as exc:
             bad += 1
             log.warning("nvidia_smi_line_unreadable", line=line[:200], error=str(exc))
     return readings, bad
 
 
-async def read_gpus(nvidia_smi: str | None = None, timeout_s: float = 10.0) -> list[GpuReading]:
+async def read_gpus(nvidia_smi: str | None = None, timeout_s: float = 10.0) -> list[NvidiaSmiReading]:
     """Current readings of every NVIDIA GPU; empty when there is no ``nvidia-smi`` or it fails."""
     exe = nvidia_smi or shutil.which("nvidia-smi")
     if exe is None:

@@ -8,8 +8,8 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, Field
 
-from ..api import ApiProblem
-from ..store import Store, utcnow
+from hub.api import ApiProblem
+from hub.store import Store, utcnow
 from .conditions import Condition
 
 log = structlog.get_logger("farmhand.hub.alerting")

@@ -19,9 +19,9 @@ from email.message import EmailMessage
 import aiohttp
 import structlog
 
-from ..export.signing import HEADER as SIGNATURE
-from ..export.signing import sign
-from ..store import Store, utcnow
+from hub.export import SIGNATURE_HEADER as SIGNATURE
+from hub.export import sign
+from hub.store import Store, utcnow
 from .book import AlertBook, AlertRecord
 from .config import AlertingConfig, EmailChannel, WebhookChannel
 

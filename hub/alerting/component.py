@@ -13,18 +13,18 @@ from pydantic import BaseModel, Field, ValidationError
 
 from protocol.codec import describe
 
-from ..access import PRINCIPAL
-from ..api import ApiProblem
-from ..fleet import Fleet
-from ..openapi import Op
-from ..schemas import Items
-from ..store import Store, utcnow
-from ..tasks import stop_tasks
-from ..webkit import body, respond, row_id
+from hub.access import PRINCIPAL
+from hub.api import ApiProblem, Items, Op, body, respond, row_id
+from hub.component import Component
+from hub.fleet import Fleet
+from hub.store import Store, utcnow
+from hub.tasks import stop_tasks
+
 from .book import AlertBook, AlertRecord
 from .channels import Notifier, Publish
 from .conditions import Conditions
 from .config import AlertingConfig, AlertRule
+from .tables import TABLES
 
 log = structlog.get_logger("farmhand.hub.alerting")
 
@@ -40,7 +40,12 @@ class HistoryQuery(BaseModel):
     open: bool = Field(False, description="only alerts not resolved yet")
 
 
-class Alerting:
+class Alerting(Component):
+    """Alert rules by threshold: evaluated in a loop, raised once, resolved, acknowledged and delivered."""
+
+    name = "alerting"
+    tables = TABLES
+
     def __init__(self, store: Store, fleet: Fleet, config: AlertingConfig, hub_id: str, publish: Publish,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``publish(topic, payload)``: the hub's MQTT session, for the alert topic."""
@@ -98,7 +103,7 @@ class Alerting:
                 log.exception("alerting_pass_failed")
             await asyncio.sleep(self.config.interval_s)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="hub:alerting")
 
     async def stop(self) -> None:

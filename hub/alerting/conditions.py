@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
-from ..fleet import Fleet
-from ..store import Store
+from hub.fleet import Fleet
+from hub.store import Store
 from .config import AlertRule, RuleKind
 
 

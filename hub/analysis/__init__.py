@@ -8,14 +8,14 @@ from hub.analysis.gcode import GcodeAnalysis, analyze_gcode
 from hub.analysis.machines import MachineModel, load_machine, machine_ids
 from hub.analysis.mesh import MeshAnalysis, analyze_mesh
 from hub.analysis.motion import EstimatorSettings, TimeEstimate, estimate_time
-from hub.analysis.quick_quote import Quote, QuoteSettings, quick_quote, quick_quote_file
+from hub.analysis.quick_quote import QuickQuote, QuoteSettings, quick_quote, quick_quote_file
 
 __all__ = [
     "EstimatorSettings",
     "GcodeAnalysis",
     "MachineModel",
     "MeshAnalysis",
-    "Quote",
+    "QuickQuote",
     "QuoteSettings",
     "TimeEstimate",
     "analyze_gcode",

@@ -47,7 +47,7 @@ from hub.analysis.quote_settings import QuoteSettings
 from hub.analysis.support import support_volume
 from hub.analysis.wipe_tower import tool_changes, tower_volume
 
-__all__ = ["DENSITY_G_CM3", "Quote", "QuoteSettings", "layer_sections", "quick_quote", "quick_quote_file"]
+__all__ = ["DENSITY_G_CM3", "QuickQuote", "QuoteSettings", "layer_sections", "quick_quote", "quick_quote_file"]
 
 DENSITY_G_CM3 = {"PLA": 1.24, "PETG": 1.27, "ABS": 1.04, "ASA": 1.07, "TPU": 1.21, "PA": 1.14, "PC": 1.20}
 # Plastic a pattern lays relative to its nominal density, from PrusaSlicer's own output (bench.estimate).
@@ -56,7 +56,7 @@ SLOPE_COVER = 0.15
 MAX_FLOW_MM3_S = {"PLA": 15.0, "PETG": 8.0, "ABS": 11.0, "ASA": 11.0, "TPU": 3.0, "PA": 8.0, "PC": 8.0}
 
 
-class Quote(BaseModel):
+class QuickQuote(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     material: str
@@ -137,7 +137,7 @@ def _genus(body: trimesh.Trimesh) -> int:
 
 
 def quick_quote(objects: list[trimesh.Trimesh], settings: QuoteSettings | None = None,
-                tools: list[int] | None = None) -> Quote:
+                tools: list[int] | None = None) -> QuickQuote:
     """``tools`` names each object's extruder when several print together (one purge per tool change)."""
     q = settings or QuoteSettings()
     material = q.material.upper()
@@ -174,7 +174,7 @@ def quick_quote(objects: list[trimesh.Trimesh], settings: QuoteSettings | None =
     infill = float(layers.sparse.sum())
     volume = shell + infill + skirt + support + purge
     time_s = _time(q, material, layers, skirt + support + purge)
-    return Quote(
+    return QuickQuote(
         material=material, grams=volume / 1000.0 * density, volume_mm3=volume, shell_mm3=shell,
         infill_mm3=infill, skirt_mm3=skirt, support_mm3=support, purge_mm3=purge, part_volume_mm3=part,
         layers=len(layers.thickness), time_s=time_s,
@@ -226,6 +226,6 @@ def _time(q: QuoteSettings, material: str, layers: _Layers, extra: float) -> flo
     return float(np.sum(np.maximum(per_layer, floor)))
 
 
-def quick_quote_file(path: Path, settings: QuoteSettings | None = None, tools: list[int] | None = None) -> Quote:
+def quick_quote_file(path: Path, settings: QuoteSettings | None = None, tools: list[int] | None = None) -> QuickQuote:
     _, objects = load_objects(path)
     return quick_quote([m for _, m in objects], settings, tools)

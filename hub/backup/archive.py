@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from ..store import DB_NAME, timestamp
+from hub.store import DB_NAME, timestamp
 
 log = structlog.get_logger("farmhand.hub.backup")
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import structlog
 
-from ..store import DB_NAME, MIGRATIONS
+from hub.store import DB_NAME
+
 from .archive import BackupArchive, BackupError, Manifest
 
 log = structlog.get_logger("farmhand.hub.backup")
@@ -101,6 +102,8 @@ def restore(archive: BackupArchive, backup_id: str, data_dir: Path, hub_id: str 
     if hub_id is not None and manifest.hub_id != hub_id:
         raise BackupError(f"backup {backup_id} is of hub {manifest.hub_id!r}, not {hub_id!r} "
                           "(restore it with --hub-id to take it anyway)")
+    from hub.schema import MIGRATIONS  # late: the schema collects every component's tables, this one's too
+
     if manifest.schema_version > len(MIGRATIONS):
         raise BackupError(f"backup {backup_id} has schema version {manifest.schema_version}; this hub knows up to "
                           f"{len(MIGRATIONS)}: restore it with a newer Farmhand")

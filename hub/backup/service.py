@@ -15,13 +15,12 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from ..api import ApiProblem, body
-from ..files import FileStore
-from ..openapi import RouteTable
-from ..schemas import Items
-from ..store import DB_NAME, Store
-from ..tasks import stop_tasks
-from ..webkit import respond
+from hub.api import ApiProblem, Items, Op, RouteTable, body, respond
+from hub.component import Component
+from hub.files import FileStore
+from hub.store import DB_NAME, Store
+from hub.tasks import stop_tasks
+
 from .archive import BackupArchive, BackupError, Manifest
 from .restore import HubLock, restore, verify
 from .schedule import BackupConfig, keep, next_run
@@ -86,7 +85,9 @@ def apply_retention(archive: BackupArchive, config: BackupConfig) -> list[str]:
     return gone
 
 
-class Backups:
+class Backups(Component):
+    name = "backups"
+
     def __init__(self, store: Store, files: FileStore, config: BackupConfig, data_dir: Path, hub_id: str) -> None:
         self.store = store
         self.files = files
@@ -98,7 +99,7 @@ class Backups:
         self._busy = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if not self.lock.acquire():
             log.warning("hub_lock_held", data_dir=str(self.data_dir),
                         note="another process holds the data directory's lock (a restore, or a second hub?)")
@@ -128,7 +129,7 @@ class Backups:
 
     # ------------------------------------------------------------------ HTTP
 
-    def table(self) -> RouteTable:
+    def ops(self) -> list[Op]:
         t, base, tags = RouteTable(), "/api/v1/backups", ("backups",)
         t.add("GET", base, self.list, response=Items[BackupInfo], tags=tags, summary="Backups, oldest first")
         t.add("POST", base, self.create_now, response=BackupInfo, status=201, tags=tags,
@@ -139,7 +140,7 @@ class Backups:
         t.add("POST", base + "/{id}/restore", self.restore_copy, body=RestoreRequest, response=RestoreResult,
               tags=tags, summary="Restore into a fresh directory beside the backups (to inspect, or to start a "
                                  "second hub on); a live hub is restored with the CLI, stopped")
-        return t
+        return t.ops
 
     def _load(self, request: web.Request) -> Manifest:
         try:

@@ -10,16 +10,14 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ..api import ApiProblem, enum_query
-from ..costing import Costs
-from ..file_analysis import FileAnalyses
-from ..openapi import Op
-from ..orders import Orders
-from ..reports import Reports
-from ..schemas import Items
-from ..store import Store
-from ..webkit import body, respond, row_id
+from hub.api import ApiProblem, Items, Op, body, enum_query, respond, row_id
+from hub.component import Component
+from hub.files import FileAnalyses
+from hub.shop import Costs, Orders, Reports
+from hub.store import Store
+
 from .config import DocumentsConfig
+from .tables import TABLES
 from .exports import Exports
 from .label_sources import LabelSources
 from .labels import Label, LabelSize, labels_pdf, labels_png
@@ -56,7 +54,12 @@ def label_query(request: web.Request) -> LabelQuery:
         raise ApiProblem(422, "Invalid label query", problems) from None
 
 
-class Documents:
+class Documents(Component):
+    """Quotes, travellers, labels and exports: the farm's paper."""
+
+    name = "documents"
+    tables = TABLES
+
     def __init__(self, store: Store, costs: Costs, orders: Orders, analyses: FileAnalyses, reports: Reports,
                  config: DocumentsConfig, public_url: Callable[[], str]) -> None:
         self.store = store

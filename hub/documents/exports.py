@@ -24,11 +24,11 @@ from typing import Any
 import xlsxwriter
 from aiohttp import web
 
-from ..api import ApiProblem
-from ..openapi import Op
-from ..order_schemas import Order
-from ..reports import Period, Reports, period
-from ..store import Store, timestamp
+from hub.api import ApiProblem
+from hub.api import Op
+from hub.shop import Order
+from hub.shop import Period, Reports, period
+from hub.store import Store, timestamp
 
 PAGE = 500
 Rows = Iterator[list[list[Any]]]  # pages of rows

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api import ApiProblem
-from ..store import Store
+from hub.api import ApiProblem
+from hub.store import Store
 from .labels import Label
 from .links import PanelLinks
 

@@ -25,7 +25,7 @@ class LabelSize(StrEnum):
 
 
 @dataclass(frozen=True)
-class Sheet:
+class LabelSheet:
     page: tuple[float, float]  # mm
     label: tuple[float, float]
     columns: int = 1
@@ -37,9 +37,9 @@ class Sheet:
 
 
 SHEETS = {
-    LabelSize.TAPE_62: Sheet(page=(62, 40), label=(62, 40)),
-    LabelSize.SMALL: Sheet(page=(50, 30), label=(50, 30)),
-    LabelSize.A4_3X8: Sheet(page=(210, 297), label=(70, 37.125), columns=3, rows=8),
+    LabelSize.TAPE_62: LabelSheet(page=(62, 40), label=(62, 40)),
+    LabelSize.SMALL: LabelSheet(page=(50, 30), label=(50, 30)),
+    LabelSize.A4_3X8: LabelSheet(page=(210, 297), label=(70, 37.125), columns=3, rows=8),
 }
 
 
@@ -75,7 +75,7 @@ def draw(p: Painter, label: Label, w: float, h: float) -> None:
         p.text(x, y, fit(p, line, line_pt, room), line_pt)
 
 
-def _slots(sheet: Sheet, count: int) -> list[tuple[int, float, float]]:
+def _slots(sheet: LabelSheet, count: int) -> list[tuple[int, float, float]]:
     """(page, x, y) of each label in mm: across, then down, then the next page."""
     w, h = sheet.label
     left = (sheet.page[0] - sheet.columns * w) / 2

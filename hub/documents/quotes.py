@@ -19,11 +19,11 @@ from typing import Any
 import structlog
 from sqlite_utils import Database
 
-from ..api import ApiProblem
-from ..costing import Costs, Line, QuoteRequest
-from ..order_schemas import OrderCreate, OrderItemIn
-from ..orders import Orders
-from ..store import Store, utcnow
+from hub.api import ApiProblem
+from hub.shop import Costs, Line, QuoteRequest
+from hub.shop import OrderCreate, OrderItemIn
+from hub.shop import Orders
+from hub.store import Store, utcnow
 from .config import DocumentsConfig
 from .schemas import OPEN, Quote, QuoteCreate, QuoteLine, QuoteStatus
 

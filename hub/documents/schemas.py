@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..costing import Line
+from hub.shop import Line
 
 
 class QuoteStatus(StrEnum):

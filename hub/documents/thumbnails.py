@@ -15,8 +15,8 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw
 
-from ..file_analysis import FileAnalyses
-from ..api import ApiProblem
+from hub.files import FileAnalyses
+from hub.api import ApiProblem
 
 SIZE = 240
 LIGHT = np.array([0.4, -0.5, 0.77])

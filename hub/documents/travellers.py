@@ -17,8 +17,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
 
-from ..api import ApiProblem
-from ..store import Store
+from hub.api import ApiProblem
+from hub.store import Store
 from .config import DocumentsConfig
 from .links import PanelLinks
 from .painters import PdfPainter, qr

@@ -1,1 +1,19 @@
-"""Data that leaves the hub: the outbound event log, Redis Streams, webhooks and the pull API."""
+"""Events out: the outbound event log filled by triggers, its pull API, webhooks and Redis Streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .signing import HEADER as SIGNATURE_HEADER
+from .signing import sign, verify
+
+__all__ = ["SIGNATURE_HEADER", "Export", "sign", "verify"]
+
+
+def __getattr__(name: str) -> Any:
+    # Late, so hub/config.py can take this package's config section without building the component.
+    if name == "Export":
+        from .service import Export
+
+        return Export
+    raise AttributeError(name)

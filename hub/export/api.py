@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.codec import describe
 
-from ..api import ApiProblem, body, path_id
-from ..openapi import RouteTable
-from ..schemas import Items
-from ..webkit import respond
+from hub.api import ApiProblem, Items, RouteTable, body, path_id, respond
+
 from .event_log import EventLog
 from .schemas import (
     DeadLetter,
@@ -39,6 +37,18 @@ def _query(request: web.Request, model: type[M]) -> M:
         raise ApiProblem(422, "Invalid query", describe(exc)) from None
 
 
+class EventSchemaDocument(BaseModel):
+    """A JSON Schema (2020-12) document: one of the outbound event types, told apart by ``type``."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    schema_: str = Field(alias="$schema")
+    title: str
+    description: str
+    defs: dict[str, Any] = Field(alias="$defs")
+    oneOf: list[dict[str, Any]]  # noqa: N815 - JSON Schema's own keyword
+
+
 class ExportApi:
     def __init__(self, events: EventLog, webhooks: Webhooks, status: Callable[[], ExportStatus]) -> None:
         self.events = events
@@ -49,7 +59,7 @@ class ExportApi:
         t, tags = RouteTable(), ("export",)
         t.add("GET", "/api/v1/events", self.list_events, query=EventQuery, response=EventPage, tags=tags,
               summary="The outbound event log after an id, oldest first, paged (pull consumers)")
-        t.add("GET", "/api/v1/events/schema", self.schema, tags=tags,
+        t.add("GET", "/api/v1/events/schema", self.schema, response=EventSchemaDocument, tags=tags,
               summary="The JSON Schema of every outbound event (as `farmhand export schema` prints)")
         t.add("GET", "/api/v1/export", self.export_status, response=ExportStatus, tags=tags,
               summary="How far the Redis exporter and the webhooks are")

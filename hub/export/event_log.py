@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..store import Store, timestamp, utcnow
+from hub.store import Store, timestamp, utcnow
 
 
 def type_matches(patterns: list[str], event_type: str) -> bool:

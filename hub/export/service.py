@@ -10,13 +10,16 @@ import asyncio
 
 import structlog
 
-from ..openapi import RouteTable
-from ..store import Store
-from ..tasks import stop_tasks
+from hub.api import Op
+from hub.component import Component, Tables
+from hub.store import Store
+from hub.tasks import stop_tasks
+
 from .api import ExportApi
 from .config import ExportConfig
 from .delivery import Deliverer
 from .event_log import EventLog
+from .migration import OUTBOUND_EVENTS_MIGRATION
 from .redis_stream import RedisExporter
 from .schemas import ExportStatus
 from .webhooks import Webhooks
@@ -26,7 +29,10 @@ log = structlog.get_logger("farmhand.hub.export")
 PRUNE_INTERVAL_S = 3600.0
 
 
-class Export:
+class Export(Component):
+    name = "export"
+    tables = (Tables(6, OUTBOUND_EVENTS_MIGRATION),)
+
     def __init__(self, store: Store, config: ExportConfig) -> None:
         self.config = config
         self.events = EventLog(store)
@@ -35,10 +41,10 @@ class Export:
         self.redis = RedisExporter(self.events, config.redis) if config.redis.url else None
         self._tasks: list[asyncio.Task[None]] = []
 
-    def table(self) -> RouteTable:
-        return ExportApi(self.events, self.webhooks, self.status).table()
+    def ops(self) -> list[Op]:
+        return ExportApi(self.events, self.webhooks, self.status).table().ops
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._tasks = [asyncio.create_task(self.deliverer.run(), name="hub:webhooks"),
                        asyncio.create_task(self._prune(), name="hub:export-prune")]
         if self.redis is not None:
@@ -66,8 +72,8 @@ class Export:
         return ExportStatus(last_event_id=self.events.last_id(),
                             redis=self.redis.counters() if self.redis else None, webhooks=self.deliverer.counters())
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, dict[str, int]]:
         counts = dict(self.deliverer.counters())
         if self.redis is not None:
             counts |= {"redis_exported": self.redis.exported, "redis_failures": self.redis.failures}
-        return counts
+        return {"export": counts}

@@ -11,8 +11,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from ..api import ApiProblem
-from ..store import Store, utcnow
+from hub.api import ApiProblem
+from hub.store import Store, utcnow
+
 from .event_log import EventLog
 from .schemas import DeadLetter, Webhook, WebhookCreate
 

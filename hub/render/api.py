@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..ids import ascii_int
-from ..api import ApiProblem, body, enum_query, multipart_reader, path_id, request_key, respond
-from ..openapi import RouteTable
-from ..schemas import Items
+from hub.api.bodies import body, enum_query, multipart_reader, path_id, request_key, respond
+from hub.api.models import Items
+from hub.api.problems import ApiProblem
+from hub.api.routes import Op, RouteTable
+from hub.ids import ascii_int
+
 from .costs import RenderCosting
 from .outputs import RenderOutputs
 from .schemas import (
@@ -37,7 +39,7 @@ class RenderApi:
         self.outputs = outputs
         self.costing = costing
 
-    def table(self) -> RouteTable:
+    def ops(self) -> list[Op]:
         t = RouteTable()
         base, tags = "/api/v1/render-jobs", ("render",)
         t.add("POST", base, self.create, body=RenderJobCreate, response=RenderSubmission, status=201, tags=tags,
@@ -62,7 +64,7 @@ class RenderApi:
         t.add("POST", "/api/v1/render/outputs", self.upload, response=StoredOutput, status=201,
               body_type="multipart/form-data", tags=tags,
               summary="A render node delivers a frame: fields task_id, frame, sha256, then file")
-        return t
+        return t.ops
 
     async def create(self, request: web.Request) -> web.Response:
         spec = await body(request, RenderJobCreate, "Invalid render job")

@@ -15,9 +15,10 @@ from typing import Any
 
 from protocol.messages import RenderCapabilities
 
-from ..jobs import JobNotFound
-from ..store import Store
-from .config import NodeClass, RenderCosts
+from hub.config import NodeClass, RenderCosts
+from hub.jobs import JobNotFound
+from hub.store import Store
+
 from .estimate import preview_timing
 from .schemas import JOB_TERMINAL, CostFigure, CostLine, RenderCost
 from .tasks import load_job

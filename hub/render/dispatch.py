@@ -21,11 +21,12 @@ import structlog
 
 from protocol.messages import StartRender
 
-from ..commands import Outbox, Outgoing
-from ..store import Store, timestamp, utcnow
+from hub.jobs import run_passes
+from hub.mqtt import CommandOutbox, Outgoing
+from hub.store import Store, timestamp, utcnow
+
 from .schemas import RenderJobState, TaskState
 from .tasks import ACTIVE, TaskBook, load_job, load_task, plan, render_devices, set_row, wire_id
-from ..passes import run_passes
 
 log = structlog.get_logger("farmhand.hub.render.dispatch")
 
@@ -37,7 +38,7 @@ _QUEUED = """
 
 
 class RenderDispatcher:
-    def __init__(self, store: Store, outbox: Outbox, book: TaskBook, *, ack_timeout_s: float,
+    def __init__(self, store: Store, outbox: CommandOutbox, book: TaskBook, *, ack_timeout_s: float,
                  blend_url: Callable[[str], str], upload_url: Callable[[], str],
                  connected: Callable[[], bool]) -> None:
         self.store = store

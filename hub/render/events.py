@@ -1,6 +1,6 @@
 """What render nodes' events and acknowledgements do to render tasks.
 
-Called by the ingest inside the transaction that stores the event (so a
+Subscribed to the ingest, so it runs inside the transaction that stores the event (so a
 replayed event changes nothing). An event moves a task only when it names the
 task's current attempt on the device that runs it; anything else is stray,
 logged and counted.
@@ -14,10 +14,17 @@ import structlog
 from sqlite_utils import Database
 
 from protocol import codec
-from protocol.messages import CancelJob, CommandAck, FrameRendered, RenderProgress, RenderTaskCompleted, RenderTaskFailed
+from protocol.messages import (
+    CancelJob,
+    CommandAck,
+    FrameRendered,
+    RenderProgress,
+    RenderTaskCompleted,
+    RenderTaskFailed,
+)
 
-from ..commands import Outbox
-from ..lifecycle import Effects
+from hub.mqtt import CommandOutbox, Effects, Received
+
 from .schemas import TaskState
 from .tasks import ACTIVE, TaskBook, load_task, parse_wire, set_row
 
@@ -27,12 +34,15 @@ RenderEvent = RenderProgress | FrameRendered | RenderTaskCompleted | RenderTaskF
 
 
 class RenderTracker:
-    def __init__(self, outbox: Outbox, book: TaskBook) -> None:
+    def __init__(self, outbox: CommandOutbox, book: TaskBook) -> None:
         self.outbox = outbox
         self.book = book
         self.stray = 0
 
-    def apply(self, db: Database, node: str, at: str, body: RenderEvent | CommandAck) -> Effects:
+    def apply(self, msg: Received[RenderEvent | CommandAck]) -> Effects:
+        """Ingest subscriber: runs inside the transaction that stored the event."""
+        assert msg.db is not None and msg.node is not None
+        db, node, at, body = msg.db, msg.node, msg.at, msg.body
         effects = Effects()
         if isinstance(body, CommandAck):
             self._ack(db, node, body, effects)

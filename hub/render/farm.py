@@ -1,55 +1,62 @@
-"""``RenderFarm``: the render parts built together, and the few hooks the hub wires in."""
+"""``RenderFarm``: render jobs split into frame-range tasks for the farm's Blender nodes."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable
+from protocol.messages import CommandAck
 
-from ..commands import Outbox
-from ..files import FileStore
-from ..openapi import RouteTable
-from ..store import Store
+from hub.api import Op
+from hub.bus import Bus
+from hub.component import Addresses, Component
+from hub.config import RenderConfig
+from hub.files import Files
+from hub.mqtt import Mqtt, MqttLink
+from hub.store import Store
+
 from .api import RenderApi
-from .config import RenderConfig
 from .costs import RenderCosting
 from .dispatch import RenderDispatcher
-from .events import RenderTracker
+from .events import RenderEvent, RenderTracker
+from .frames import RenderFrames
 from .outputs import RenderOutputs
 from .service import RenderJobService
+from .tables import TABLES
 from .tasks import TaskBook
 
 
-class RenderFarm:
-    def __init__(self, store: Store, files: FileStore, outbox: Outbox, config: RenderConfig, *,
-                 ack_timeout_s: float, public_url: Callable[[], str], connected: Callable[[], bool]) -> None:
+class RenderFarm(Component):
+    name = "render"
+    tables = TABLES
+
+    def __init__(self, config: RenderConfig, store: Store, link: MqttLink, mqtt: Mqtt, addresses: Addresses,
+                 files: Files, bus: Bus, *, ack_timeout_s: float) -> None:
+        outbox = mqtt.outbox
         self.book = TaskBook(outbox, config)
         self.dispatcher = RenderDispatcher(
-            store, outbox, self.book, ack_timeout_s=ack_timeout_s,
-            blend_url=lambda sha: f"{public_url()}/api/v1/files/{sha}",
-            upload_url=lambda: f"{public_url()}/api/v1/render/outputs", connected=connected)
+            store, outbox, self.book, ack_timeout_s=ack_timeout_s, blend_url=addresses.file_url,
+            upload_url=lambda: f"{addresses.public_url}/api/v1/render/outputs", connected=lambda: link.connected)
         self.tracker = RenderTracker(outbox, self.book)
-        self.outputs = RenderOutputs(store, files)
-        self.jobs = RenderJobService(store, outbox, self.book, config, files.path, on_change=self.wake)
+        self.outputs = RenderOutputs(store, files.store)
+        self.jobs = RenderJobService(store, outbox, self.book, config, files.store.path, on_change=self.wake)
         self.costing = RenderCosting(store, config.costs)
-        self._task: asyncio.Task[None] | None = None
+        self.frames = RenderFrames(store, files.store, bus, mqtt.ingest)
+        # After the print tracker: it has recorded the ack by the time this one reads it.
+        mqtt.ingest.subscribe(RenderEvent | CommandAck, self.tracker.apply)
+        mqtt.ingest.on_reschedule(self.wake)
+        mqtt.on_connect(self.dispatcher.refresh_deadlines)
+        self._api = RenderApi(self.jobs, self.outputs, self.costing)
 
     def wake(self) -> None:
         self.dispatcher.wake()
 
-    def table(self) -> RouteTable:
-        return RenderApi(self.jobs, self.outputs, self.costing).table()
+    def ops(self) -> list[Op]:
+        return [*self._api.ops(), *self.frames.ops()]
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.dispatcher.run(), name="hub:render-dispatch")
+    async def start(self) -> None:
+        self.run_loop(self.dispatcher.run(), "render-dispatch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.stop_loops()
 
-    def counters(self) -> dict[str, int]:
-        return {**self.dispatcher.counters(), "stray_events": self.tracker.stray,
-                "outputs_received": self.outputs.received, "outputs_refused": self.outputs.refused}
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {"render": {**self.dispatcher.counters(), "stray_events": self.tracker.stray,
+                           "outputs_received": self.outputs.received, "outputs_refused": self.outputs.refused}}

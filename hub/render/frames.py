@@ -18,22 +18,22 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.messages import FrameRendered, RenderProgress, RenderTaskCompleted, RenderTaskFailed
+from hub.api.bodies import path_id, respond
+from hub.api.problems import ApiProblem
+from hub.api.routes import Op
+from hub.bus import Bus
+from hub.files import FileStore
+from hub.ids import ascii_int
+from hub.mqtt import Ingest, Received
+from hub.store import Store
 
-from ..api import ApiProblem, path_id, respond
-from ..files import FileStore
-from ..ids import ascii_int
-from ..ingest import Ingest
-from ..live import Bus
-from ..openapi import Op
-from ..store import Store
+from .events import RenderEvent
 from .schemas import TaskState
 from .tasks import load_job, parse_wire
 
 THUMB_MAX_BYTES = 1536 * 1024
 MAX_FRAMES = 2000
 _IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
-_RENDER_EVENTS = (RenderProgress, FrameRendered, RenderTaskCompleted, RenderTaskFailed)
 
 FrameState = Literal["queued", "rendering", "done", "failed", "cancelled"]
 
@@ -86,7 +86,7 @@ class RenderFrames:
         self.store = store
         self.files = files
         self.bus = bus
-        ingest.observers.append(self.observe)
+        ingest.observe(RenderEvent, self.observe)
 
     def ops(self) -> list[Op]:
         base, tags = "/api/v1/render-jobs/{id}/frames", ("render",)
@@ -97,8 +97,10 @@ class RenderFrames:
                summary="A delivered frame as an image for a grid (PNG or JPEG up to 1.5 MiB; else 404)"),
         ]
 
-    def observe(self, node: str, body: Any) -> None:
-        if isinstance(body, _RENDER_EVENTS) and self.bus.subscribers:
+    def observe(self, msg: Received[RenderEvent]) -> None:
+        """Ingest observer: an open frame grid refetches when its job's tasks move."""
+        body = msg.body
+        if self.bus.subscribers:
             ids = parse_wire(body.task_id)
             row = self.store.one("SELECT job_id FROM render_tasks WHERE id = ?", (ids[0],)) if ids else None
             if row is not None and self.bus.wants("render-jobs", str(row["job_id"])):

@@ -18,10 +18,11 @@ from typing import Any
 import structlog
 from aiohttp import BodyPartReader, web
 
-from ..ids import ascii_int
-from ..files import FileStore
-from ..jobs import JobError
-from ..store import Store, utcnow
+from hub.files import FileStore
+from hub.ids import ascii_int
+from hub.jobs import JobError
+from hub.store import Store, utcnow
+
 from .schemas import RenderOutput, StoredOutput
 from .tasks import load_job, load_task, parse_wire
 

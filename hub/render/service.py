@@ -14,10 +14,11 @@ from typing import Any
 
 import structlog
 
-from ..commands import Outbox, Outgoing
-from ..jobs import InvalidJob, JobConflict, JobNotFound
-from ..store import Store, utcnow
-from .config import RenderConfig
+from hub.config import RenderConfig
+from hub.jobs import InvalidJob, JobConflict, JobNotFound
+from hub.mqtt import CommandOutbox, Outgoing
+from hub.store import Store, utcnow
+
 from .estimate import measured_frame_s, preview_timing
 from .schemas import (
     JOB_TERMINAL,
@@ -39,7 +40,7 @@ _TERMINAL = tuple(s.value for s in JOB_TERMINAL)
 
 
 class RenderJobService:
-    def __init__(self, store: Store, outbox: Outbox, book: TaskBook, config: RenderConfig,
+    def __init__(self, store: Store, outbox: CommandOutbox, book: TaskBook, config: RenderConfig,
                  blend_path: Callable[[str], Any], on_change: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.outbox = outbox

@@ -19,10 +19,11 @@ from sqlite_utils import Database
 
 from protocol.messages import CancelJob, RenderCapabilities
 
-from ..commands import Outbox, Outgoing
-from ..store import utcnow
+from hub.config import RenderConfig
+from hub.mqtt import CommandOutbox, Outgoing
+from hub.store import utcnow
+
 from . import plan
-from .config import RenderConfig
 from .estimate import preview_timing
 from .schemas import ACTIVE_TASK_STATES, JOB_TERMINAL, PRESETS, RenderJobState, TaskState
 
@@ -68,7 +69,7 @@ def render_devices(db: Database, *, idle_only: bool) -> list[dict[str, Any]]:
 
 
 class TaskBook:
-    def __init__(self, outbox: Outbox, config: RenderConfig) -> None:
+    def __init__(self, outbox: CommandOutbox, config: RenderConfig) -> None:
         self.outbox = outbox
         self.config = config
 

@@ -1,0 +1,173 @@
+"""Nodes and devices as their agents last described them, plus live telemetry.
+
+Birth and death messages and device snapshots are persisted; telemetry and
+host metrics are frequent and lossy, so only the latest reading is kept in
+memory and a sample of telemetry is written to history at most once per
+``history_interval_s`` per device.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import structlog
+from sqlite_utils import Database
+
+from protocol.messages import DeviceError, DeviceStatus, HostMetrics, NodeState, Telemetry
+
+from hub.store import Store, dumps, utcnow
+
+from .schemas import Device, DeviceSpool, Node
+
+log = structlog.get_logger("farmhand.hub.fleet")
+
+# The spool loaded on each device rides along (at most one: spools_loaded is unique per device).
+DEVICE_ROWS = (
+    "SELECT d.*, COALESCE(n.online, 0) AS node_online, s.id AS spool_id, f.material AS spool_material,"
+    " f.name AS spool_filament, f.color_hex AS spool_color, s.initial_weight - s.used_weight AS spool_left"
+    " FROM devices d LEFT JOIN nodes n ON n.id = d.node"
+    " LEFT JOIN spools s ON s.node = d.node AND s.device = d.id LEFT JOIN filaments f ON f.id = s.filament_id"
+)
+
+HISTORY_BATCH = 500
+HISTORY_BATCH_S = 1.0
+
+
+class FleetState:
+    def __init__(self, store: Store, history_interval_s: float) -> None:
+        self.store = store
+        self.history_interval_s = history_interval_s
+        self._telemetry: dict[tuple[str, str], tuple[str, Telemetry]] = {}
+        self._history_at: dict[tuple[str, str], float] = {}
+        self._metrics: dict[str, HostMetrics] = {}
+        # History samples go in batches, one commit each (issue 19: at 5,000 devices a commit per
+        # sample was 5,000 fsyncs a round and held every reading behind it). Lossy like the telemetry.
+        self._history_rows: list[tuple[str, str, str, str, float | None]] = []
+        self._history_written = time.monotonic()
+
+    # ------------------------------------------------------------------ updates
+
+    def node_state(self, node: str, body: NodeState) -> bool:
+        """Returns True when the node came online (the scheduler may have work for it)."""
+        now = utcnow()
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO nodes (id, online, agent_version, hostname, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET online = excluded.online, updated_at = excluded.updated_at,"
+                " agent_version = CASE WHEN excluded.online THEN excluded.agent_version ELSE agent_version END,"
+                " hostname = CASE WHEN excluded.online THEN excluded.hostname ELSE hostname END",
+                (node, int(body.online), body.agent_version, body.hostname, now),
+            )
+            # A death message lists no devices: the node's devices are offline
+            # through nodes.online, and whatever they were doing carries on.
+            if body.online:
+                db.execute("UPDATE devices SET listed = 0 WHERE node = ?", (node,))
+                for info in body.devices:
+                    db.execute(
+                        "INSERT INTO devices (node, id, kind, model, firmware, capabilities, render, listed,"
+                        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (node, id) DO UPDATE SET"
+                        " kind = excluded.kind, model = excluded.model, firmware = excluded.firmware,"
+                        " capabilities = excluded.capabilities, render = excluded.render, listed = 1",
+                        (node, info.id, info.kind, info.model, info.firmware, dumps(info.capabilities),
+                         info.render.model_dump_json() if info.render else None, now),
+                    )
+        log.info("node_state", node=node, online=body.online, devices=[d.id for d in body.devices])
+        return body.online
+
+    def knows(self, node: str, device: str) -> bool:
+        """Whether the node's last birth listed this device."""
+        return self.store.db.execute("SELECT 1 FROM devices WHERE node = ? AND id = ? AND listed = 1",
+                                     (node, device)).fetchone() is not None
+
+    def device_status(self, node: str, body: DeviceStatus) -> bool:
+        """Returns True when the device is idle (the scheduler may have work for it)."""
+        temps = {k: v.model_dump() for k, v in body.temperatures.items()}
+        self.store.db.execute(
+            "INSERT INTO devices (node, id, state, job_id, progress, temperatures, error, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node, id) DO UPDATE SET state = excluded.state,"
+            " job_id = excluded.job_id, progress = excluded.progress, temperatures = excluded.temperatures,"
+            " error = excluded.error, updated_at = excluded.updated_at",
+            (node, body.device, body.state.value, body.job_id, body.progress, dumps(temps), body.error, utcnow()),
+        )
+        return body.state.value == "idle"
+
+    def device_error(self, db: Database, node: str, body: DeviceError) -> None:
+        db.execute("UPDATE devices SET error = ? WHERE node = ? AND id = ?", (body.message, node, body.device))
+        log.warning("device_error", node=node, device=body.device, message=body.message)
+
+    def telemetry(self, node: str, at: str, body: Telemetry) -> None:
+        key = (node, body.device)
+        # The hub's clock, not the agent's, so it compares with the snapshot's updated_at.
+        self._telemetry[key] = (utcnow(), body)
+        now = time.monotonic()
+        last = self._history_at.get(key)
+        if last is not None and now - last < self.history_interval_s:
+            return
+        self._history_at[key] = now
+        self._history_rows.append(
+            (node, body.device, at, dumps({k: v.model_dump() for k, v in body.temperatures.items()}), body.progress))
+        if len(self._history_rows) >= HISTORY_BATCH or now - self._history_written >= HISTORY_BATCH_S:
+            rows, self._history_rows, self._history_written = self._history_rows, [], now
+            with self.store.transaction() as db:
+                db.conn.executemany(
+                    "INSERT INTO telemetry (node, device, ts, temperatures, progress) VALUES (?, ?, ?, ?, ?)", rows)
+
+    def latest_telemetry(self, node: str, device: str) -> Telemetry | None:
+        """The last reading in memory (for the farm grid's feed, hub/tile_feed.py)."""
+        held = self._telemetry.get((node, device))
+        return held[1] if held is not None else None
+
+    def metrics(self, node: str, body: HostMetrics) -> None:
+        self._metrics[node] = body
+
+    def heard_at(self, node: str, device: str) -> str | None:
+        """When the device's last telemetry arrived (hub clock), since this hub started; alerting reads it."""
+        live = self._telemetry.get((node, device))
+        return live[0] if live else None
+
+    # ------------------------------------------------------------------ views
+
+    def nodes(self) -> list[Node]:
+        devices: dict[str, list[str]] = {}
+        for row in self.store.db.execute("SELECT node, id FROM devices WHERE listed = 1 ORDER BY node, id"):
+            devices.setdefault(row[0], []).append(row[1])
+        return [
+            Node(id=r["id"], online=bool(r["online"]), agent_version=r["agent_version"], hostname=r["hostname"],
+                 updated_at=r["updated_at"], devices=devices.get(r["id"], []), metrics=self._metrics.get(r["id"]))
+            for r in self.store.all("SELECT * FROM nodes ORDER BY id")
+        ]
+
+    def devices(self) -> list[Device]:
+        rows = self.store.all(DEVICE_ROWS + " ORDER BY d.node, d.id")
+        return [self._device(r) for r in rows]
+
+    def device(self, node: str, device_id: str) -> Device | None:
+        row = self.store.one(DEVICE_ROWS + " WHERE d.node = ? AND d.id = ?", (node, device_id))
+        return self._device(row) if row else None
+
+    def _device(self, r: dict[str, Any]) -> Device:
+        temperatures = json.loads(r["temperatures"])
+        progress = r["progress"]
+        live = self._telemetry.get((r["node"], r["id"]))
+        # Telemetry is newer than the last snapshot whenever it arrived after it.
+        if live is not None and live[0] >= r["updated_at"]:
+            temperatures = {k: v.model_dump() for k, v in live[1].temperatures.items()} or temperatures
+            progress = live[1].progress if live[1].progress is not None else progress
+        return Device(
+            ref=f"{r['node']}/{r['id']}", node=r["node"], id=r["id"],
+            online=bool(r["node_online"] and r["listed"]), kind=r["kind"], model=r["model"],
+            firmware=r["firmware"], capabilities=json.loads(r["capabilities"]), state=r["state"],
+            job_id=r["job_id"], progress=progress, temperatures=temperatures, error=r["error"],
+            updated_at=r["updated_at"], material=_material(r),
+        )
+
+
+def _material(r: dict[str, Any]) -> DeviceSpool | None:
+    if r["spool_id"] is None:
+        return None
+    colour = r["spool_color"]
+    return DeviceSpool(spool_id=r["spool_id"], material=r["spool_material"], name=r["spool_filament"],
+                          color_hex=f"#{colour.lstrip('#').lower()}" if colour else None,
+                          remaining_grams=round(max(r["spool_left"], 0.0), 1))
