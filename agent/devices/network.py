@@ -57,6 +57,10 @@ from .base import CommandRejected, Device, Emitter
 log = structlog.get_logger("farmhand.agent.network")
 
 PROGRESS_EVERY_S = 1.0
+TELEMETRY_EVERY = 0.9
+"""Telemetry goes out at most once per this much of the poll interval. A printer that reports once an
+interval reports a hair early as often as late (timers, the network); a report held back for arriving
+early would leave the hub a whole interval behind the printer."""
 START_GRACE_S = 30.0
 """How long after a start a printer may go on reporting no job before the job counts as lost."""
 
@@ -325,7 +329,7 @@ class NetworkPrinter(Device):
         self.report = report
         self._follow_job(report, now)
         self._publish_if_changed()
-        if now - self._last_telemetry >= self.poll_interval_s:
+        if now - self._last_telemetry >= TELEMETRY_EVERY * self.poll_interval_s:
             self._last_telemetry = now
             self.emitter.telemetry(Telemetry(
                 device=self.id, temperatures=dict(report.temperatures),
