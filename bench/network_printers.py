@@ -1,0 +1,267 @@
+"""One agent driving many networked printers, some of them dead: its CPU and memory, how fresh the hub's view
+is, and whether the dead ones slow the printers that print.
+
+    python -m bench.network_printers            # 200 printers + 20 dead, every kind this tree has
+    python -m bench.network_printers --quick    # 40 printers + 8 dead (under a minute)
+    python -m bench.network_printers --mix prusalink=1,bambu=1
+
+Three processes, as in a farm: the hub (this process, on a private Mosquitto), the agent (``farmhand agent``,
+so its CPU and RSS are its own, read from /proc through psutil) and the printers (``bench.network_world``:
+every simulated printer, the dead hosts — closed ports and black holes on 127.0.0.1 — and a watcher on the
+hub's live feed). Every printer reports once a second (the agent's poll interval is 1 s).
+
+Two phases with the same printers: first an agent without the dead printers, then one with them. In each,
+``--jobs`` printers print one job (pinned to them, started together) and the time from submitting it to the
+hub showing it completed is taken. The second phase also measures, over ``--window`` seconds of steady
+reporting, the agent's CPU (per 100 live printers), its RSS, and the staleness of the hub's view: the time
+from a printer reporting a value to the hub's live feed showing it (or a newer one).
+
+    printing_slowed_by_dead = mean job time with the dead printers / mean job time without them
+
+Goals (issue 15): CPU ≤ 5 % of a core per 100 printers, RSS ≤ 60 MB, staleness p99 ≤ 1 s, ratio ≤ 1.05.
+The last line printed is one JSON object with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from farmhand.sim.network_fleet import KINDS, available_kinds, parse_mix, split
+from hub.app import Hub
+from protocol.logs import configure
+from tests.authkit import ADMIN_TOKEN
+from tests.conftest import PrivateMosquitto
+from tests.farm import Api
+from tests.hubkit import hub_config
+
+from .network_agent import AgentProcess
+
+GOALS = {"agent_cpu_pct_per_100_printers": 5.0, "agent_rss_mb": 60.0, "staleness_p99_s": 1.0,
+         "printing_slowed_by_dead": 1.05}
+GCODE = "G28\n" + "G1 X10 Y10 E0.5\nG1 X20 Y10 E0.5\n" * 200
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class World:
+    """The printers' process (``bench.network_world``): its device configs, and the staleness it timed."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.proc: asyncio.subprocess.Process | None = None
+        self.live: list[dict[str, Any]] = []
+        self.dead: list[dict[str, Any]] = []
+
+    async def start(self, timeout: float = 120.0) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.network_world", json.dumps(self.settings), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=1 << 24, cwd=Path(__file__).resolve().parent.parent)
+        ready = json.loads(await asyncio.wait_for(self._line(), timeout))
+        self.live, self.dead = ready["live"], ready["dead"]
+
+    async def _line(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the printers' process ended (its errors are above)")
+        return line.decode()
+
+    async def tell(self, command: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def staleness(self) -> dict[str, Any]:
+        await self.tell("report")
+        result: dict[str, Any] = json.loads(await self._line())
+        return result
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            await self.tell("quit")
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self.proc = None
+
+
+async def devices_of(api: Api, node: str) -> dict[str, dict[str, Any]]:
+    """The hub's view of the node's devices, by id."""
+    found: dict[str, dict[str, Any]] = {}
+    cursor: str | None = None
+    while True:
+        params = {"limit": "500", **({"cursor": cursor} if cursor else {})}
+        async with api.http.get(f"{api.base}/api/v1/devices", params=params) as r:
+            r.raise_for_status()
+            page = await r.json()
+        found.update({d["id"]: d for d in page["items"] if d["node"] == node})
+        cursor = page.get("next")
+        if not cursor:
+            return found
+
+
+async def wait_idle(api: Api, node: str, ids: list[str], timeout: float) -> float:
+    """Seconds until the hub shows every one of ``ids`` online and idle."""
+    started = time.monotonic()
+    while True:
+        seen = await devices_of(api, node)
+        ready = sum(1 for i in ids if i in seen and seen[i]["online"] and seen[i]["state"] == "idle")
+        if ready == len(ids):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"only {ready} of {len(ids)} printers came online on {node} in {timeout:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def print_jobs(api: Api, sha: str, node: str, ids: list[str], timeout: float) -> list[float]:
+    """One job on each of ``ids``, submitted together; the seconds from submitting each to the hub's 'completed'."""
+    submitted = time.monotonic()
+    jobs = {(await api.submit(sha, name=f"{node} {i}", device=f"{node}/{i}"))["id"]: i for i in ids}
+    took: dict[int, float] = {}
+    while len(took) < len(jobs):
+        for job_id in set(jobs) - set(took):
+            job = await api.job(job_id)
+            if job["state"] == "completed":
+                took[job_id] = time.monotonic() - submitted
+            elif job["state"] in ("failed", "cancelled"):
+                raise RuntimeError(f"job {job_id} on {jobs[job_id]} ended {job['state']}: {job.get('error')}")
+        if time.monotonic() - submitted > timeout:
+            raise RuntimeError(f"{len(jobs) - len(took)} jobs did not complete in {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+    return sorted(took.values())
+
+
+def spread(configs: list[dict[str, Any]], count: int) -> list[str]:
+    """``count`` device ids taken evenly over the kinds."""
+    by_kind: dict[str, list[str]] = {}
+    for c in configs:
+        by_kind.setdefault(c["driver"], []).append(c["id"])
+    picked: list[str] = []
+    while len(picked) < count and any(by_kind.values()):
+        for ids in by_kind.values():
+            if ids and len(picked) < count:
+                picked.append(ids.pop(0))
+    return picked
+
+
+async def main(opts: argparse.Namespace) -> dict[str, Any]:
+    kinds = parse_mix(opts.mix)
+    missing = [k for k in kinds if k not in available_kinds()]
+    if missing:
+        raise SystemExit(f"bench.network_printers: no simulator or driver for {', '.join(missing)} in this tree")
+    counts = split(opts.printers, kinds)
+    say(f"{opts.printers} printers ({', '.join(f'{k} {n}' for k, n in counts.items())}) and {opts.dead} dead ones, "
+        f"jobs of {opts.print_s:.0f} s on {opts.jobs} printers")
+    with tempfile.TemporaryDirectory(prefix="farmhand-bench-net-") as tmp:
+        work = Path(tmp)
+        broker = PrivateMosquitto(work)
+        broker.start()
+        hub = Hub(hub_config(work / "hub", broker.url, hub_id="bench-net"))
+        world = World({"workdir": str(work / "printers"), "counts": counts, "dead": opts.dead,
+                       "print_s": opts.print_s, "hub": "", "token": ADMIN_TOKEN})
+        api: Api | None = None
+        try:
+            await hub.start()
+            world.settings["hub"] = hub.http_url
+            api = Api(hub.http_url)
+            started = time.monotonic()
+            await world.start()
+            say(f"printers listening after {time.monotonic() - started:.1f} s")
+            sha = await api.upload(GCODE, "bench.gcode")
+            printing = spread(world.live, opts.jobs)
+            live_ids = [c["id"] for c in world.live]
+            result: dict[str, Any] = {}
+            timings: dict[str, list[float]] = {}
+            for phase, dead in (("clean", []), ("dead", world.dead)):
+                node = f"bench-{phase}"
+                agent = AgentProcess(work / node, node, broker.url, world.live + dead)
+                agent.start()
+                try:
+                    took = await wait_idle(api, node, live_ids, timeout=opts.timeout)
+                    say(f"[{phase}] {len(live_ids)} printers online and idle in the hub after {took:.1f} s "
+                        f"(agent with {len(dead)} dead printers)")
+                    if dead:
+                        await world.tell(f"measure {node}")
+                        usage = await agent.usage(opts.window)
+                        fresh = await world.staleness()
+                        result.update(measured(usage, fresh, len(live_ids)))
+                        say(f"[{phase}] over {opts.window:.0f} s: agent CPU {usage['cpu_pct']:.1f} % of a core, RSS "
+                            f"{usage['rss_mb']:.1f} MB; {fresh['shown']} of {fresh['reports']} reports shown, "
+                            f"staleness p50 {fresh['staleness_p50_s']} s, p99 {fresh['staleness_p99_s']} s, "
+                            f"max {fresh['staleness_max_s']} s, {fresh['lost']} never shown")
+                    timings[phase] = await print_jobs(api, sha, node, printing, timeout=opts.print_s * 4 + 60)
+                    say(f"[{phase}] {len(printing)} jobs: mean {statistics.mean(timings[phase]):.2f} s, "
+                        f"max {max(timings[phase]):.2f} s from submit to completed")
+                    result["agent_rss_mb"] = max(result.get("agent_rss_mb", 0.0), agent.rss_mb())
+                finally:
+                    await agent.stop()
+            result["printing_slowed_by_dead"] = round(statistics.mean(timings["dead"]) /
+                                                      statistics.mean(timings["clean"]), 3)
+            result.update(printers=len(live_ids), dead=len(world.dead), kinds=counts,
+                          job_s_clean=round(statistics.mean(timings["clean"]), 2),
+                          job_s_dead=round(statistics.mean(timings["dead"]), 2))
+            return result
+        finally:
+            if api is not None:
+                await api.close()
+            await world.stop()
+            await hub.stop()
+            broker.stop()
+
+
+def measured(usage: dict[str, float], fresh: dict[str, Any], printers: int) -> dict[str, Any]:
+    return {"agent_cpu_pct_per_100_printers": round(usage["cpu_pct"] * 100 / printers, 2),
+            "agent_cpu_pct": round(usage["cpu_pct"], 1),
+            "staleness_p99_s": fresh["staleness_p99_s"], "staleness_p50_s": fresh["staleness_p50_s"],
+            "staleness_max_s": fresh["staleness_max_s"], "reports_timed": fresh["shown"],
+            "reports_never_shown": fresh["lost"]}
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [f"{'figure':34} {'measured':>10} {'goal':>8}"]
+    for key, goal in GOALS.items():
+        value = result.get(key)
+        verdict = "" if value is None else ("ok" if value <= goal else "MISSED")
+        rows.append(f"{key:34} {value!s:>10} {('≤ ' + str(goal)):>8}  {verdict}")
+    return "\n".join(rows)
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="40 printers and 8 dead ones, shorter jobs and window")
+    parser.add_argument("--printers", type=int, help="live simulated printers (default 200; 40 with --quick)")
+    parser.add_argument("--dead", type=int, help="unreachable printers (default 20; 8 with --quick)")
+    parser.add_argument("--mix", default="all", help=f"kinds and their shares, e.g. prusalink=1,bambu=1 "
+                                                     f"(default: every kind this tree has, of {', '.join(KINDS)})")
+    parser.add_argument("--jobs", type=int, help="printers that print a job in each phase (default 20; 8)")
+    parser.add_argument("--print-s", type=float, help="how long each simulated print takes (default 10 s; 5)")
+    parser.add_argument("--window", type=float, help="seconds of steady reporting measured (default 30; 10)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="for the printers to come online")
+    opts = parser.parse_args(argv)
+    quick = opts.quick
+    for name, full, short in (("printers", 200, 40), ("dead", 20, 8), ("jobs", 20, 8), ("print_s", 10.0, 5.0),
+                              ("window", 30.0, 10.0)):
+        if getattr(opts, name) is None:
+            setattr(opts, name, short if quick else full)
+    return opts
+
+
+if __name__ == "__main__":
+    configure("warning")
+    figures = asyncio.run(main(options()))
+    say(table(figures))
+    print(json.dumps(figures))
