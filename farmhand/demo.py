@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from . import demo_network
 from .sample_gcode import ring_tower
 
 log = structlog.get_logger("farmhand.demo")
@@ -41,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exit-when-done", action="store_true", help="exit once every job finished; print a JSON summary")
     p.add_argument("--timeout", type=float, default=300.0, help="with --exit-when-done, give up after this many seconds")
     p.add_argument("--password", default=None, help="the panel's admin password (default: generated and printed)")
+    demo_network.add_arguments(p)
 
 
 async def run_from_args(args: argparse.Namespace) -> int:
@@ -161,6 +163,8 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     out = sys.stdout
     try:
         await farm.start()
+        if args.network_printers:  # stopped with the agents
+            farm.agents.append(await demo_network.start(farm))
         base = farm.hub.http_url
         print(f"farmhand demo: hub {base}  broker {farm.hub.mqtt_url}  "
               f"{farm.printer_count} printers on {farm.agent_count} agents", file=out, flush=True)
