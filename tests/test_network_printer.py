@@ -174,6 +174,21 @@ def test_telemetry_follows_a_printer_that_reports_once_an_interval_and_is_capped
     assert len(rec.readings) == 5 + 5
 
 
+async def test_a_reading_held_back_by_the_telemetry_cap_reaches_the_hub_when_the_cap_allows() -> None:
+    """Two reports in a burst: the second is not lost for an interval, it goes out as soon as allowed."""
+    rec = Recorder()
+    printer = ScriptedPrinter(rec)  # poll interval 0.05 s
+    printer.heard(PrinterReport(DeviceState.IDLE, {"B": Heater(actual=60.0)}))
+    printer.heard(PrinterReport(DeviceState.IDLE, {"B": Heater(actual=61.0)}))
+    printer.heard(PrinterReport(DeviceState.IDLE, {"B": Heater(actual=62.0)}))
+    assert [r.temperatures["B"].actual for r in rec.readings] == [60.0]
+    await _until(lambda: len(rec.readings) == 2, timeout=1.0)
+    assert rec.readings[1].temperatures["B"].actual == 62.0, "the latest reading, once"
+    await asyncio.sleep(0.15)
+    assert len(rec.readings) == 2, "an unchanged reading is not sent again"
+    await printer.close()
+
+
 async def test_an_agent_restarted_mid_print_finds_its_job_by_the_file_name() -> None:
     rec = Recorder()
     printer = ScriptedPrinter(rec)
