@@ -51,6 +51,9 @@ class BedStamps:
         self._pending: dict[str, deque[tuple[int, float]]] = {}
         self.measuring = False
         self.staleness: list[float] = []
+        self.by_kind: dict[str, list[float]] = {}
+        self.kind_of: dict[str, str] = {}
+        """Each device's driver, for the staleness of each kind."""
         self.reported = 0
 
     def read(self, device_id: str) -> float:
@@ -72,13 +75,16 @@ class BedStamps:
         match = next((k for k, _ in reversed(pending) if k % WRAP == step), None)
         if match is None:
             return
+        kind = self.kind_of.get(device_id, "?")
         while pending and pending[0][0] <= match:
             _, at = pending.popleft()
             self.staleness.append(now - at)
+            self.by_kind.setdefault(kind, []).append(now - at)
 
     def measure(self) -> None:
         self._pending.clear()
         self.staleness.clear()
+        self.by_kind.clear()
         self.reported = 0
         self.measuring = True
 
@@ -86,12 +92,14 @@ class BedStamps:
         now = time.time()
         lost = sum(1 for q in self._pending.values() for _, at in q if now - at > UNSEEN_AFTER_S)
         ordered = sorted(self.staleness)
+        return {"reports": self.reported, "shown": len(ordered), "lost": lost,
+                "staleness_p50_s": percentile(ordered, 0.5), "staleness_p99_s": percentile(ordered, 0.99),
+                "staleness_max_s": round(ordered[-1], 3) if ordered else None,
+                "staleness_p99_s_by_kind": {k: percentile(sorted(v), 0.99) for k, v in sorted(self.by_kind.items())}}
 
-        def pct(p: float) -> float | None:
-            return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3) if ordered else None
 
-        return {"reports": self.reported, "shown": len(ordered), "lost": lost, "staleness_p50_s": pct(0.5),
-                "staleness_p99_s": pct(0.99), "staleness_max_s": round(ordered[-1], 3) if ordered else None}
+def percentile(ordered: list[float], p: float) -> float | None:
+    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3) if ordered else None
 
 
 class DeadHosts:
@@ -204,6 +212,7 @@ async def main(settings: dict[str, Any]) -> None:
     try:
         live = await fleet.start(settings["counts"])
         like = {c["driver"]: c for c in live}
+        stamps.kind_of = {c["id"]: c["driver"] for c in live}
         dead_configs = dead.configs(settings["dead"], sorted(like), like)
         print(json.dumps({"live": live, "dead": dead_configs}), flush=True)
         hub = HubWatcher(settings["hub"], settings["token"], stamps)
