@@ -10,11 +10,12 @@ so its CPU and RSS are its own, read from /proc through psutil) and the printers
 every simulated printer, the dead hosts — closed ports and black holes on 127.0.0.1 — and a watcher on the
 hub's live feed). Every printer reports once a second (the agent's poll interval is 1 s).
 
-Two phases with the same printers: first an agent without the dead printers, then one with them. In each,
-``--jobs`` printers print one job (pinned to them, started together) and the time from submitting it to the
-hub showing it completed is taken. The second phase also measures, over ``--window`` seconds of steady
-reporting, the agent's CPU (per 100 live printers), its RSS, and the staleness of the hub's view: the time
-from a printer reporting a value to the hub's live feed showing it (or a newer one).
+Two phases with the same printers: first an agent without the dead printers, then one with them. In each
+phase the agent's CPU (per 100 live printers), its RSS and the staleness of the hub's view (the time from a
+printer reporting a value to the hub's live feed showing it, or a newer one) are measured over ``--window``
+seconds of steady reporting; then ``--jobs`` printers print one job each (pinned to them, submitted within
+two seconds) and the time from submitting each to the hub showing it completed is taken. The figures of
+the second phase, with the dead printers, are the result; the first phase's are printed for comparison.
 
     printing_slowed_by_dead = mean job time with the dead printers / mean job time without them
 
@@ -31,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +131,32 @@ async def wait_idle(api: Api, node: str, ids: list[str], timeout: float) -> floa
         await asyncio.sleep(0.5)
 
 
-async def print_jobs(api: Api, sha: str, node: str, ids: list[str], timeout: float) -> list[float]:
-    """One job on each of ``ids``; the seconds from submitting each to the hub showing it completed.
+class JobTimes:
+    """Each job's seconds from submit to the hub showing it completed, by device, and where the time went."""
+
+    def __init__(self) -> None:
+        self.took: dict[str, float] = {}
+        self.stages: dict[str, list[float]] = {"queued": [], "dispatched": [], "printed": []}
+
+    def done(self, device: str, seconds: float, job: dict[str, Any]) -> None:
+        self.took[device] = seconds
+        at = [datetime.fromisoformat(job[k]) for k in ("created_at", "assigned_at", "started_at", "finished_at")]
+        for stage, (a, b) in zip(self.stages, zip(at, at[1:], strict=False), strict=True):
+            self.stages[stage].append((b - a).total_seconds())
+
+    def mean(self) -> float:
+        return statistics.mean(self.took.values())
+
+    def summary(self, kind_of: dict[str, str]) -> str:
+        kinds = sorted({kind_of[i] for i in self.took})
+        by_kind = {k: round(statistics.mean(t for i, t in self.took.items() if kind_of[i] == k), 2) for k in kinds}
+        stages = ", ".join(f"{k} {statistics.mean(v):.2f} s" for k, v in self.stages.items())
+        return (f"mean {self.mean():.2f} s, max {max(self.took.values()):.2f} s from submit to completed "
+                f"(in the hub: {stages}); mean by kind {by_kind}")
+
+
+async def print_jobs(api: Api, sha: str, node: str, ids: list[str], timeout: float) -> JobTimes:
+    """One job on each of ``ids``, timed from submitting each to the hub showing it completed.
 
     The submissions are spread evenly over ``SPREAD_S``: printers report once a second, so jobs submitted at
     one instant would all meet the reports at the same phase, and the two phases' times would differ by where
@@ -141,18 +167,20 @@ async def print_jobs(api: Api, sha: str, node: str, ids: list[str], timeout: flo
     for n, i in enumerate(ids):
         await asyncio.sleep(max(0.0, began + SPREAD_S * n / len(ids) - time.monotonic()))
         jobs[(await api.submit(sha, name=f"{node} {i}", device=f"{node}/{i}"))["id"]] = (i, time.monotonic())
-    took: dict[int, float] = {}
-    while len(took) < len(jobs):
-        for job_id in set(jobs) - set(took):
+    times = JobTimes()
+    while len(times.took) < len(jobs):
+        for job_id, (device, submitted) in jobs.items():
+            if device in times.took:
+                continue
             job = await api.job(job_id)
             if job["state"] == "completed":
-                took[job_id] = time.monotonic() - jobs[job_id][1]
+                times.done(device, time.monotonic() - submitted, job)
             elif job["state"] in ("failed", "cancelled"):
                 raise RuntimeError(f"job {job_id} on {jobs[job_id][0]} ended {job['state']}: {job.get('error')}")
         if time.monotonic() - began > timeout:
-            raise RuntimeError(f"{len(jobs) - len(took)} jobs did not complete in {timeout:.0f} s")
+            raise RuntimeError(f"{len(jobs) - len(times.took)} jobs did not complete in {timeout:.0f} s")
         await asyncio.sleep(0.2)
-    return sorted(took.values())
+    return times
 
 
 def spread(configs: list[dict[str, Any]], count: int) -> list[str]:
@@ -195,7 +223,8 @@ async def main(opts: argparse.Namespace) -> dict[str, Any]:
             printing = spread(world.live, opts.jobs)
             live_ids = [c["id"] for c in world.live]
             result: dict[str, Any] = {}
-            timings: dict[str, list[float]] = {}
+            timings: dict[str, JobTimes] = {}
+            kind_of = {c["id"]: c["driver"] for c in world.live}
             for phase, dead in (("clean", []), ("dead", world.dead)):
                 node = f"bench-{phase}"
                 agent = AgentProcess(work / node, node, broker.url, world.live + dead)
@@ -204,27 +233,25 @@ async def main(opts: argparse.Namespace) -> dict[str, Any]:
                     took = await wait_idle(api, node, live_ids, timeout=opts.timeout)
                     say(f"[{phase}] {len(live_ids)} printers online and idle in the hub after {took:.1f} s "
                         f"(agent with {len(dead)} dead printers)")
-                    if dead:
-                        await world.tell(f"measure {node}")
-                        usage = await agent.usage(opts.window)
-                        fresh = await world.staleness()
-                        result.update(measured(usage, fresh, len(live_ids)))
-                        say(f"[{phase}] over {opts.window:.0f} s: agent CPU {usage['cpu_pct']:.1f} % of a core, RSS "
-                            f"{usage['rss_mb']:.1f} MB; {fresh['shown']} of {fresh['reports']} reports shown, "
-                            f"staleness p50 {fresh['staleness_p50_s']} s, p99 {fresh['staleness_p99_s']} s, "
-                            f"max {fresh['staleness_max_s']} s, {fresh['lost']} never shown; p99 by kind "
-                            f"{fresh['staleness_p99_s_by_kind']}")
+                    # Both phases alike (the hub's live feed as busy in each); the second one's figures count.
+                    await world.tell(f"measure {node}")
+                    usage = await agent.usage(opts.window)
+                    fresh = await world.staleness()
+                    result.update(measured(usage, fresh, len(live_ids)))
+                    say(f"[{phase}] over {opts.window:.0f} s: agent CPU {usage['cpu_pct']:.1f} % of a core, RSS "
+                        f"{usage['rss_mb']:.1f} MB; {fresh['shown']} of {fresh['reports']} reports shown, "
+                        f"staleness p50 {fresh['staleness_p50_s']} s, p99 {fresh['staleness_p99_s']} s, "
+                        f"max {fresh['staleness_max_s']} s, {fresh['lost']} never shown; p99 by kind "
+                        f"{fresh['staleness_p99_s_by_kind']}")
                     timings[phase] = await print_jobs(api, sha, node, printing, timeout=opts.print_s * 4 + 60)
-                    say(f"[{phase}] {len(printing)} jobs: mean {statistics.mean(timings[phase]):.2f} s, "
-                        f"max {max(timings[phase]):.2f} s from submit to completed")
-                    result["agent_rss_mb"] = max(result.get("agent_rss_mb", 0.0), agent.rss_mb())
+                    say(f"[{phase}] {len(printing)} jobs: {timings[phase].summary(kind_of)}")
+                    result["agent_rss_mb"] = agent.rss_mb()
                 finally:
                     await agent.stop()
-            result["printing_slowed_by_dead"] = round(statistics.mean(timings["dead"]) /
-                                                      statistics.mean(timings["clean"]), 3)
-            result.update(printers=len(live_ids), dead=len(world.dead), kinds=counts,
-                          job_s_clean=round(statistics.mean(timings["clean"]), 2),
-                          job_s_dead=round(statistics.mean(timings["dead"]), 2))
+            clean, dead_s = timings["clean"].mean(), timings["dead"].mean()
+            result["printing_slowed_by_dead"] = round(dead_s / clean, 3)
+            result.update(printers=len(live_ids), dead=len(world.dead), kinds=counts, job_s_clean=round(clean, 2),
+                          job_s_dead=round(dead_s, 2))
             return result
         finally:
             if api is not None:
@@ -260,13 +287,13 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mix", default="all", help=f"kinds and their shares, e.g. prusalink=1,bambu=1 "
                                                      f"(default: every kind this tree has, of {', '.join(KINDS)})")
     parser.add_argument("--jobs", type=int, help="printers that print a job in each phase (default 20; 8)")
-    parser.add_argument("--print-s", type=float, help="how long each simulated print takes (default 10 s; 5)")
-    parser.add_argument("--window", type=float, help="seconds of steady reporting measured (default 30; 10)")
+    parser.add_argument("--print-s", type=float, help="how long each simulated print takes (default 10 s; 4)")
+    parser.add_argument("--window", type=float, help="seconds of steady reporting measured in each phase (default 30; 6)")
     parser.add_argument("--timeout", type=float, default=180.0, help="for the printers to come online")
     opts = parser.parse_args(argv)
     quick = opts.quick
-    for name, full, short in (("printers", 200, 40), ("dead", 20, 8), ("jobs", 20, 8), ("print_s", 10.0, 5.0),
-                              ("window", 30.0, 10.0)):
+    for name, full, short in (("printers", 200, 40), ("dead", 20, 8), ("jobs", 20, 8), ("print_s", 10.0, 4.0),
+                              ("window", 30.0, 6.0)):
         if getattr(opts, name) is None:
             setattr(opts, name, short if quick else full)
     return opts
