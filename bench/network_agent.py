@@ -22,7 +22,10 @@ POLL_INTERVAL_S = 1.0
 class AgentProcess:
     """``farmhand agent`` with ``devices``; its log goes to ``agent.log`` in ``workdir``."""
 
-    def __init__(self, workdir: Path, node_id: str, mqtt_url: str, devices: list[dict[str, Any]]) -> None:
+    def __init__(self, workdir: Path, node_id: str, mqtt_url: str, devices: list[dict[str, Any]],
+                 python: str = sys.executable) -> None:
+        """``python``: the interpreter to run it with (an agent-only install measures an agent's own memory)."""
+        self.python = python
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.config = write_toml(
@@ -37,7 +40,7 @@ class AgentProcess:
     def start(self) -> None:
         with open(self.workdir / "agent.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "farmhand.cli", "--log-level", "warning", "agent", "--config",
+                [self.python, "-m", "farmhand.cli", "--log-level", "warning", "agent", "--config",
                  str(self.config)], stdout=log, stderr=log, env={**os.environ, "FARMHAND_LOG_JSON": "1"})
         self.ps = psutil.Process(self.proc.pid)
 
