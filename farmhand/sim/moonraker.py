@@ -228,6 +228,10 @@ class SimMoonraker:
                 "job_id": None}
 
 
+HOST = web.RequestKey("host", SimMoonraker)
+AUTHORISED = web.RequestKey("authorised", bool)
+
+
 class MoonrakerFarm:
     """Many simulated Moonraker hosts served from one aiohttp app and one ticking task."""
 
@@ -294,17 +298,17 @@ class MoonrakerFarm:
         key = request.headers.get("X-Api-Key")
         if key is not None and host.api_key is not None and not secrets.compare_digest(key, host.api_key):
             return web.json_response({"error": {"code": 401, "message": "Unauthorized"}}, status=401)
-        request["host"] = host
-        request["authorised"] = host.api_key is None or key is not None
-        if request.path != "/websocket" and not request["authorised"]:
+        request[HOST] = host
+        request[AUTHORISED] = host.api_key is None or key is not None
+        if request.path != "/websocket" and not request[AUTHORISED]:
             return web.json_response({"error": {"code": 401, "message": "Unauthorized"}}, status=401)
         return await handler(request)
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        host: SimMoonraker = request["host"]
+        host = request[HOST]
         ws = web.WebSocketResponse(max_msg_size=1 << 22)
         await ws.prepare(request)
-        client = _Client(ws, request["authorised"])
+        client = _Client(ws, request[AUTHORISED])
         host.clients.add(client)
         try:
             async for msg in ws:
@@ -326,7 +330,7 @@ class MoonrakerFarm:
             return {"jsonrpc": "2.0", "error": {"code": exc.code, "message": exc.message}, "id": request_id}
 
     async def _upload(self, request: web.Request) -> web.Response:
-        host: SimMoonraker = request["host"]
+        host = request[HOST]
         fields: dict[str, str] = {}
         stored: tuple[str, int, str] | None = None
         async for part in await request.multipart():
