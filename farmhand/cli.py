@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import ops_cli
 
     ops_cli.add_commands(sub, add)  # jobs, devices, token: operator actions over the HTTP API
+    from . import export_cli  # export-backup
+
+    export_cli.add_commands(add)  # export-backup: export schema|postgres, backup create|list|verify|restore
     return p
 
 
@@ -110,10 +113,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         match args.command:
-            case "jobs" | "devices" | "token":
+            case "jobs" | "devices" | "token" | "user":
                 from . import ops_cli
 
                 return ops_cli.run(args)
+            case "export" | "backup":  # export-backup
+                from . import export_cli
+
+                return export_cli.run_export(args) if args.command == "export" else export_cli.run_backup(args)
             case "hub":
                 return asyncio.run(_run_hub(args.config))
             case "agent":

@@ -19,15 +19,18 @@ from protocol.messages import HubState
 from protocol.mqtt import MqttSession, Will, loggable_url
 
 from .api import HttpApi
+from .backup.service import Backups  # export-backup
 from .broker import EmbeddedBroker
 from .commands import Outbox
 from .config import HubConfig
+from .export.service import Export  # export-backup
 from .farm import FarmServices
 from .files import FileStore
 from .fleet import Fleet
 from .ingest import Ingest
 from .jobs import JobService
 from .lifecycle import JobTracker
+from .parser_errors import ProblemAppRunner
 from .reconcile import Reconciler
 from .requests import ScriptRequests
 from .retention import Retention
@@ -103,10 +106,17 @@ class Hub:
         self.surface.table.extend(render_routes.ops)  # so the OpenAPI document lists them
         app = api.app()
         app.add_routes(render_routes.routes())
+        # export-backup: the outbound event log's consumers and backups, each one component.
+        self.export = Export(store, cfg.export)
+        self.backups = Backups(store, self.files, cfg.backup, cfg.data_dir, cfg.hub_id)
+        for component in (self.export, self.backups):
+            routes = component.table()
+            self.surface.table.extend(routes.ops)
+            app.add_routes(routes.routes())
         self.farm = FarmServices(store, self.files, self.jobs, self.scheduler)
         self.farm.extend(app, self.surface.table)  # files' analysis, constrained queue, stock, costs, orders
         api.screen = self.farm.screen_upload
-        self._runner = web.AppRunner(self.surface.install(app), access_log=None)
+        self._runner = ProblemAppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
         tls = cfg.http.tls()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port, ssl_context=tls)
@@ -145,10 +155,15 @@ class Hub:
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="hub:scheduler")
         self._retention_task = asyncio.create_task(self.retention.run(), name="hub:retention")
         self.render.start()
+        self.export.start()  # export-backup
+        self.backups.start()  # export-backup
         log.info("hub_started", http=self.http_url, public_url=self.public_url, mqtt=loggable_url(self.mqtt_url),
                  data_dir=str(cfg.data_dir), schema_version=store.schema_version)
 
     async def stop(self) -> None:
+        for component in (getattr(self, "export", None), getattr(self, "backups", None)):  # export-backup
+            if component is not None:
+                await component.stop()
         if self.render is not None:
             await self.render.stop()
         for task in (self._scheduler_task, self._retention_task):
@@ -209,5 +224,6 @@ class Hub:
                 "scheduler": self.scheduler.counters(),
                 "render": self.render.counters() if self.render else {},
                 "retention_deleted": dict(self.retention.deleted),
+                "export": self.export.counters(),  # export-backup
             },
         )

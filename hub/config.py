@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from protocol.messages import Ident
 
+from .backup.schedule import BackupConfig  # export-backup
+from .export.config import ExportConfig  # export-backup
 from .render.config import RenderConfig
 from .retention import RetentionConfig
 
@@ -87,3 +89,5 @@ class HubConfig(_Section):
     render: RenderConfig = Field(default_factory=RenderConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)  # export-backup: events out (off by default)
+    backup: BackupConfig = Field(default_factory=BackupConfig)  # export-backup: scheduled backups

@@ -18,6 +18,8 @@ from typing import Any
 import structlog
 from sqlite_utils import Database
 
+from .export.migration import OUTBOUND_EVENTS_MIGRATION  # its DDL lives beside the code that reads it
+
 log = structlog.get_logger("farmhand.hub.store")
 
 DB_NAME = "hub.db"
@@ -406,6 +408,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN requeue_interrupted INTEGER;
     """,
+    # N: the outbound event log (hub/export/). Triggers write each event in the transaction of the change
+    # itself, so none is lost and the AUTOINCREMENT id is the commit order; exporters keep their cursors here.
+    OUTBOUND_EVENTS_MIGRATION,
 )
 
 

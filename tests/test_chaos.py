@@ -21,7 +21,7 @@ from .process_farm import ProcessFarm
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-PART = ring_tower(height_mm=2.0)
+PART = ring_tower(height_mm=8.0)  # long enough to be killed mid-print on a loaded machine
 
 
 async def job(farm: ProcessFarm, job_id: int) -> dict[str, Any]:
@@ -31,6 +31,7 @@ async def job(farm: ProcessFarm, job_id: int) -> dict[str, Any]:
 
 async def printing_past(farm: ProcessFarm, job_id: int, progress: float) -> bool:
     j = await job(farm, job_id)
+    assert j["state"] not in ("completed", "failed"), f"the print ended before the test could cut it short: {j}"
     return j["state"] == "printing" and (j["progress"] or 0) >= progress
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 
 import aiohttp
 import pytest
@@ -176,3 +178,22 @@ async def test_any_stored_name_downloads_with_an_rfc_6266_disposition(farm: Farm
     assert hub.store is not None
     hub.store.db.execute("UPDATE files SET name = ? WHERE sha256 = ?", ("old\x00name.gcode", stored["sha256"]))
     assert await disposition() == "attachment; filename=\"old_name.gcode\"; filename*=UTF-8''old%00name.gcode"
+
+
+@pytest.mark.parametrize("request_bytes,detail", [
+    (b"GET /api/v1/jobs?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "Got more than 8190 bytes"),
+    (b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\x00b\r\n\r\n", "Invalid header value char"),
+])
+async def test_what_the_http_parser_refuses_is_answered_in_problem_json(farm: Farm, request_bytes: bytes,
+                                                                        detail: str) -> None:
+    hub = await farm.hub()
+    host, port = hub.http_url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request_bytes)
+    await writer.drain()
+    head, _, body = (await asyncio.wait_for(reader.read(), 10)).partition(b"\r\n\r\n")
+    writer.close()
+    assert head.split(b" ", 2)[1] == b"400", head
+    assert b"Content-Type: application/problem+json" in head
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["title"] == "Bad Request" and detail in problem["detail"]

@@ -157,3 +157,9 @@ async def test_within_three_percent_of_prusaslicer_on_a_real_slice(tmp_path: Pat
     assert result.analysis.estimate.moves_s == pytest.approx(theirs, rel=0.03)
     # Our total adds what PrusaSlicer leaves out: heating, homing and bed levelling in the start G-code.
     assert result.analysis.estimate.total_s > theirs + result.analysis.estimate.heating_s
+
+
+def test_m220_saves_and_restores_the_speed_factor_with_bare_flags() -> None:
+    # PrusaSlicer's MMU tool change: "M220 B" keeps the factor, "M220 R" brings it back after a slow part.
+    restored = moves_s("M220 S50\nM220 B\nM220 S100\nG1 X100 F6000\nG4 P0\nM220 R\nG1 X200 F6000")
+    assert restored == pytest.approx((100 / 100 + 100 / 1000) + (100 / 50 + 50 / 1000))

@@ -1,0 +1,1 @@
+"""Backups of the hub: the database and the file store, verified, scheduled, restorable."""

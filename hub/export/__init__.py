@@ -1,0 +1,1 @@
+"""Data that leaves the hub: the outbound event log, Redis Streams, webhooks and the pull API."""
