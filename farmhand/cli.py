@@ -17,6 +17,7 @@ EXAMPLES = {
     "print": "example: farmhand print /dev/ttyACM0 benchy.gcode --baud 115200 --profile prusa-mk3s",
     "sim printer": "example: farmhand sim printer --link /tmp/printer0 --speed 100 --noise 0.01",
     "protocol schema": "example: farmhand protocol schema > farmhand-v1.schema.json",
+    "octoprint-key": "example: farmhand octoprint-key http://octopi.local --user pi",
     "protocol docs": "example: farmhand protocol docs --write protocol/README.md",
 }
 
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     from . import print_cmd
 
     print_cmd.add_arguments(add("print", "Stream a G-code file straight to a serial printer, without a hub."))
+
+    from . import octoprint_key
+
+    octoprint_key.add_arguments(add("octoprint-key", "Get an application key for the agent from an OctoPrint."))
 
     sim = add("sim", "Simulators for development and tests.")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
@@ -133,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import print_cmd
 
                 return agent_loop.run(print_cmd.run_from_args(args))
+            case "octoprint-key":
+                from . import octoprint_key
+
+                return asyncio.run(octoprint_key.run_from_args(args))
             case "sim":
                 from .sim import printer_cmd as sim_printer
 
