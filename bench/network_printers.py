@@ -310,7 +310,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dead", type=int, help="unreachable printers (default 20; 8 with --quick)")
     parser.add_argument("--mix", default="all", help=f"kinds and their shares, e.g. prusalink=1,bambu=1 "
                                                      f"(default: every kind this tree has, of {', '.join(KINDS)})")
-    parser.add_argument("--jobs", type=int, help="printers that print a job in each phase (default 20; 8)")
+    parser.add_argument("--jobs", type=int, help="printers that print a job in each phase (default 40; 16)")
     parser.add_argument("--print-s", type=float, help="how long each simulated print takes (default 10 s; 4)")
     parser.add_argument("--window", type=float, help="seconds of steady reporting measured in each phase (default 30; 6)")
     parser.add_argument("--rounds", type=int, help="rounds of a phase without and one with the dead printers, "
@@ -321,7 +321,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     opts.python = sys.executable if opts.same_python else agent_python()
     quick = opts.quick
-    for name, full, short in (("printers", 200, 40), ("dead", 20, 8), ("jobs", 20, 8), ("print_s", 10.0, 4.0),
+    for name, full, short in (("printers", 200, 40), ("dead", 20, 8), ("jobs", 40, 16), ("print_s", 10.0, 4.0),
                               ("window", 30.0, 6.0), ("rounds", 2, 1)):
         if getattr(opts, name) is None:
             setattr(opts, name, short if quick else full)
