@@ -22,7 +22,9 @@ from .api import HttpApi
 from .backup.service import Backups  # export-backup
 from .broker import EmbeddedBroker
 from .commands import Outbox
+from .alerting.component import Alerting
 from .config import HubConfig
+from .documents.component import Documents
 from .export.service import Export  # export-backup
 from .farm import FarmServices
 from .files import FileStore
@@ -30,6 +32,7 @@ from .fleet import Fleet
 from .ingest import Ingest
 from .jobs import JobService
 from .lifecycle import JobTracker
+from .openapi import RouteTable
 from .parser_errors import ProblemAppRunner
 from .reconcile import Reconciler
 from .requests import ScriptRequests
@@ -116,6 +119,14 @@ class Hub:
         self.farm = FarmServices(store, self.files, self.jobs, self.scheduler)
         self.farm.extend(app, self.surface.table)  # files' analysis, constrained queue, stock, costs, orders
         api.screen = self.farm.screen_upload
+        # Paper (issue 22): quotes, travellers, labels and exports.
+        self.documents = Documents(store, self.farm.costs, self.farm.orders, self.farm.analyses, self.farm.reports,
+                                   cfg.documents, public_url=lambda: self.public_url)
+        # Threshold alerts (issue 22): rules, history, acknowledgements, notification channels.
+        self.alerting = Alerting(store, self.fleet, cfg.alerting, cfg.hub_id, publish=self._publish)
+        paper = RouteTable(self.documents.ops() + self.alerting.ops())
+        self.surface.table.extend(paper.ops)
+        app.add_routes(paper.routes())
         self._runner = ProblemAppRunner(self.surface.install(app), access_log=None)
         await self._runner.setup()
         tls = cfg.http.tls()
@@ -155,6 +166,7 @@ class Hub:
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="hub:scheduler")
         self._retention_task = asyncio.create_task(self.retention.run(), name="hub:retention")
         self.render.start()
+        self.alerting.start()
         self.export.start()  # export-backup
         self.backups.start()  # export-backup
         log.info("hub_started", http=self.http_url, public_url=self.public_url, mqtt=loggable_url(self.mqtt_url),
@@ -166,6 +178,8 @@ class Hub:
                 await component.stop()
         if self.render is not None:
             await self.render.stop()
+        if getattr(self, "alerting", None) is not None:
+            await self.alerting.stop()
         for task in (self._scheduler_task, self._retention_task):
             if task is not None:
                 task.cancel()
@@ -203,6 +217,12 @@ class Hub:
         resent = self.outbox.resend_pending()
         self._reschedule()
         log.info("hub_online", broker=loggable_url(self.mqtt_url), commands_resent=resent)
+
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1, returning once the broker has it (alert deliveries are recorded sent only then)."""
+        if self._session is None:
+            raise ConnectionError("the hub has no MQTT session")
+        await asyncio.wait_for(self._session.publish_confirmed(topic, payload), timeout=10)
 
     def _reschedule(self) -> None:
         self.scheduler.wake()

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from protocol.messages import Ident
 
+from .alerting.config import AlertingConfig
+from .documents.config import DocumentsConfig
 from .backup.schedule import BackupConfig  # export-backup
 from .export.config import ExportConfig  # export-backup
 from .render.config import RenderConfig
@@ -89,5 +91,7 @@ class HubConfig(_Section):
     render: RenderConfig = Field(default_factory=RenderConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)  # export-backup: events out (off by default)
     backup: BackupConfig = Field(default_factory=BackupConfig)  # export-backup: scheduled backups

@@ -142,4 +142,5 @@ class FileAnalyses:
         if not pngs:
             raise ApiProblem(404, "No thumbnail", "the file carries no PNG thumbnail")
         best = max(pngs, key=lambda t: t["width"] * t["height"])
-        return web.Response(body=base64.b64decode(best["data"]), content_type="image/png")
+        # pydantic writes bytes as URL-safe base64 (ser_json_bytes="base64"); the standard alphabet dropped its - and _.
+        return web.Response(body=base64.urlsafe_b64decode(best["data"]), content_type="image/png")

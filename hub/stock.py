@@ -188,9 +188,14 @@ class Stock:
     def book_finished(self) -> int:
         """Book filament for every ended job not yet booked; returns how many were booked."""
         rows = self.store.all(
-            "SELECT j.id, j.attempt, j.extruded_mm, s.id AS spool_id, f.density, f.diameter"
+            "SELECT * FROM (SELECT j.id, j.attempt, j.finished_at, s.id AS spool_id, f.density, f.diameter,"
+            # A device that does not measure its extrusion (the serial driver) ran the whole file when the job
+            # completed: the file's analysed filament stands in (issue 19: the demo's spools never went down).
+            " COALESCE(j.extruded_mm, CASE WHEN j.state = 'completed' THEN (SELECT SUM(json_extract(e.value,"
+            " '$.filament_mm')) FROM file_analyses a, json_each(a.body, '$.extrusion') e"
+            " WHERE a.sha256 = j.file_sha256) END) AS extruded_mm"
             " FROM jobs j LEFT JOIN spools s ON s.node = j.node AND s.device = j.device"
-            " LEFT JOIN filaments f ON f.id = s.filament_id"
+            " LEFT JOIN filaments f ON f.id = s.filament_id) j"
             " WHERE j.extruded_mm IS NOT NULL AND j.finished_at IS NOT NULL"
             " AND NOT EXISTS (SELECT 1 FROM spool_usage u WHERE u.job_id = j.id AND u.attempt = j.attempt)")
         for r in rows:

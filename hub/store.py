@@ -411,6 +411,71 @@ MIGRATIONS: tuple[str, ...] = (
     # N: the outbound event log (hub/export/). Triggers write each event in the transaction of the change
     # itself, so none is lost and the AUTOINCREMENT id is the commit order; exporters keep their cursors here.
     OUTBOUND_EVENTS_MIGRATION,
+    # N (hub/documents): stored quotes and their lines; document_sequences numbers them per year
+    # in the transaction that writes the quote, so a refused or rolled-back quote takes no number.
+    """
+    CREATE TABLE document_sequences (
+        kind TEXT NOT NULL,
+        year INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (kind, year)
+    );
+    CREATE TABLE quotes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        number TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        customer_address TEXT NOT NULL DEFAULT '[]',
+        reference TEXT,
+        notes TEXT,
+        currency TEXT NOT NULL,
+        vat_pct REAL NOT NULL,
+        valid_until TEXT NOT NULL,
+        stages TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        decided_at TEXT,
+        order_id INTEGER REFERENCES orders(id)
+    );
+    CREATE TABLE quote_lines (
+        quote_id INTEGER NOT NULL REFERENCES quotes(id),
+        position INTEGER NOT NULL,
+        file_sha256 TEXT NOT NULL REFERENCES files(sha256),
+        description TEXT NOT NULL,
+        copies INTEGER NOT NULL,
+        material TEXT NOT NULL,
+        color TEXT,
+        machine_model TEXT,
+        quality TEXT,
+        kind TEXT NOT NULL,
+        grams REAL NOT NULL,
+        hours REAL NOT NULL,
+        cost REAL NOT NULL,
+        total REAL NOT NULL,
+        breakdown TEXT NOT NULL,
+        PRIMARY KEY (quote_id, position)
+    );
+    """,
+    # N (hub/alerting): threshold alerts name their rule and severity, are acknowledged by an operator,
+    # and are open at most once per (rule, subject); each alert event is delivered once per channel.
+    """
+    ALTER TABLE alerts ADD COLUMN rule TEXT;
+    ALTER TABLE alerts ADD COLUMN severity TEXT NOT NULL DEFAULT 'warning';
+    ALTER TABLE alerts ADD COLUMN value REAL;
+    ALTER TABLE alerts ADD COLUMN acknowledged_at TEXT;
+    ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
+    CREATE UNIQUE INDEX alerts_open_once ON alerts(rule, subject) WHERE resolved_at IS NULL AND rule IS NOT NULL;
+    CREATE TABLE alert_deliveries (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        channel TEXT NOT NULL,
+        event TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_at TEXT,
+        PRIMARY KEY (alert_id, channel, event)
+    );
+    """,
 )
 
 

@@ -25,6 +25,7 @@ from .live_feed import LiveFeed
 from .openapi import RouteTable, openapi
 from .panel import Panel
 from .render.frames import RenderFrames
+from .tile_feed import TileFeed
 
 log = structlog.get_logger("farmhand.hub.surface")
 
@@ -51,11 +52,16 @@ class Surface:
         self.feed = LiveFeed(self.bus, hub.fleet, hub.jobs)
         self.feed.watch_ingest(hub.ingest)
         self.feed.watch_outbox(hub.outbox)
+        # The farm grid's coalesced feed (panel work, issue 19): GET /api/v1/tiles and the live topic "tiles".
+        self.tiles = TileFeed(self.bus, hub.fleet)
+        self.tiles.watch_ingest(hub.ingest)
+        self.tiles.watch_changes()
         self.own = RouteTable()
         self.own.extend(AccountApi(self.accounts, cfg).ops())
         self.own.extend(DeviceControls(hub.store, hub.outbox, hub.jobs).ops())
         self.console = DeviceConsole(hub.store, hub.outbox, self.bus, hub.ingest)
         self.own.extend(self.console.ops())
+        self.own.extend(self.tiles.ops().ops)
         self.own.extend(RenderFrames(hub.store, hub.files, self.bus, hub.ingest).ops())
         self.own.add("GET", "/api/v1/live", LiveSocket(self.bus).handle, tags=("live",),
                      summary="WebSocket of state changes; send {\"subscribe\": [\"devices\", \"jobs\", ...]}")

@@ -17,7 +17,7 @@ from hub.export.postgres_sink import PostgresSink
 from hub.export.stream_consumer import StreamConsumer
 
 from .exportkit import PG_DSN, events, pg_schema, redis_url, stream_key, submit_many  # noqa: F401 - fixtures
-from .hubkit import Farm, eventually, isolated_farm  # noqa: F401 - fixture
+from .hubkit import Farm, Http, eventually, isolated_farm  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +92,8 @@ async def test_the_cli_consumer_killed_and_restarted_misses_nothing(
         consumer.send_signal(signal.SIGKILL)
         consumer.wait(10)
         jobs = await submit_many(http, sha, 200)
+        # --until-idle stops at the end of the stream: start it once the hub has put every event there.
+        await eventually(lambda: _exported_all(http), "the hub to export every event to Redis", timeout=30)
         consumer = subprocess.Popen(command + ["--until-idle"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
         assert consumer.wait(60) == 0
@@ -103,6 +105,11 @@ async def test_the_cli_consumer_killed_and_restarted_misses_nothing(
     assert table(pg_schema, "SELECT max(job_id) FROM {schema}.jobs") == [(jobs[-1],)]
     assert [r[0] for r in table(pg_schema, "SELECT event_id FROM {schema}.applied_events ORDER BY applied_seq")] == [
         e["id"] for e in await events(http)]
+
+
+async def _exported_all(http: Http) -> bool:
+    status = (await http.call("GET", "/api/v1/export"))[1]
+    return status["redis"]["cursor"] == status["last_event_id"]
 
 
 def _count(schema: str) -> int:

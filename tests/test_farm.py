@@ -117,7 +117,7 @@ def test_demo_exits_when_done_with_every_job_completed(tmp_path: Path) -> None:
 
 def test_the_demo_prints_an_api_call_that_works(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "farmhand.cli", "demo", "--printers", "1", "--jobs", "1", "--http-port", "0",
+        [sys.executable, "-m", "farmhand.cli", "demo", "--printers", "1", "--no-render", "--http-port", "0",
          "--data-dir", str(tmp_path / "demo")],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "FARMHAND_LOG_JSON": "1"})
     try:
@@ -131,7 +131,7 @@ def test_the_demo_prints_an_api_call_that_works(tmp_path: Path) -> None:
         request = urllib.request.Request(hint.group(2), headers={"Authorization": f"Bearer {hint.group(1)}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
-            assert len(json.load(response)["items"]) == 1
+            assert len(json.load(response)["items"]) >= 1  # the farm is kept busy from the start
     finally:
         proc.terminate()
         proc.wait(30)

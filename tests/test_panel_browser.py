@@ -77,6 +77,7 @@ async def test_login_submit_pause_resume_complete(tmp_path: Path) -> None:
 
             await page.goto(f"{base}/panel/#/device/{device}")
             await page.wait_for_selector("#state[data-state='printing']")
+            await page.get_by_label("Current job").get_by_text("tower.gcode").wait_for()  # the job card
             await page.get_by_role("button", name="Pause print").click()
             await page.wait_for_selector("#state[data-state='paused']", timeout=20_000)
             assert await job_state(farm, job_id) == "paused"

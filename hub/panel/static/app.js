@@ -2,12 +2,19 @@
 import { api, all, ApiError, Live } from "./api.js";
 import { lineChart, sparkline } from "./chart.js";
 import { attachConsole, consoleMarkup } from "./console.js";
+import { bytes, celsius, clock, duration, esc, pct, percent, secondsLeft, temps } from "./format.js";
+import { gridView } from "./grid.js";
+import { ordersView } from "./orders.js";
+import { profilesView } from "./profiles.js";
+import { settingsView } from "./admin.js";
+import { stockView } from "./stock.js";
 import { renderJobView, renderListView } from "./render.js";
+import { alertsView, jobView, orderView, quoteView, quotesView, spoolView } from "./paper.js";
 
 const view = document.getElementById("view");
-const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const pct = (p) => (p == null ? "" : `${Math.round(p * 100)}%`);
 let live = null;
+let me = null;
+let leave = null;  // what the current view must undo when another is shown (listeners, timers)
 
 function toast(text) {
   const t = document.getElementById("toast");
@@ -17,20 +24,9 @@ function toast(text) {
 
 async function guarded(fn) {
   try { await fn(); } catch (e) {
-    if (e instanceof ApiError && e.status === 401) { location.hash = "#/login"; return; }
+    if (e instanceof ApiError && e.status === 401) { toLogin(); return; }
     toast(e.message);
   }
-}
-
-function temps(t) {
-  return Object.entries(t || {}).map(([k, h]) => `${esc(k)} ${Math.round(h.actual)}/${Math.round(h.target ?? 0)}°`).join(" ");
-}
-
-function eta(job) {
-  if (!job || !job.started_at || !job.progress) return "";
-  const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
-  const left = spent * (1 - job.progress) / job.progress;
-  return left > 0 ? `ETA ${Math.round(left / 60)} min` : "";
 }
 
 // --------------------------------------------------------------------------- login
@@ -48,74 +44,22 @@ function loginView() {
     guarded(async () => {
       const me = await api("POST", "/api/v1/session", { username: f.get("username"), password: f.get("password") });
       showWho(me);
-      location.hash = "#/grid";
+      // Back to the page asked for (a scanned label's link), or the farm.
+      location.hash = sessionStorage.getItem("farmhand-return") || "#/grid";
+      sessionStorage.removeItem("farmhand-return");
     });
   };
 }
 
-function showWho(me) {
+function toLogin() {
+  if (!location.hash.startsWith("#/login")) sessionStorage.setItem("farmhand-return", location.hash);
+  location.hash = "#/login";
+}
+
+function showWho(who) {
+  me = who;
   document.getElementById("who").textContent = me ? `${me.name} (${me.role})` : "";
   document.getElementById("logout").hidden = !me;
-}
-
-// --------------------------------------------------------------------------- farm grid
-
-// The loaded spool: colour swatch (painted through the CSSOM, see paintSwatches), type, colour name, grams left.
-function materialHtml(m) {
-  if (!m) return "";
-  const hex = /^#[0-9a-f]{6}$/i.test(m.color_hex || "") ? m.color_hex : "";
-  return `<div class="meta material" aria-label="loaded material">
-    <i class="swatch" data-color="${esc(hex)}" title="${esc(hex || "colour unknown")}"></i>
-    ${esc(m.material)}${m.name ? ` ${esc(m.name)}` : ""} · ${Math.round(m.remaining_grams)} g</div>`;
-}
-
-function paintSwatches(el) {
-  for (const s of el.querySelectorAll(".swatch[data-color]")) if (s.dataset.color) s.style.background = s.dataset.color;
-}
-
-function tileHtml(d, job) {
-  const thumb = job ? `<img class="thumb" alt="" loading="lazy" src="/api/v1/files/${esc(job.file_sha256)}/thumbnail">` : "";
-  return `${thumb}<div class="name" title="${esc(d.ref)}">${esc(d.id)}</div>
-    <div class="meta">${esc(d.node)}</div>
-    <div class="meta">${esc(d.online ? d.state : "offline")} ${esc(d.model || "")}</div>
-    ${materialHtml(d.material)}
-    <div class="meta">${temps(d.temperatures)}</div>
-    <div class="meta">${job ? esc(job.name) + " " + pct(d.progress) + " " + eta(job) : ""}</div>
-    <div class="bar"><i></i></div>`;
-}
-
-async function gridView() {
-  view.innerHTML = `<h1>Farm <span class="muted" id="count"></span></h1><div class="grid" id="grid" role="list"></div>`;
-  const grid = document.getElementById("grid");
-  const tiles = new Map();
-  let jobs = new Map();
-  const place = (d) => {
-    let el = tiles.get(d.ref);
-    if (!el) {
-      el = document.createElement("a");
-      el.className = "tile"; el.href = `#/device/${d.ref}`; el.setAttribute("role", "listitem");
-      el.setAttribute("aria-label", `device ${d.ref}`);
-      tiles.set(d.ref, el); grid.appendChild(el);
-    }
-    const state = d.online ? d.state : "disconnected";
-    if (el.dataset.state !== state) el.dataset.state = state;
-    const html = tileHtml(d, jobs.get(String(d.job_id)));
-    // Rewriting only changed tiles keeps 200 of them cheap at one update per second each.
-    if (el._html !== html) {
-      el.innerHTML = html; el._html = html;
-      // Through the CSSOM: the CSP refuses style attributes in markup.
-      el.querySelector(".bar > i").style.width = `${Math.round((d.progress || 0) * 100)}%`;
-      paintSwatches(el);
-    }
-  };
-  const load = async () => {
-    const [devices, active] = await Promise.all([all("/api/v1/devices"), all("/api/v1/jobs")]);
-    jobs = new Map(active.map((j) => [String(j.id), j]));
-    devices.forEach(place);
-    document.getElementById("count").textContent = `${devices.length} devices`;
-  };
-  await guarded(load);
-  live.watch({ devices: (key, d) => (d ? place(d) : guarded(load)), jobs: () => guarded(load) }, () => guarded(load));
 }
 
 // --------------------------------------------------------------------------- device page
@@ -129,19 +73,37 @@ async function deviceView(ref) {
       <button id="cancel" aria-label="Cancel print">Cancel</button>
       <button id="estop" class="danger" aria-label="Emergency stop">Emergency stop</button>
     </div>
+    <div class="job-card" id="job-card" aria-label="Current job" hidden></div>
     <canvas id="chart" aria-label="Temperature chart" role="img"></canvas>
     ${consoleMarkup}`;
   const term = attachConsole(ref, guarded);
   const history = {};
-  let device = null;
+  let device = null, job = null;
+  const card = () => {
+    const el = document.getElementById("job-card");
+    el.hidden = !job;
+    if (!job) return;
+    const left = secondsLeft(device, job);
+    el.innerHTML = `<img class="thumb" alt="" src="/api/v1/files/${esc(job.file_sha256)}/thumbnail">
+      <div><strong>${esc(job.name)}</strong> <span class="muted">#${job.id} · ${esc(job.state)}</span></div>
+      <div>${pct(device?.progress ?? job.progress)}${left != null ? ` · ${esc(duration(left))} left · done ${esc(clock(Date.now() + left * 1000))}` : ""}</div>
+      <div class="muted">started ${esc(clock(job.started_at))}${job.lines_total ? ` · ${job.lines ?? 0} of ${job.lines_total} lines` : ""}</div>`;
+  };
   const show = (d) => {
+    if (d.job_id !== device?.job_id) {
+      job = null;
+      if (d.job_id) guarded(async () => { job = await api("GET", `/api/v1/jobs/${d.job_id}`); card(); });
+    }
     device = d;
+    card();
     document.getElementById("info").innerHTML = `<span id="state" data-state="${esc(d.state)}">${esc(d.online ? d.state : "offline")}</span>
-      <span>${temps(d.temperatures)}</span><span>${pct(d.progress)}</span><span>job ${esc(d.job_id || "-")}</span>
+      <span>${esc(temps(d.temperatures))}</span><span>${pct(d.progress)}</span><span>job ${esc(d.job_id || "-")}</span>
       <span class="muted">${esc(d.error || "")}</span>`;
     for (const [k, h] of Object.entries(d.temperatures || {})) {
-      (history[k] ||= []).push(h.actual);
-      if (history[k].length > 300) history[k].shift();
+      for (const [name, v] of [[k, h.actual], [`${k} target`, h.target ?? 0]]) {
+        (history[name] ||= []).push(v);
+        if (history[name].length > 300) history[name].shift();
+      }
     }
     lineChart(document.getElementById("chart"), history);
   };
@@ -254,17 +216,25 @@ async function uploadView() {
 
 // --------------------------------------------------------------------------- nodes and other resources
 
+function gpuText(gpus) {
+  return (gpus || []).map((g) => `GPU${g.index} ${percent(g.util_pct)} · ${celsius(g.temp_c)}`
+    + (g.mem_total_mb ? ` · ${bytes((g.mem_used_mb || 0) * 1e6)} of ${bytes(g.mem_total_mb * 1e6)}` : "")).join("; ");
+}
+
 async function nodesView() {
-  view.innerHTML = `<h1>Nodes</h1><table><thead><tr><th>Node</th><th>Online</th><th>CPU</th><th>Memory</th>
-    <th>Temperature</th><th>Devices</th></tr></thead><tbody id="nodes"></tbody></table>`;
+  view.innerHTML = `<h1>Nodes</h1><div class="scroll"><table><thead><tr><th>Node</th><th>Online</th><th>CPU</th>
+    <th>Memory</th><th>Disk</th><th>Temperature</th><th>GPUs</th><th>Devices</th></tr></thead>
+    <tbody id="nodes"></tbody></table></div>`;
   const series = {};
   const push = (id, k, v) => { const s = ((series[id] ||= {})[k] ||= []); if (v != null) s.push(v); if (s.length > 60) s.shift(); return s; };
   const row = (n) => {
     const m = n.metrics || {};
-    return `<tr><td>${esc(n.id)}</td><td>${n.online ? "yes" : "no"}</td>
-      <td>${sparkline(push(n.id, "cpu", m.cpu_pct))} ${m.cpu_pct ?? ""}</td>
-      <td>${sparkline(push(n.id, "mem", m.mem_pct))} ${m.mem_pct ?? ""}</td>
-      <td>${sparkline(push(n.id, "temp", m.cpu_temp_c), 100)} ${m.cpu_temp_c ?? ""}</td>
+    return `<tr data-node="${esc(n.id)}"><td>${esc(n.id)}</td><td>${n.online ? "yes" : "no"}</td>
+      <td>${sparkline(push(n.id, "cpu", m.cpu_pct))} <span class="cpu">${percent(m.cpu_pct)}</span></td>
+      <td>${sparkline(push(n.id, "mem", m.mem_pct))} <span class="mem">${percent(m.mem_pct)}</span></td>
+      <td class="disk">${percent(m.disk_pct)}</td>
+      <td>${sparkline(push(n.id, "temp", m.cpu_temp_c), 100)} <span class="temp">${celsius(m.cpu_temp_c)}</span></td>
+      <td>${esc(gpuText(m.gpus))}</td>
       <td>${esc(n.devices.join(", "))}</td></tr>`;
   };
   const load = async () => { document.getElementById("nodes").innerHTML = (await all("/api/v1/nodes")).map(row).join(""); };
@@ -292,6 +262,7 @@ async function listView(name) {
 
 async function route() {
   const [, page, ...rest] = location.hash.replace(/^#/, "").split("/");
+  leave?.(); leave = null;
   if (page === "login") return loginView();
   if (!live) live = new Live();
   switch (page) {
@@ -301,15 +272,31 @@ async function route() {
     case "nodes": return nodesView();
     case "render": return rest[0] ? renderJobView(rest[0], { view, live, guarded, esc, toast })
       : renderListView({ view, live, guarded, esc });
+    case "stock": return stockView({ view, live, guarded, toast });
+    case "orders": return ordersView({ view, live, guarded, toast });
+    case "profiles": return profilesView({ view, live, guarded, toast });
+    case "settings": return guarded(() => settingsView({ view, guarded, toast, me }));
     case "list": return listView(rest[0]);
-    default: return gridView();
+    // Paper and alerts (paper.js): the pages QR codes and documents link to.
+    case "quotes": live.watch({}, null); return quotesView({ view, live, guarded, esc });
+    case "quote": live.watch({}, null); return guarded(() => quoteView(rest[0], { view, guarded, esc, toast }));
+    case "spool": live.watch({}, null); return guarded(() => spoolView(rest[0], { view, guarded, esc, toast }));
+    case "order": live.watch({}, null); return guarded(() => orderView(rest[0], { view, guarded, esc }));
+    case "job": live.watch({}, null); return guarded(() => jobView(rest[0], { view, esc }));
+    case "alerts": return alertsView({ view, live, guarded, esc, toast });
+    default: leave = await gridView({ view, live, guarded }); return leave;
   }
 }
 
 document.getElementById("logout").onclick = () => guarded(async () => {
   await api("DELETE", "/api/v1/session"); showWho(null); location.hash = "#/login";
 });
+// Phones: the navigation folds behind the Menu button and folds again once a page is chosen.
+const header = document.querySelector("header");
+const navToggle = document.getElementById("nav-toggle");
+navToggle.onclick = () => navToggle.setAttribute("aria-expanded", String(header.classList.toggle("open")));
+window.addEventListener("hashchange", () => { header.classList.remove("open"); navToggle.setAttribute("aria-expanded", "false"); });
 window.addEventListener("hashchange", route);
 // A file without a thumbnail answers 404: hide the broken image rather than show its icon.
 document.addEventListener("error", (e) => { if (e.target.tagName === "IMG") e.target.hidden = true; }, true);
-api("GET", "/api/v1/session").then((me) => { showWho(me); route(); }).catch(() => { location.hash = "#/login"; route(); });
+api("GET", "/api/v1/session").then((me) => { showWho(me); route(); }).catch(() => { toLogin(); route(); });

@@ -17,16 +17,21 @@ export function lineChart(canvas, series, { min = 0, max } = {}) {
     const y = h - 16 - ((v - min) / (top - min)) * (h - 24);
     g.beginPath(); g.moveTo(30, y); g.lineTo(w, y); g.stroke(); g.fillText(String(v), 2, y + 4);
   }
-  names.forEach((name, i) => {
+  // "T0 target" is drawn dashed in the colour of "T0".
+  const heaters = names.filter((n) => !n.endsWith(" target"));
+  names.forEach((name) => {
     const pts = series[name];
-    g.strokeStyle = COLORS[i % COLORS.length]; g.lineWidth = 2; g.beginPath();
+    const target = name.endsWith(" target");
+    const i = heaters.indexOf(target ? name.slice(0, -7) : name);
+    g.strokeStyle = COLORS[Math.max(0, i) % COLORS.length]; g.lineWidth = target ? 1 : 2;
+    g.setLineDash(target ? [4, 3] : []); g.beginPath();
     pts.forEach((v, x) => {
       const px = 30 + (x / Math.max(1, pts.length - 1)) * (w - 34);
       const py = h - 16 - ((v - min) / (top - min)) * (h - 24);
       x ? g.lineTo(px, py) : g.moveTo(px, py);
     });
     g.stroke();
-    g.fillStyle = g.strokeStyle; g.fillText(name, 40 + i * 70, h - 2);
+    if (!target) { g.fillStyle = g.strokeStyle; g.fillText(`${name} °C`, 40 + i * 70, h - 2); }
   });
 }
 
