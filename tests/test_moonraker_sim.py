@@ -42,6 +42,14 @@ async def opened(host: SimMoonraker, rec: Recorder, key: str | None = KEY) -> Mo
     return printer
 
 
+async def printing(host: SimMoonraker, rec: Recorder, tmp_path: Path, job_id: str) -> MoonrakerPrinter:
+    """A driver with a long job printing."""
+    printer = await opened(host, rec)
+    await printer.start_job(job_id, gcode_file(tmp_path, 20000))
+    await wait_for(lambda: printer.status().state is DeviceState.PRINTING, 10, "printing")
+    return printer
+
+
 def gcode_file(tmp_path: Path, moves: int) -> Path:
     path = tmp_path / f"job-{moves}.gcode"
     path.write_text("M140 S60\nM104 S210\n" + "G1 X10 Y10 E0.1\n" * moves + "M104 S0\n")
@@ -70,10 +78,8 @@ async def test_a_whole_print_with_pause_and_resume(host: SimMoonraker, tmp_path:
 
 async def test_cancel_ends_the_job(host: SimMoonraker, tmp_path: Path) -> None:
     rec = Recorder()
-    printer = await opened(host, rec)
+    printer = await printing(host, rec, tmp_path, "c1")
     try:
-        await printer.start_job("c1", gcode_file(tmp_path, 20000))
-        await wait_for(lambda: printer.status().state is DeviceState.PRINTING, 10, "printing")
         await printer.cancel()
         await wait_for(lambda: "job_failed" in rec.types(), 10, "the job to end")
         assert rec.events[-1].cancelled is True  # type: ignore[union-attr]
@@ -84,10 +90,8 @@ async def test_cancel_ends_the_job(host: SimMoonraker, tmp_path: Path) -> None:
 
 async def test_emergency_stop_in_klippers_words_and_a_firmware_restart(host: SimMoonraker, tmp_path: Path) -> None:
     rec = Recorder()
-    printer = await opened(host, rec)
+    printer = await printing(host, rec, tmp_path, "e1")
     try:
-        await printer.start_job("e1", gcode_file(tmp_path, 20000))
-        await wait_for(lambda: printer.status().state is DeviceState.PRINTING, 10, "printing")
         await printer.emergency_stop()
         await wait_for(lambda: "job_failed" in rec.types(), 10, "the job to fail")
         assert rec.events[-1].reason.startswith("Shutdown due to webhooks request")  # type: ignore[union-attr]

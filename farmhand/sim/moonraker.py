@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .klippy_objects import status_changes
 from .klippy_printer import GcodeError, KlippyPrinter
 
 TICK_S = 0.25
@@ -107,13 +108,7 @@ class SimMoonraker:
                 wanted.setdefault(name, set()).update(fields)
         cache = {name: self.status_of(name, now, sorted(fields)) or {} for name, fields in wanted.items()}
         for client in list(self.clients):
-            changed: dict[str, dict[str, Any]] = {}
-            for name, fields in client.subscription.items():
-                full, last = cache[name], client.last.setdefault(name, {})
-                delta = {k: full.get(k) for k in fields if full.get(k) != last.get(k)}
-                if delta:
-                    last.update(delta)
-                    changed[name] = delta
+            changed = status_changes(client.subscription, cache.__getitem__, client.last)
             if changed:
                 client.notify("notify_status_update", [changed, now])
 
