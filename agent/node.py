@@ -167,8 +167,9 @@ class Agent:
 
     def announce_if_changed(self) -> None:
         """Publish the birth again when a device's info changed since the last one went out."""
-        birth = self.birth()
-        if birth.devices != self._announced:
+        # Asked on every status a device publishes: only the infos are compared, the birth is built on a change.
+        if [_announced(d) for d in self.devices.values()] != self._announced:
+            birth = self.birth()
             self._announced = birth.devices
             self.publish_live(topics.node_state(self.node_id), birth, qos=1, retain=True)
 

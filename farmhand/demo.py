@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from . import demo_network
 from .demo_director import Director, find_blender
 from .sample_gcode import ring_tower
 
@@ -54,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(without it the farm keeps busy until Ctrl-C)")
     p.add_argument("--timeout", type=float, default=300.0, help="with --exit-when-done, give up after this many seconds")
     p.add_argument("--password", default=None, help="the panel's admin password (default: generated and printed)")
+    demo_network.add_arguments(p)
 
 
 async def run_from_args(args: argparse.Namespace) -> int:
@@ -74,8 +76,10 @@ class DemoFarm:
     """Starts and stops the pieces; knows nothing about jobs."""
 
     def __init__(self, data_dir: Path, *, printers: int, agents: int, mqtt_url: str | None, http_port: int,
-                 speed: float, noise: float, admin_password: str | None = None, blender: str | None = None) -> None:
-        """``blender``: the Blender to give a render node (none without it)."""
+                 speed: float, noise: float, admin_password: str | None = None, blender: str | None = None,
+                 network_printers: bool = False) -> None:
+        """``blender``: the Blender to give a render node (none without it); ``network_printers``: one
+        simulated printer of each network kind (``demo_network``)."""
         self.data_dir = data_dir
         # Fresh credentials per run: the demo's hub has auth on like any other.
         self.admin_password = admin_password or secrets.token_urlsafe(9)
@@ -88,6 +92,8 @@ class DemoFarm:
         self.speed = speed
         self.noise = noise
         self.blender = blender
+        self.network_printers = network_printers
+        self.network_fleet: Any = None
         self.printers: list[Any] = []
         self.agents: list[Any] = []
         self.hub: Any = None
@@ -133,6 +139,9 @@ class DemoFarm:
     async def _start_network_printers(self) -> None:
         """The place for one simulated printer of each network kind (OctoPrint, Moonraker, PrusaLink,
         Bambu): their simulators start here and join through ``_start_agent`` like the serial ones."""
+        if self.network_printers:
+            self.network_fleet, devices = await demo_network.start_fleet(self.data_dir)
+            await self._start_agent(f"demo-{self.data_dir.name[-6:].replace('_', 'x')}-network", devices)
 
     async def _start_agent(self, node_id: str, devices: list[dict[str, Any]]) -> None:
         from agent.config import AgentConfig
@@ -150,6 +159,8 @@ class DemoFarm:
             await agent.stop()
         for printer in self.printers:
             await printer.stop()
+        if self.network_fleet is not None:
+            await self.network_fleet.stop()
         if self.hub is not None:
             await self.hub.stop()
 
@@ -185,7 +196,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     blender = None if args.exit_when_done or args.no_render else find_blender()
     farm = DemoFarm(data_dir, printers=args.printers, agents=args.agents, mqtt_url=args.mqtt,
                     http_port=args.http_port, speed=args.speed, noise=args.noise, admin_password=args.password,
-                    blender=blender)
+                    blender=blender, network_printers=args.network_printers)
     out = sys.stdout
     try:
         await farm.start()

@@ -427,3 +427,22 @@ async def test_console_lines_run_in_the_background_and_never_hold_up_a_stop(node
     assert output.command_id == home.command_id and output.lines == ["echo:G28", "ok"]
     assert acks(listener, refused.command_id)[0].status == "rejected"
     assert "no G-code console" in acks(listener, refused.command_id)[0].reason
+
+
+def test_a_status_asks_the_other_devices_for_nothing_unless_an_info_changed(tmp_path: Path) -> None:
+    """With 200 printers, rebuilding the whole birth on every status made the agent's start quadratic."""
+    agent = Agent(make_config(tmp_path, "mqtt://127.0.0.1:1"))
+    try:
+        other = device(agent, "p2")
+        asked: list[str] = []
+        plain = other.status
+        other.status = lambda: (asked.append("status"), plain())[1]  # type: ignore[method-assign]
+        agent._announced = [d.info() for d in agent.devices.values()]
+        device(agent, "p1")._set(DeviceState.PRINTING, "j1")
+        assert asked == [], "one device's status needs no other device's"
+        other.info = lambda: DeviceInfo(id="p2", kind="serial_gcode", firmware="Recorder 2.0")  # type: ignore[method-assign]
+        device(agent, "p1")._set(DeviceState.IDLE, None)
+        assert asked == ["status"], "a changed info is announced with a whole birth"
+        assert agent._announced is not None and agent._announced[1].firmware == "Recorder 2.0"
+    finally:
+        agent.spool.close()

@@ -157,6 +157,38 @@ async def test_a_print_follows_the_printers_reports(tmp_path: Path) -> None:
         await printer.close()
 
 
+def test_telemetry_follows_a_printer_that_reports_once_an_interval_and_is_capped_for_a_chattier_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report a hair early (timer jitter) still reaches the hub; one pushed twice an interval goes every other."""
+    clock = [100.0]
+    monkeypatch.setattr("agent.devices.network.time.monotonic", lambda: clock[0])
+    rec = Recorder()
+    printer = ScriptedPrinter(rec)  # poll interval 0.05 s
+    for step in (0.0, 0.049, 0.051, 0.0495, 0.05):  # once an interval, give or take a millisecond
+        clock[0] += step
+        printer.heard(PrinterReport(DeviceState.IDLE, {"B": Heater(actual=60.0 + step)}))
+    assert len(rec.readings) == 5, "every report of a printer that reports once an interval is telemetry"
+    for _ in range(10):  # twice an interval
+        clock[0] += 0.025
+        printer.heard(PrinterReport(DeviceState.IDLE, {"B": Heater(actual=60.0)}))
+    assert len(rec.readings) == 5 + 5
+
+
+async def test_a_reading_held_back_by_the_telemetry_cap_reaches_the_hub_when_the_cap_allows() -> None:
+    """Two reports in a burst: the second is not lost for an interval, it goes out as soon as allowed."""
+    rec = Recorder()
+    printer = ScriptedPrinter(rec)  # poll interval 0.05 s
+    printer.heard(PrinterReport(DeviceState.IDLE, {"B": Heater(actual=60.0)}))
+    printer.heard(PrinterReport(DeviceState.IDLE, {"B": Heater(actual=61.0)}))
+    printer.heard(PrinterReport(DeviceState.IDLE, {"B": Heater(actual=62.0)}))
+    assert [r.temperatures["B"].actual for r in rec.readings] == [60.0]
+    await _until(lambda: len(rec.readings) == 2, timeout=1.0)
+    assert rec.readings[1].temperatures["B"].actual == 62.0, "the latest reading, once"
+    await asyncio.sleep(0.15)
+    assert len(rec.readings) == 2, "an unchanged reading is not sent again"
+    await printer.close()
+
+
 async def test_an_agent_restarted_mid_print_finds_its_job_by_the_file_name() -> None:
     rec = Recorder()
     printer = ScriptedPrinter(rec)

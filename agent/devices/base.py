@@ -7,6 +7,7 @@ with a reason a person can act on when it cannot do what was asked.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -121,4 +122,11 @@ _CAPABILITIES: tuple[tuple[str, type], ...] = (
 
 def declared_capabilities(device: Device) -> list[str]:
     """The capability words a device's driver declares by what it implements."""
-    return [name for name, kind in _CAPABILITIES if isinstance(device, kind)]
+    return list(_declared_by(type(device)))
+
+
+@functools.cache
+def _declared_by(driver: type) -> tuple[str, ...]:
+    # By the driver's class, once: a protocol isinstance check costs ~0.1 ms on Python 3.11, and the node
+    # asks for every device's capabilities whenever one device's status changes.
+    return tuple(name for name, kind in _CAPABILITIES if issubclass(driver, kind))

@@ -53,10 +53,14 @@ from protocol.messages import (
 from protocol.mqtt import backoff_delay
 
 from .base import CommandRejected, Device, Emitter
+from .telemetry_cap import TelemetryCap
 
 log = structlog.get_logger("farmhand.agent.network")
 
 PROGRESS_EVERY_S = 1.0
+TELEMETRY_EVERY = 0.9
+"""Telemetry goes out at most once per this much of the poll interval (``TelemetryCap``). A printer that
+reports once an interval reports a hair early as often as late (timers, the network)."""
 START_GRACE_S = 30.0
 """How long after a start a printer may go on reporting no job before the job counts as lost."""
 
@@ -171,7 +175,7 @@ class NetworkPrinter(Device):
         self._auth_refused = False
         self._job: _Job | None = None
         self._heard = 0.0
-        self._last_telemetry = 0.0
+        self._telemetry = TelemetryCap(emitter.telemetry, TELEMETRY_EVERY * poll_interval_s)
         self._published: tuple[object, ...] | None = None
         self._task: asyncio.Task[None] | None = None
         self.log = log.bind(device=device_id, driver=self.kind)
@@ -240,6 +244,7 @@ class NetworkPrinter(Device):
         self._task = asyncio.create_task(self._run(), name=f"{self.kind}:{self.id}")
 
     async def close(self) -> None:
+        self._telemetry.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -327,12 +332,10 @@ class NetworkPrinter(Device):
         self.report = report
         self._follow_job(report, now)
         self._publish_if_changed()
-        if now - self._last_telemetry >= self.poll_interval_s:
-            self._last_telemetry = now
-            self.emitter.telemetry(Telemetry(
-                device=self.id, temperatures=dict(report.temperatures),
-                progress=_fraction(report.progress) if self._job else None,
-                remaining_s=report.remaining_s if self._job else None))
+        self._telemetry.offer(Telemetry(
+            device=self.id, temperatures=dict(report.temperatures),
+            progress=_fraction(report.progress) if self._job else None,
+            remaining_s=report.remaining_s if self._job else None), now)
 
     def alive(self) -> None:
         """Traffic that is not a report: the link is up, the printer just had nothing new to say."""
@@ -436,6 +439,7 @@ class NetworkPrinter(Device):
     def _lost(self, reason: str, *, auth: bool) -> None:
         was = (self.connected, self._link_error)
         self.connected = False
+        self._telemetry.cancel()
         self._link_error = reason
         self._auth_refused = auth
         if was != (False, reason):

@@ -4,4 +4,6 @@ Bambu Lab printers in LAN mode (MQTT over TLS on a real Mosquitto, the SD card o
 as many as wanted in one process; ``klippy`` is a Klipper host on Klippy's API socket, many in one
 process, for the real Moonraker to stand in front of (``moonraker_host.SimulatedKlipper`` runs the pair);
 ``octoprint`` serves simulated OctoPrints (REST and the push socket), many in one process, where the
-tests use the real OctoPrint."""
+tests use the real OctoPrint; ``moonraker`` serves Moonraker's websocket and upload in front of the Klippy
+simulator's printers, many in one process, where the tests use the real Moonraker; ``network_fleet``
+starts any number of networked printers of each kind (the benchmark, ``farmhand demo --network-printers``)."""

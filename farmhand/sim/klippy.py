@@ -32,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from .klippy_objects import status_changes
 from .klippy_printer import GcodeError, KlippyPrinter
 
 log = structlog.get_logger("farmhand.sim.klippy")
@@ -262,17 +263,15 @@ class KlippySimulator:
     def _push(self) -> None:
         now = time.monotonic()
         cache: dict[str, dict[str, Any]] = {}
+
+        def status(name: str) -> dict[str, Any]:
+            if name not in cache:
+                cache[name] = self.printer.status_of(name, now) or {}
+            return cache[name]
+
         for client in list(self._clients):
             if client.subscription is None:
                 continue
-            changed: dict[str, dict[str, Any]] = {}
-            for name, fields in client.subscription.items():
-                if name not in cache:
-                    cache[name] = self.printer.status_of(name, now) or {}
-                full, last = cache[name], client.last.setdefault(name, {})
-                delta = {k: full.get(k) for k in fields if full.get(k) != last.get(k)}
-                if delta:
-                    last.update(delta)
-                    changed[name] = delta
+            changed = status_changes(client.subscription, status, client.last)
             if changed:
                 client.send({**client.template, "params": {"eventtime": now, "status": changed}})

@@ -6,6 +6,7 @@ Their ``status()`` answers with the fields and values Klipper's own
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -90,3 +91,19 @@ class SdCard:
             self.file.close()
         self.file, self.path, self.active = None, None, False
         self.position = self.size = 0
+
+
+def status_changes(subscription: dict[str, list[str]], status: Callable[[str], dict[str, Any]],
+                   told: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What a subscriber has not heard yet: its subscribed fields whose values differ from ``told`` (updated).
+
+    Klippy's subscription push (and Moonraker's ``notify_status_update`` after it) carries only these.
+    """
+    changed: dict[str, dict[str, Any]] = {}
+    for name, fields in subscription.items():
+        full, last = status(name), told.setdefault(name, {})
+        delta = {k: full.get(k) for k in fields if full.get(k) != last.get(k)}
+        if delta:
+            last.update(delta)
+            changed[name] = delta
+    return changed
