@@ -17,7 +17,8 @@ control: a farm replaying its outboxes cannot bury the hub), each carrying
 confirm past rows this outbox dropped. After a reconnect it replays every
 unconfirmed row after a random pause of up to ``replay_jitter_s`` (a whole farm
 coming back spreads out), and when nothing is confirmed for
-``confirm_timeout_s`` it sends the window again (a message lost on the way).
+``confirm_timeout_s`` it sends the window again (a message lost on the way), waiting twice as long
+after each replay that brought no confirmation.
 The hub de-duplicates on ``(sender, seq)``, so a replay is stored once.
 
 Bound policy, when the outbox holds ``max_messages`` rows and one more comes:
@@ -48,7 +49,7 @@ from pathlib import Path
 import structlog
 
 from protocol import codec
-from protocol.messages import MAX_PAYLOAD_BYTES, Event
+from protocol.messages import MAX_PAYLOAD_BYTES, Event, EventAck
 from protocol.mqtt import MqttSession, NotConnected
 
 log = structlog.get_logger("farmhand.agent.event_outbox")
@@ -80,8 +81,8 @@ class EventOutbox:
         sender: str,
         *,
         max_messages: int = 100_000,
-        window: int = 500,
-        confirm_timeout_s: float = 10.0,
+        window: int = 200,
+        confirm_timeout_s: float = 30.0,
         replay_jitter_s: float = 2.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -102,6 +103,7 @@ class EventOutbox:
         self._confirmed_at = time.monotonic()
         self._sent: deque[int] = deque()  # seqs sent on this connection, not yet confirmed
         self._sent_at = 0.0  # when the oldest of them went out
+        self._fruitless = 0  # replays since the last confirmation
         self._cursor = 0  # highest seq handed to the broker on this connection
         self._restart = False
         self._replay_at = 0.0
@@ -110,6 +112,7 @@ class EventOutbox:
         self.dropped_superseded = 0
         self.dropped_events = 0
         self.sent = 0  # rows the hub confirmed
+        self.malformed_acks = 0
         self.replays = 0  # times nothing was confirmed for confirm_timeout_s and the window went out again
 
     def _init_sequence(self) -> int:
@@ -205,12 +208,27 @@ class EventOutbox:
 
     # ---------------------------------------------------------------- the hub's confirmations
 
+    def confirm_message(self, payload: bytes) -> None:
+        """An ``event_ack`` as it arrived on the node's ack topic; anything else is counted and logged."""
+        try:
+            body = codec.decode(payload).body
+        except codec.ProtocolError as exc:
+            self.malformed_acks += 1
+            log.warning("event_ack_malformed", error=str(exc), malformed_total=self.malformed_acks)
+            return
+        if not isinstance(body, EventAck):
+            self.malformed_acks += 1
+            log.warning("event_ack_malformed", error=f"a {body.type} message on the ack topic")
+            return
+        self.confirm(body.seq)
+
     def confirm(self, seq: int) -> int:
         """The hub stored every event up to ``seq``: they leave the outbox. Returns how many left."""
         if seq <= self.confirmed:
             return 0  # an old or repeated confirmation
         self.confirmed = seq
         self._confirmed_at = time.monotonic()
+        self._fruitless = 0
         while self._sent and self._sent[0] <= seq:
             self._sent.popleft()
         self._cursor = max(self._cursor, seq)
@@ -268,10 +286,13 @@ class EventOutbox:
                 now = time.monotonic()
                 if self._restart and now < self._replay_at:
                     continue  # the jittered pause after a reconnect
-                if self._sent and now - max(self._confirmed_at, self._sent_at) > self.confirm_timeout_s:
+                if self._sent and now - max(self._confirmed_at, self._sent_at) > self._timeout():
                     # Nothing confirmed for a while: a message was lost on the way (a broker queue that
                     # overflowed). Send again from the oldest unconfirmed row; the hub de-duplicates.
+                    # Each further replay without progress waits twice as long: a hub that is merely
+                    # slow must not be buried under copies.
                     self.replays += 1
+                    self._fruitless += 1
                     log.info("outbox_replay", path=str(self.path), unconfirmed=len(self._sent),
                              confirmed=self.confirmed)
                     self._restart = True
@@ -291,8 +312,11 @@ class EventOutbox:
         if self._restart:
             return max(0.001, self._replay_at - now)
         if self._sent:
-            return max(0.05, max(self._confirmed_at, self._sent_at) + self.confirm_timeout_s - now)
+            return max(0.05, max(self._confirmed_at, self._sent_at) + self._timeout() - now)
         return 3600.0
+
+    def _timeout(self) -> float:
+        return min(self.confirm_timeout_s * 2 ** min(self._fruitless, 10), max(self.confirm_timeout_s, 300.0))
 
     def _send_some(self, session: MqttSession) -> None:
         room = self.window - len(self._sent)

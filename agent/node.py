@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from protocol import codec, topics
-from protocol.messages import (Body, DeviceInfo, DeviceJob, DeviceStatus, Event, EventAck, HostMetrics, HubState,
+from protocol.messages import (Body, DeviceInfo, DeviceJob, DeviceStatus, Event, HostMetrics, HubState,
                                NodeState, Telemetry)
 from protocol.mqtt import MqttSession, NotConnected, Will, tls_context
 
@@ -215,22 +215,9 @@ class Agent:
         if topic == topics.node_command(self.node_id):
             await self.commands.handle(payload)
         elif topic == topics.node_ack(self.node_id):
-            self._on_ack(payload)
+            self.outbox.confirm_message(payload)
         elif topic == topics.hub_state():
             self._on_hub_state(payload)
-
-    def _on_ack(self, payload: bytes) -> None:
-        try:
-            body = codec.decode(payload).body
-        except codec.ProtocolError as exc:
-            self.malformed += 1
-            log.warning("event_ack_malformed", error=str(exc), malformed_total=self.malformed)
-            return
-        if not isinstance(body, EventAck):
-            self.malformed += 1
-            log.warning("event_ack_malformed", error=f"a {body.type} message on the ack topic")
-            return
-        self.outbox.confirm(body.seq)
 
     def _on_hub_state(self, payload: bytes) -> None:
         if not payload:

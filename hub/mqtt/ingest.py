@@ -100,7 +100,7 @@ Followup = Callable[[], None]
 
 class Ingest:
     def __init__(self, store: Store, outbox: CommandOutbox, confirmations: EventConfirmations, *,
-                 batch_max: int = 2000, linger_s: float = 0.002) -> None:
+                 batch_max: int = 500, linger_s: float = 0.002) -> None:
         self.store = store
         self.outbox = outbox
         self.confirmations = confirmations
