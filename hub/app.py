@@ -22,6 +22,7 @@ from hub.files import Files
 from hub.fleet import Fleet
 from hub.jobs import Jobs, Scheduler
 from hub.live import Bus, Live
+from hub.metrics import Metrics
 from hub.mqtt import CommandOutbox, Mqtt, MqttLink
 from hub.ops import Health, Ops
 from hub.render import RenderFarm
@@ -33,7 +34,8 @@ from hub.web import Web
 log = structlog.get_logger("farmhand.hub")
 
 # The hub, in start order (stopped in reverse). A feature is a package and its line here and in ``_build``.
-COMPONENTS: tuple[type[Component], ...] = (Web, Mqtt, Files, Access, Jobs, Fleet, Slicing, Shop, RenderFarm, Live, Ops)
+COMPONENTS: tuple[type[Component], ...] = (Web, Mqtt, Files, Access, Jobs, Fleet, Slicing, Shop, RenderFarm, Live, Ops,
+                                          Metrics)
 
 
 class Hub:
@@ -59,7 +61,8 @@ class Hub:
         render = RenderFarm(cfg.render, store, link, mqtt, addresses, files, bus, ack_timeout_s=cfg.ack_timeout_s)
         live = Live(bus, mqtt, fleet, jobs)
         ops = Ops(cfg.retention, store, self.health)
-        built: list[Component] = [web, mqtt, files, access, jobs, fleet, slicing, shop, render, live, ops]
+        metrics = Metrics(mqtt, fleet, jobs)
+        built: list[Component] = [web, mqtt, files, access, jobs, fleet, slicing, shop, render, live, ops, metrics]
         assert [type(c) for c in built] == list(COMPONENTS), "build them in COMPONENTS' order"
         return built
 

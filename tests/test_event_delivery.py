@@ -126,11 +126,12 @@ def _stored(hub: Hub) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(600)  # 100,000 events through one process on a shared 2-core machine
 async def test_a_reconnect_storm_stores_every_event_exactly_once(tmp_path: Path) -> None:
     broker = PrivateMosquitto(tmp_path)
     broker.start()
     try:
-        hub, farm = await _farm_delivers_everything(broker, tmp_path, nodes=50, events=2000, timeout=240,
+        hub, farm = await _farm_delivers_everything(broker, tmp_path, nodes=50, events=2000, timeout=540,
                                                     replay_jitter_s=1.0)
         try:
             assert _stored(hub) == {n.node_id: (2000, 2000) for n in farm}

@@ -130,6 +130,10 @@ class FleetState:
     def metrics(self, node: str, body: HostMetrics) -> None:
         self._metrics[node] = body
 
+    def host_metrics(self) -> dict[str, HostMetrics]:
+        """Each node's last host metrics (its outbox depth among them)."""
+        return dict(self._metrics)
+
     # ------------------------------------------------------------------ views
 
     def nodes(self) -> list[Node]:
