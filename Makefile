@@ -14,7 +14,8 @@ test: setup broker
 
 setup: system $(STAMP) peers
 
-# System packages (Mosquitto) when run as root and missing; harmless otherwise.
+# System programs the tests and demo use (scripts/system-packages.txt), installed as root when missing.
+# Fails naming what is missing when it cannot install it (FARMHAND_ALLOW_MISSING=1 goes on, never under CI=true).
 system:
 	@bash scripts/setup-system.sh
 

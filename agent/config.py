@@ -17,6 +17,7 @@ from protocol.messages import Ident
 from protocol.mqtt import BrokerAddress
 
 from . import devices
+from .serial.profiles import Pacing
 
 
 class _Section(BaseModel):
@@ -57,7 +58,8 @@ _NETWORK_NEEDS: dict[str, tuple[str, ...]] = {
     "octoprint": ("url", "api_key"),
     "moonraker": ("url",),
     "prusalink": ("url",),
-    "bambu": ("url", "serial", "access_code"),
+    # The printer's certificate is pinned: without it the link could not be verified.
+    "bambu": ("url", "serial", "access_code", "ca_file"),
 }
 
 
@@ -67,6 +69,9 @@ class DeviceConfig(_Section):
     port: str | None = Field(None, min_length=1, validate_default=True,
                              description="serial device, e.g. /dev/ttyACM0 or /dev/serial/by-id/…")
     baud: int = Field(115200, gt=0)
+    pacing: Pacing = Field(
+        "auto", description="'wire': a UART, answers read at the baud rate's pace; 'none': a pty or USB link with no "
+                            "wire (Klipper's /tmp/printer), answers read as they come; 'auto': ask the port's driver")
     profile: str = "marlin2"
     model: str | None = None
     # Render nodes (driver = "blender").
@@ -105,6 +110,8 @@ class DeviceConfig(_Section):
         missing = [k for k in _NETWORK_NEEDS.get(self.driver, ()) if getattr(self, k) is None]
         if missing:
             raise ValueError(f"the {self.driver} driver needs {', '.join(missing)}")
+        if self.driver == "prusalink" and self.api_key is None and (self.username is None or self.password is None):
+            raise ValueError("the prusalink driver needs username and password (or api_key on older builds)")
         return self
 
 

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from hub.access.accounts import Role
 from hub.app import Hub
-from hub.config import HubConfig
+from hub.config import HubConfig, JobsConfig
+from hub.jobs.reconcile import Reconciler
 from hub.jobs.tracker import JobEvent, PrintJobTracker
-from hub.mqtt import CommandOutbox, Ingest, MqttLink
+from hub.mqtt import CommandOutbox, Ingest, MqttLink, RebirthRequests
 from hub.store import Store, utcnow
 from protocol import codec, topics
 from protocol.logs import configure
@@ -34,12 +35,14 @@ from protocol.messages import CommandAck, JobProgress
 
 async def events_per_second(data_dir: Path, count: int) -> float:
     store = Store(data_dir)
-    outbox = CommandOutbox(store, "bench", MqttLink())
+    link = MqttLink()
+    outbox = CommandOutbox(store, "bench", link)
     store.db.execute("INSERT INTO files VALUES (?, 'part.gcode', 1, ?)", ("a" * 64, utcnow()))
     store.db.execute("INSERT INTO jobs (name, file_sha256, state, node, device, created_at)"
                      " VALUES ('part', ?, 'printing', 'pi-1', 'mk3s-1', ?)", ("a" * 64, utcnow()))
     ingest = Ingest(store, outbox)
     ingest.subscribe(JobEvent | CommandAck, PrintJobTracker(outbox).apply)
+    ingest.watch_seq(Reconciler(store, outbox, JobsConfig(), RebirthRequests("bench", link)))
     payloads = [codec.encode(codec.make("pi-1", JobProgress(device="mk3s-1", job_id="1", progress=n / count,
                                                             lines_done=n), seq=n + 1)) for n in range(count)]
     topic = topics.node_event("pi-1")

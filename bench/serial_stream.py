@@ -18,9 +18,10 @@ lines; agent peak RSS; resends; exactly-once (every job line ran once, in order,
 by the printer's own record). Then two references measured in the same run
 (``bench.serial_reference``): the CPU a do-nothing reader thread pays per
 wake-up, and the engine's own work per line back to back and two lines per
-wake-up (on a virtual machine, work that follows a sleep costs several times more). Then how fast a firmware kill,
-thermal runaway and reset fail the job in the firmware's words. The last line
-is one JSON object.
+wake-up (on a virtual machine, work that follows a sleep costs several times more). Then the real Klippy's
+pty (``bench.serial_klippy``): lines/s of the driver against a one-line-in-flight
+sender, same file, same run. Then how fast a firmware kill, thermal runaway and
+reset fail the job in the firmware's words. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.serial_klippy import klippy_case
 from bench.serial_reference import measure_engine_cost, measure_wake_floor
+from tests.klippykit import available as klippy_available
 
 FINISH = ["M400"]
 HOST_QUERIES = ("M105", "M115", "M155", "M27")
@@ -246,7 +249,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def drive(targets: list[str], baud: int) -> None:
+def drive(targets: list[str], baud: int, profile: str = "marlin2", pacing: str = "wire") -> None:
     """The agent's side of a case: stream each file to its printer from this process; report CPU and RSS."""
     from agent.loop import run
     from farmhand.print_cmd import print_files
@@ -255,7 +258,8 @@ def drive(targets: list[str], baud: int) -> None:
     logs.configure("warning")
     pairs = [(t.split("=", 1)[0], Path(t.split("=", 1)[1])) for t in targets]
     before = resource.getrusage(resource.RUSAGE_SELF)
-    results = run(print_files(pairs, baud=baud, profile="marlin2"))
+    # The virtual printers clock every byte at the baud rate: a UART's pace, though over a pty.
+    results = run(print_files(pairs, baud=baud, profile=profile, pacing=pacing))  # type: ignore[arg-type]
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     prints = [{"ok": r.ok, "lines": r.lines, "seconds": r.seconds, "bytes_sent": r.bytes_sent,
@@ -324,12 +328,14 @@ def main() -> None:
     p.add_argument("--keep", type=Path, default=None, help="keep the files and printer records in DIR")
     p.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--baud", type=int, default=250000, help=argparse.SUPPRESS)
+    p.add_argument("--profile", default="marlin2", help=argparse.SUPPRESS)
+    p.add_argument("--pacing", default="wire", help=argparse.SUPPRESS)
     p.add_argument("--same-python", action="store_true",
                    help="run the driver with this interpreter, not an agent-only install")
     p.add_argument("targets", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.driver:
-        drive(args.targets, args.baud)
+        drive(args.targets, args.baud, args.profile, args.pacing)
         return
     from protocol import logs
 
@@ -365,6 +371,12 @@ def main() -> None:
         print(f"engine work: {engine['tight_us']:.1f} us per line back to back, {engine['woken_us']:.1f} us done two "
               "lines per wake-up, the sleep itself included (what this machine adds to work that follows a sleep)",
               flush=True)
+        klippy = klippy_case(work, 6000 if args.quick else 30_000, driver_python) if klippy_available() else None
+        if klippy is None:
+            print("klippy: not installed (scripts/peers/klippy.sh); case skipped", flush=True)
+        else:
+            print(f"klippy pty, {klippy['lines']} lines: lines/s {klippy['lines_per_s']}, "
+                  f"{klippy['vs_one_in_flight']}x one line in flight; exactly once {klippy['exactly_once']}", flush=True)
         logs.configure("critical")  # the faults are meant to happen: the firmware's words are printed below
         from agent import loop as agent_loop
 
@@ -387,6 +399,7 @@ def main() -> None:
         "engine_us_per_line_two_per_wakeup": round(engine["woken_us"], 1),
         "driver": "agent-only install" if driver_python != sys.executable else "this interpreter",
         "fault_to_failed_s": {k: v["seconds"] for k, v in faults.items()},
+        "klippy": klippy,
     }
     print(json.dumps(summary))
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import re
 import secrets
-import shutil
-import subprocess
 from pathlib import Path
 
 from protocol import topics
+
+from .system_tools import run_tool
 
 ACL = Path("/etc/mosquitto/farmhand.acl")
 PASSWD = Path("/etc/mosquitto/farmhand.passwd")
@@ -74,12 +74,7 @@ def _check_name(name: str) -> None:
 
 
 def _passwd(*args: str) -> None:
-    tool = shutil.which("mosquitto_passwd")
-    if tool is None:
-        raise BrokerSetupError("mosquitto_passwd is not installed (Debian: apt-get install mosquitto)")
-    done = subprocess.run([tool, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise BrokerSetupError(f"mosquitto_passwd failed: {(done.stderr or done.stdout).strip()}")
+    run_tool("mosquitto_passwd", "mosquitto", list(args), BrokerSetupError)
 
 
 def add_login(kind: str, name: str, password: str, *, acl: Path = ACL, passwd: Path = PASSWD) -> None:

@@ -17,10 +17,10 @@ import argparse
 import ipaddress
 import os
 import re
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
+
+from .system_tools import run_tool
 
 DEFAULT_DIR = Path("/etc/farmhand/certs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -31,12 +31,7 @@ class CertError(Exception):
 
 
 def _openssl(*args: str) -> None:
-    tool = shutil.which("openssl")
-    if tool is None:
-        raise CertError("openssl is not installed (Debian: apt-get install openssl)")
-    done = subprocess.run([tool, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise CertError(f"openssl {args[0]} failed: {done.stderr.strip()}")
+    run_tool("openssl", "openssl", list(args), CertError)
 
 
 def _private(path: Path) -> None:

@@ -77,10 +77,17 @@ async def _run_hub(config: Path | None) -> int:
     from hub.config import HubConfig
     from protocol.config import load
 
-    from .service import run_service
+    from .service import database_problem, run_service
 
     hub = Hub(load(HubConfig, config, "FARMHAND_HUB"))
-    await run_service(hub.start, hub.stop)
+
+    async def health(budget_s: float) -> str | None:
+        """The watchdog is fed while the hub's database takes a writer (the loop answering is a given here)."""
+        if hub.store is None:
+            return "the hub is not running"
+        return await asyncio.to_thread(database_problem, hub.store.path, budget_s / 2)
+
+    await run_service(hub.start, hub.stop, health)
     return 0
 
 
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         match args.command:
-            case "jobs" | "devices" | "token":
+            case "jobs" | "devices" | "token" | "user":
                 from . import ops_cli
 
                 return ops_cli.run(args)

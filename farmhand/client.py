@@ -128,6 +128,18 @@ class HubClient:
     def create_token(self, name: str, role: str) -> dict[str, Any]:
         return self.request("POST", "/api/v1/tokens", {"name": name, "role": role})
 
+    def users(self) -> list[dict[str, Any]]:
+        return list(self.pages("/api/v1/users"))
+
+    def set_user_disabled(self, user_id: int, disabled: bool) -> dict[str, Any]:
+        return self.request("PATCH", f"/api/v1/users/{user_id}", {"disabled": disabled})
+
+    def end_sessions(self, user_id: int) -> dict[str, Any]:
+        return self.request("DELETE", f"/api/v1/users/{user_id}/sessions")
+
+    def delete_user(self, user_id: int) -> None:
+        self.request("DELETE", f"/api/v1/users/{user_id}")
+
     def wait(self, job_ids: int | list[int], *, timeout: float | None = None, poll_s: float = 1.0,
              progress: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
         """Poll until every job is completed, failed or cancelled; returns them."""

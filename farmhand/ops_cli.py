@@ -20,6 +20,8 @@ EXAMPLES = {
     "jobs cancel": "example: farmhand jobs cancel 42",
     "devices": "example: farmhand devices --json",
     "token create": "example: farmhand token create --name ci --role operator",
+    "user list": "example: farmhand user list",
+    "user disable": "example: farmhand user disable olga   # her sessions end at once",
 }
 
 Add = Callable[..., argparse.ArgumentParser]
@@ -63,6 +65,15 @@ def add_commands(sub: argparse._SubParsersAction, add: Add) -> None:
     create = cmd("create", "Create an API token; it is printed once and never shown again.", token_sub, "token")
     create.add_argument("--name", required=True, help="what the token is for, e.g. 'ci' or 'node-7'")
     create.add_argument("--role", required=True, choices=["admin", "operator", "viewer", "agent"])
+
+    user = add("user", "Manage panel users (admin): a departed operator is disabled or deleted.")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    cmd("list", "List users.", user_sub, "user")
+    for action, helptext in (("disable", "Disable a user: no login, and their sessions end at once."),
+                             ("enable", "Let a disabled user log in again."),
+                             ("logout", "End a user's sessions everywhere."),
+                             ("delete", "Delete a user and end their sessions.")):
+        cmd(action, helptext, user_sub, "user").add_argument("name", help="the user name")
 
 
 # --------------------------------------------------------------------------- output
@@ -121,6 +132,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
                 return _jobs(hub, args, out, err)
             case "devices":
                 _print(args, hub.devices(), ["ref", "state", "online", "progress", "job_id"], out)
+            case "user":
+                return _user(hub, args, out)
             case "token":
                 created = hub.create_token(args.name, args.role)
                 _print(args, created, ["id", "name", "role", "token"], out)
@@ -133,6 +146,30 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     except OSError as exc:
         print(f"farmhand: cannot reach the hub at {args.hub}: {exc}", file=err)
         return 1
+
+
+USER_COLS = ["id", "username", "role", "disabled_at"]
+
+
+def _user(hub: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from .client import HubError
+
+    users = hub.users()
+    if args.user_command == "list":
+        _print(args, users, USER_COLS, out)
+        return 0
+    found = next((u for u in users if u["username"] == args.name), None)
+    if found is None:
+        raise HubError(404, "User not found", f"no user named {args.name!r}")
+    match args.user_command:
+        case "disable" | "enable":
+            _print(args, hub.set_user_disabled(found["id"], args.user_command == "disable"), USER_COLS, out)
+        case "logout":
+            print(f"{args.name}: {hub.end_sessions(found['id'])['ended']} session(s) ended", file=out)
+        case "delete":
+            hub.delete_user(found["id"])
+            print(f"{args.name}: deleted", file=out)
+    return 0
 
 
 def _jobs(hub: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from agent.devices.base import CommandRejected
-from agent.serial.profiles import ProfileError
+from agent.serial.profiles import Pacing, ProfileError
 from protocol.messages import (
     DeviceError,
     DeviceState,
@@ -117,14 +117,15 @@ class _Bar:
 
 async def print_file(port: str, file: Path, *, baud: int = 115200, profile: str = "marlin2",
                      connect_timeout_s: float = 30.0, progress: TextIO | None = None,
-                     stop: asyncio.Event | None = None) -> PrintResult:
+                     stop: asyncio.Event | None = None, pacing: Pacing = "auto") -> PrintResult:
     """Stream ``file`` to the printer on ``port``; never raises for what the printer does, only reports it."""
     # The driver needs pyserial, an agent's dependency: only ``farmhand print`` itself loads it.
     from agent.devices.serial_gcode import SerialGcodeDevice
 
     result = PrintResult(port=port, file=str(file))
     recorder = _Recorder()
-    device = SerialGcodeDevice("cli", recorder, port=port, baud=baud, profile=profile, poll_interval_s=2.0)
+    device = SerialGcodeDevice("cli", recorder, port=port, baud=baud, profile=profile, poll_interval_s=2.0,
+                               pacing=pacing)
     await device.open()
     try:
         try:
@@ -184,9 +185,9 @@ async def _follow(device: SerialGcodeDevice, recorder: _Recorder, result: PrintR
 
 
 async def print_files(targets: list[tuple[str, Path]], *, baud: int, profile: str,
-                      connect_timeout_s: float = 30.0) -> list[PrintResult]:
+                      connect_timeout_s: float = 30.0, pacing: Pacing = "auto") -> list[PrintResult]:
     """Stream each file to its printer, all at once, from this one process."""
-    return list(await asyncio.gather(*(print_file(port, file, baud=baud, profile=profile,
+    return list(await asyncio.gather(*(print_file(port, file, baud=baud, profile=profile, pacing=pacing,
                                                   connect_timeout_s=connect_timeout_s) for port, file in targets)))
 
 
@@ -197,6 +198,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="marlin2",
                    help="firmware dialect: marlin2, prusa-mk3s, prusa-buddy, reprapfirmware, klipper, "
                         "smoothieware, repetier (default marlin2)")
+    p.add_argument("--pacing", choices=("auto", "wire", "none"), default="auto",
+                   help="'wire': a UART, read answers at the baud rate's pace; 'none': a pty or USB link "
+                        "(Klipper's /tmp/printer), read them as they come; 'auto' (default): ask the port's driver")
     p.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="give up when the printer does not answer within this long (default 30)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object instead")
@@ -212,7 +216,7 @@ async def run_from_args(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         result = await print_file(args.port, args.file, baud=args.baud, profile=args.profile,
-                                  connect_timeout_s=args.connect_timeout,
+                                  connect_timeout_s=args.connect_timeout, pacing=args.pacing,
                                   progress=sys.stderr if sys.stderr.isatty() and not args.json else None, stop=stop)
     except ProfileError as exc:
         print(f"farmhand print: {exc}", file=sys.stderr)

@@ -16,12 +16,13 @@ import structlog
 from protocol.mqtt import MqttSession, loggable_url
 
 from hub.access import Access
+from hub.bus import Bus
 from hub.component import Addresses, Component
 from hub.config import HubConfig
 from hub.files import Files
 from hub.fleet import Fleet
 from hub.jobs import Jobs, Scheduler
-from hub.live import Bus, Live
+from hub.live import Live
 from hub.metrics import Metrics
 from hub.mqtt import CommandOutbox, Mqtt, MqttLink
 from hub.ops import Health, Ops

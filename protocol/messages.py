@@ -248,7 +248,9 @@ class JobFailed(Model):
 class DeviceError(Model):
     type: Literal["device_error"] = "device_error"
     device: Ident
-    message: Text
+    message: Text = Field(description="what went wrong, in the firmware's own words where it said")
+    job_id: Ref | None = Field(None, description="the job running when it happened, if any")
+    command: Line | None = Field(None, description="the command the firmware refused, when it refused one")
 
 
 class RenderProgress(Model):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,14 @@ import pytest
 
 from agent.loop import AgentLoop
 
+# Skips for a missing program or package: listed at the end of the run, failed under CI=true.
+from .prerequisites import (  # noqa: F401 - pytest finds the hooks by name here
+    program,
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+)
+
 SHARED_BROKER = ("127.0.0.1", 1883)
 
 
@@ -28,6 +35,21 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     if item.get_closest_marker("any_loop"):
         return {"agent_loop": AgentLoop, "asyncio_loop": asyncio.SelectorEventLoop}
     return {"agent_loop": AgentLoop}
+
+
+BROKERS = ("amqtt", "mosquitto")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_brokers`` that uses ``isolated_farm`` runs on the hub's embedded broker and on Mosquitto."""
+    if metafunc.definition.get_closest_marker("both_brokers") and "farm_broker" in metafunc.fixturenames:
+        metafunc.parametrize("farm_broker", BROKERS)
+
+
+@pytest.fixture
+def farm_broker() -> str:
+    """The broker of ``hubkit.isolated_farm``: the hub's embedded one, unless ``both_brokers`` parametrises it."""
+    return BROKERS[0]
 
 
 def _listening(host: str, port: int) -> bool:
@@ -45,10 +67,7 @@ def free_port() -> int:
 
 
 def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-    if not found:
-        pytest.skip("mosquitto is not installed (make test installs it as root)")
-    return found
+    return program("mosquitto")
 
 
 class PrivateMosquitto:

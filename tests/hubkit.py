@@ -35,6 +35,7 @@ from protocol.messages import (
 from protocol.mqtt import MqttSession, Will
 
 from .authkit import auth_config, bearer
+from .conftest import PrivateMosquitto
 
 
 def unique(prefix: str) -> str:
@@ -280,10 +281,19 @@ async def farm(tmp_path: Path, mosquitto_url: str):  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-async def isolated_farm(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Hubs with their embedded broker: no other test's devices can take this test's jobs."""
-    f = Farm(tmp_path, None)
+async def isolated_farm(tmp_path: Path, farm_broker: str):  # type: ignore[no-untyped-def]
+    """Hubs on a broker of their own: no other test's devices can take this test's jobs."""
+    broker = None
+    if farm_broker == "mosquitto":
+        (tmp_path / "mosquitto").mkdir()
+        broker = PrivateMosquitto(tmp_path / "mosquitto")
+        broker.start()
+    f = Farm(tmp_path, broker.url if broker else None)
     try:
         yield f
     finally:
-        await f.close()
+        try:
+            await f.close()
+        finally:
+            if broker is not None:
+                broker.stop()

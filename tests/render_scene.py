@@ -6,7 +6,6 @@ git: it always matches the Blender installed, and it shows what the tests render
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,12 +39,10 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
 
 
 def blender_or_skip() -> str:
-    import pytest
+    """Blender's path; the test is skipped (failed under CI) when it is not installed."""
+    from .prerequisites import program
 
-    found = shutil.which("blender")
-    if found is None:
-        pytest.skip("blender is not installed (scripts/setup-system.sh installs it as root)")
-    return found
+    return program("blender")
 
 
 def make_scene(

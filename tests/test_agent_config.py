@@ -56,8 +56,10 @@ def test_defaults_fill_everything_but_the_node_id(tmp_path: Path) -> None:
         ('node_id = "n1"\n' + '[[devices]]\nid = "p1"\ndriver = "serial_gcode"\nport = "/dev/x"\n' * 2,
          "device ids must be unique; repeated: p1"),
         ('node_id = "n1"\ntelemetry_interval_s = ', "agent.toml: "),
+        ('node_id = "n1"\n[[devices]]\nid = "p1"\ndriver = "serial_gcode"\nport = "/tmp/printer"\npacing = "fast"',
+         "devices.0.pacing: Input should be 'auto', 'wire' or 'none'"),
     ],
-    ids=["missing-node", "bad-node", "typo", "url", "cache", "port", "driver", "duplicate", "toml"],
+    ids=["missing-node", "bad-node", "typo", "url", "cache", "port", "driver", "duplicate", "toml", "pacing"],
 )
 def test_bad_config_is_rejected_with_the_key_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:

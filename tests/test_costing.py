@@ -29,6 +29,7 @@ def test_breakdown_prices_every_line_and_adds_margin_then_markup() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.both_brokers
 async def test_quotes_and_actual_cost_over_http(isolated_farm: Farm) -> None:
     http, node, gcode_sha = await setup(isolated_farm, "a")
     model = await ok(http, "GET", "/api/v1/cost-model")

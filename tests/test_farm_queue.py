@@ -10,7 +10,7 @@ from protocol.messages import CommandAck, JobCompleted, JobFailed, JobStarted, S
 
 from .hubkit import Farm, Http, ScriptedNode, eventually, isolated_farm  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 # 100 mm of filament fed by a G-code file with metadata a slicer would write.
 GCODE = b"; filament_type = PETG\nG28\nG92 E0\nG1 X10 Y10 Z0.2 F3000\nG1 X60 E60\nG1 Y40 E100\n"
@@ -108,6 +108,19 @@ async def test_a_spool_too_short_for_the_job_keeps_it_off_that_printer(isolated_
     assert (await http.job(job["id"]))["state"] == "queued"
     await ok(http, "POST", f"/api/v1/devices/{node.id}/a/spool", json={"spool_id": None})
     assert (await node.command()).job_id == str(job["id"])
+
+
+async def test_a_job_that_names_a_material_waits_while_its_printer_has_no_spool_loaded(isolated_farm: Farm) -> None:
+    http, node, sha = await setup(isolated_farm, "a")
+    job = (await ok(http, "POST", "/api/v1/print-jobs", 201, json={"file_sha256": sha, "material": "PETG"}))["job"]
+    assert isolated_farm.hubs[-1].scheduler.run_once() == 0
+    assert (await http.job(job["id"]))["state"] == "queued" and node.commands.empty()
+    waiting = (await ok(http, "GET", f"/api/v1/jobs/{job['id']}/requirements"))["waiting_for"]
+    assert waiting == [f"{node.id}/a: needs PETG loaded; no spool is loaded"]
+    petg = await spool(http, "PETG", "#FF8000", 1000)
+    await ok(http, "POST", f"/api/v1/devices/{node.id}/a/spool", json={"spool_id": petg})
+    assert (await node.command()).job_id == str(job["id"])
+    assert (await ok(http, "GET", f"/api/v1/jobs/{job['id']}/requirements"))["waiting_for"] == []
 
 
 async def test_held_jobs_wait_for_release_and_failed_jobs_are_retried(isolated_farm: Farm) -> None:

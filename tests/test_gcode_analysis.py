@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -15,6 +14,8 @@ from hub.analysis.gcode import MAX_LINE, analyze_gcode
 from hub.analysis.machines import load_machine
 from hub.analysis.metadata import parse_duration
 from hub.slicing.slicer import compose_profile, slice_mesh
+
+from .prerequisites import program
 
 
 def write(tmp_path: Path, text: str, name: str = "part.gcode") -> Path:
@@ -217,8 +218,7 @@ def test_durations_in_every_spelling() -> None:
 
 @pytest.mark.integration
 async def test_a_real_prusaslicer_file(tmp_path: Path) -> None:
-    if shutil.which("prusa-slicer") is None:
-        pytest.skip("prusa-slicer is not installed (scripts/setup-system.sh installs it)")
+    program("prusa-slicer")
     mesh = tmp_path / "cube.stl"
     trimesh.creation.box((10, 10, 10)).export(mesh)
     machine = load_machine("prusa-mk3s")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 
 import aiohttp
 import pytest
 
+from .authkit import bearer
 from .hubkit import Farm, farm  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -146,3 +149,51 @@ async def test_a_broken_multipart_body_and_a_non_ascii_id_are_client_errors(farm
     assert status == 400 and problem["title"] == "Malformed request"
     status, problem = await http.call("GET", "/api/v1/jobs/³")
     assert status == 404 and "ids are integers" in problem["detail"]
+
+
+@pytest.mark.parametrize("name", ["part\x00.gcode", "part\n.gcode", "tra\u202ekcab.gcode"])
+async def test_a_file_name_with_a_hidden_character_is_refused_with_the_reason(farm: Farm, name: str) -> None:
+    hub = await farm.hub()
+    http = farm.http(hub)
+    status, problem = await http.call("POST", "/api/v1/files", params={"name": name}, data=GCODE)
+    assert status == 422 and "control character" in problem["detail"]
+    assert (await http.call("GET", "/api/v1/files"))[1]["items"] == []
+
+
+async def test_any_stored_name_downloads_with_an_rfc_6266_disposition(farm: Farm) -> None:
+    hub = await farm.hub()
+    status, stored = await farm.http(hub).call("POST", "/api/v1/files", params={"name": 'Zahnrad "groß".gcode'},
+                                               data=GCODE)
+    assert status == 201
+
+    async def disposition() -> str:
+        async with aiohttp.ClientSession(headers=bearer("admin")) as client, \
+                client.get(f"{hub.http_url}/api/v1/files/{stored['sha256']}") as r:
+            assert r.status == 200 and await r.read() == GCODE
+            return r.headers["Content-Disposition"]
+
+    assert await disposition() == \
+        "attachment; filename=\"Zahnrad _gro__.gcode\"; filename*=UTF-8''Zahnrad%20%22gro%C3%9F%22.gcode"
+    # A name stored before control characters were refused: the download used to close the connection.
+    assert hub.store is not None
+    hub.store.db.execute("UPDATE files SET name = ? WHERE sha256 = ?", ("old\x00name.gcode", stored["sha256"]))
+    assert await disposition() == "attachment; filename=\"old_name.gcode\"; filename*=UTF-8''old%00name.gcode"
+
+
+@pytest.mark.parametrize("request_bytes,detail", [
+    (b"GET /api/v1/jobs?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "Got more than 8190 bytes"),
+    (b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\x00b\r\n\r\n", "Invalid header value char"),
+])
+async def test_what_the_http_parser_refuses_is_answered_in_problem_json(farm: Farm, request_bytes: bytes,
+                                                                        detail: str) -> None:
+    hub = await farm.hub()
+    host, port = hub.http_url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request_bytes)
+    await writer.drain()
+    head, _, body = (await asyncio.wait_for(reader.read(), 10)).partition(b"\r\n\r\n")
+    writer.close()
+    assert head.split(b" ", 2)[1] == b"400", head
+    assert b"Content-Type: application/problem+json" in head
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["title"] == "Bad Request" and detail in problem["detail"]

@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from hub.live import Bus
+from hub.bus import Bus
 from protocol.messages import (
     CommandAck,
     DeviceState,

@@ -20,8 +20,11 @@ pytestmark = pytest.mark.integration
 GCODE = b"G28\nG1 X10 F3000\n"
 
 
-async def call(hub, method: str, path: str, role: str | None = None, **kw):  # type: ignore[no-untyped-def]
-    async with aiohttp.ClientSession(headers=bearer(role) if role else None) as s:
+async def call(hub, method: str, path: str, role: str | None = None, source: str | None = None,  # type: ignore[no-untyped-def]
+               **kw):
+    """``source``: the client's own address (another 127.x), as a second machine would have."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+    async with aiohttp.ClientSession(headers=bearer(role) if role else None, connector=connector) as s:
         async with s.request(method, hub.http_url + path, **kw) as r:
             body = await r.json(content_type=None) if "json" in r.content_type else await r.read()
             return r.status, body, r
@@ -97,6 +100,22 @@ async def test_panel_session_needs_csrf_for_changes(farm: Farm) -> None:
             assert r.status == 401
 
 
+async def test_a_logged_in_panel_session_is_not_hijacked_by_another_sites_websocket(farm: Farm) -> None:
+    """A browser sends the panel's cookie with any page's WebSocket; only the panel's own origin may use it."""
+    hub = await farm.hub()
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as s:
+        async with s.post(f"{hub.http_url}/api/v1/session", json={"username": "admin", "password": ADMIN_PASSWORD}) as r:
+            assert r.status == 200
+        for evil in ("http://evil.example", f"http://{hub.http_url.split('://')[1]}.evil.example"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await s.ws_connect(f"{hub.http_url}/api/v1/live", headers={"Origin": evil})
+            assert refused.value.status == 403, evil
+        async with s.ws_connect(f"{hub.http_url}/api/v1/live", headers={"Origin": hub.http_url}) as ws:
+            await ws.send_json({"subscribe": ["devices"]})
+            assert (await ws.receive_json(timeout=10))["subscribed"] == ["devices"]
+
+
 async def test_failed_logins_are_throttled(farm: Farm) -> None:
     hub = await farm.hub(auth={**auth_config(), "login_failures": 3})
     wrong = {"username": "admin", "password": "not-the-password"}
@@ -105,6 +124,62 @@ async def test_failed_logins_are_throttled(farm: Farm) -> None:
     status, body, r = await call(hub, "POST", "/api/v1/session",
                                  json={"username": "admin", "password": ADMIN_PASSWORD})
     assert status == 429 and int(r.headers["Retry-After"]) > 0, "even the right password waits out the pause"
+
+
+async def test_an_attacker_elsewhere_cannot_lock_the_admin_out(farm: Farm) -> None:
+    hub = await farm.hub(auth={**auth_config(), "login_failures": 3})
+    wrong = {"username": "admin", "password": "not-the-password"}
+    for _ in range(3):
+        assert (await call(hub, "POST", "/api/v1/session", json=wrong, source="127.0.0.2"))[0] == 401
+    right = {"username": "admin", "password": ADMIN_PASSWORD}
+    assert (await call(hub, "POST", "/api/v1/session", json=right, source="127.0.0.2"))[0] == 429
+    status, body, _ = await call(hub, "POST", "/api/v1/session", json=right, source="127.0.0.3")
+    assert status == 200 and body["name"] == "admin", "the attacker slowed only themselves"
+    # Spraying many names from one address is slowed too, at four times the per-name count.
+    for n in range(12):
+        await call(hub, "POST", "/api/v1/session", json={"username": f"u{n}", "password": "x"}, source="127.0.0.4")
+    assert (await call(hub, "POST", "/api/v1/session", json=right, source="127.0.0.4"))[0] == 429
+
+
+async def test_an_admin_disables_enables_and_deletes_users_and_ends_their_sessions(farm: Farm) -> None:
+    hub = await farm.hub()
+    status, user, _ = await call(hub, "POST", "/api/v1/users", "admin",
+                                 json={"username": "olga", "password": "olga-password-1", "role": "operator"})
+    assert status == 201
+    login = {"username": "olga", "password": "olga-password-1"}
+
+    async def session() -> aiohttp.ClientSession:
+        s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # cookies from an IP address
+        async with s.post(hub.http_url + "/api/v1/session", json=login) as r:
+            assert r.status == 200
+        return s
+
+    async def works(s: aiohttp.ClientSession) -> int:
+        async with s.get(hub.http_url + "/api/v1/jobs") as r:
+            return r.status
+
+    first = await session()
+    try:
+        assert await works(first) == 200
+        status, changed, _ = await call(hub, "PATCH", f"/api/v1/users/{user['id']}", "admin", json={"disabled": True})
+        assert status == 200 and changed["disabled_at"] is not None
+        assert await works(first) == 401, "a disabled user's session fails at once"
+        assert (await call(hub, "POST", "/api/v1/session", json=login))[0] == 401
+        await call(hub, "PATCH", f"/api/v1/users/{user['id']}", "admin", json={"disabled": False})
+        second = await session()
+        assert await works(second) == 200
+        status, ended, _ = await call(hub, "DELETE", f"/api/v1/users/{user['id']}/sessions", "admin")
+        assert status == 200 and ended == {"ended": 1}
+        assert await works(second) == 401
+        await second.close()
+        assert (await call(hub, "DELETE", f"/api/v1/users/{user['id']}", "admin"))[0] == 204
+        assert (await call(hub, "POST", "/api/v1/session", json=login))[0] == 401
+    finally:
+        await first.close()
+    (admin,) = [u for u in (await call(hub, "GET", "/api/v1/users", "admin"))[1]["items"] if u["role"] == "admin"]
+    status, problem, _ = await call(hub, "PATCH", f"/api/v1/users/{admin['id']}", "admin", json={"disabled": True})
+    assert status == 409 and "last admin" in problem["detail"]
+    assert (await call(hub, "DELETE", f"/api/v1/users/{admin['id']}", "admin"))[0] == 409
 
 
 async def test_security_headers_and_cors_off_by_default(farm: Farm) -> None:

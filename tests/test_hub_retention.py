@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from hub.ops import retention
 from hub.app import Hub
 from hub.ops.retention import Retention, RetentionConfig
 from hub.store import Store, timestamp
 
-from .hubkit import hub_config
+from .hubkit import eventually, hub_config
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -97,6 +99,28 @@ async def test_zero_days_keeps_everything(store: Store) -> None:
     gone = await Retention(store, RetentionConfig(events_days=0, progress_days=0, telemetry_days=0)).prune(NOW)
 
     assert gone == {} and len(events(store)) == 2 and len(sample_ages(store)) == 1
+
+
+async def test_the_pass_repeats_every_interval_and_goes_on_after_one_fails(store: Store) -> None:
+    pruning = Retention(store, RetentionConfig(progress_days=7, interval_s=0.05))
+    add_event(store, 1, "job_progress", 100)
+    with structlog.testing.capture_logs() as logged:
+        task = asyncio.create_task(pruning.run())
+        try:
+            await eventually(lambda: pruning.deleted["progress_events"] == 1, "the first pass")
+            add_event(store, 2, "job_progress", 100)
+            await eventually(lambda: pruning.deleted["progress_events"] == 2, "a second pass, an interval later")
+
+            store.db.execute("ALTER TABLE events RENAME TO events_away")  # the next passes fail: no such table
+            await eventually(lambda: any(e["event"] == "retention_failed" for e in logged), "a pass to fail")
+            store.db.execute("ALTER TABLE events_away RENAME TO events")
+            add_event(store, 3, "job_progress", 100)
+            await eventually(lambda: pruning.deleted["progress_events"] == 3, "a pass after the failure")
+            assert events(store) == [] and not task.done()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def test_a_running_hub_prunes_on_start_and_counts_what_went(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from protocol.messages import (
 
 from .hubkit import Farm, Http, ScriptedNode, eventually, farm, isolated_farm  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 GCODE = b"G28\nG1 X10 Y10 F3000\nG1 X20\n"
 

@@ -19,7 +19,7 @@ def assigned(needs: list[Need], printers: list[Printer]) -> dict[int, str]:
 
 @pytest.mark.parametrize(("need", "kept_off_by"), [
     (Need(1, material="PETG"), "needs PETG loaded; it has PLA"),
-    (Need(1, material="PLA", color="#000000"), None),  # normalised colours are compared below
+    (Need(1, material="PLA", color="000000"), "needs colour 000000 loaded; it has FF8000"),
     (Need(1, nozzle=0.6), "needs a 0.6 mm nozzle; it has 0.4 mm"),
     (Need(1, machine_model="prusa-mk4"), "G-code made for prusa-mk4; the printer is prusa-mk3s"),
     (Need(1, size=(260.0, 100.0, 10.0)), "the part does not fit its build volume"),
@@ -30,11 +30,23 @@ def assigned(needs: list[Need], printers: list[Printer]) -> dict[int, str]:
 def test_each_constraint_keeps_a_job_off_a_printer_that_does_not_meet_it(need: Need, kept_off_by: str | None
                                                                          ) -> None:
     p = printer(filament_mm=1000.0)
-    if kept_off_by is None:
-        need = Need(1, material="PLA", color="000000")
-        kept_off_by = "needs colour 000000 loaded; it has FF8000"
     assert why_not(need, p) == kept_off_by
     assert plan([need], [p]) == []
+
+
+@pytest.mark.parametrize(("need", "kept_off_by"), [
+    (Need(1, material="PLA"), "needs PLA loaded; no spool is loaded"),
+    (Need(1, color="FF8000"), "needs colour FF8000 loaded; no spool is loaded"),
+])
+def test_a_job_that_names_a_material_waits_for_a_printer_with_no_spool_loaded(need: Need, kept_off_by: str) -> None:
+    empty = printer(material=None, color=None, filament_mm=None)
+    assert why_not(need, empty) == kept_off_by
+    assert plan([need], [empty]) == []
+    assert assigned([need], [empty, printer("loaded")]) == {1: "loaded"}
+
+
+def test_a_job_that_names_no_material_may_run_on_a_printer_with_no_spool_recorded() -> None:
+    assert assigned([Need(1)], [printer(material=None, color=None, filament_mm=None)]) == {1: "p1"}
 
 
 def test_a_job_that_meets_every_constraint_runs() -> None:

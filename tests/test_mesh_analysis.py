@@ -12,7 +12,7 @@ import trimesh
 
 from hub.analysis.machines import load_machine
 from hub.analysis.mesh import analyze_mesh
-from hub.analysis.quick_quote import QuoteSettings, layer_sections, quick_quote, quick_quote_file
+from hub.analysis.layers import layer_sections
 
 
 def two_object_3mf(path: Path) -> Path:
@@ -118,33 +118,3 @@ def test_layer_sections_measure_area_and_outline() -> None:
     ring = trimesh.creation.annulus(r_min=5, r_max=10, height=2, sections=256)
     area, _ = layer_sections(ring, -1.0, 0.2, 10)
     assert area == pytest.approx([3.14159265 * (100 - 25)] * 10, rel=1e-3)  # the hole counts negative
-
-
-def test_quick_quote_of_a_cube_adds_up_its_assumptions() -> None:
-    q = QuoteSettings(material="PETG", perimeters=2, top_layers=5, bottom_layers=4, infill=0.2, infill_overlap=1.0,
-                      skirt_loops=0)
-    quote = quick_quote([trimesh.creation.box((20, 20, 20))], q)
-    spacing = 0.45 - 0.2 * (1 - 3.14159265 / 4)
-    walls = 4 * 20 * 20 * 2 * spacing
-    caps = 20 * 20 * (5 + 4) * 0.2
-    rims = 4 * 20 * (2 * spacing) * (1.0 + 0.8) + 4 * 20 * (2 * spacing) ** 2  # edges: cap rims, vertical corners
-    shell = walls + caps - rims
-    assert quote.shell_mm3 == pytest.approx(shell, rel=0.01)
-    assert quote.infill_mm3 == pytest.approx(0.2 * (8000 - shell), rel=0.01)
-    assert quote.grams == pytest.approx((shell + 0.2 * (8000 - shell)) / 1000 * 1.27, rel=0.01)
-    assert quote.layers == 100
-
-
-def test_quick_quote_reads_a_profile_and_knows_thin_parts_are_solid(tmp_path: Path) -> None:
-    profile = tmp_path / "p.ini"
-    profile.write_text("layer_height = 0.3\nperimeters = 3\nfill_density = 40%\nfilament_type = PETG\n"
-                       "filament_density = 1.3\nexternal_perimeter_speed = 50%\nperimeter_speed = 60\n")
-    q = QuoteSettings.from_profile(profile)
-    assert (q.layer_height, q.perimeters, q.infill, q.material, q.density_g_cm3, q.perimeter_speed) == (
-        0.3, 3, 0.4, "PETG", 1.3, 45.0)
-    sheet = tmp_path / "sheet.stl"
-    trimesh.creation.box((40, 40, 0.6)).export(sheet)
-    quote = quick_quote_file(sheet, q.model_copy(update={"skirt_loops": 0}))
-    assert quote.volume_mm3 == pytest.approx(40 * 40 * 0.6, rel=0.01)
-    with pytest.raises(ValueError, match="unknown material"):
-        quick_quote_file(sheet, QuoteSettings(material="unobtainium"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ from hub.analysis.machines import GENERIC, Axes, MachineModel, load_machine, mac
 from hub.analysis.motion import REPLAN_EVERY, EstimatorSettings, MotionPlanner, estimate_time
 from hub.slicing.slicer import compose_profile, slice_mesh
 from protocol.config import ConfigError
+
+from .prerequisites import program
 
 # 1000 mm/s² everywhere and (almost) no jerk: every move starts and ends at rest,
 # so a move of d mm at v mm/s takes d/v + v/a exactly.
@@ -145,8 +146,7 @@ def test_machine_models_load_and_unknown_ones_are_named() -> None:
 
 @pytest.mark.integration
 async def test_within_three_percent_of_prusaslicer_on_a_real_slice(tmp_path: Path) -> None:
-    if shutil.which("prusa-slicer") is None:
-        pytest.skip("prusa-slicer is not installed (scripts/setup-system.sh installs it)")
+    program("prusa-slicer")
     mesh = tmp_path / "cylinder.stl"
     trimesh.creation.cylinder(radius=12, height=10, sections=64).export(mesh)
     machine = load_machine("prusa-mk3s")
@@ -157,3 +157,9 @@ async def test_within_three_percent_of_prusaslicer_on_a_real_slice(tmp_path: Pat
     assert result.analysis.estimate.moves_s == pytest.approx(theirs, rel=0.03)
     # Our total adds what PrusaSlicer leaves out: heating, homing and bed levelling in the start G-code.
     assert result.analysis.estimate.total_s > theirs + result.analysis.estimate.heating_s
+
+
+def test_m220_saves_and_restores_the_speed_factor_with_bare_flags() -> None:
+    # PrusaSlicer's MMU tool change: "M220 B" keeps the factor, "M220 R" brings it back after a slow part.
+    restored = moves_s("M220 S50\nM220 B\nM220 S100\nG1 X100 F6000\nG4 P0\nM220 R\nG1 X200 F6000")
+    assert restored == pytest.approx((100 / 100 + 100 / 1000) + (100 / 50 + 50 / 1000))

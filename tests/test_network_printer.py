@@ -197,9 +197,11 @@ async def test_cancel_of_a_job_the_printer_no_longer_has_ends_the_job(tmp_path: 
         job = tmp_path / "job"
         job.write_text("G28\n")
         await printer.start_job("3", job)
+        await printer.cancel()  # the last report predates the start: the printer is told
+        assert printer.calls == ["cancel"]
         printer.heard(PrinterReport(DeviceState.IDLE))
         await printer.cancel()
-        assert printer.calls == [] and rec.events[-1].type == "job_failed"
+        assert printer.calls == ["cancel"] and rec.events[-1].type == "job_failed"
         assert rec.events[-1].cancelled  # type: ignore[union-attr]
     finally:
         await printer.close()
@@ -246,5 +248,34 @@ async def test_an_unreachable_printer_is_retried_with_backoff() -> None:
         printer.failure = None
         await _until(lambda: printer.connected)
         assert printer.status().state is DeviceState.IDLE
+    finally:
+        await printer.close()
+
+
+async def test_a_job_cancelled_while_it_uploads_is_never_started(tmp_path: Path) -> None:
+    rec = Recorder()
+    printer = ScriptedPrinter(rec)
+    uploaded = asyncio.Event()
+    plain_upload = printer.upload
+
+    async def slow_upload(path: Path, name: str) -> str:
+        await uploaded.wait()
+        return await plain_upload(path, name)
+
+    printer.upload = slow_upload  # type: ignore[method-assign]
+    await printer.open()
+    try:
+        await _until(lambda: printer.connected)
+        job = tmp_path / "job"
+        job.write_text("G28\n")
+        starting = asyncio.create_task(printer.start_job("4", job))
+        await asyncio.sleep(0.05)
+        await printer.cancel()  # the printer still reports idle: nothing of ours runs there yet
+        uploaded.set()
+        with pytest.raises(CommandRejected, match="cancelled"):
+            await starting
+        assert printer.started == [], "the printer must not start a cancelled job"
+        assert rec.types() == ["job_failed"] and rec.events[0].cancelled  # type: ignore[union-attr]
+        assert printer.status().job_id is None
     finally:
         await printer.close()

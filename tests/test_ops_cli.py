@@ -16,6 +16,7 @@ from farmhand.sample_gcode import ring_tower
 
 from .authkit import ADMIN_TOKEN
 from .farm import OnePrinterFarm
+from .hubkit import farm  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +80,22 @@ async def test_mqtt_requests_and_events(private_mosquitto, tmp_path: Path) -> No
             assert [j["id"] for j in listed["items"]] == [job["id"]]
         finally:
             await asyncio.to_thread(mqtt.close)
+
+
+async def test_an_admin_disables_and_deletes_a_user_from_the_command_line(farm) -> None:  # type: ignore[no-untyped-def]
+    hub_proc = await farm.hub()
+    hub = ["--hub", hub_proc.http_url, "--token", ADMIN_TOKEN]
+    client = HubClient(hub_proc.http_url, ADMIN_TOKEN)
+    await asyncio.to_thread(client.request, "POST", "/api/v1/users",
+                            {"username": "olga", "password": "olga-password-1", "role": "operator"})
+
+    code, out, _ = await asyncio.to_thread(run_cli, None, "user", "disable", "olga", "--json", *hub)
+    assert code == 0 and json.loads(out)["disabled_at"] is not None
+    code, out, _ = await asyncio.to_thread(run_cli, None, "user", "logout", "olga", *hub)
+    assert code == 0 and "0 session(s) ended" in out
+    code, out, _ = await asyncio.to_thread(run_cli, None, "user", "delete", "olga", *hub)
+    assert code == 0
+    code, out, _ = await asyncio.to_thread(run_cli, None, "user", "list", *hub)
+    assert code == 0 and "olga" not in out and "admin" in out
+    code, _, err = await asyncio.to_thread(run_cli, None, "user", "disable", "nobody", *hub)
+    assert code == 1 and "no user named 'nobody'" in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import pytest
@@ -10,13 +9,14 @@ import trimesh
 
 from protocol.messages import StartJob
 
+from .prerequisites import needs_program
 from .hubkit import Farm, Http, ScriptedNode, eventually, isolated_farm  # noqa: F401 - fixtures
 from .test_farm_queue import GCODE, ok, run_to_end, spool
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("prusa-slicer") is None,
-                       reason="prusa-slicer is not installed (scripts/setup-system.sh installs it)"),
+    pytest.mark.both_brokers,
+    needs_program("prusa-slicer"),
 ]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from pathlib import Path
 
 import aiohttp
@@ -14,6 +13,8 @@ import pytest
 
 from farmhand.demo import DemoFarm
 from farmhand.sample_gcode import ring_tower
+
+from .prerequisites import needs_program, package
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +24,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 PASSWORD = "browser-test-password"
 
-playwright = pytest.importorskip("playwright.async_api")
-needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None and not Path(CHROMIUM).exists(),
-                                    reason="Chromium is not installed (scripts/setup-system.sh installs it)")
+needs_chromium = needs_program("chromium", CHROMIUM)
+
+
+def async_playwright():  # type: ignore[no-untyped-def]
+    """Playwright's entry point; the test is skipped (failed under CI) when the package is missing."""
+    return package("playwright.async_api").async_playwright()
 
 
 async def job_state(farm: DemoFarm, job_id: str) -> str:
@@ -44,7 +48,7 @@ async def test_login_submit_pause_resume_complete(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     await farm.start()
     try:
-        async with playwright.async_playwright() as pw:
+        async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))

@@ -13,7 +13,7 @@ from protocol.messages import CommandAck, ConsoleOutput, SendGcode
 
 from .authkit import ADMIN_PASSWORD
 from .hubkit import Farm, ScriptedNode, isolated_farm  # noqa: F401 - fixtures
-from .test_panel_browser import ARGS, ARTIFACTS, CHROMIUM, needs_chromium, playwright
+from .test_panel_browser import ARGS, ARTIFACTS, CHROMIUM, async_playwright, needs_chromium
 from .test_render_frames import CPU_NODE, deliver, png, start, submit
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ async def test_console_material_and_frame_grid(isolated_farm: Farm) -> None:
     await deliver(hub, renderer, task, 1, png(64, 36))
     ARTIFACTS.mkdir(exist_ok=True)
     try:
-        async with playwright.async_playwright() as pw:
+        async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             confirmed: list[str] = []

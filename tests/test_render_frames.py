@@ -24,7 +24,7 @@ from protocol.messages import (
 from .authkit import bearer
 from .hubkit import Farm, Http, ScriptedNode, eventually, isolated_farm  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 CPU_NODE = RenderCapabilities(blender_version="4.1.0", engines=["CYCLES"], devices=["CPU"])
 FAKE_BLEND = b"BLENDER-v401" + bytes(200)
@@ -76,6 +76,15 @@ async def states(http: Http, job_id: int, query: str = "") -> dict[int, dict[str
     return {f["frame"]: f for f in body["frames"]}
 
 
+async def handled(http: Http, job_id: int, frames_done: int) -> None:
+    """Until the hub has taken in the node's FrameRendered events: an event published is not yet handled."""
+    async def counted() -> bool:
+        status, job = await http.call("GET", f"/api/v1/render-jobs/{job_id}")
+        assert status == 200, job
+        return sum(t["frames_done"] for t in job["tasks"]) >= frames_done
+    await eventually(counted, f"the hub to count {frames_done} frame(s) rendered")
+
+
 async def test_frames_go_queued_rendering_done_with_thumbnails_for_small_pngs(isolated_farm: Farm) -> None:
     hub = await isolated_farm.hub()
     http = isolated_farm.http(hub, "viewer")
@@ -88,6 +97,7 @@ async def test_frames_go_queued_rendering_done_with_thumbnails_for_small_pngs(is
     small, big = png(), png(padding=THUMB_MAX_BYTES)
     await deliver(hub, node, task, 1, small)
 
+    await handled(http, job_id, 1)
     frames = await states(http, job_id)
     assert [frames[n]["state"] for n in (1, 2, 3, 4)] == ["done", "rendering", "queued", "queued"]
     assert frames[2]["device"] == f"{node.id}/r1" and frames[3]["device"] is None
@@ -98,6 +108,7 @@ async def test_frames_go_queued_rendering_done_with_thumbnails_for_small_pngs(is
         assert r.content_type == "image/png", "served as an image, so an <img> shows it"
 
     await deliver(hub, node, task, 2, big)
+    await handled(http, job_id, 2)
     frames = await states(http, job_id)
     assert frames[2]["state"] == "done" and frames[2]["thumb_url"] is None and frames[2]["url"]
     status, body = await http.call("GET", f"/api/v1/render-jobs/{job_id}/frames/2/thumb")
@@ -111,6 +122,7 @@ async def test_exr_frames_have_no_thumbnail_and_long_jobs_come_in_pages(isolated
     job_id = await submit(http, frame_start=10, frame_end=14, chunk_size=5, preview=False, file_format="OPEN_EXR")
     task = await start(node)
     await deliver(hub, node, task, 10, b"v/1\x01" + bytes(64))  # an EXR's magic number: never decoded here
+    await handled(http, job_id, 1)
     frames = await states(http, job_id, "?limit=2")
     assert list(frames) == [10, 11] and frames[10]["state"] == "done" and frames[10]["thumb_url"] is None
     status, body = await http.call("GET", f"/api/v1/render-jobs/{job_id}/frames", params={"first": "14"})

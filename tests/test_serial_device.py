@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,18 +26,15 @@ from farmhand.sim.printer import VirtualPrinter
 from protocol.messages import (
     ConsoleOutput,
     DeviceError,
-    DeviceInfo,
     DeviceState,
-    DeviceStatus,
-    Event,
     JobCompleted,
     JobFailed,
     JobPaused,
     JobProgress,
     JobResumed,
     JobStarted,
-    Telemetry,
 )
+from tests.serial_support import Recorder, until
 
 pytestmark = pytest.mark.integration
 
@@ -45,41 +42,6 @@ MARLIN = load_profile("marlin2")
 HOST_QUERIES = ("M105", "M115", "M155", "M27")
 """What the host asks on its own between a job's lines."""
 FAST = 1_000_000  # baud: paced like a UART, fast enough for a test
-
-
-class Recorder:
-    """The smallest Emitter: keeps what the driver emits, in order (and the device's info at each status)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.statuses: list[DeviceStatus] = []
-        self.infos: list[DeviceInfo] = []
-        self.readings: list[Telemetry] = []
-        self.device: SerialGcodeDevice | None = None
-
-    def event(self, body: Event) -> None:
-        self.events.append(body)
-
-    def status(self, status: DeviceStatus) -> None:
-        self.statuses.append(status)
-        if self.device is not None:
-            self.infos.append(self.device.info())
-
-    def telemetry(self, telemetry: Telemetry) -> None:
-        self.readings.append(telemetry)
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def ended(self) -> bool:
-        return bool(self.of(JobCompleted) or self.of(JobFailed))
-
-
-async def until(condition: Callable[[], object], timeout: float = 30.0) -> None:
-    """Wait for a condition; the timeout only stops a broken test from hanging."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def job_commands(path: Path) -> list[str]:

@@ -104,3 +104,8 @@ async def test_a_port_whose_far_end_goes_away_is_reported_lost_once(port_with) -
     await until(lambda: bool(port.lost))
     await asyncio.sleep(0.05)
     assert len(port.lost) == 1 and not port.link.is_open
+
+
+async def test_a_pty_says_no_uart_is_behind_it(port_with) -> None:
+    # Klipper's /tmp/printer and the simulator are ptys: no wire paces their answers.
+    assert port_with().link.has_uart() is False

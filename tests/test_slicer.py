@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,9 @@ import trimesh
 from hub.analysis.machines import machine_ids
 from hub.slicing.slicer import SlicerError, SlicerTimeout, compose_profile, profile_names, slice_mesh
 
-slicer = pytest.mark.skipif(shutil.which("prusa-slicer") is None,
-                            reason="prusa-slicer is not installed (scripts/setup-system.sh installs it)")
+from .prerequisites import needs_program
+
+slicer = needs_program("prusa-slicer")
 
 
 def slicers_running(marker: Path) -> list[int]:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trimesh
 
+from .prerequisites import needs_program
 from .hubkit import Farm, Http, eventually, isolated_farm  # noqa: F401 - fixtures
 from .test_slicer import slicers_running
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("prusa-slicer") is None,
-                       reason="prusa-slicer is not installed (scripts/setup-system.sh installs it)"),
+    needs_program("prusa-slicer"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -371,3 +372,36 @@ async def test_a_hung_firmware_answers_nothing(printer: VirtualPrinter, port: Po
     port.send("M105")
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(port.reader.readline(), 0.3)
+
+
+def recorded_conversation(path: Path) -> list[tuple[str, list[str]]]:
+    """The ``>``/``<`` lines of a transcript's recorded part (up to its '-- end of the recording' comment)."""
+    said: list[tuple[str, list[str]]] = []
+    for raw in path.read_text().splitlines():
+        if raw.startswith("# -- end of the recording"):
+            break
+        if raw.startswith("> "):
+            said.append((raw[2:], []))
+        elif raw.startswith("< "):
+            said[-1][1].append(raw[2:])
+    return said
+
+
+def numbers_masked(lines: list[str]) -> list[str]:
+    """Temperatures and versions differ between Klippy on no hardware and a simulated machine; words must not."""
+    return [re.sub(r"\d+(?:\.\d+)*", "#", line) for line in lines]
+
+
+async def test_the_klipper_dialect_answers_as_the_recorded_klippy_does(tmp_path: Path) -> None:
+    from tests.serial_support import converse
+
+    recorded = recorded_conversation(Path(__file__).parent / "transcripts" / "klipper.txt")
+    assert len(recorded) >= 15 and any(sent == "FIRMWARE_RESTART" for sent, _ in recorded)
+    printer = VirtualPrinter(tmp_path / "klipper0", profile="klipper", speed_factor=1000.0)
+    await printer.start()
+    try:
+        answered = await converse(printer.link, [sent for sent, _ in recorded], quiet_s=0.1)
+    finally:
+        await printer.stop()
+    for (sent, klippy), (_, simulated) in zip(recorded, answered, strict=True):
+        assert numbers_masked(simulated) == numbers_masked(klippy), f"answers to {sent!r}"

@@ -36,6 +36,7 @@ def _serial_gcode(config: DeviceConfig, emitter: Emitter, poll_interval_s: float
         profile=config.profile,
         model=config.model,
         poll_interval_s=poll_interval_s,
+        pacing=config.pacing,
     )
 
 

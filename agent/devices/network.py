@@ -258,19 +258,24 @@ class NetworkPrinter(Device):
             busy = f"job {job.id}" if job else report.state.value
             raise CommandRejected(f"device {self.id} is busy ({busy})")
         name = job_file_name(job_id, path)
-        self._job = _Job(job_id, name, time.monotonic())
+        job = self._job = _Job(job_id, name, time.monotonic())
         try:
             stored = await self.upload(path, name)
-            self._job.name = stored
+            if self._job is not job:  # cancelled while it uploaded: the printer never hears of it
+                raise CommandRejected(f"device {self.id}: job {job_id} was cancelled before it started")
+            job.name = stored
             await self.start_print(stored)
+            if self._job is not job:  # cancelled while the printer was starting it: stop it there
+                await self.cancel_print()
+                raise CommandRejected(f"device {self.id}: job {job_id} was cancelled as it started")
         except CommandRejected:
-            self._job = None
+            self._job = None if self._job is job else self._job
             raise
         except Exception as exc:
-            self._job = None
+            self._job = None if self._job is job else self._job
             raise CommandRejected(f"device {self.id} could not start the job: {exc}") from exc
-        self._job.uploading = False
-        self._job.started = time.monotonic()
+        job.uploading = False
+        job.started = time.monotonic()
         self.emitter.event(JobStarted(device=self.id, job_id=job_id))
         self.log.info("job started", job_id=job_id, file=stored)
         self._publish_if_changed()
@@ -287,10 +292,15 @@ class NetworkPrinter(Device):
         job = self._job
         if job is None:
             raise CommandRejected(f"device {self.id} is not running a job")
+        if job.uploading:
+            # Not on the printer yet: start_job stops before the printer starts it, or stops it there.
+            self._end_job(JobFailed(device=self.id, job_id=job.id, reason="cancelled", cancelled=True))
+            return
         report = self.report
-        if self.connected and report is not None and report.state in (DeviceState.IDLE, DeviceState.ERROR) \
+        if self.connected and report is not None and self._heard > job.started and not job.uploading \
+                and report.state in (DeviceState.IDLE, DeviceState.ERROR) \
                 and report.job_phase not in (JobPhase.PRINTING, JobPhase.PAUSED):
-            # The printer has no job to cancel: the job is over, whatever else we believed.
+            # The printer, in a report newer than the start, has no job to cancel: the job is over.
             self._end_job(JobFailed(device=self.id, job_id=job.id, reason="cancelled", cancelled=True))
             return
         self._ready("cancel")

@@ -4,7 +4,8 @@ This module is the policy: jobs streamed from a file or printed from the
 printer's SD card, pause/resume/cancel and emergency stop, what the firmware's
 words mean (a halt, a restart, a host action like a filament runout), and the
 states the hub sees. The running job's record and its events are
-``serial_job``; the protocol is ``agent.serial.host``; the port, the greeting
+``serial_job``; how a firmware halts and comes back is ``serial_halt``; the SD
+card's questions are ``serial_sd``; the protocol is ``agent.serial.host``; the port, the greeting
 and the answer watchdog are ``agent.serial.connection``; what differs between
 firmwares is the profile (``firmware-profiles/*.toml``).
 """
@@ -22,9 +23,9 @@ from agent.serial.connection import Connection
 from agent.serial.console import Console, ConsoleInterrupted
 from agent.serial.gcode import GcodeError, GcodeFile, prepare_lines
 from agent.serial.host import HostEngine, Outcome
-from agent.serial.profiles import load_profile
+from agent.serial.profiles import Pacing, load_profile
 from agent.serial.responses import Dialect, Kind, Reply
-from agent.serial.sdcard import SdFile, SdTracker
+from agent.serial.sdcard import SdFile
 from protocol.messages import (
     ConsoleOutput,
     DeviceError,
@@ -36,11 +37,11 @@ from protocol.messages import (
 )
 
 from .base import CommandRejected, Device, Emitter
+from .serial_halt import HaltWatch, refusal
 from .serial_job import JobTracker
+from .serial_sd import SdCard
 
 log = structlog.get_logger("farmhand.agent.serial")
-
-SD_ANSWER_S = 10.0
 
 __all__ = ["ConsoleInterrupted", "SerialGcodeDevice"]
 
@@ -57,6 +58,7 @@ class SerialGcodeDevice(Device):
         model: str | None = None,
         poll_interval_s: float = 2.0,
         answer_timeout_s: float | None = None,
+        pacing: Pacing = "auto",
     ) -> None:
         super().__init__(device_id, emitter)
         self.port = port
@@ -71,17 +73,17 @@ class SerialGcodeDevice(Device):
                                  streaming_commands=tuple(p.streaming_commands))
         self.connection = Connection(device_id, port, baud, p, self.engine, self.dialect, self,
                                      poll_interval_s=poll_interval_s,
-                                     answer_timeout_s=answer_timeout_s or p.answer_timeout_s)
-        self.sd = SdTracker()
-        self.jobs = JobTracker(device_id, emitter, self.engine, self.sd)
+                                     answer_timeout_s=answer_timeout_s or p.answer_timeout_s, pacing=pacing)
+        self.sd = SdCard(self.engine, self.connection)
+        self.jobs = JobTracker(device_id, emitter, self.engine, self.sd.tracker)
         self.messages = PrinterMessages()
         self._state = DeviceState.DISCONNECTED
         self._error: str | None = None
         self._temps: dict[str, Heater] = {}
         self._last_telemetry = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        self._m27_pending = False
         self.console = Console()
+        self.halt = HaltWatch(p)
         self._log = log.bind(device=device_id, port=port)
 
     # ------------------------------------------------------------------ Device
@@ -127,26 +129,28 @@ class SerialGcodeDevice(Device):
     async def sd_files(self) -> list[SdFile]:
         """The files on the printer's SD card (M20)."""
         self._require((DeviceState.IDLE,), "list the SD card")
-        await self._sd_ask("M20", "list_end")
-        return list(self.sd.files)
+        return await self.sd.files()
 
     async def start_sd_job(self, job_id: str, name: str) -> None:
         """Print a file from the printer's own SD card (M23, M24): the firmware reads it, the host watches."""
         self._require((DeviceState.IDLE,), "start a job")
-        if await self._sd_ask(f"M23 {name}", "opened", "open_failed") == "open_failed":
-            raise CommandRejected(f"the printer's SD card cannot open {name!r}")
+        await self.sd.select(name)
         self._require((DeviceState.IDLE,), "start a job")
         self.engine.command("M24")
         self._begin(job_id, None)
 
     async def send_gcode(self, command_id: str, lines: list[str]) -> None:
-        """Operator console: run ``lines`` between jobs and emit, as one ConsoleOutput, what the firmware said."""
-        self._require((DeviceState.IDLE, DeviceState.PAUSED), "run console commands")
+        """Operator console: run ``lines`` between jobs and emit, as one ConsoleOutput, what the firmware said.
+
+        While the firmware is halted, only its recovery commands (Klipper's FIRMWARE_RESTART) are taken.
+        """
         try:
             commands = prepare_lines(lines, paren_comments=self.profile.paren_comments,
                                      max_line_bytes=self.profile.max_line_bytes, where="console")
         except GcodeError as exc:
             raise CommandRejected(str(exc)) from None
+        if not self._recovering(commands.commands):
+            self._require((DeviceState.IDLE, DeviceState.PAUSED), "run console commands")
         if not commands.count:
             raise CommandRejected("no command to send: every line is empty or a comment")
         request = self.console.open(command_id, commands.count)
@@ -177,7 +181,7 @@ class SerialGcodeDevice(Device):
         command = self.profile.emergency_stop
         if self.connection.emergency_parser:
             self.connection.write_now(self.engine.urgent(command))
-            self._enter_error("emergency stop")
+            self._enter_error("emergency stop", halted=True)
         else:
             # The firmware reads M112 in turn: send it next, and nothing of the job after it.
             self.engine.drop_job()
@@ -186,6 +190,11 @@ class SerialGcodeDevice(Device):
             self._enter_error("emergency stop", reset=False)
 
     # ------------------------------------------------------------------ policy
+
+    def _recovering(self, commands: list[bytes]) -> bool:
+        """Whether these console lines bring a halted firmware back, and it can hear them now."""
+        return (self._state is DeviceState.ERROR and self.connection.link is not None
+                and not self.connection.greeting and self.halt.recovers(commands))
 
     def _require(self, states: tuple[DeviceState, ...], what: str) -> None:
         if self._state not in states:
@@ -250,17 +259,25 @@ class SerialGcodeDevice(Device):
         self.jobs.failed(reason)
         self.console.interrupt(reason)
 
-    def _enter_error(self, message: str, *, reset: bool = True) -> None:
-        """The firmware has stopped (or we stopped it): fail the job, say why, send nothing until it is back."""
+    def _enter_error(self, message: str, *, reset: bool = True, halted: bool = False) -> None:
+        """The firmware has stopped (or we stopped it): fail the job, say why, send nothing until it is back.
+
+        ``halted``: the firmware said so itself. Said once: a firmware that goes on
+        answering (Klipper) refuses the lines already sent one by one, each with the
+        halt's reason; they are counted in this one report, not repeated.
+        """
         if self._state is DeviceState.ERROR:
-            self._log.warning("firmware error while halted", message=message)
+            self.halt.refused += 1
+            self._log.debug("the halted firmware refused a line", message=message)
         else:
+            message = self.halt.halted(message, self.engine.in_flight, said_by_firmware=halted)
             self._interrupted(message)
-            self.emitter.event(DeviceError(device=self.id, message=message))
+            self.emitter.event(DeviceError(device=self.id, message=message, job_id=self.jobs.id))
         if reset:
             self.engine.reset()
-            # A firmware that restarts (reset button, M999, a power cycle) answers the hello again.
-            self.connection.restart_greeting()
+            if self.halt.greets_after(halted):
+                # A firmware that restarts (reset button, M999, a power cycle) answers the hello again.
+                self.connection.restart_greeting()
         if self._state is not DeviceState.ERROR:
             self._set_state(DeviceState.ERROR, message)
             self._log.error("printer halted", message=message)
@@ -283,7 +300,7 @@ class SerialGcodeDevice(Device):
     # ------------------------------------------------------------------ the connection's news
 
     def connection_ready(self) -> None:
-        self._m27_pending = False
+        self.sd.reconnected()
         self._set_state(DeviceState.IDLE)
 
     def connection_lost(self, reason: str) -> None:
@@ -301,14 +318,17 @@ class SerialGcodeDevice(Device):
         return self._state is DeviceState.PRINTING and self.engine.job_active
 
     def poll_due(self) -> None:
-        if self.jobs.on_sd and not self._m27_pending and self._state is DeviceState.PRINTING:
-            self._m27_pending = True
-            self.engine.command("M27")
+        if self.jobs.on_sd and self._state is DeviceState.PRINTING:
+            self.sd.ask_position()
 
     def every_line(self) -> bool:
-        return bool(self.console.requests)
+        return bool(self.console.requests) or self.halt.reason is not None
 
     def oks_heard(self) -> None:
+        if self.halt.reason is not None and not self.engine.awaiting:
+            # Every line sent was answered and none said why it halted: its own words are all there is.
+            self._enter_error(self.halt.reason, halted=True)
+            return
         self.jobs.lines_answered()
 
     def connection_line(self, text: str, out: Outcome) -> None:
@@ -320,7 +340,7 @@ class SerialGcodeDevice(Device):
         if kind is Kind.OK:
             if reply.temperatures:
                 self._on_temperatures(reply.temperatures)
-            if out.job_done and self.jobs.running:
+            if out.job_done and self.jobs.running and self.halt.reason is None:
                 self._complete()
             else:
                 self.oks_heard()
@@ -333,12 +353,14 @@ class SerialGcodeDevice(Device):
             self._on_temperatures(reply.temperatures or {})
         elif kind is Kind.START:
             self._firmware_restarted()
+        elif kind is Kind.STATE:
+            self._on_state(reply)
         elif kind is Kind.ACTION:
             self._on_action(reply)
         elif kind is Kind.SD:
             self._on_sd(reply)
         elif kind is Kind.OTHER:
-            self.sd.on_other(reply.text)
+            self.sd.tracker.on_other(reply.text)
 
     def _firmware_restarted(self) -> None:
         self._log.warning("the firmware restarted")
@@ -354,12 +376,35 @@ class SerialGcodeDevice(Device):
 
     def _on_error(self, reply: Reply) -> None:
         if reply.fatal:
-            self._enter_error(reply.message)
+            self._enter_error(reply.message, halted=True)
         elif reply.line_error:
             self._log.debug("line rejected", error=reply.message)
+        elif self._state is DeviceState.ERROR:
+            self._log.info("firmware error while halted", error=reply.message)
         else:
-            self._log.warning("firmware error", error=reply.message)
-            self.emitter.event(DeviceError(device=self.id, message=reply.message))
+            self._refused(reply)
+
+    def _refused(self, reply: Reply) -> None:
+        """The firmware refused the command it is answering and goes on: say which."""
+        message, command = refusal(reply, self.engine.answering())
+        self._log.warning("firmware error", error=reply.message, command=command)
+        self.emitter.event(DeviceError(device=self.id, message=message, job_id=self.jobs.id, command=command))
+
+    def _on_state(self, reply: Reply) -> None:
+        """The firmware announced its state (Klipper's "// Klipper state: …")."""
+        state = reply.name
+        self._log.info("firmware state", state=state)
+        if state == "halted" and self._state is not DeviceState.ERROR:
+            # Its reason is the answer to the next line; send no more of the job meanwhile.
+            self.halt.reason = reply.message
+            self.engine.hold(True)
+            if not self.engine.awaiting:
+                self._enter_error(reply.message, halted=True)
+        elif state == "restarting" and self._state is not DeviceState.ERROR:
+            self._firmware_restarted()
+        elif state == "ready" and self._state is DeviceState.ERROR:
+            # Back after a halt (FIRMWARE_RESTART, from our console or anyone's): greet it, then it is idle.
+            self.connection.restart_greeting()
 
     def _on_action(self, reply: Reply) -> None:
         """``//action:`` lines: the printer (its buttons, its sensors) asks the host to act."""
@@ -376,25 +421,13 @@ class SerialGcodeDevice(Device):
             self.emitter.event(DeviceError(device=self.id, message=decision.alert))
 
     def _on_sd(self, reply: Reply) -> None:
-        event = self.sd.on_reply(reply)
-        if event in ("progress", "idle"):
-            self._m27_pending = False
+        event = self.sd.heard(reply)
         if not self.jobs.on_sd:
             return
         if event == "done":
             self._complete()
         elif event == "progress":
             self.jobs.sd_progressed()
-
-    async def _sd_ask(self, command: str, *answers: str) -> str:
-        answer = self.sd.expect(*answers)
-        self.engine.command(command)
-        self.connection.pump()
-        try:
-            async with asyncio.timeout(SD_ANSWER_S):
-                return await answer
-        except TimeoutError:
-            raise CommandRejected(f"the printer did not answer {command!r}") from None
 
     def _on_temperatures(self, temps: dict[str, Heater]) -> None:
         self._temps.update(temps)

@@ -20,7 +20,7 @@ import structlog
 from .host import HostEngine, Outcome
 from .identity import FirmwareIdentity
 from .link import SerialLink
-from .profiles import FirmwareProfile
+from .profiles import FirmwareProfile, Pacing
 from .responses import Dialect, Kind, Reply
 
 log = structlog.get_logger("farmhand.agent.serial")
@@ -75,7 +75,8 @@ class Listener(Protocol):
 
 class Connection:
     def __init__(self, device_id: str, port: str, baud: int, profile: FirmwareProfile, engine: HostEngine,
-                 dialect: Dialect, listener: Listener, *, poll_interval_s: float, answer_timeout_s: float) -> None:
+                 dialect: Dialect, listener: Listener, *, poll_interval_s: float, answer_timeout_s: float,
+                 pacing: Pacing = "auto") -> None:
         self.port = port
         self.baud = baud
         self.profile = profile
@@ -84,6 +85,9 @@ class Connection:
         self.listener = listener
         self.poll_interval_s = poll_interval_s
         self.answer_timeout_s = answer_timeout_s
+        self.pacing = pacing
+        self.wire_paced = pacing == "wire"
+        """Whether reads are held back at the wire's pace; decided when the port opens."""
         self.link: SerialLink | None = None
         self.identity = FirmwareIdentity(profile)
         self.greeting = False
@@ -155,7 +159,9 @@ class Connection:
                 attempt += 1
                 continue
             attempt = 0
-            self._log.info("port open", baud=self.baud, profile=self.profile.name)
+            self.wire_paced = self.pacing == "wire" or (self.pacing == "auto" and link.has_uart())
+            self._log.info("port open", baud=self.baud, profile=self.profile.name,
+                           pacing="wire" if self.wire_paced else "none")
             self.link = link
             self._pending = b""
             self._handoff = None
@@ -243,13 +249,15 @@ class Connection:
     def _hold(self) -> None:
         """While a job streams and the wire has lines to clock out, let answers gather before reading them.
 
+        Only over a wire: a pty has none, and holding there only leaves the firmware idle.
+
         Only when the wait should gather more than one answer (at the wire's pace of one
         line's bytes per answer): a hold costs about what a wake-up does, so holding for
         one answer (firmware without ADVANCED_OK and a small buffer has room for only a
         few lines) would cost more than it saves.
         """
         link = self.link
-        if link is None or not self.listener.streaming():
+        if link is None or not self.wire_paced or not self.listener.streaming():
             return
         in_flight = self.engine.in_flight
         if not in_flight:

@@ -240,6 +240,14 @@ class HostEngine:
     def window_bytes(self) -> int:
         return self._window.bytes
 
+    def answering(self) -> Sent | None:
+        """The line the firmware answers next (the oldest good one in flight), for a firmware that answers in order."""
+        window = self._window
+        if not window:
+            return None
+        sent = window[window.oldest(stale=False)]
+        return None if sent.stale else sent
+
     def in_flight_command(self, prefixes: tuple[str, ...]) -> bool:
         """Whether a command starting with one of ``prefixes`` (e.g. M109) is sent and not yet answered."""
         return self._window.command_in_flight(tuple(p.encode() for p in prefixes))

@@ -19,6 +19,7 @@ kernel keeps what arrives meanwhile.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import select
 import threading
@@ -29,6 +30,9 @@ import serial
 import structlog
 
 READ_CHUNK = 65536
+# Linux's TIOCGSERIAL fills a struct serial_struct whose first int is the UART's type; PORT_UNKNOWN is 0.
+_TIOCGSERIAL = 0x541E
+_SERIAL_STRUCT_BYTES = 128
 
 log = structlog.get_logger("farmhand.agent.serial")
 
@@ -59,6 +63,24 @@ class SerialLink:
     def threaded(self) -> bool:
         """Whether ``on_data`` runs on the port's own thread (with the loop's lock held)."""
         return self._thread is not None
+
+    def has_uart(self) -> bool:
+        """Whether the port's driver reports a UART: bytes then take the wire's time (``baud``) to cross.
+
+        A pseudo-terminal (Klipper's /tmp/printer, a simulator) has no serial driver at
+        all; a USB CDC-ACM port reports no UART type. A native-USB board (Prusa's Buddy,
+        most 32-bit boards) moves bytes as fast as the reader takes them, whatever the
+        baud rate says, and pacing it to the baud rate would idle it; a CDC bridge chip
+        in front of a real UART (an Einsy's 16U2) read unpaced only costs more wake-ups.
+        USB-serial converters (FTDI, CH340, CP210x) and on-board UARTs report their type.
+        """
+        if self._fd < 0:
+            return False
+        try:
+            info = fcntl.ioctl(self._fd, _TIOCGSERIAL, bytes(_SERIAL_STRUCT_BYTES))
+        except OSError:
+            return False
+        return int.from_bytes(info[:4], "little", signed=True) != 0
 
     def open(self) -> None:
         """Open and configure the port, then watch it; raises OSError or serial.SerialException."""

@@ -25,7 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from protocol.config import ConfigError, load
 
 from .host import STREAMING_COMMANDS
-from .responses import FATAL_MARKERS, LINE_ERROR_MARKERS, TEMPERATURE_PATTERN
+from .responses import FATAL_MARKERS, LINE_ERROR_MARKERS, TEMPERATURE_PATTERN, FirmwareState
+
+Pacing = Literal["auto", "wire", "none"]
+"""How a port is read. 'wire': a UART, answers come at the baud rate's pace and may be read in batches;
+'none': a pty or USB link with no wire (Klipper's /tmp/printer), answers read as they arrive; 'auto': ask the
+port's driver (``SerialLink.has_uart``)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -67,6 +72,19 @@ class Emulation(BaseModel):
     ok_when: Literal["executed", "queued"] = Field(
         "executed", description="Marlin says ok once a command ran; Repetier as soon as it is queued")
     sd_card: bool = True
+    emergency_parser: bool | None = Field(
+        None, description="reads M112 as it arrives; None: as M115's EMERGENCY_PARSER capability says")
+    position_report: str = Field("", description="format of M114's report (fields X, Y, Z, E); empty: Marlin's")
+    halt_lines: list[str] | None = Field(
+        None, description="what it says when it halts ({message}); None: its error line with the message (Marlin)")
+    halted_reply: list[str] = Field(
+        default_factory=list,
+        description="a halted firmware still reads lines and answers each with these ({message}), then ok "
+                    "(Klipper); empty: it answers nothing more (Marlin)")
+    halted_runs: list[str] = Field(default_factory=list, description="commands a halted firmware still runs")
+    restart_commands: list[str] = Field(default_factory=list, description="commands that restart the firmware")
+    restart_lines: list[str] = Field(default_factory=list, description="said as a restart begins, after its ok")
+    ready_lines: list[str] = Field(default_factory=list, description="said when it is back from a restart")
     idle_wait_s: float = Field(0.0, ge=0, description="say 'wait' this often while idle with nothing to do (Repetier)")
 
 
@@ -119,6 +137,18 @@ class FirmwareProfile(BaseModel):
         default_factory=lambda: list(LINE_ERROR_MARKERS),
         description="lower-case fragments of errors about a line that was rejected, not run",
     )
+    refusals: list[str] = Field(
+        default_factory=list,
+        description="starts of lines that refuse the command being answered without stopping the firmware "
+                    "(Klipper's '// Unknown command:'); reported with the command they refuse")
+    state_lines: dict[str, FirmwareState] = Field(
+        default_factory=dict,
+        description="lines announcing the firmware's state: 'halted' (it answers, runs nothing), 'restarting', "
+                    "'ready' (back after a halt or restart); Klipper's '// Klipper state: …'")
+    recovery_commands: list[str] = Field(
+        default_factory=list,
+        description="commands that bring a halted firmware back (Klipper's FIRMWARE_RESTART); the console accepts "
+                    "them while the printer is in error")
     temperature_pattern: str = Field(
         TEMPERATURE_PATTERN,
         description="regex for one heater in a report: groups 'name', 'actual' and (optional) 'target'",
@@ -135,6 +165,11 @@ class FirmwareProfile(BaseModel):
         if not {"name", "actual"} <= set(compiled.groupindex):
             raise ValueError("needs the groups (?P<name>…) and (?P<actual>…)")
         return pattern
+
+    @field_validator("recovery_commands")
+    @classmethod
+    def _upper(cls, words: list[str]) -> list[str]:
+        return [w.upper() for w in words]
 
     @field_validator("fatal_errors", "line_errors")
     @classmethod

@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from protocol.messages import Heater
 
@@ -37,7 +36,11 @@ class Kind(StrEnum):
     CAPABILITY = "capability"
     SD = "sd"
     ECHO = "echo"
+    STATE = "state"
     OTHER = "other"
+
+
+FirmwareState = Literal["halted", "restarting", "ready"]
 
 
 # Errors after which the firmware stops (Marlin's kill(), thermal protection, Klipper's shutdown).
@@ -84,7 +87,7 @@ class Reply:
     message: str = ""
     """ERROR: the firmware's own words; ACTION: the action's arguments; BUSY: the reason; SD: the detail."""
     name: str = ""
-    """ACTION: the action; CAPABILITY: the capability; SD: what happened (see ``_SD``)."""
+    """ACTION: the action; CAPABILITY: the capability; SD: what happened (see ``_SD``); STATE: the state."""
     enabled: bool = False
     fatal: bool = False
     line_error: bool = False
@@ -126,8 +129,12 @@ class Dialect:
         fatal_errors: tuple[str, ...] = FATAL_MARKERS,
         line_errors: tuple[str, ...] = LINE_ERROR_MARKERS,
         temperature_pattern: str = TEMPERATURE_PATTERN,
+        refusals: tuple[str, ...] = (),
+        state_lines: dict[str, FirmwareState] | None = None,
     ) -> None:
         self.error_prefixes = tuple(error_prefixes)
+        self.refusals = tuple(refusals)
+        self.state_lines = dict(state_lines or {})
         self._lower_prefixes = tuple(p.lower() for p in error_prefixes)
         self.fatal_errors = tuple(m.lower() for m in fatal_errors)
         self.line_errors = tuple(m.lower() for m in line_errors)
@@ -136,7 +143,8 @@ class Dialect:
     @classmethod
     def from_profile(cls, profile: FirmwareProfile) -> Dialect:
         return cls(error_prefixes=tuple(profile.error_prefixes), fatal_errors=tuple(profile.fatal_errors),
-                   line_errors=tuple(profile.line_errors), temperature_pattern=profile.temperature_pattern)
+                   line_errors=tuple(profile.line_errors), temperature_pattern=profile.temperature_pattern,
+                   refusals=tuple(profile.refusals), state_lines=profile.state_lines)
 
     def classify(self, line: str) -> Reply:
         text = line.strip()
@@ -157,6 +165,12 @@ class Dialect:
         if "busy:" in lower[:12]:
             return Reply(Kind.BUSY, text, message=text.split(":", 2)[-1].strip() if lower.startswith("echo:")
                          else text.split("busy:", 1)[1].strip())
+        if self.refusals and text.startswith(self.refusals):
+            # A refusal of the command being answered; the firmware goes on (Klipper's unknown command).
+            return Reply(Kind.ERROR, text, message=text.lstrip("/ "))
+        state = self.state_lines.get(text)
+        if state is not None:
+            return Reply(Kind.STATE, text, name=state, message=text.lstrip("/ "))
         if text.startswith("//"):
             return _action(text)
         if text.startswith("FIRMWARE_NAME:"):

@@ -14,6 +14,10 @@ injected. It follows Marlin's shape, worded in the profile's dialect:
   waits (a full planner, heating, a dwell) no line is parsed, so the receive
   buffer fills, as on a real board; a long wait sends busy keep-alives;
 - with the emergency parser, M112, M108 and M410 act the moment they arrive.
+
+A halted Marlin answers nothing until it is reset. A halted Klipper (the
+profile's ``halted_reply``) goes on reading: it refuses each command with the
+halt's reason, still answers M105, and comes back on FIRMWARE_RESTART.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from .sdcard import SdCard
 
 log = structlog.get_logger("farmhand.sim")
 
+# How long a restarting firmware is away (Klippy takes about a second; a test needs no more than the gap).
+RESTART_S = 0.05
 _EMERGENCY = re.compile(rb"^\s*(?:N\d+\s*)?(M112|M108|M410)\b")
 _CAPABILITIES = {
     "SERIAL_XON_XOFF": 0, "BINARY_FILE_TRANSFER": 0, "EEPROM": 0, "AUTOREPORT_TEMP": 1, "PROGRESS": 0,
@@ -94,11 +100,14 @@ class VirtualFirmware:
             caps = {**_CAPABILITIES, **self.emulation.capabilities, "ADVANCED_OK": int(advanced_ok),
                     "SDCARD": int(self.emulation.sd_card)}
         self.capabilities = caps
-        self.emergency_parser = bool(caps.get("EMERGENCY_PARSER"))
+        parser = self.emulation.emergency_parser
+        self.emergency_parser = bool(caps.get("EMERGENCY_PARSER")) if parser is None else parser
         self.checker = LineChecker(checksums=profile.checksums)
-        self.machine = Machine(emulation=self.emulation, send=send, card=card, speed_factor=speed_factor,
-                               planner_slots=profile.planner_slots, name=name, capabilities=caps)
+        self.machine = self._boot()
         self.halted = False
+        """Stopped and silent until the port is opened again (Marlin's kill())."""
+        self.shutdown: str | None = None
+        """Stopped but answering, refusing commands with this reason (Klipper's shutdown)."""
         self._ring: deque[bytes] = deque()
         self._ring_bytes = 0
         self._carry = b""
@@ -106,6 +115,10 @@ class VirtualFirmware:
         self._blocked = False
         self._waiting: asyncio.Task[None] | None = None
         self._sd_done = False
+
+    def _boot(self) -> Machine:
+        return Machine(emulation=self.emulation, send=self._send, card=self.card, speed_factor=self.speed_factor,
+                       planner_slots=self.profile.planner_slots, name=self.name, capabilities=self.capabilities)
 
     # ------------------------------------------------------------------ what arrives
 
@@ -150,6 +163,9 @@ class VirtualFirmware:
             if not queue:
                 return
             line, command, send_ok = queue[0]
+            if command.split(" ", 1)[0].upper() in self.emulation.restart_commands:
+                self._restart(send_ok)
+                return
             outcome = self._execute(command)
             if isinstance(outcome, tuple):
                 self._finish(outcome, line, send_ok)
@@ -198,7 +214,8 @@ class VirtualFirmware:
             return
         if not verdict.command:
             return  # an empty line gets no ok, in every firmware
-        self.executed.append((verdict.line, verdict.command))
+        if self.shutdown is None or self._runs_halted(verdict.command):
+            self.executed.append((verdict.line, verdict.command))
         if self.emulation.ok_when == "queued":
             # Repetier acknowledges a line as soon as it is queued, naming it.
             self._send([f"ok {verdict.line}" if verdict.line is not None else "ok"])
@@ -231,11 +248,13 @@ class VirtualFirmware:
     # ------------------------------------------------------------------ injected faults and events
 
     def kill(self, message: str | None = None) -> None:
-        """Stop as Marlin's kill() does: say why, then answer nothing more until a reset."""
-        if self.halted:
+        """Stop as Marlin's kill() does (say why, then answer nothing more until a reset), or Klipper's shutdown."""
+        if self.halted or self.shutdown is not None:
             return
         message = message or self.emulation.kill_message
-        self._halt([self.emulation.error.format(message=message)], message)
+        said = self.emulation.halt_lines
+        self._halt([self.emulation.error.format(message=message)] if said is None else
+                   [line.format(message=message) for line in said], message)
 
     def hang(self) -> None:
         """Stop answering without a word, as a firmware stuck in a loop does."""
@@ -243,16 +262,48 @@ class VirtualFirmware:
             self._halt([], "hang")
 
     def thermal_runaway(self) -> None:
-        self._halt(list(self.emulation.thermal_runaway), "thermal runaway")
+        lines = list(self.emulation.thermal_runaway)
+        # The reason a halted Klipper repeats is the error line's message.
+        prefix = self.emulation.error.split("{message}")[0]
+        reason = next((line[len(prefix):] for line in lines if prefix and line.startswith(prefix)), "thermal runaway")
+        self._halt(lines, reason)
 
     def _halt(self, lines: list[str], reason: str) -> None:
-        self.halted = True
-        self._ring.clear()
-        self._queue.clear()
+        self.stop()
+        if self.emulation.halted_reply and reason != "hang":
+            # Klipper: what is queued is refused in turn (it never ran), and so is every line after it.
+            self.shutdown = reason
+            self._blocked = False
+            for entry in reversed(self._queue):
+                if self.executed and self.executed[-1] == entry[:2]:
+                    self.executed.pop()
+            asyncio.get_running_loop().call_soon(self._step)
+        else:
+            self.halted = True
+            self._ring.clear()
+            self._queue.clear()
         if lines:
             self._send(lines)
-        self.stop()
         self._log.warning("virtual printer halted", reason=reason)
+
+    def _runs_halted(self, command: str) -> bool:
+        code = command.split(" ", 1)[0].upper()
+        return code in self.emulation.halted_runs or code in self.emulation.restart_commands
+
+    def _restart(self, send_ok: bool) -> None:
+        """FIRMWARE_RESTART: ok, then down for a moment; back with a fresh machine, nothing kept."""
+        self._queue.popleft()
+        self._send([*(["ok"] if send_ok else []), *self.emulation.restart_lines])
+        self.stop()
+        self._blocked = True
+        asyncio.get_running_loop().call_later(RESTART_S, self._ready)
+
+    def _ready(self) -> None:
+        self.shutdown = None
+        self.machine = self._boot()
+        self._blocked = False
+        self._send(list(self.emulation.ready_lines))
+        self._step()
 
     def runout(self) -> None:
         """The filament sensor trips: the firmware tells the host, which pauses the job."""
@@ -291,6 +342,8 @@ class VirtualFirmware:
 
     def _execute(self, command: str) -> Result | Wait:
         """The board's own commands (line numbering, a kill in turn); the machine runs the rest."""
+        if self.shutdown is not None and not self._runs_halted(command):
+            return [line.format(message=self.shutdown) for line in self.emulation.halted_reply], None
         code, params = parse_params(command)
         if code == "M110":
             self.checker.last_line = int(params.get("N", 0))

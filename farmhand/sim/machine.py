@@ -120,7 +120,9 @@ class Machine:
                     return [], f"ok {report}"
                 return [report], "ok"
             case "M114":
-                return [self.motion.report()], None
+                motion, template = self.motion, self.emulation.position_report
+                report = template.format(X=motion.x, Y=motion.y, Z=motion.z, E=motion.e) if template else motion.report()
+                return [report], None
             case "M115":
                 report = self._firmware_report()
                 if self.emulation.firmware_on_ok:
@@ -143,7 +145,7 @@ class Machine:
             case _ if code in _QUIET:
                 pass
             case _:
-                return [self.emulation.unknown_command.format(command=command)], None
+                return [self.emulation.unknown_command.format(command=command, code=code)], None
         return [], None
 
     async def _waited(self, first: Callable[[], Coroutine[Any, Any, None]], then_s: float = 0.0) -> Result:

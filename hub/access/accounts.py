@@ -102,6 +102,41 @@ class Accounts:
     def users(self) -> list[dict]:
         return self.store.all("SELECT id, username, role, created_at, disabled_at FROM users ORDER BY id")
 
+    def _last_admin(self, user: dict) -> bool:
+        if user["role"] != Role.ADMIN.value or user["disabled_at"] is not None:
+            return False
+        row = self.store.one("SELECT COUNT(*) AS n FROM users WHERE role = ? AND disabled_at IS NULL AND id != ?",
+                             (Role.ADMIN.value, user["id"]))
+        return row is not None and row["n"] == 0
+
+    def set_disabled(self, user_id: int, disabled: bool) -> dict:
+        """Disable (its sessions end: every request of theirs fails from now on) or enable a user."""
+        user = self.user(user_id)
+        if disabled and self._last_admin(user):
+            raise AccountError(409, "Last admin", f"{user['username']} is the last admin; make another one first")
+        with self.store.transaction() as db:
+            db.execute("UPDATE users SET disabled_at = ? WHERE id = ?", (utcnow() if disabled else None, user_id))
+            if disabled:
+                db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        log.info("user_disabled" if disabled else "user_enabled", user=user["username"])
+        return self.user(user_id)
+
+    def delete_user(self, user_id: int) -> None:
+        user = self.user(user_id)
+        if self._last_admin(user):
+            raise AccountError(409, "Last admin", f"{user['username']} is the last admin; make another one first")
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+            db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        log.info("user_deleted", user=user["username"])
+
+    def end_sessions(self, user_id: int) -> int:
+        """Log the user out everywhere; returns how many sessions ended."""
+        user = self.user(user_id)
+        ended = self.store.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+        log.info("sessions_ended", user=user["username"], count=ended)
+        return ended
+
     def check_password(self, username: str, password: str) -> dict | None:
         row = self.store.one("SELECT * FROM users WHERE username = ? AND disabled_at IS NULL", (username,))
         try:

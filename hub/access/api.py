@@ -14,7 +14,7 @@ from hub.config import AuthConfig
 
 from .accounts import AccountError, Accounts, Principal
 from .policy import CSRF_COOKIE, PRINCIPAL, SESSION_COOKIE, LoginLimiter
-from .schemas import Login, SessionInfo, Token, TokenCreate, TokenCreated, User, UserCreate
+from .schemas import Login, SessionInfo, SessionsEnded, Token, TokenCreate, TokenCreated, User, UserCreate, UserUpdate
 
 log = structlog.get_logger("farmhand.hub.accounts")
 
@@ -38,7 +38,10 @@ class AccountApi:
     def __init__(self, accounts: Accounts, config: AuthConfig) -> None:
         self.accounts = accounts
         self.config = config
-        self.limiter = LoginLimiter(config.login_failures, config.login_window_s)
+        # Counted per address, and per address and name: an attacker slows only themselves, never
+        # the real user at another address. An address gets more tries in all (an office behind NAT).
+        self.by_address = LoginLimiter(config.login_failures * 4, config.login_window_s)
+        self.by_address_and_name = LoginLimiter(config.login_failures, config.login_window_s)
 
     def ops(self) -> list[Op]:
         return [
@@ -55,14 +58,20 @@ class AccountApi:
             Op("GET", "/api/v1/users", self.list_users, response=Items[User], query=PageQuery, summary="Users"),
             Op("POST", "/api/v1/users", self.create_user, body=UserCreate, response=User, status=201,
                summary="Create a panel user"),
+            Op("PATCH", "/api/v1/users/{id}", self.update_user, body=UserUpdate, response=User,
+               summary="Disable (ending their sessions) or enable a user"),
+            Op("DELETE", "/api/v1/users/{id}", self.delete_user, status=204,
+               summary="Delete a user and end their sessions"),
+            Op("DELETE", "/api/v1/users/{id}/sessions", self.end_sessions, response=SessionsEnded,
+               summary="Log a user out everywhere"),
         ]
 
     # ------------------------------------------------------------------ session
 
     async def login(self, request: web.Request) -> web.Response:
         spec = await body(request, Login)
-        keys = (f"addr:{request.remote}", f"user:{spec.username}")
-        wait = self.limiter.retry_after(*keys)
+        address, pair = request.remote or "", f"{request.remote}|{spec.username}"
+        wait = max(self.by_address.retry_after(address), self.by_address_and_name.retry_after(pair))
         if wait > 0:
             log.warning("login_throttled", user=spec.username, remote=request.remote)
             refused = problem(429, "Too many logins", f"too many failed logins; try again in {wait:.0f} s")
@@ -70,10 +79,11 @@ class AccountApi:
             return refused
         user = self.accounts.check_password(spec.username, spec.password)
         if user is None:
-            self.limiter.failed(*keys)
+            self.by_address.failed(address)
+            self.by_address_and_name.failed(pair)
             log.info("login_failed", user=spec.username, remote=request.remote)
             raise ApiProblem(401, "Login failed", "wrong user name or password")
-        self.limiter.succeeded(*keys)
+        self.by_address_and_name.succeeded(pair)
         sid, csrf = self.accounts.open_session(user)
         response = respond(SessionInfo(name=user["username"], role=user["role"], via="session", csrf_token=csrf))
         max_age = int(self.config.session_hours * 3600)
@@ -118,3 +128,14 @@ class AccountApi:
         spec = await body(request, UserCreate)
         row = _checked(lambda: self.accounts.create_user(spec.username, spec.password, spec.role))
         return respond(User(**row), 201)
+
+    async def update_user(self, request: web.Request) -> web.Response:
+        spec = await body(request, UserUpdate)
+        return respond(User(**_checked(lambda: self.accounts.set_disabled(_id(request), spec.disabled))))
+
+    async def delete_user(self, request: web.Request) -> web.Response:
+        _checked(lambda: self.accounts.delete_user(_id(request)))
+        return web.Response(status=204)
+
+    async def end_sessions(self, request: web.Request) -> web.Response:
+        return respond(SessionsEnded(ended=_checked(lambda: self.accounts.end_sessions(_id(request)))))

@@ -39,6 +39,14 @@ class User(BaseModel):
     disabled_at: datetime | None = None
 
 
+class UserUpdate(_In):
+    disabled: bool = Field(description="true: the user can no longer log in and their sessions end at once")
+
+
+class SessionsEnded(BaseModel):
+    ended: int = Field(description="how many of the user's sessions ended")
+
+
 class TokenCreate(_In):
     name: str = Field(min_length=1, max_length=64)
     role: Role

@@ -16,9 +16,10 @@ from typing import BinaryIO, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.analysis.declared import DeclaredMachine, read_declared
 from hub.analysis.geometry import BoundingBox
 from hub.analysis.interpreter import Interpreter, Move, parse_line
-from hub.analysis.machines import GENERIC, MachineModel
+from hub.analysis.machines import GENERIC, MachineModel, match_machine
 from hub.analysis.metadata import MetadataReader, SlicerMetadata, Thumbnail
 from hub.analysis.motion import EstimatorSettings, MotionPlanner, TimeEstimate
 
@@ -158,15 +159,19 @@ def _check_text(path: Path) -> None:
 
 def analyze_gcode(path: Path, machine: MachineModel | None = None,
                   settings: EstimatorSettings | None = None) -> GcodeAnalysis:
-    """Analyse a G-code file in one pass.
+    """Analyse a G-code file in one pass (after a look at its head and tail).
 
-    ``machine`` gives the estimator its starting limits (a generic Marlin
-    printer when unknown); limits the file sets with M201/M203/M204/M205 win.
+    The estimator's limits, weakest first: ``machine`` (else the machine the
+    file names, else a generic printer of the file's firmware flavour); the
+    limits the slicer declared in its configuration block; then the file's
+    own M201/M203/M204/M205/SET_VELOCITY_LIMIT lines as the printer meets them.
     """
     _check_text(path)
+    declared = read_declared(path, (settings or EstimatorSettings()).mode)
+    machine = machine or _machine_for(declared)
     meta = MetadataReader()
     stats = _Stats()
-    planner = MotionPlanner(machine or GENERIC, settings)
+    planner = MotionPlanner(machine, settings, declared)
     interpreter = Interpreter([planner, stats])
     problems: list[str] = []
     malformed = 0
@@ -212,12 +217,21 @@ def analyze_gcode(path: Path, machine: MachineModel | None = None,
         layers, layers_from = 0, "none"
     analysis = GcodeAnalysis(
         lines=n, bytes=size, layers=layers, layers_from=layers_from,
-        extrusion=_usage(stats, metadata, machine or GENERIC), bbox=stats.bbox(), metadata=metadata,
+        extrusion=_usage(stats, metadata, machine), bbox=stats.bbox(), metadata=metadata,
         thumbnails=meta.thumbnails, estimate=planner.result(), problems=problems, malformed=malformed,
     )
     if malformed or problems:
         log.warning("gcode_problems", path=str(path), malformed=malformed, first=problems[:3])
     return analysis
+
+
+def _machine_for(declared: DeclaredMachine) -> MachineModel:
+    known = match_machine(declared.printer)
+    if known is not None:
+        return known
+    if declared.flavor and declared.flavor != GENERIC.firmware:
+        return GENERIC.model_copy(update={"firmware": declared.flavor})
+    return GENERIC
 
 
 def _usage(stats: _Stats, metadata: SlicerMetadata, machine: MachineModel) -> list[ToolUsage]:

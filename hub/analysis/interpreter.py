@@ -25,16 +25,24 @@ _CODE = re.compile(r"([GMT])\s*(\d+)(?:\.\d+)?")
 # free-form arguments (M862.3 P "MK3S", M117 text) are never mistaken for bad input.
 WORD_CODES = frozenset({
     "G0", "G1", "G2", "G3", "G4", "G92", "M104", "M109", "M140", "M190", "M141", "M191",
-    "M201", "M203", "M204", "M205", "M220", "M221", "M566",
+    "M73", "M201", "M203", "M204", "M205", "M220", "M221", "M566",
 })
+FLAG_CODES = frozenset({"M220"})  # commands whose bare letters are switches
 
 
-def parse_words(text: str) -> dict[str, float]:
-    """``"X1.5 E.2"`` → ``{"X": 1.5, "E": 0.2}``; ``ValueError`` when a word does not read as a number."""
+def parse_words(text: str, flags: bool = False) -> dict[str, float]:
+    """``"X1.5 E.2"`` → ``{"X": 1.5, "E": 0.2}``; ``ValueError`` when a word does not read as a number.
+
+    With ``flags`` a bare letter reads as 0 (``M220 B`` saves the speed factor); a move's bare
+    ``Y`` stays malformed, never a move to zero.
+    """
     words = {}
     for token in text.split():
         key = token[0]
         if "A" <= key <= "Z":
+            if len(token) == 1 and flags:
+                words[key] = 0.0
+                continue
             try:
                 value = float(token[1:])
             except ValueError:
@@ -86,7 +94,7 @@ def parse_line(line: str) -> tuple[str, dict[str, float]] | None:
         return code, {c: 0.0 for c in upper[head.end():] if c in "XYZ"}
     if code not in WORD_CODES:
         return code, {}
-    return code, parse_words(upper[head.end():])
+    return code, parse_words(upper[head.end():], flags=code in FLAG_CODES)
 
 
 class Move:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 
+from hub.analysis.declared import DeclaredMachine
 from hub.analysis.machines import MachineModel
+
+LIMIT_CODES = frozenset({"M201", "M203", "M204", "M205", "M566", "SET_VELOCITY_LIMIT"})
 
 
 class FirmwareLimits:
@@ -30,8 +33,36 @@ class FirmwareLimits:
         self.speed_factor = 1.0  # M220
         self.saved_speed_factor = 1.0
         self.extrude_factor = 1.0  # M221
+        # A slicer's declared maximum accelerations also cap later M204 lines, as PrusaSlicer plans.
+        self.print_cap: float | None = None
+        self.travel_cap: float | None = None
+        self.overridden: set[str] = set()  # limit commands the file itself issued
+
+    def declare(self, d: DeclaredMachine) -> None:
+        """Start from what the slicer declared instead of the machine model, where it declared anything."""
+        for target, values in ((self.max_feed, d.max_feed), (self.max_accel, d.max_accel), (self.jerk, d.jerk)):
+            for i, v in enumerate(values):
+                if v is not None:
+                    target[i] = v
+        if d.accel_print is not None:
+            self.accel_print = self.print_cap = d.accel_print
+        if d.accel_travel is not None:
+            self.accel_travel = self.travel_cap = d.accel_travel
+        elif d.accel_print is not None:
+            self.accel_travel = d.accel_print
+        if d.accel_retract is not None:
+            self.accel_retract = d.accel_retract
+        if d.min_extruding_rate is not None:
+            self.min_extruding_rate = d.min_extruding_rate
+        if d.min_travel_rate is not None:
+            self.min_travel_rate = d.min_travel_rate
+        if self.firmware != "klipper" and any(j is not None for j in d.jerk):
+            # The slicer estimated with classic jerk unless it declared a junction deviation.
+            self.junction_deviation = d.junction_deviation
 
     def apply(self, code: str, words: dict[str, float]) -> None:
+        if code in LIMIT_CODES:
+            self.overridden.add(code)
         if code == "M201":
             self._axes(self.max_accel, words, 1.0)
         elif code == "M203":
@@ -61,6 +92,12 @@ class FirmwareLimits:
     def _set_all_accelerations(self, value: float) -> None:
         self.accel_print = self.accel_travel = self.accel_retract = value
 
+    def _set_print(self, value: float) -> None:
+        self.accel_print = min(value, self.print_cap) if self.print_cap else value
+
+    def _set_travel(self, value: float) -> None:
+        self.accel_travel = min(value, self.travel_cap) if self.travel_cap else value
+
     def _accelerations(self, words: dict[str, float]) -> None:
         # A zero acceleration would never move; firmwares refuse it, and so do we.
         words = {k: v for k, v in words.items() if v > 0}
@@ -72,16 +109,17 @@ class FirmwareLimits:
             return
         if "S" in words:
             # Legacy form (Marlin 1, Prusa MK3): S sets printing and travel, T retraction.
-            self.accel_print = self.accel_travel = words["S"]
+            self._set_print(words["S"])
+            self._set_travel(words["S"])
             if "T" in words:
                 self.accel_retract = words["T"]
             return
         if "P" in words:
-            self.accel_print = words["P"]
+            self._set_print(words["P"])
         if "R" in words:
             self.accel_retract = words["R"]
         if "T" in words:
-            self.accel_travel = words["T"]
+            self._set_travel(words["T"])
 
     def _m205(self, words: dict[str, float]) -> None:
         if self.firmware == "klipper":

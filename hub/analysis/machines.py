@@ -66,6 +66,9 @@ class MachineModel(_Strict):
     min_extruding_rate: float = Field(0.0, ge=0, description="mm/s (M205 S)")
     min_travel_rate: float = Field(0.0, ge=0, description="mm/s (M205 T)")
     power: Power
+    slicer_names: list[str] = Field(
+        default_factory=list,
+        description="how slicers name this printer in a file (PrusaSlicer printer_model, Cura's machine)")
 
 
 def machines_dir() -> Path:
@@ -91,6 +94,18 @@ def load_machine(machine: str | Path, directory: Path | None = None) -> MachineM
     if model.id != path.stem:
         raise ConfigError(f"{path}: id {model.id!r} does not match the file name")
     return model
+
+
+def match_machine(name: str | None, directory: Path | None = None) -> MachineModel | None:
+    """The machine model a slicer's printer name refers to (id, name or one of its ``slicer_names``)."""
+    if not name:
+        return None
+    wanted = name.strip().lower()
+    for machine_id in machine_ids(directory):
+        model = load_machine(machine_id, directory)
+        if wanted in {model.id, model.name.lower(), *(n.lower() for n in model.slicer_names)}:
+            return model
+    return None
 
 
 # For G-code from an unknown machine: Marlin's stock limits, which most files then override

@@ -1,43 +1,39 @@
 """Grams and a rough print time from the mesh alone, before anything is sliced.
 
-The model of a slicer's output, and its assumptions:
+The mesh is cut into the slicer's layers (``layers.py``) and each body's
+layers are filled as PrusaSlicer fills them:
 
-* Shells. Under every face of the surface lies a solid skin. Perimeters give
-  it ``perimeters`` × line spacing measured horizontally; floors and ceilings
-  add ``bottom_layers`` / ``top_layers`` layers measured vertically. A sloped
-  face gets both, along its normal: t_wall·sinθ + t_cap·|cosθ|, because the
-  slicer keeps the vertical shell thick on slopes ("ensure vertical shell
-  thickness") by adding solid infill inside the perimeters. Where two faces
-  meet at a sharp convex edge (a box's rim) their skins overlap; that wedge,
-  edge length × t₁ × t₂ × tan(φ/2), is counted once. Shell volume is capped
-  at the part's volume: thin parts are solid all through.
-* Infill. ``infill`` (0…1) of the interior left inside the shells, times
-  ``infill_overlap`` (1.1): infill lines overlap the perimeters and are
-  anchored along them, which PrusaSlicer's own output shows as ~10 % more
-  plastic than the nominal density.
-* Skirt. ``skirt_loops`` loops around the first layers' convex hull, offset
-  by ``skirt_distance``, ``skirt_layers`` high, with extra loops on the first
-  layer until ``skirt_min_filament_mm`` of filament is laid.
-* Line spacing is the slicer's: width − height × (1 − π/4), the flat-sided
-  oval a line of plastic squashes into.
-* Grams = volume × the material's density. Purge lines and the like in
-  start G-code are not counted (slicers do not count them either).
-* Time, layer by layer (the mesh is cut at each layer to get its area and
-  outline): perimeters along the outline, a share of the solid volume where
-  the outline changes, infill in the rest, each at its own volumetric rate
-  (speed × spacing × layer height) capped by the material's flow limit.
-  ``motion_efficiency`` (0.6) accounts for accelerating into corners and
-  for travel. A layer never takes less than ``min_layer_time_s`` ×
-  ``layer_time_overrun`` (1.15): slicers slow a small layer down to the
-  minimum by their speeds alone, and acceleration makes it take longer.
-  Both factors were fitted on ``python -m bench.estimate``; the result is
-  within about ±20 %. Use the estimate from sliced G-code for anything that
-  matters.
+* Perimeters: ``perimeters`` lines along the outline, each one line spacing
+  (width − height × (1 − π/4), the flat-sided oval a line squashes into)
+  wide, never more than the layer's area: a wall thinner than its
+  perimeters is printed as perimeters only, solid.
+* Top and bottom shells: under every up-facing surface (its area seen from
+  above) ``top_layers`` layers are solid, over every down-facing one
+  ``bottom_layers``; profiles' minimum shell thickness raises those counts.
+  A slope is covered layer by layer as the slicer covers it.
+* Solid infill below an area: an infill region smaller than
+  ``solid_infill_below_area`` (70 mm² by PrusaSlicer's default) is printed
+  solid, so slender parts are solid all through.
+* Sparse infill: ``infill`` of the rest, times ``infill_overlap`` (1.1):
+  infill lines overlap the perimeters and are anchored along them, which
+  PrusaSlicer's own output shows as ~10 % more plastic than the nominal.
+* Skirt and brim around the first layer (first-layer line width), support
+  under overhangs when the profile asks for it (``support.py``), and for
+  several tools the purge on the wipe tower at each tool change.
+* Grams = volume × the material's density. Purge lines in start G-code are
+  not counted (slicers do not count them either).
+
+Time, layer by layer: perimeters, solid and sparse infill each at their own
+volumetric rate (speed × spacing × layer height) capped by the material's
+flow limit; ``motion_efficiency`` (0.6) accounts for accelerating into
+corners and for travel, and a layer never takes less than
+``min_layer_time_s`` × ``layer_time_overrun`` (1.15), unless that would
+need slower than ``min_print_speed``. Rough (tens of percent on small parts);
+use the estimate from sliced G-code for anything that matters.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -45,76 +41,19 @@ import trimesh
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.analysis.geometry import convex_hull, perimeter
+from hub.analysis.layers import bodies, facing_area, layer_bounds, layer_sections, sections_at, spacing, within
 from hub.analysis.mesh import load_objects
+from hub.analysis.quote_settings import QuoteSettings
+from hub.analysis.support import support_volume
+from hub.analysis.wipe_tower import tool_changes, tower_volume
+
+__all__ = ["DENSITY_G_CM3", "Quote", "QuoteSettings", "layer_sections", "quick_quote", "quick_quote_file"]
 
 DENSITY_G_CM3 = {"PLA": 1.24, "PETG": 1.27, "ABS": 1.04, "ASA": 1.07, "TPU": 1.21, "PA": 1.14, "PC": 1.20}
+# Plastic a pattern lays relative to its nominal density, from PrusaSlicer's own output (bench.estimate).
+PATTERN_PLASTIC = {"honeycomb": 1.45}
+SLOPE_COVER = 0.15
 MAX_FLOW_MM3_S = {"PLA": 15.0, "PETG": 8.0, "ABS": 11.0, "ASA": 11.0, "TPU": 3.0, "PA": 8.0, "PC": 8.0}
-
-
-class QuoteSettings(BaseModel):
-    """Defaults match ``hub/slicing-profiles`` quality 0.20mm on the MK3S; ``from_profile`` reads any profile."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    material: str = "PLA"
-    density_g_cm3: float | None = Field(None, gt=0, description="overrides the material's usual density")
-    max_flow_mm3_s: float | None = Field(None, gt=0, description="overrides the material's usual flow limit")
-    layer_height: float = Field(0.2, gt=0)
-    line_width: float = Field(0.45, gt=0)
-    perimeters: int = Field(2, ge=0)
-    top_layers: int = Field(5, ge=0)
-    bottom_layers: int = Field(4, ge=0)
-    infill: float = Field(0.15, ge=0, le=1)
-    infill_overlap: float = Field(1.1, ge=1)
-    skirt_loops: int = Field(1, ge=0)
-    skirt_distance: float = Field(2.0, ge=0)
-    skirt_layers: int = Field(3, ge=0)
-    skirt_min_filament_mm: float = Field(4.0, ge=0)
-    filament_diameter: float = Field(1.75, gt=0)
-    perimeter_speed: float = Field(35.0, gt=0, description="mm/s, the mean of inner and outer perimeters")
-    solid_speed: float = Field(70.0, gt=0)
-    infill_speed: float = Field(80.0, gt=0)
-    motion_efficiency: float = Field(0.6, gt=0, le=1)
-    min_layer_time_s: float = Field(10.0, ge=0)
-    layer_time_overrun: float = Field(1.15, ge=1)
-
-    @classmethod
-    def from_profile(cls, path: Path) -> QuoteSettings:
-        """Settings from a PrusaSlicer INI (one ``compose_profile`` wrote, or one saved by the slicer)."""
-        keys: dict[str, str] = {}
-        for line in path.read_text().splitlines():
-            key, eq, value = line.partition("=")
-            if eq and not key.lstrip().startswith(("#", ";")):
-                keys[key.strip()] = value.strip()
-
-        def num(key: str, default: float, of: float | None = None) -> float:
-            raw = keys.get(key, "").split(",")[0].strip()
-            if not raw:
-                return default
-            if raw.endswith("%"):
-                return float(raw[:-1]) / 100 * (of if of is not None else 1.0)
-            value = float(raw)
-            return value if value > 0 or of is None else default
-
-        h = num("layer_height", 0.2)
-        width = num("perimeter_extrusion_width", num("extrusion_width", 0.45), of=num("nozzle_diameter", 0.4))
-        perimeter = num("perimeter_speed", 35.0)
-        outer = num("external_perimeter_speed", perimeter, of=perimeter)
-        solid = num("solid_infill_speed", 70.0, of=num("infill_speed", 80.0))
-        top_layers = max(int(num("top_solid_layers", 5)), math.ceil(num("top_solid_min_thickness", 0) / h))
-        bottom_layers = max(int(num("bottom_solid_layers", 4)), math.ceil(num("bottom_solid_min_thickness", 0) / h))
-        return cls(
-            material=keys.get("filament_type", "PLA").split(";")[0].strip() or "PLA",
-            density_g_cm3=num("filament_density", 0.0) or None,
-            max_flow_mm3_s=num("filament_max_volumetric_speed", 0.0) or None,
-            layer_height=h, line_width=width, perimeters=int(num("perimeters", 2)),
-            top_layers=top_layers, bottom_layers=bottom_layers, infill=num("fill_density", 0.15),
-            skirt_loops=int(num("skirts", 1)), skirt_distance=num("skirt_distance", 2.0),
-            skirt_layers=int(num("skirt_height", 3)), skirt_min_filament_mm=num("min_skirt_length", 4.0),
-            filament_diameter=num("filament_diameter", 1.75),
-            perimeter_speed=(perimeter + outer) / 2, solid_speed=solid, infill_speed=num("infill_speed", 80.0),
-            min_layer_time_s=num("slowdown_below_layer_time", 10.0),
-        )
 
 
 class Quote(BaseModel):
@@ -123,148 +62,170 @@ class Quote(BaseModel):
     material: str
     grams: float
     volume_mm3: float = Field(description="plastic laid down")
-    shell_mm3: float
+    shell_mm3: float = Field(description="perimeters, top and bottom layers and infill printed solid")
     infill_mm3: float
-    skirt_mm3: float
+    skirt_mm3: float = Field(description="skirt and brim")
+    support_mm3: float = 0.0
+    purge_mm3: float = 0.0
     part_volume_mm3: float
     layers: int
     time_s: float = Field(description="rough; see the module's assumptions")
 
 
-def _shell(mesh: trimesh.Trimesh, q: QuoteSettings, spacing: float) -> tuple[float, float]:
-    """(wall, floor and ceiling) volume of the solid skin under the surface."""
-    areas = mesh.area_faces
-    nz = np.clip(mesh.face_normals[:, 2], -1.0, 1.0)
-    wall = q.perimeters * spacing * np.sqrt(1.0 - nz * nz)
-    cap = np.where(nz > 0, q.top_layers, q.bottom_layers) * q.layer_height * np.abs(nz)
-    thickness = wall + cap
-    pairs = mesh.face_adjacency
-    ends = mesh.vertices[mesh.face_adjacency_edges]
-    lengths = np.linalg.norm(ends[:, 0] - ends[:, 1], axis=1)
-    half_angle = np.minimum(mesh.face_adjacency_angles, np.pi * 0.9) / 2
-    overlap = lengths * thickness[pairs[:, 0]] * thickness[pairs[:, 1]] * np.tan(half_angle) * mesh.face_adjacency_convex
-    total = float(np.sum(areas * thickness) - np.sum(overlap))
-    walls = float(np.sum(areas * wall))
-    return min(walls, total), max(0.0, total - walls)
+class _Layers:
+    """Per-layer volumes of every body, summed: walls, solid infill and sparse infill (mm³)."""
+
+    def __init__(self, bounds: np.ndarray, q: QuoteSettings) -> None:
+        self.bounds = bounds
+        self.thickness = np.diff(bounds)
+        self.planes = bounds[:-1] + self.thickness / 2
+        n = len(self.thickness)
+        self.walls = np.zeros(n)
+        self.solid = np.zeros(n)
+        self.sparse = np.zeros(n)
+        self.outline = np.zeros(n)
+        self.q = q
+        widths = np.full(n, q.line_width)
+        widths[0] = q.first_layer_width or q.line_width
+        self.spacing = widths - self.thickness * (1 - np.pi / 4)
+
+    def _density(self, interior: np.ndarray, outline: np.ndarray) -> np.ndarray:
+        """Share of sparse infill that is plastic: the pattern's, but a region narrower than the
+        pattern's line spacing still gets a line zig-zagging along it, anchored at both sides."""
+        q = self.q
+        nominal = q.infill * q.infill_overlap * PATTERN_PLASTIC.get(q.infill_pattern, 1.0)
+        if q.infill <= 0:
+            return np.zeros_like(interior)
+        width = 2 * interior / np.maximum(outline, 1e-9)
+        one_line = np.where(width > 0, self.spacing / np.maximum(width, 1e-9), 0.0)
+        return np.clip(np.maximum(nominal, one_line), 0.0, 1.0)
+
+    def add(self, body: trimesh.Trimesh) -> np.ndarray:
+        """Fill one body's layers; returns its area per layer."""
+        q, t = self.q, self.thickness
+        area, outline = sections_at(body, self.planes)
+        area = np.abs(area)
+        # An inward offset by w loses w² per radian the outline turns: π·w² for each outer loop, given
+        # back by each hole. A body of genus g has, in most layers, 1 − g more outer loops than holes.
+        loops = max(1 - _genus(body), 0)
+        wall = q.perimeters * self.spacing
+        ring = np.clip(outline * wall - loops * np.pi * wall**2, 0.0, area)
+        interior = area - ring
+        up, down = facing_area(body, self.bounds)
+        capped = within(up, q.top_layers - 1, 0) + within(down, 0, q.bottom_layers - 1)
+        # On a slope the perimeters already cover part of the exposed band; the slicer's vertical
+        # shell thickening gives some of it back (SLOPE_COVER fitted on bench.estimate).
+        solid = np.clip(capped - SLOPE_COVER * ring, 0.0, interior) if q.top_layers or q.bottom_layers \
+            else np.zeros_like(area)
+        # The slicer measures a region inside the innermost perimeter's centre line, half a line wider.
+        region = area - np.minimum(outline * (q.perimeters - 0.5) * self.spacing, area) if q.perimeters else area
+        small = (interior > 0) & (region < q.solid_infill_below_area)
+        solid = np.where(small, interior, solid)
+        self.walls += ring * t
+        self.solid += solid * t
+        self.sparse += (interior - solid) * t * self._density(interior, outline)
+        self.outline += outline
+        return area
 
 
-def quick_quote(objects: list[trimesh.Trimesh], settings: QuoteSettings | None = None) -> Quote:
+def _genus(body: trimesh.Trimesh) -> int:
+    """Handles through a closed body (a ring has one); 0 for an open or odd mesh."""
+    try:
+        return max(0, (2 - int(body.euler_number)) // 2) if body.is_watertight else 0
+    except (ValueError, IndexError):
+        return 0
+
+
+def quick_quote(objects: list[trimesh.Trimesh], settings: QuoteSettings | None = None,
+                tools: list[int] | None = None) -> Quote:
+    """``tools`` names each object's extruder when several print together (one purge per tool change)."""
     q = settings or QuoteSettings()
     material = q.material.upper()
     density = q.density_g_cm3 or DENSITY_G_CM3.get(material)
     if density is None:
         raise ValueError(f"unknown material {q.material!r}: give its density (known: {', '.join(DENSITY_G_CM3)})")
-    spacing = q.line_width - q.layer_height * (1 - math.pi / 4)
-    part = wall_total = cap_total = infill_total = 0.0
-    for mesh in objects:
-        volume = abs(float(mesh.volume))
-        walls, caps = _shell(mesh, q, spacing)
-        shell = walls + caps
-        if shell > volume:
-            # Thin part: all solid. Keep the walls/caps split for the time estimate.
-            walls, caps = walls * volume / shell, caps * volume / shell
-            shell = volume
-        part += volume
-        wall_total += walls
-        cap_total += caps
-        infill_total += q.infill * q.infill_overlap * (volume - shell)
-
+    if tools is not None and len(tools) != len(objects):
+        raise ValueError(f"{len(tools)} tools given for {len(objects)} objects")
     vertices = np.vstack([m.vertices for m in objects])
-    z0 = vertices[:, 2].min()
-    height = vertices[:, 2].max() - z0
-    skirt = _skirt(vertices, z0, q, spacing)
-    volume = wall_total + cap_total + infill_total + skirt
-    layers = max(1, round(height / q.layer_height))
-    time_s = _time(q, material, spacing, objects, z0, layers, cap_total, skirt)
+    z0 = float(vertices[:, 2].min())
+    bounds = layer_bounds(z0, float(vertices[:, 2].max()) - z0, q.layer_height, q.first_layer_height)
+    layers = _Layers(bounds, q)
+    present: dict[int, np.ndarray] = {}
+    part = 0.0
+    for i, mesh in enumerate(objects):
+        part += abs(float(mesh.volume))
+        for body in bodies(mesh):
+            area = layers.add(body)
+            tool = tools[i] if tools else 0
+            present[tool] = present.get(tool, np.zeros(len(area), dtype=bool)) | (area > 0)
+    first_h, first_s = float(layers.thickness[0]), float(layers.spacing[0])
+    skirt = _skirt(vertices, z0, q, first_s, first_h) + _brim(objects, z0, q, first_s, first_h)
+    support = 0.0
+    if q.support:
+        support = support_volume(objects, z0, layer_height=q.layer_height, width=q.support_width,
+                                 threshold_deg=q.support_threshold_deg, spacing=q.support_spacing,
+                                 interface_layers=q.support_interface_layers,
+                                 interface_spacing=q.support_interface_spacing,
+                                 buildplate_only=q.support_buildplate_only)
+    purge, _ = tower_volume(tool_changes(present), layers.thickness, purge_mm3=q.purge_mm3 + q.ramming_mm3,
+                            width=q.wipe_tower_width, brim_width=q.wipe_tower_brim,
+                            spacing=spacing(q.line_width, q.layer_height))
+    shell = float(layers.walls.sum() + layers.solid.sum())
+    infill = float(layers.sparse.sum())
+    volume = shell + infill + skirt + support + purge
+    time_s = _time(q, material, layers, skirt + support + purge)
     return Quote(
-        material=material, grams=volume / 1000.0 * density, volume_mm3=volume,
-        shell_mm3=wall_total + cap_total, infill_mm3=infill_total, skirt_mm3=skirt, part_volume_mm3=part,
-        layers=layers, time_s=time_s,
+        material=material, grams=volume / 1000.0 * density, volume_mm3=volume, shell_mm3=shell,
+        infill_mm3=infill, skirt_mm3=skirt, support_mm3=support, purge_mm3=purge, part_volume_mm3=part,
+        layers=len(layers.thickness), time_s=time_s,
     )
 
 
-def _skirt(vertices: np.ndarray, z0: float, q: QuoteSettings, spacing: float) -> float:
+def _skirt(vertices: np.ndarray, z0: float, q: QuoteSettings, s: float, first_h: float) -> float:
     if q.skirt_loops == 0 or q.skirt_layers == 0:
         return 0.0
-    near_bed = vertices[vertices[:, 2] <= z0 + q.skirt_layers * q.layer_height + 1e-9]
-    loop = perimeter(convex_hull(near_bed[:, :2])) + 2 * math.pi * q.skirt_distance
-    per_loop = loop * spacing * q.layer_height
-    min_volume = q.skirt_min_filament_mm * math.pi * (q.filament_diameter / 2) ** 2
-    first_layer_loops = max(q.skirt_loops, math.ceil(min_volume / per_loop) if per_loop > 0 else 0)
-    return per_loop * (first_layer_loops + q.skirt_loops * (q.skirt_layers - 1))
+    near_bed = vertices[vertices[:, 2] <= z0 + first_h + (q.skirt_layers - 1) * q.layer_height + 1e-9]
+    loop = perimeter(convex_hull(near_bed[:, :2])) + 2 * np.pi * (q.skirt_distance + q.brim_width)
+    min_volume = q.skirt_min_filament_mm * np.pi * (q.filament_diameter / 2) ** 2
+    first = loop * s * first_h
+    # Loops added to reach the minimum filament are printed on every skirt layer, as PrusaSlicer does.
+    loops = max(q.skirt_loops, int(np.ceil(min_volume / first)) if first > 0 else 0)
+    return (first + loop * s * q.layer_height * (q.skirt_layers - 1)) * loops
 
 
-def layer_sections(mesh: trimesh.Trimesh, z0: float, layer_height: float, layers: int) -> tuple[np.ndarray, np.ndarray]:
-    """Area (mm²) and outline length (mm) of each layer's slice, cut at mid-layer as slicers do.
-
-    Each triangle crossing a plane adds one oriented segment of the outline;
-    the shoelace sum of the segments is the enclosed area, holes negative.
-    """
-    tri = mesh.triangles
-    z = tri[:, :, 2]
-    first = np.ceil((z.min(axis=1) - z0) / layer_height - 0.5).astype(int)
-    last = np.floor((z.max(axis=1) - z0) / layer_height - 0.5).astype(int)
-    spans = np.clip(last - first + 1, 0, None)
-    face = np.repeat(np.arange(len(tri)), spans)
-    layer = np.repeat(first, spans) + (np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans))
-    keep = (layer >= 0) & (layer < layers)
-    face, layer = face[keep], layer[keep]
-    plane = z0 + (layer + 0.5) * layer_height
-    t = tri[face]
-    points = []
-    for a, b in ((0, 1), (1, 2), (2, 0)):
-        za, zb = t[:, a, 2], t[:, b, 2]
-        crossing = (za - plane) * (zb - plane) < 0
-        f = np.where(crossing, (plane - za) / np.where(zb != za, zb - za, 1.0), np.nan)
-        points.append(t[:, a, :2] + f[:, None] * (t[:, b, :2] - t[:, a, :2]))
-    stacked = np.stack(points, axis=1)  # (pairs, 3 edges, xy); NaN where an edge does not cross
-    valid = ~np.isnan(stacked[:, :, 0])
-    two = valid.sum(axis=1) == 2  # a vertex exactly on the plane is rare enough to skip
-    stacked, valid, layer = stacked[two], valid[two], layer[two]
-    order = np.argsort(~valid, axis=1, kind="stable")[:, :2]
-    p = np.take_along_axis(stacked, order[:, :1, None], axis=1)[:, 0]
-    q = np.take_along_axis(stacked, order[:, 1:2, None], axis=1)[:, 0]
-    normal = mesh.face_normals[face[two], :2]
-    d = q - p
-    # Outline runs counter-clockwise around solid: the outward normal is on its right.
-    flip = d[:, 1] * normal[:, 0] - d[:, 0] * normal[:, 1] < 0
-    p, q = np.where(flip[:, None], q, p), np.where(flip[:, None], p, q)
-    area = np.zeros(layers)
-    length = np.zeros(layers)
-    np.add.at(area, layer, 0.5 * (p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
-    np.add.at(length, layer, np.hypot(d[:, 0], d[:, 1]))
-    return area, length
-
-
-def _time(q: QuoteSettings, material: str, spacing: float, objects: list[trimesh.Trimesh], z0: float,
-          layers: int, caps: float, skirt: float) -> float:
-    """Per layer: its perimeters, a share of the solid layers and its infill, but never under the minimum layer time."""
-    cross = spacing * q.layer_height
-    limit = q.max_flow_mm3_s or MAX_FLOW_MM3_S.get(material, 10.0)
-    area = np.zeros(layers)
-    outline = np.zeros(layers)
+def _brim(objects: list[trimesh.Trimesh], z0: float, q: QuoteSettings, s: float, first_h: float) -> float:
+    """Loops around each object's first-layer outline, out to ``brim_width``."""
+    if q.brim_width <= 0:
+        return 0.0
+    loops = int(q.brim_width / s + 1e-9)
+    total = 0.0
     for mesh in objects:
-        a, length = layer_sections(mesh, z0, q.layer_height, layers)
-        area += np.abs(a)
-        outline += length
-    layer_volume = area * q.layer_height
-    walls = np.minimum(outline * q.perimeters * cross, layer_volume)
-    walls[0] += skirt
-    # Solid layers sit where the outline changes between layers; spread the solid volume that way.
-    change = np.abs(np.diff(area, prepend=0.0, append=0.0))
-    weight = change[:-1] + change[1:]
-    solid = caps * weight / weight.sum() if weight.sum() > 0 else np.zeros(layers)
-    solid = np.minimum(solid, np.maximum(layer_volume - walls, 0.0))
-    infill = np.maximum(layer_volume - walls - solid, 0.0) * q.infill * q.infill_overlap
+        v = mesh.vertices
+        if v[:, 2].min() > z0 + first_h:
+            continue
+        outline = perimeter(convex_hull(v[v[:, 2] <= z0 + first_h + 1e-9][:, :2]))
+        total += sum(outline + 2 * np.pi * (k + 0.5) * s for k in range(loops)) * s * first_h
+    return total
+
+
+def _time(q: QuoteSettings, material: str, layers: _Layers, extra: float) -> float:
+    """Per layer: its perimeters, solid and sparse infill, but never under the minimum layer time."""
+    cross = spacing(q.line_width, q.layer_height) * q.layer_height
+    limit = q.max_flow_mm3_s or MAX_FLOW_MM3_S.get(material, 10.0)
 
     def rate(speed: float) -> float:
         return min(speed * cross, limit)
 
-    per_layer = (walls / rate(q.perimeter_speed) + solid / rate(q.solid_speed)
-                 + infill / rate(q.infill_speed)) / q.motion_efficiency
-    return float(np.sum(np.maximum(per_layer, q.min_layer_time_s * q.layer_time_overrun)))
+    walls = layers.walls.copy()
+    walls[0] += extra
+    per_layer = (walls / rate(q.perimeter_speed) + layers.solid / rate(q.solid_speed)
+                 + layers.sparse / rate(q.infill_speed)) / q.motion_efficiency
+    # Slowing a small layer to the minimum layer time stops at the minimum print speed.
+    path_mm = (walls + layers.solid + layers.sparse) / cross
+    floor = np.minimum(q.min_layer_time_s, path_mm / q.min_print_speed) * q.layer_time_overrun
+    return float(np.sum(np.maximum(per_layer, floor)))
 
 
-def quick_quote_file(path: Path, settings: QuoteSettings | None = None) -> Quote:
+def quick_quote_file(path: Path, settings: QuoteSettings | None = None, tools: list[int] | None = None) -> Quote:
     _, objects = load_objects(path)
-    return quick_quote([m for _, m in objects], settings)
+    return quick_quote([m for _, m in objects], settings, tools)

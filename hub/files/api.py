@@ -11,7 +11,7 @@ from hub.api import CHUNK, ApiProblem, Items, Op, PageQuery, listed, multipart_r
 from .analyses import FileAnalyses
 from .schemas import FileAnalysis, FileInfo
 from .screen import UploadScreen
-from .storage import FileStore, StoredFile, too_large
+from .storage import FileStore, StoredFile, content_disposition, too_large
 
 
 def _file_info(row: dict | StoredFile) -> FileInfo:  # type: ignore[type-arg]
@@ -73,10 +73,9 @@ class FilesApi:
         row = self.files.get(sha) if len(sha) == 64 else None
         if row is None:
             raise ApiProblem(404, "File not found", f"no file with sha256 {sha}")
-        safe_name = row["name"].replace('"', "").replace("\r", "").replace("\n", "")
         return web.FileResponse(self.files.path(sha), headers={
             "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{safe_name}"',
+            "Content-Disposition": content_disposition(row["name"]),
         })
 
     async def get_analysis(self, request: web.Request) -> web.Response:

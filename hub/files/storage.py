@@ -11,10 +11,12 @@ import asyncio
 import codecs
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from urllib.parse import quote
 
 import structlog
 
@@ -51,14 +53,32 @@ class StoredFile:
     created: bool = False  # False when the same bytes were already stored
 
 
+# Characters a name can carry without showing them: controls (NUL included) and the
+# bidirectional overrides that make "gpj.exe" read as "exe.jpg".
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def clean_name(name: str) -> str:
-    """Keep the base name a person gave; never a path."""
+    """Keep the base name a person gave; never a path, never a character nobody can see."""
+    hidden = _HIDDEN.search(name)
+    if hidden:
+        raise InvalidUpload(f"the file name contains a control character (U+{ord(hidden.group()):04X}); "
+                            "rename the file")
     base = PurePath(name.replace("\\", "/")).name.strip()
     if not base or base in (".", ".."):
         raise InvalidUpload("the file needs a name (multipart filename or ?name=)")
     if len(base) > 200:
         raise InvalidUpload(f"file name is {len(base)} characters long; at most 200")
     return base
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with the name as RFC 6266 wants it: an ASCII fallback and the exact name in UTF-8.
+
+    Also safe for names stored before control characters were refused.
+    """
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7f and c not in '"\\' else "_" for c in name) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def too_large(limit_mb: float) -> UploadTooLarge:

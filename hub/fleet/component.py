@@ -7,11 +7,11 @@ from aiohttp import web
 from protocol.messages import DeviceError, DeviceStatus, HostMetrics, NodeState, Telemetry
 
 from hub.api import ApiProblem, Items, ListError, Op, PageQuery, listed, page, respond
+from hub.bus import Bus
 from hub.ids import ascii_int
 from hub.component import Component
 from hub.config import HubConfig
 from hub.jobs import Jobs
-from hub.live import Bus
 from hub.mqtt import Effects, Mqtt, Received
 from hub.store import Store
 

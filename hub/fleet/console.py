@@ -30,7 +30,7 @@ from protocol.messages import CommandAck, ConsoleOutput, GcodeLine, SendGcode
 from hub.api.bodies import body, respond
 from hub.api.problems import ApiProblem
 from hub.api.routes import Op
-from hub.live import Bus
+from hub.bus import Bus
 from hub.mqtt import CommandOutbox, Ingest, Received
 from hub.store import Store
 

@@ -7,7 +7,8 @@ so every rule is testable on its own and the whole pass is measured by
 
 Rules. A job runs only on a printer that
 * is the printer it is pinned to, when it is pinned;
-* has the job's material type and colour loaded, when the job names them;
+* has the job's material type and colour loaded, when the job names them (a
+  printer with no spool loaded has neither);
 * has the job's nozzle diameter;
 * was the machine model the G-code was made for, or, for a mesh, is a model
   we can slice for;
@@ -108,10 +109,12 @@ def why_not(need: Need, printer: Printer) -> str | None:
 
 
 def _group_refusal(need: Need, p: Printer) -> str | None:
+    # A printer with no spool loaded takes no job that names a material or colour: the
+    # farm does not know what is on it, and a wrong filament wastes the print.
     if need.material is not None and not _same_text(need.material, p.material):
-        return f"needs {need.material} loaded; it has {p.material or 'nothing'}"
+        return f"needs {need.material} loaded; {_loaded(p, p.material)}"
     if need.color is not None and not _same_text(need.color, p.color):
-        return f"needs colour {need.color} loaded; it has {p.color or 'none'}"
+        return f"needs colour {need.color} loaded; {_loaded(p, p.color)}"
     if need.nozzle is not None and (p.nozzle is None or abs(need.nozzle - p.nozzle) > NOZZLE_TOLERANCE):
         return f"needs a {need.nozzle:g} mm nozzle; it has {'an unknown' if p.nozzle is None else f'{p.nozzle:g} mm'}"
     if need.mesh:
@@ -126,6 +129,12 @@ def _group_refusal(need: Need, p: Printer) -> str | None:
     if missing:
         return f"lacks tags {', '.join(sorted(missing))}"
     return None
+
+
+def _loaded(p: Printer, value: str | None) -> str:
+    if p.material is None:
+        return "no spool is loaded"
+    return f"it has {value}" if value else "its spool has none recorded"
 
 
 def _filament_refusal(need: Need, p: Printer) -> str | None:

@@ -23,8 +23,9 @@ from hub.store import Store
 
 from . import service as jobs
 from .schemas import Job, JobCreate, JobState
+from .matching import why_not
 from .service import JobService
-from .snapshot import normalize_color
+from .snapshot import free_printers, normalize_color, queued_need
 
 log = structlog.get_logger("farmhand.hub.queue")
 
@@ -65,6 +66,8 @@ class JobRequirements(BaseModel):
     retries_left: int | None = None
     order_item_id: int | None = None
     spool_id: int | None = None
+    waiting_for: list[str] = Field(
+        default_factory=list, description="why a queued job has not started: each free printer's refusal, or none free")
 
 
 class QueuedJob(BaseModel):
@@ -145,7 +148,21 @@ class PrintQueue:
         r = self.store.one("SELECT * FROM job_requirements WHERE job_id = ?", (job_id,)) or {"job_id": job_id}
         if "tags" in r:
             r["tags"] = json.loads(r["tags"])
+        r["waiting_for"] = self.waiting_for(job_id)
         return JobRequirements(**r)
+
+    def waiting_for(self, job_id: int) -> list[str]:
+        """Why a queued job has not started: what keeps it off each free printer, or that none is free.
+
+        Empty when it is not queued, is held (``held`` says so), or may start on the scheduler's next pass.
+        """
+        need = queued_need(self.store.db, job_id)
+        if need is None:
+            return []
+        printers = free_printers(self.store.db)
+        if not printers:
+            return ["no printer is free: each is printing, offline or waiting for its bed to be cleared"]
+        return [f"{p.node}/{p.device}: {reason}" for p in printers if (reason := why_not(need, p))]
 
     def _queued(self, job_id: int) -> None:
         if self.service.get(job_id).state != JobState.QUEUED:

@@ -112,3 +112,9 @@ def _need(r: dict[str, Any]) -> Need:
 
 def queued_needs(db: Database) -> list[Need]:
     return [_need(r) for r in db.query(QUEUED, (JobState.QUEUED.value,))]
+
+
+def queued_need(db: Database, job_id: int) -> Need | None:
+    """One job's rules, when it is queued and not held."""
+    row = next(db.query(QUEUED + " AND j.id = ?", (JobState.QUEUED.value, job_id)), None)
+    return _need(row) if row else None

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from hub.api import Op
+from hub.bus import Bus
 from hub.component import Component, Middleware
 from hub.jobs import JobNotFound, Jobs
 from hub.mqtt import Mqtt
 
-from .bus import Bus, LiveSocket
 from .feed import LiveFeed
+from .socket import LiveSocket
 
 if TYPE_CHECKING:
     from hub.fleet import Fleet  # only its snapshots, passed as callables: fleet needs the bus

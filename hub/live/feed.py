@@ -15,10 +15,9 @@ from pydantic import BaseModel
 
 from protocol.messages import EVENT_TYPES, DeviceStatus, HostMetrics, NodeState, Telemetry
 
+from hub.bus import Bus
 from hub.ids import ascii_int
 from hub.mqtt import Ingest, Outgoing, Received
-
-from .bus import Bus
 
 
 

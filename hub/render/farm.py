@@ -5,10 +5,10 @@ from __future__ import annotations
 from protocol.messages import CommandAck
 
 from hub.api import Op
+from hub.bus import Bus
 from hub.component import Addresses, Component
 from hub.config import RenderConfig
 from hub.files import Files
-from hub.live import Bus
 from hub.mqtt import Mqtt, MqttLink
 from hub.store import Store
 

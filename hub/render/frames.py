@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub.api.bodies import path_id, respond
 from hub.api.problems import ApiProblem
 from hub.api.routes import Op
+from hub.bus import Bus
 from hub.files import FileStore
 from hub.ids import ascii_int
-from hub.live import Bus
 from hub.mqtt import Ingest, Received
 from hub.store import Store
 

@@ -20,6 +20,7 @@ from hub.config import HttpConfig
 
 from .openapi import OpenApiDocument, openapi
 from .panel import Panel
+from .parser_errors import ProblemAppRunner
 
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
@@ -46,7 +47,7 @@ class Web(Component):
         self.public_url = public_url
         self.addresses = addresses
         self.components = components
-        self.runner: web.AppRunner | None = None
+        self.runner: ProblemAppRunner | None = None
         self._table: list[Op] = []
 
     def ops(self) -> list[Op]:
@@ -69,7 +70,7 @@ class Web(Component):
 
     async def start(self) -> None:
         cfg = self.config
-        self.runner = web.AppRunner(self.app(), access_log=None)
+        self.runner = ProblemAppRunner(self.app(), access_log=None)
         await self.runner.setup()
         tls = cfg.tls()
         site = web.TCPSite(self.runner, cfg.host, cfg.port, ssl_context=tls)
