@@ -3,11 +3,13 @@ the devices changed since the revision of its last answer."""
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from protocol import topics
 from protocol.messages import DeviceState, Heater, Telemetry
 
+from .authkit import bearer
 from .hubkit import Farm, eventually, isolated_farm  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -46,3 +48,21 @@ async def test_devices_changed_since_a_revision_are_all_a_poll_gets(isolated_far
     assert [d["id"] for d in page["items"]] == ["a", "b"] and page["next"] == "2"
     status, problem = await http.call("GET", "/api/v1/devices", params={"since": "yesterday"})
     assert status == 422 and "since" in problem["detail"]
+
+
+async def test_a_panel_gets_a_devices_telemetry_coalesced_not_message_by_message(isolated_farm: Farm) -> None:
+    farm = isolated_farm
+    hub = await farm.hub()
+    node = await farm.node("a")
+    async with aiohttp.ClientSession(headers=bearer("viewer")) as s:
+        async with s.ws_connect(f"{hub.http_url}/api/v1/live") as ws:
+            await ws.send_json({"subscribe": ["devices"]})
+            assert (await ws.receive_json(timeout=10))["subscribed"] == ["devices"]
+            for n in range(30):
+                await node.publish(topics.device_telemetry(node.id, "a"),
+                                   Telemetry(device="a", temperatures={"T0": Heater(actual=100.0 + n)}))
+            updates: list[dict] = []
+            while not updates or updates[-1]["data"]["temperatures"]["T0"]["actual"] != 129.0:
+                updates += await ws.receive_json(timeout=10)
+            assert all(u["key"] == f"{node.id}/a" for u in updates)
+            assert len(updates) < 10, "thirty readings reach the panel as a few updates, the last one last"
