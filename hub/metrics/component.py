@@ -46,6 +46,7 @@ class Metrics(Component):
             "farmhand_state_staleness_seconds",
             "age of a device's status or telemetry (from the agent's timestamp) when the hub's state shows it",
             ("kind",), buckets=_STALENESS_BUCKETS, registry=self.registry)
+        self._age = {kind: self.staleness.labels(kind) for kind in ("device_status", "telemetry")}
         mqtt.ingest.observe(DeviceStatus | Telemetry, self._state_applied)
 
     def ops(self) -> list[Op]:
@@ -79,7 +80,7 @@ class Metrics(Component):
 
     def _state_applied(self, msg: Received[DeviceStatus | Telemetry]) -> None:
         age = time.time() - datetime.fromisoformat(msg.at).replace(tzinfo=UTC).timestamp()
-        self.staleness.labels(msg.body.type).observe(max(age, 0.0))
+        self._age[msg.body.type].observe(max(age, 0.0))
 
 
 class _HubCollector(Collector):
