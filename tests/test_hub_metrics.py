@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from protocol import topics
 from protocol.messages import DeviceState, Heater, HostMetrics, JobStarted, Telemetry
 
-from .hubkit import Farm, eventually, isolated_farm  # noqa: F401 - fixtures
+from .hubkit import Farm, eventually, farm, isolated_farm  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +63,12 @@ async def test_metrics_parse_and_count_what_the_hub_was_sent(isolated_farm: Farm
     assert ("farmhand_scheduler_pass_seconds_count", ()) in found
     latency = [k for k in found if k[0] == "farmhand_api_request_seconds_count"]
     assert any(dict(labels).get("route") == "/metrics" for _, labels in latency)
+
+
+async def test_the_shipped_grafana_dashboard_charts_only_metrics_the_hub_has(farm: Farm) -> None:
+    hub = await farm.hub()
+    status, body = await farm.http(hub, role="viewer").call("GET", "/metrics")
+    families = {family.name for family in text_string_to_metric_families(body.decode())}
+    dashboard = (Path(__file__).resolve().parent.parent / "systemd" / "grafana-farmhand-hub.json").read_text()
+    charted = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in re.findall(r"farmhand_[a-z_]+", dashboard)}
+    assert charted and charted - {"farmhand_hub"} <= families, charted - families
