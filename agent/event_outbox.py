@@ -211,16 +211,12 @@ class EventOutbox:
     def confirm_message(self, payload: bytes) -> None:
         """An ``event_ack`` as it arrived on the node's ack topic; anything else is counted and logged."""
         try:
-            body = codec.decode(payload).body
+            ack = codec.decode_as(payload, EventAck)
         except codec.ProtocolError as exc:
             self.malformed_acks += 1
             log.warning("event_ack_malformed", error=str(exc), malformed_total=self.malformed_acks)
             return
-        if not isinstance(body, EventAck):
-            self.malformed_acks += 1
-            log.warning("event_ack_malformed", error=f"a {body.type} message on the ack topic")
-            return
-        self.confirm(body.seq)
+        self.confirm(ack.seq)
 
     def confirm(self, seq: int) -> int:
         """The hub stored every event up to ``seq``: they leave the outbox. Returns how many left."""

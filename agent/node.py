@@ -223,14 +223,10 @@ class Agent:
         if not payload:
             return  # a cleared retained message
         try:
-            body = codec.decode(payload).body
+            body = codec.decode_as(payload, HubState)
         except codec.ProtocolError as exc:
             self.malformed += 1
             log.warning("hub_state_malformed", error=str(exc), malformed_total=self.malformed)
-            return
-        if not isinstance(body, HubState):
-            self.malformed += 1
-            log.warning("hub_state_malformed", error=f"a {body.type} message on the hub state topic")
             return
         if body.online != self.hub_online:
             log.info("hub_online" if body.online else "hub_offline", version=body.version or None)

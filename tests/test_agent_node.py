@@ -139,7 +139,10 @@ async def send(listener: Listener, node_id: str, command: Any) -> None:
 
 
 def acks(listener: Listener, command_id: str) -> list[CommandAck]:
-    return [b for b in listener.bodies(type="command_ack") if b.command_id == command_id]
+    """Each answer once: with no hub to confirm them, a restarted agent sends its events again."""
+    answers = {env.seq: env.body for _, env in listener.messages
+               if env.body.type == "command_ack" and env.body.command_id == command_id}
+    return list(answers.values())
 
 
 def acked(listener: Listener, command_id: str, count: int = 1) -> Callable[[], bool]:

@@ -8,7 +8,7 @@ full acknowledges the publisher and drops the message.
 from __future__ import annotations
 
 import asyncio
-import uuid
+
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,8 @@ from hub.app import Hub
 from hub.store import Store
 from protocol import codec, topics
 from protocol.messages import EventAck, JobStarted
-from protocol.mqtt import MqttSession
 
-from .agent_support import Listener, wait_for
+from .agent_support import Listener, outbox_session, wait_for
 from .conftest import PrivateMosquitto
 from .hubkit import hub_config
 
@@ -48,15 +47,6 @@ def test_a_confirmation_deletes_every_event_up_to_its_mark_and_nothing_else(tmp_
     outbox.close()
 
 
-def _sender(url: str, outbox: EventOutbox) -> MqttSession:
-    async def ignore(topic: str, payload: bytes, qos: int) -> None:
-        pass
-
-    async def connected() -> None:
-        outbox.reconnected()
-
-    return MqttSession(url, f"outbox-{uuid.uuid4().hex[:12]}", on_message=ignore, on_connect=connected,
-                       persistent=False, backoff_initial=0.1, backoff_max=0.5)
 
 
 @pytest.mark.integration
@@ -66,7 +56,7 @@ async def test_an_agent_whose_hub_never_confirms_deletes_nothing_and_its_bound_s
     topic = topics.node_event("n1")
     outbox = EventOutbox(tmp_path / "outbox.db", "n1", max_messages=50, window=10, confirm_timeout_s=0.3,
                          replay_jitter_s=0)
-    session = _sender(private_mosquitto.url, outbox)
+    session = outbox_session(private_mosquitto.url, outbox)
     async with Listener(private_mosquitto.url, topic) as listener:
         session.start()
         outbox.start_sender(session)

@@ -14,9 +14,8 @@ import pytest
 from agent.event_outbox import EventOutbox, OutboxLocked
 from protocol import codec
 from protocol.messages import CommandAck, ConsoleOutput, JobCompleted, JobProgress, JobStarted, RenderTaskCompleted
-from protocol.mqtt import MqttSession
 
-from .agent_support import Listener, drop_connection, wait_for
+from .agent_support import Listener, drop_connection, outbox_session, wait_for
 
 
 def started(n: int) -> JobStarted:
@@ -133,17 +132,6 @@ def test_two_agents_cannot_share_one_spool(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- with a broker
 
 
-def _sender(url: str, spool: EventOutbox) -> MqttSession:
-    """A session wired as the agent wires it: every (re)connect wakes the spool."""
-
-    async def ignore(topic: str, payload: bytes, qos: int) -> None:
-        pass
-
-    async def connected() -> None:
-        spool.reconnected()
-
-    return MqttSession(url, f"spool-{uuid.uuid4().hex[:12]}", on_message=ignore, on_connect=connected,
-                       persistent=False, backoff_initial=0.1, backoff_max=0.5)
 
 
 def _seqs(listener: Listener, topic: str) -> list[int]:
@@ -155,7 +143,7 @@ async def test_events_go_out_in_order_a_window_at_a_time_and_leave_on_confirmati
                                                                                   tmp_path: Path) -> None:
     topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
     spool = EventOutbox(tmp_path / "spool.db", "n1", window=16)
-    session = _sender(mosquitto_url, spool)
+    session = outbox_session(mosquitto_url, spool)
     async with Listener(mosquitto_url, topic) as listener:
         appended = [spool.append(topic, started(n)) for n in range(150)]
         session.start()
@@ -186,7 +174,7 @@ async def test_events_spooled_before_a_restart_are_sent_after_it(mosquitto_url: 
     spool.close()  # the agent stops (or dies) before it ever connects
 
     spool = EventOutbox(tmp_path / "spool.db", "n1")
-    session = _sender(mosquitto_url, spool)
+    session = outbox_session(mosquitto_url, spool)
     async with Listener(mosquitto_url, topic) as listener:
         session.start()
         spool.start_sender(session)
@@ -204,7 +192,7 @@ async def test_events_spooled_before_a_restart_are_sent_after_it(mosquitto_url: 
 async def test_unconfirmed_rows_are_sent_again_after_a_lost_connection(private_mosquitto, tmp_path: Path) -> None:
     topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
     spool = EventOutbox(tmp_path / "spool.db", "n1", replay_jitter_s=0.2)
-    session = _sender(private_mosquitto.url, spool)
+    session = outbox_session(private_mosquitto.url, spool)
     async with Listener(private_mosquitto.url, topic) as listener:
         session.start()
         spool.start_sender(session)

@@ -58,6 +58,7 @@ class FleetState:
         self._entries: list[_Entry] | None = None  # sorted by (node, id); None: rebuild
         self.revision = 0  # a counter of changes; a client asks for the devices changed since one
         self._changed: dict[Key, int] = {}
+        self._made: dict[Key, tuple[tuple[Any, ...], Device]] = {}
 
     # ------------------------------------------------------------------ updates
 
@@ -194,6 +195,16 @@ class FleetState:
         return {(r["node"], r["device"]): r for r in self.store.all(sql, params)}
 
     def _device(self, r: dict[str, Any], spools: dict[Key, dict[str, Any]]) -> Device:
+        """The device's model, made again only when it or its spool changed since it was last made."""
+        key = (r["node"], r["id"])
+        spool = spools.get(key)
+        stamp = (self._changed.get(key, 0), tuple(spool.values()) if spool else None)
+        made = self._made.get(key)
+        if made is None or made[0] != stamp:
+            made = self._made[key] = (stamp, self._make(r, spool))
+        return made[1]
+
+    def _make(self, r: dict[str, Any], spool: dict[str, Any] | None) -> Device:
         temperatures = json.loads(r["temperatures"])
         progress = r["progress"]
         live = self._telemetry.get((r["node"], r["id"]))
@@ -206,7 +217,7 @@ class FleetState:
             online=bool(r["node_online"] and r["listed"]), kind=r["kind"], model=r["model"],
             firmware=r["firmware"], capabilities=json.loads(r["capabilities"]), state=r["state"],
             job_id=r["job_id"], progress=progress, temperatures=temperatures, error=r["error"],
-            updated_at=r["updated_at"], material=_material(spools.get((r["node"], r["id"]))),
+            updated_at=r["updated_at"], material=_material(spool),
         )
 
 
