@@ -391,7 +391,7 @@ async def test_a_whole_print_with_its_events_in_the_hub(private_mosquitto, lan: 
         assert stopped["state"] in ("cancelled", "failed"), stopped
         assert sim.status["gcode_state"] == "FAILED" and sim.status["nozzle_target_temper"] == 0
 
-        await until(lambda: agent.spool.pending() == 0, "the agent's spool to drain")
+        await until(lambda: agent.outbox.pending() == 0, "the agent's spool to drain")
         types = [t for _, t in hub_events(tmp_path / "hub", "bambu-node") if t.startswith("job_")]
         first_job = types[:types.index("job_completed") + 1]
         assert [t for t in first_job if t != "job_progress"] == ["job_started", "job_paused", "job_resumed",
