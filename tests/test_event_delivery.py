@@ -18,6 +18,7 @@ from agent.event_outbox import EventOutbox
 from bench.fleet import printing_jobs
 from farmhand.sim.fleet_node import SimulatedNode, start_all
 from hub.app import Hub
+from hub.mqtt import Mqtt
 from hub.store import Store
 from protocol import codec, topics
 from protocol.messages import EventAck, JobStarted
@@ -125,7 +126,7 @@ async def test_a_reconnect_storm_stores_every_event_exactly_once(tmp_path: Path)
                                                     replay_jitter_s=1.0)
         try:
             assert _stored(hub) == {n.node_id: (2000, 2000) for n in farm}
-            ingest = hub._component(type(hub.components[1])).ingest  # the Mqtt component's
+            ingest = hub._component(Mqtt).ingest
             assert ingest.counts["events"] == 100_000, "each event applied once"
             assert all(n.outbox.sent == 2000 and n.outbox.dropped_events == 0 for n in farm)
             progress = hub.store.db.execute("SELECT count(*) FROM jobs WHERE progress IS NOT NULL").fetchone()[0]
@@ -148,6 +149,7 @@ async def test_a_broker_whose_queue_for_the_hub_overflows_loses_nothing(tmp_path
         try:
             assert _stored(hub) == {n.node_id: (1000, 1000) for n in farm}
             assert sum(n.outbox.replays for n in farm) > 0, "the broker dropped some, and they were sent again"
+            assert hub._component(Mqtt).rebirths.requested == 0, "a gap the node fills needs no rebirth"
         finally:
             await _stop(hub, farm)
     finally:

@@ -76,7 +76,9 @@ class Received(Generic[B]):
 class SeqWatcher(Protocol):
     """Follows each node's event numbering (the reconciler: gaps, births deferred until events arrive)."""
 
-    def before(self, node: str, seq: int) -> None: ...
+    def before(self, node: str, seq: int, prev: int | None) -> None:
+        """``prev``: the event's ``prev_seq`` (None from an agent that predates confirmations)."""
+        ...
 
     def after(self, node: str, seq: int) -> bool:
         """Returns True when a scheduler pass is due."""
@@ -270,7 +272,7 @@ class Ingest:
         at = timestamp(env.ts)
         effects = Effects()
         for watcher in self._seq_watchers:
-            watcher.before(node, seq)
+            watcher.before(node, seq, env.prev_seq)
         db = self.store.db
         stored = db.execute(
             "INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
