@@ -210,7 +210,7 @@ class FleetState:
         live = self._telemetry.get((r["node"], r["id"]))
         # Telemetry is newer than the last snapshot whenever it arrived after it.
         if live is not None and live[0] >= r["updated_at"]:
-            temperatures = {k: v.model_dump() for k, v in live[1].temperatures.items()} or temperatures
+            temperatures = dict(live[1].temperatures) or temperatures  # Heater models as they are: no second validation
             progress = live[1].progress if live[1].progress is not None else progress
         return Device(
             ref=f"{r['node']}/{r['id']}", node=r["node"], id=r["id"],
