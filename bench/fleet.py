@@ -328,9 +328,14 @@ async def run(quick: bool) -> dict[str, Any]:
                 storm = farm(svc.url, workdir, "S", sn, 2, replay_jitter_s=1.0)
                 everyone += storm
                 print(f"storm: {sn} agents each holding {se} events reconnect at once", flush=True)
+                cpu0 = svc.process.cpu_times()
                 result["events_stored_per_s"] = round(await events(svc, storm, se, spooled_offline=True,
                                                                    timeout=timeout))
-                print(f"  {result['events_stored_per_s']} events stored and confirmed per second", flush=True)
+                cpu1 = svc.process.cpu_times()
+                result["hub_cpu_us_per_event"] = round(
+                    ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / (sn * se) * 1e6, 1)
+                print(f"  {result['events_stored_per_s']} events stored and confirmed per second, the hub's CPU"
+                      f" {result['hub_cpu_us_per_event']} us an event", flush=True)
                 applied = total(await scrape(http, svc.http), "farmhand_events_stored_total")
                 result["hub_rss_mb"] = max(result["hub_rss_mb"], round(svc.process.memory_info().rss / 2**20, 1))
         finally:
