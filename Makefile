@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test setup system peers broker bench clean
+.PHONY: demo test setup system peers broker services bench clean
 
 demo: setup
 	$(BIN)/farmhand demo
 
-test: setup broker
+test: setup broker services
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 setup: system $(STAMP) peers
@@ -27,6 +27,10 @@ peers:
 broker:
 	@bash scripts/ensure-broker.sh
 
+# Start Redis (6379) and PostgreSQL (5432) for the export tests when nothing listens there.
+services:
+	@bash scripts/ensure-services.sh
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -35,8 +39,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Every benchmark in its --quick mode; each prints one JSON line last.
-BENCHES := serial_stream spool_throughput hub_ingest scheduler estimate render_farm panel_load fleet
-bench: setup broker
+BENCHES := serial_stream spool_throughput hub_ingest scheduler estimate render_farm panel_load export fleet
+bench: setup broker services
 	set -e; for b in $(BENCHES); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b --quick; done
 
 clean:

@@ -17,6 +17,7 @@ EXAMPLES = {
     "print": "example: farmhand print /dev/ttyACM0 benchy.gcode --baud 115200 --profile prusa-mk3s",
     "sim printer": "example: farmhand sim printer --link /tmp/printer0 --speed 100 --noise 0.01",
     "protocol schema": "example: farmhand protocol schema > farmhand-v1.schema.json",
+    "octoprint-key": "example: farmhand octoprint-key http://octopi.local --user pi",
     "protocol docs": "example: farmhand protocol docs --write protocol/README.md",
 }
 
@@ -47,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
     print_cmd.add_arguments(add("print", "Stream a G-code file straight to a serial printer, without a hub."))
 
+    from . import octoprint_key
+
+    octoprint_key.add_arguments(add("octoprint-key", "Get an application key for the agent from an OctoPrint."))
+
     sim = add("sim", "Simulators for development and tests.")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
     printer = add("printer", "Serve a virtual Marlin-like printer on a pseudo-terminal.", sim_sub, "sim")
@@ -69,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import ops_cli
 
     ops_cli.add_commands(sub, add)  # jobs, devices, token: operator actions over the HTTP API
+    from . import export_cli  # export-backup
+
+    export_cli.add_commands(add)  # export-backup: export schema|postgres, backup create|list|verify|restore
     return p
 
 
@@ -114,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import ops_cli
 
                 return ops_cli.run(args)
+            case "export" | "backup":  # export-backup
+                from . import export_cli
+
+                return export_cli.run_export(args) if args.command == "export" else export_cli.run_backup(args)
             case "hub":
                 return asyncio.run(_run_hub(args.config))
             case "agent":
@@ -126,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import print_cmd
 
                 return agent_loop.run(print_cmd.run_from_args(args))
+            case "octoprint-key":
+                from . import octoprint_key
+
+                return asyncio.run(octoprint_key.run_from_args(args))
             case "sim":
                 from .sim import printer_cmd as sim_printer
 

@@ -16,9 +16,11 @@ import structlog
 from protocol.mqtt import MqttSession, loggable_url
 
 from hub.access import Access
+from hub.backup import Backups
 from hub.bus import Bus
 from hub.component import Addresses, Component
 from hub.config import HubConfig
+from hub.export import Export
 from hub.files import Files
 from hub.fleet import Fleet
 from hub.jobs import Jobs, Scheduler
@@ -36,7 +38,7 @@ log = structlog.get_logger("farmhand.hub")
 
 # The hub, in start order (stopped in reverse). A feature is a package and its line here and in ``_build``.
 COMPONENTS: tuple[type[Component], ...] = (Web, Mqtt, Files, Access, Jobs, Fleet, Slicing, Shop, RenderFarm, Live, Ops,
-                                          Metrics)
+                                           Export, Backups, Metrics)
 
 
 class Hub:
@@ -62,8 +64,11 @@ class Hub:
         render = RenderFarm(cfg.render, store, link, mqtt, addresses, files, bus, ack_timeout_s=cfg.ack_timeout_s)
         live = Live(bus, mqtt, fleet, jobs)
         ops = Ops(cfg.retention, store, self.health)
+        export = Export(store, cfg.export)
+        backups = Backups(store, files.store, cfg.backup, cfg.data_dir, cfg.hub_id)
         metrics = Metrics(mqtt, fleet, jobs)
-        built: list[Component] = [web, mqtt, files, access, jobs, fleet, slicing, shop, render, live, ops, metrics]
+        built: list[Component] = [web, mqtt, files, access, jobs, fleet, slicing, shop, render, live, ops, export,
+                                  backups, metrics]
         assert [type(c) for c in built] == list(COMPONENTS), "build them in COMPONENTS' order"
         return built
 
@@ -145,6 +150,14 @@ class Hub:
     def scheduler(self) -> Scheduler | None:
         jobs = self._component(Jobs)
         return jobs.scheduler if jobs is not None else None
+
+    @property
+    def export(self) -> Export | None:
+        return self._component(Export)
+
+    @property
+    def backups(self) -> Backups | None:
+        return self._component(Backups)
 
     @property
     def render(self) -> RenderFarm | None:

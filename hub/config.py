@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from protocol.messages import Ident
 
+from hub.backup.schedule import BackupConfig
+from hub.export.config import ExportConfig
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -132,3 +134,5 @@ class HubConfig(_Section):
     render: RenderConfig = Field(default_factory=RenderConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)  # export-backup: events out (off by default)
+    backup: BackupConfig = Field(default_factory=BackupConfig)  # export-backup: scheduled backups

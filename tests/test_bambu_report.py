@@ -72,7 +72,7 @@ def test_the_printers_address() -> None:
 
 def test_the_example_config_builds_a_bambu_driver_and_a_missing_certificate_is_named(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
-    block = text[text.index("# [[devices]]\n# id = \"x1c-1\""):]
+    block = text[text.index("# [[devices]]\n# id = \"x1c-1\""):].split("\n\n")[0]
     uncommented = "\n".join(line[2:] for line in block.splitlines() if line.startswith("# "))
     path = tmp_path / "agent.toml"
     path.write_text(f'node_id = "pi-01"\n{uncommented}\n')

@@ -245,7 +245,9 @@ class NetworkPrinter(Device):
             try:
                 await self._task
             except asyncio.CancelledError:
-                pass
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # whoever closes us was cancelled too: never swallow that
             self._task = None
 
     async def start_job(self, job_id: str, path: Path) -> None:

@@ -15,20 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .refused import Refused
+
 AMBIENT_C = 23.0
 HEAT_TAU_S = 0.5
 """How fast the simulated heaters approach their targets (first-order, this time constant)."""
 NOZZLE_C = 215.0
 BED_C = 60.0
-
-
-class Refused(Exception):
-    """The printer cannot do that now; ``status`` is the HTTP status it answers with."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
 
 
 @dataclass(slots=True)

@@ -56,6 +56,8 @@ POLICY: tuple[Rule, ...] = (
     Rule("POST", "/api/v1/render*/frames*", OPERATORS | {Role.AGENT}),
     Rule("*", "/api/v1/users*", ADMINS),
     Rule("*", "/api/v1/tokens*", ADMINS),
+    Rule("*", "/api/v1/webhooks*", ADMINS),  # export-backup: webhook secrets
+    Rule("*", "/api/v1/backups*", ADMINS),  # export-backup: a backup holds everything
     Rule("GET,HEAD", "*", ANY_USER),
     Rule("*", "*", OPERATORS),
 )

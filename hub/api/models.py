@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
 T = TypeVar("T")
+
+# An id a client sends for a row: SQLite's integers are 64-bit, so a larger one is refused, not a 500.
+RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class Items(BaseModel, Generic[T]):

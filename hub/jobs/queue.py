@@ -17,7 +17,7 @@ import structlog
 from pydantic import BaseModel, Field
 from sqlite_utils import Database
 
-from hub.api.problems import ApiProblem
+from hub.api import ApiProblem, RowId
 from hub.files import FileAnalyses
 from hub.store import Store
 
@@ -77,7 +77,7 @@ class QueuedJob(BaseModel):
 
 class QueueMove(BaseModel):
     priority: int | None = Field(None, ge=-1000, le=1000)
-    before: int | None = Field(None, description="place it just ahead of this queued job")
+    before: RowId | None = Field(None, description="place it just ahead of this queued job")
 
 
 def _size(analysis: dict[str, Any]) -> tuple[float, float, float] | None:

@@ -34,9 +34,9 @@ TABLES = (
     """),
 )
 
-# Each node's confirmed high-water mark (hub/mqtt/confirm.py): every event up to seq is stored.
+# Schema version 7 (6 is the export's outbound log). Each node's confirmed high-water mark (hub/mqtt/confirm.py): every event up to seq is stored.
 TABLES += (
-    Tables(6, """
+    Tables(7, """
     CREATE TABLE event_marks (
         node TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlite_utils import Database
 
-from hub.api import Listing, Op, body, respond, row_id
+from hub.api import Listing, Op, RowId, body, respond, row_id
 from hub.jobs import filament_grams, normalize_color
 from hub.ops import raise_alert
 from hub.store import Store, utcnow
@@ -43,7 +43,7 @@ class Vendor(BaseModel):
 
 
 class FilamentIn(_In):
-    vendor_id: int | None = None
+    vendor_id: RowId | None = None
     name: str | None = Field(None, max_length=100)
     material: str = Field(min_length=1, max_length=20, description="type, e.g. PLA, PETG")
     color_hex: str | None = Field(None, pattern=r"^#?[0-9A-Fa-f]{6}$")
@@ -71,7 +71,7 @@ class Filament(BaseModel):
 
 
 class SpoolIn(_In):
-    filament_id: int
+    filament_id: RowId
     initial_weight: float | None = Field(None, gt=0, description="net grams; default: the filament's weight")
     used_weight: float = Field(0, ge=0)
     price: float | None = Field(None, ge=0)
@@ -98,7 +98,7 @@ class Spool(BaseModel):
 
 
 class LoadSpool(_In):
-    spool_id: int | None = Field(description="null unloads the printer")
+    spool_id: RowId | None = Field(description="null unloads the printer")
 
 
 class Unloaded(BaseModel):

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Moonraker (Klipper's API server) from PyPI, in a venv of its own under .peers/moonraker/.
+# The Moonraker driver's tests run it in front of our Klippy simulator (farmhand/sim/klippy.py).
+# Idempotent: returns at once when the wanted version is installed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+version="0.11.0"
+venv=".peers/moonraker"
+stamp="$venv/.installed-$version"
+[ -f "$stamp" ] && exit 0
+python="${PYTHON:-python3}"
+# Moonraker's [authorization] signs its tokens with libsodium (through libnacl, by ctypes): a library, no
+# command, so system-packages.txt (one COMMAND PACKAGE a line) cannot name it.
+if ! ldconfig -p 2>/dev/null | grep -q 'libsodium\.so'; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libsodium23 >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libsodium23; }
+  else
+    echo "setup: Moonraker needs libsodium (sudo apt-get install libsodium23)" >&2
+  fi
+fi
+echo "setup: installing moonraker $version into $venv"
+rm -rf "$venv"
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q "moonraker==$version"
+"$venv/bin/python" -c "import moonraker.server, libnacl.sign" >/dev/null
+touch "$stamp"
