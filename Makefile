@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Every benchmark in its --quick mode; each prints one JSON line last.
-BENCHES := serial_stream spool_throughput hub_ingest scheduler estimate render_farm panel_load export network_printers
+BENCHES := serial_stream spool_throughput hub_ingest scheduler estimate render_farm panel_load export network_printers fleet
 bench: setup broker services
 	set -e; for b in $(BENCHES); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b --quick; done
 

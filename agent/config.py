@@ -47,6 +47,8 @@ class StorageConfig(_Section):
     dir: Path = Path("/var/lib/farmhand-agent")
     file_cache_mb: int = Field(512, ge=1)
     spool_max_messages: int = Field(100_000, ge=100)
+    outbox_window: int = Field(200, ge=1, le=100_000, description="events sent and not yet confirmed by the hub")
+    replay_jitter_s: float = Field(2.0, ge=0, le=600, description="longest random pause before replaying after a reconnect")
 
 
 # Drivers that talk to their machine over a serial port; the others (Blender, networked printers) have none.

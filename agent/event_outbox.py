@@ -7,10 +7,19 @@ milliseconds, and AUTOINCREMENT never reuses a number, so a reinstalled
 agent never repeats a ``(sender, seq)`` the hub has already seen. Numbers are
 contiguous, so the hub can see a gap where the bound below dropped an event.
 
-The sender publishes rows in ``seq`` order with up to ``window`` awaiting
-PUBACK, deletes a row only once its PUBACK arrives, and after a lost
-connection starts again from the oldest row left. That re-sends what was in
-flight; the hub de-duplicates on ``(sender, seq)``.
+A row leaves the outbox only when the hub confirms it stored it (an
+``event_ack`` on the node's ack topic carrying a high-water mark of ``seq``;
+``confirm``), never on the broker's PUBACK: a broker acknowledges a message
+and may still drop it from the hub's overflowing queue. The sender publishes
+rows in ``seq`` order with at most ``window`` sent and unconfirmed (flow
+control: a farm replaying its outboxes cannot bury the hub), each carrying
+``prev_seq``, the greatest seq below it the outbox still holds, so the hub can
+confirm past rows this outbox dropped. After a reconnect it replays every
+unconfirmed row after a random pause of up to ``replay_jitter_s`` (a whole farm
+coming back spreads out), and when nothing is confirmed for
+``confirm_timeout_s`` it sends the window again (a message lost on the way), waiting twice as long
+after each replay that brought no confirmation.
+The hub de-duplicates on ``(sender, seq)``, so a replay is stored once.
 
 Bound policy, when the outbox holds ``max_messages`` rows and one more comes:
 
@@ -29,8 +38,10 @@ process pointed at the same storage (which would reuse numbers) fails at once.
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +49,7 @@ from pathlib import Path
 import structlog
 
 from protocol import codec
-from protocol.messages import MAX_PAYLOAD_BYTES, Event
+from protocol.messages import MAX_PAYLOAD_BYTES, Event, EventAck
 from protocol.mqtt import MqttSession, NotConnected
 
 log = structlog.get_logger("farmhand.agent.event_outbox")
@@ -64,7 +75,17 @@ class OutboxLocked(RuntimeError):
 
 
 class EventOutbox:
-    def __init__(self, path: Path, sender: str, *, max_messages: int = 100_000, window: int = 64) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sender: str,
+        *,
+        max_messages: int = 100_000,
+        window: int = 200,
+        confirm_timeout_s: float = 30.0,
+        replay_jitter_s: float = 2.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         if max_messages < 1 or window < 1:
             raise ValueError("max_messages and window must be at least 1")
         self.path = path
@@ -75,15 +96,24 @@ class EventOutbox:
         self.db = _open(path)
         self._next_seq = self._init_sequence()
         self._count: int = self.db.execute("SELECT count(*) FROM spool").fetchone()[0]
-        self._in_flight: dict[int, asyncio.Future[None]] = {}
-        self._acked: list[int] = []
+        self.confirm_timeout_s = confirm_timeout_s
+        self.replay_jitter_s = replay_jitter_s
+        self._rng = rng
+        self.confirmed = 0  # the hub's high-water mark: every row up to it is stored at the hub
+        self._confirmed_at = time.monotonic()
+        self._sent: deque[int] = deque()  # seqs sent on this connection, not yet confirmed
+        self._sent_at = 0.0  # when the oldest of them went out
+        self._fruitless = 0  # replays since the last confirmation
         self._cursor = 0  # highest seq handed to the broker on this connection
         self._restart = False
+        self._replay_at = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped_superseded = 0
         self.dropped_events = 0
-        self.sent = 0
+        self.sent = 0  # rows the hub confirmed
+        self.malformed_acks = 0
+        self.replays = 0  # times nothing was confirmed for confirm_timeout_s and the window went out again
 
     def _init_sequence(self) -> int:
         row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").fetchone()
@@ -161,12 +191,13 @@ class EventOutbox:
     # ---------------------------------------------------------------- reading
 
     def pending(self) -> int:
-        """Rows not yet acknowledged by the broker (in flight included)."""
+        """Rows the hub has not confirmed (sent or not)."""
         return self._count
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        """Rows sent on this connection and not yet confirmed by the hub."""
+        return len(self._sent)
 
     @property
     def next_seq(self) -> int:
@@ -175,15 +206,51 @@ class EventOutbox:
     def rows(self) -> list[tuple[int, str, bytes]]:
         return self.db.execute("SELECT seq, topic, payload FROM spool ORDER BY seq").fetchall()
 
+    # ---------------------------------------------------------------- the hub's confirmations
+
+    def confirm_message(self, payload: bytes) -> None:
+        """An ``event_ack`` as it arrived on the node's ack topic; anything else is counted and logged."""
+        try:
+            ack = codec.decode_as(payload, EventAck)
+        except codec.ProtocolError as exc:
+            self.malformed_acks += 1
+            log.warning("event_ack_malformed", error=str(exc), malformed_total=self.malformed_acks)
+            return
+        self.confirm(ack.seq)
+
+    def confirm(self, seq: int) -> int:
+        """The hub stored every event up to ``seq``: they leave the outbox. Returns how many left."""
+        if seq <= self.confirmed:
+            return 0  # an old or repeated confirmation
+        self.confirmed = seq
+        self._confirmed_at = time.monotonic()
+        self._fruitless = 0
+        while self._sent and self._sent[0] <= seq:
+            self._sent.popleft()
+        self._cursor = max(self._cursor, seq)
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM spool WHERE seq <= ?", (seq,)).rowcount
+        self._count -= gone
+        self.sent += gone
+        self._wake.set()
+        return gone
+
     # ---------------------------------------------------------------- sending
 
     def wake(self) -> None:
-        """Look for work now: after a (re)connect, or to retry sooner."""
+        """Look for work now."""
+        self._wake.set()
+
+    def reconnected(self) -> None:
+        """A new connection: replay every unconfirmed row, after a jittered pause so a farm spreads out."""
+        # Only a node with a backlog waits: its new events would otherwise wait behind nothing.
+        self._replay_at = time.monotonic() + (self._rng() * self.replay_jitter_s if self._count else 0.0)
+        self._restart = True
         self._wake.set()
 
     def start_sender(self, session: MqttSession) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._send_loop(session), name=f"spool:{self.sender}")
+            self._task = asyncio.create_task(self._send_loop(session), name=f"outbox:{self.sender}")
 
     async def stop_sender(self) -> None:
         task, self._task = self._task, None
@@ -193,10 +260,9 @@ class EventOutbox:
                 await task
             except asyncio.CancelledError:
                 pass
-        self._delete_acked()
 
     async def drain(self, timeout: float) -> bool:
-        """Wait until every row is acknowledged (True) or ``timeout`` passes (False)."""
+        """Wait until the hub confirmed every row (True) or ``timeout`` passes (False)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while self._count and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
@@ -204,60 +270,79 @@ class EventOutbox:
 
     async def _send_loop(self, session: MqttSession) -> None:
         while True:
-            await self._wake.wait()
+            try:
+                async with asyncio.timeout(self._next_check()):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
             self._wake.clear()
             try:
-                self._delete_acked()
                 if not session.connected:
                     continue  # the (re)connect wakes us
+                now = time.monotonic()
+                if self._restart and now < self._replay_at:
+                    continue  # the jittered pause after a reconnect
+                if self._sent and now - max(self._confirmed_at, self._sent_at) > self._timeout():
+                    # Nothing confirmed for a while: a message was lost on the way (a broker queue that
+                    # overflowed). Send again from the oldest unconfirmed row; the hub de-duplicates.
+                    # Each further replay without progress waits twice as long: a hub that is merely
+                    # slow must not be buried under copies.
+                    self.replays += 1
+                    self._fruitless += 1
+                    log.info("outbox_replay", path=str(self.path), unconfirmed=len(self._sent),
+                             confirmed=self.confirmed)
+                    self._restart = True
                 if self._restart:
                     self._restart = False
-                    self._cursor = 0
+                    self._cursor = self.confirmed
+                    self._sent.clear()
                 self._send_some(session)
             except sqlite3.Error:
                 # A sender that died would strand every later event; retry instead.
-                log.exception("spool_send_failed", path=str(self.path))
+                log.exception("outbox_send_failed", path=str(self.path))
                 await asyncio.sleep(1.0)
                 self._wake.set()
 
+    def _next_check(self) -> float:
+        now = time.monotonic()
+        if self._restart:
+            return max(0.001, self._replay_at - now)
+        if self._sent:
+            return max(0.05, max(self._confirmed_at, self._sent_at) + self._timeout() - now)
+        return 3600.0
+
+    def _timeout(self) -> float:
+        return min(self.confirm_timeout_s * 2 ** min(self._fruitless, 10), max(self.confirm_timeout_s, 300.0))
+
     def _send_some(self, session: MqttSession) -> None:
-        room = self.window - len(self._in_flight)
+        room = self.window - len(self._sent)
         if room <= 0:
             return
         rows = self.db.execute(
             "SELECT seq, topic, payload FROM spool WHERE seq > ? ORDER BY seq LIMIT ?", (self._cursor, room)
         ).fetchall()
+        if not rows:
+            return
+        below = self.db.execute("SELECT max(seq) FROM spool WHERE seq < ?", (rows[0][0],)).fetchone()[0]
+        prev = below or 0
         for seq, topic, payload in rows:
             try:
-                fut = session.publish_confirmed(topic, payload)
+                session.publish(topic, _with_prev(payload, prev), qos=1)
             except NotConnected:
                 self._restart = True
                 return
-            self._in_flight[seq] = fut
-            fut.add_done_callback(lambda f, seq=seq: self._on_done(seq, f))
-            self._cursor = seq
-
-    def _on_done(self, seq: int, fut: asyncio.Future[None]) -> None:
-        self._in_flight.pop(seq, None)
-        if fut.cancelled() or fut.exception() is not None:
-            # The connection dropped before PUBACK: resend from the oldest row left.
-            self._restart = True
-        else:
-            self._acked.append(seq)
-        self._wake.set()
-
-    def _delete_acked(self) -> None:
-        if not self._acked:
-            return
-        acked, self._acked = self._acked, []
-        with self.transaction() as db:
-            gone = db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in acked]).rowcount
-        self._count -= gone
-        self.sent += len(acked)
+            if not self._sent:
+                self._sent_at = time.monotonic()
+            self._sent.append(seq)
+            self._cursor = prev = seq
 
     def close(self) -> None:
-        self._delete_acked()
         self.db.close()
+
+
+def _with_prev(payload: bytes, prev: int) -> bytes:
+    """The stored envelope with ``prev_seq`` added: what the outbox holds below it is known only when sent."""
+    return b'{"prev_seq":%d,' % prev + payload[1:]
 
 
 def _open(path: Path) -> sqlite3.Connection:

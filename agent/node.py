@@ -19,7 +19,8 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from protocol import codec, topics
-from protocol.messages import Body, DeviceInfo, DeviceJob, DeviceStatus, Event, HostMetrics, HubState, NodeState, Telemetry
+from protocol.messages import (Body, DeviceInfo, DeviceJob, DeviceStatus, Event, HostMetrics, HubState,
+                               NodeState, Telemetry)
 from protocol.mqtt import MqttSession, NotConnected, Will, tls_context
 
 from . import __version__, devices
@@ -82,7 +83,8 @@ class Agent:
         for device in self.devices.values():
             if isinstance(device, _NodeLinked):
                 device.link_node(storage.dir / "devices" / device.id, token, hub_tls)
-        self.outbox = EventOutbox(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages)
+        self.outbox = EventOutbox(storage.dir / "agent.sqlite3", self.node_id, max_messages=storage.spool_max_messages,
+                                  window=storage.outbox_window, replay_jitter_s=storage.replay_jitter_s)
         self.files = JobFileCache(
             storage.dir / "files",
             storage.file_cache_mb * 1024 * 1024,
@@ -97,7 +99,8 @@ class Agent:
             config.mqtt.url,
             f"farmhand-agent-{self.node_id}",
             on_message=self._on_message,
-            subscriptions=[(topics.node_command(self.node_id), 1), (topics.hub_state(), 1)],
+            subscriptions=[(topics.node_command(self.node_id), 1), (topics.node_ack(self.node_id), 1),
+                           (topics.hub_state(), 1)],
             on_connect=self._on_connect,
             will=Will(topics.node_state(self.node_id), self._encode(NodeState(online=False)), qos=1, retain=True),
             persistent=True,
@@ -142,8 +145,8 @@ class Agent:
                 await device.close()
             except Exception:
                 log.exception("device_close_failed", device=device.id)
-        # The last events (a job failed on close, an ack) get a moment to leave.
-        if self.session.connected:
+        # The last events (a job failed on close, an ack) get a moment to be confirmed.
+        if self.session.connected and self.hub_online:
             await self.outbox.drain(timeout=2.0)
         await self.outbox.stop_sender()
         farewell = (topics.node_state(self.node_id), self._encode(NodeState(online=False)), 1, True)
@@ -177,7 +180,7 @@ class Agent:
         try:
             self._publish_birth()
         finally:
-            self.outbox.wake()
+            self.outbox.reconnected()
 
     def _publish_birth(self) -> None:
         """The birth, then each device's status: on every connect, and when the hub asks (a rebirth)."""
@@ -204,13 +207,16 @@ class Agent:
             pass
 
     def _publish_metrics(self, metrics: HostMetrics) -> None:
-        self.publish_live(topics.node_metrics(self.node_id), metrics)
+        outbox = {"outbox_depth": self.outbox.pending(), "outbox_dropped": self.outbox.dropped_events}
+        self.publish_live(topics.node_metrics(self.node_id), metrics.model_copy(update=outbox))
 
     # ---------------------------------------------------------------- inbound
 
     async def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
         if topic == topics.node_command(self.node_id):
             await self.commands.handle(payload)
+        elif topic == topics.node_ack(self.node_id):
+            self.outbox.confirm_message(payload)
         elif topic == topics.hub_state():
             self._on_hub_state(payload)
 
@@ -218,14 +224,10 @@ class Agent:
         if not payload:
             return  # a cleared retained message
         try:
-            body = codec.decode(payload).body
+            body = codec.decode_as(payload, HubState)
         except codec.ProtocolError as exc:
             self.malformed += 1
             log.warning("hub_state_malformed", error=str(exc), malformed_total=self.malformed)
-            return
-        if not isinstance(body, HubState):
-            self.malformed += 1
-            log.warning("hub_state_malformed", error=f"a {body.type} message on the hub state topic")
             return
         if body.online != self.hub_online:
             log.info("hub_online" if body.online else "hub_offline", version=body.version or None)

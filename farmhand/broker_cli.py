@@ -32,8 +32,17 @@ class BrokerSetupError(Exception):
 
 
 def node_rules(name: str) -> list[str]:
-    """An agent: its own node's topics (state, devices, events; its commands) and the hub's presence."""
-    return [f"topic readwrite {topics.ROOT}/node/{name}/#", f"topic read {topics.hub_state()}"]
+    """An agent: say its own node's state, devices and events; hear its commands, the hub's confirmations
+    of its events and the hub's presence. Only the hub writes a node's commands and confirmations: a node
+    that could confirm its own events would delete them unstored."""
+    node = f"{topics.ROOT}/node/{name}"
+    return [
+        *(f"topic write {node}/{leaf}" for leaf in ("state", "device/+/status", "device/+/telemetry", "metrics",
+                                                     "event")),
+        f"topic read {topics.node_command(name)}",
+        f"topic read {topics.node_ack(name)}",
+        f"topic read {topics.hub_state()}",
+    ]
 
 
 def script_rules(name: str) -> list[str]:

@@ -27,6 +27,7 @@ from hub.files import Files
 from hub.fleet import Fleet
 from hub.jobs import Jobs, Scheduler
 from hub.live import Live
+from hub.metrics import Metrics
 from hub.mqtt import CommandOutbox, Mqtt, MqttLink
 from hub.ops import Health, Ops
 from hub.render import RenderFarm
@@ -39,7 +40,7 @@ log = structlog.get_logger("farmhand.hub")
 
 # The hub, in start order (stopped in reverse). A feature is a package and its line here and in ``_build``.
 COMPONENTS: tuple[type[Component], ...] = (Web, Mqtt, Files, Access, Jobs, Fleet, Slicing, Shop, RenderFarm, Live, Ops,
-                                           Export, Backups, Documents, Alerting)
+                                           Export, Backups, Documents, Alerting, Metrics)
 
 
 class Hub:
@@ -70,8 +71,9 @@ class Hub:
         documents = Documents(store, shop.costs, shop.orders, files.analyses, shop.reports, cfg.documents,
                               public_url=lambda: addresses.public_url)
         alerting = Alerting(store, fleet, cfg.alerting, cfg.hub_id, publish=link.publish_confirmed)
+        metrics = Metrics(mqtt, fleet, jobs)
         built: list[Component] = [web, mqtt, files, access, jobs, fleet, slicing, shop, render, live, ops, export,
-                                  backups, documents, alerting]
+                                  backups, documents, alerting, metrics]
         assert [type(c) for c in built] == list(COMPONENTS), "build them in COMPONENTS' order"
         return built
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .messages import MAX_PAYLOAD_BYTES, Body, Envelope
+from typing import TypeVar
+
+from .messages import MAX_PAYLOAD_BYTES, Body, Envelope, Model
+
+B = TypeVar("B", bound=Model)
 
 
 class ProtocolError(ValueError):
@@ -32,6 +36,14 @@ def decode(payload: bytes | str) -> Envelope:
         return Envelope.model_validate_json(payload)
     except ValidationError as exc:
         raise ProtocolError(describe(exc)) from None
+
+
+def decode_as(payload: bytes | str, expected: type[B]) -> B:
+    """``decode``, insisting on one body type (what a topic may carry); ProtocolError naming both otherwise."""
+    body = decode(payload).body
+    if not isinstance(body, expected):
+        raise ProtocolError(f"a {body.type} message where only {expected.model_fields['type'].default} belongs")
+    return body
 
 
 def describe(exc: ValidationError) -> str:

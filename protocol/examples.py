@@ -47,6 +47,7 @@ EXAMPLES: list[m.Model] = [
     m.CancelJob(command_id="cancel-42", device="mk3s-1", job_id="42"),
     m.EmergencyStop(command_id="estop-7", device="mk3s-1"),
     m.Rebirth(reason="seq gap: 1041 after 1038"),
+    m.EventAck(seq=1712),
     m.Request(correlation_id="c0ffee", method="get_job", params={"id": "42"}),
     m.Response(correlation_id="c0ffee", ok=True, result={"id": "42", "state": "queued"}),
 ]

@@ -192,6 +192,8 @@ class HostMetrics(Model):
     cpu_temp_c: float | None = None
     uptime_s: float | None = None
     gpus: list[GpuReading] = Field(default_factory=list)
+    outbox_depth: Count | None = Field(None, description="events in the agent's outbox the hub has not confirmed")
+    outbox_dropped: Count | None = Field(None, description="events the full outbox dropped since the agent started")
 
 
 # --------------------------------------------------------------------------- events
@@ -395,6 +397,14 @@ class Rebirth(Model):
 # --------------------------------------------------------------------------- scripts
 
 
+class EventAck(Model):
+    """The hub's confirmation of a node's events: every event up to ``seq`` is stored (or was given up by the
+    node itself, see ``Envelope.prev_seq``); the node deletes them from its outbox."""
+
+    type: Literal["event_ack"] = "event_ack"
+    seq: Count = Field(description="high-water mark: the node's events with seq <= this are stored")
+
+
 class Request(Model):
     """A script's request to the hub over MQTT; answered on its response topic."""
 
@@ -421,7 +431,8 @@ EVENT_TYPES: tuple[type[Model], ...] = get_args(Event)
 COMMAND_TYPES: tuple[type[Model], ...] = get_args(Command)
 
 Body = Annotated[
-    HubState | NodeState | DeviceStatus | Telemetry | HostMetrics | Event | Command | Rebirth | Request | Response,
+    HubState | NodeState | DeviceStatus | Telemetry | HostMetrics | Event | Command | Rebirth | EventAck | Request
+    | Response,
     Field(discriminator="type"),
 ]
 
@@ -438,5 +449,12 @@ class Envelope(Model):
         ge=1,
         le=MAX_SEQ,
         description="per-sender sequence number of QoS 1 traffic; receivers de-duplicate on (sender, seq)",
+    )
+    prev_seq: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SEQ,
+        description="events: the sender's greatest seq below this one that it still holds unconfirmed (0: none);"
+                    " what lies between was confirmed or dropped by the sender, so the hub may confirm past it",
     )
     body: Body

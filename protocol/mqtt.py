@@ -7,8 +7,9 @@ gmqtt speaks the protocol; this module owns the policy around it:
   that just came back in lock-step);
 * a Last Will and a birth callback run on every connect;
 * ``publish_confirmed`` returns a future that completes when the broker
-  acknowledges a QoS 1 publish, so callers (the agent's spool) delete a
-  message only once it is safe;
+  acknowledges a QoS 1 publish (a farewell, a test); the broker's PUBACK is
+  not the receiver's, so the agent's event outbox waits for the hub's own
+  confirmation instead (protocol/README.md, "Event delivery");
 * inbound QoS 1 messages are acknowledged only after the handler returns, so
   a receiver that persists in its handler never loses a message.
 

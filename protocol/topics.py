@@ -39,6 +39,8 @@ SPECS: tuple[TopicSpec, ...] = (
               "job and device events and command acknowledgements, numbered by seq; spooled by the agent"),
     TopicSpec(f"{ROOT}/node/{{node}}/command", "hub → agent", 1, False, (*m.COMMAND_TYPES, m.Rebirth),
               "commands with an idempotency key (command_id); a rebirth request"),
+    TopicSpec(f"{ROOT}/node/{{node}}/ack", "hub → agent", 1, False, (m.EventAck,),
+              "the hub's confirmation: the node's events up to seq are stored; only then do they leave its outbox"),
     TopicSpec(f"{ROOT}/hub/request/{{client}}", "script → hub", 1, False, (m.Request,),
               "a script's request; the hub answers on the response topic"),
     TopicSpec(f"{ROOT}/hub/response/{{client}}", "hub → script", 1, False, (m.Response,),
@@ -74,6 +76,10 @@ def node_command(node: str) -> str:
     return f"{ROOT}/node/{node}/command"
 
 
+def node_ack(node: str) -> str:
+    return f"{ROOT}/node/{node}/ack"
+
+
 def hub_request(client: str) -> str:
     return f"{ROOT}/hub/request/{client}"
 
@@ -95,7 +101,7 @@ HUB_SUBSCRIPTIONS: tuple[tuple[str, int], ...] = (
 
 @dataclass(frozen=True)
 class ParsedTopic:
-    kind: str  # hub_state | node_state | device_status | device_telemetry | node_metrics | node_event | node_command | hub_request | hub_response
+    kind: str  # hub_state | node_state | device_status | device_telemetry | node_metrics | node_event | node_command | node_ack | hub_request | hub_response
     node: str | None = None
     device: str | None = None
     client: str | None = None
@@ -122,6 +128,8 @@ def parse(topic: str) -> ParsedTopic | None:
             return ParsedTopic("node_event", node=node)
         case ["node", node, "command"]:
             return ParsedTopic("node_command", node=node)
+        case ["node", node, "ack"]:
+            return ParsedTopic("node_ack", node=node)
         case ["node", node, "device", device, "status"]:
             return ParsedTopic("device_status", node=node, device=device)
         case ["node", node, "device", device, "telemetry"]:
@@ -137,6 +145,7 @@ _ALLOWED: dict[str, tuple[type[m.Model], ...]] = {
     "node_metrics": (m.HostMetrics,),
     "node_event": m.EVENT_TYPES,
     "node_command": (*m.COMMAND_TYPES, m.Rebirth),
+    "node_ack": (m.EventAck,),
     "hub_request": (m.Request,),
     "hub_response": (m.Response,),
 }

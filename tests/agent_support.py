@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from agent.event_outbox import EventOutbox
 from protocol import codec
 from protocol.messages import Envelope
 from protocol.mqtt import MqttSession
@@ -129,3 +130,16 @@ class FileServer:
         self.flowing.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def outbox_session(url: str, outbox: EventOutbox) -> MqttSession:
+    """A session wired to an outbox as the agent wires it: every (re)connect replays what is unconfirmed."""
+
+    async def ignore(topic: str, payload: bytes, qos: int) -> None:
+        pass
+
+    async def connected() -> None:
+        outbox.reconnected()
+
+    return MqttSession(url, f"outbox-{uuid.uuid4().hex[:12]}", on_message=ignore, on_connect=connected,
+                       persistent=False, backoff_initial=0.1, backoff_max=0.5)

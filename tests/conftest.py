@@ -73,14 +73,17 @@ def mosquitto_binary() -> str:
 class PrivateMosquitto:
     """A Mosquitto this test owns: it can be stopped and started again on the same port."""
 
-    def __init__(self, workdir: Path, access: str = "allow_anonymous true\n") -> None:
-        """``access``: the lines that say who may connect (and with an ACL, to what)."""
+    def __init__(self, workdir: Path, access: str = "allow_anonymous true\n", *,
+                 max_queued_messages: int = 100_000, max_inflight_messages: int = 1000) -> None:
+        """``access``: the lines that say who may connect (and with an ACL, to what); ``max_queued_messages``:
+        what the broker holds for a client before it drops (a small one overflows the hub's queue)."""
         self.port = free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n{access}"
-            f"persistence true\npersistence_location {workdir}/\nmax_queued_messages 100000\n"
+            f"persistence true\npersistence_location {workdir}/\nmax_queued_messages {max_queued_messages}\n"
+            f"max_inflight_messages {max_inflight_messages}\n"
             # As root Mosquitto drops to its own user, which cannot write into pytest's 0700
             # folders: a restart would then lose the persistent sessions this broker is for.
             + ("user root\n" if os.geteuid() == 0 else "")

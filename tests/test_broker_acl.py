@@ -130,6 +130,23 @@ async def test_only_the_hub_commands_a_node(connect) -> None:  # type: ignore[no
     assert pi1.heard == [(topics.node_command("pi-1"), b"start job 7")]
 
 
+async def test_only_the_hub_confirms_a_nodes_events_and_only_that_node_hears_it(connect) -> None:  # type: ignore[no-untyped-def]
+    """A confirmation deletes events from the node's outbox: a forged one would lose them unstored."""
+    pi1 = await connect("pi-1", [topics.node_ack("pi-1")])
+    pi2 = await connect("pi-2", [topics.node_ack("pi-1")])
+    scripts = await connect("scripts", [topics.node_ack("pi-1")])
+    hub = await connect("hub")
+
+    await pi1.session.publish_confirmed(topics.node_ack("pi-1"), b"pi-1 confirms itself")
+    await pi2.session.publish_confirmed(topics.node_ack("pi-1"), b"forged by pi-2")
+    await scripts.session.publish_confirmed(topics.node_ack("pi-1"), b"forged by a script")
+    await hub.session.publish_confirmed(topics.node_ack("pi-1"), b"stored up to 7")
+    await pi1.hears(b"stored up to 7")
+
+    assert pi1.heard == [(topics.node_ack("pi-1"), b"stored up to 7")]
+    assert pi2.heard == [] and scripts.heard == []
+
+
 async def test_scripts_ask_the_hub_and_agents_cannot(connect) -> None:  # type: ignore[no-untyped-def]
     hub = await connect("hub", [f"{topics.ROOT}/hub/request/+"])
     pi1, scripts = await connect("pi-1"), await connect("scripts", [f"{topics.ROOT}/node/+/event"])

@@ -81,7 +81,11 @@ async def test_a_job_the_hub_does_not_know_is_shown_and_raises_an_alert(farm: Fa
 
     (alert,) = await eventually(alerted, "the alert")
     assert "9999" in alert["message"]
-    assert (await http.devices())[f"{node.id}/{DEVICE}"]["job_id"] == "9999"
+
+    async def shown() -> bool:  # the status follows the birth; the broker's PUBACK is not the hub's commit
+        return (await http.devices())[f"{node.id}/{DEVICE}"]["job_id"] == "9999"
+
+    await eventually(shown, "the device showing the job it reports")
 
 
 async def test_a_birth_waits_for_the_events_spooled_before_it(farm: Farm) -> None:

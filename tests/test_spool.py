@@ -1,8 +1,9 @@
-"""The spool: events persist before append returns, leave only on PUBACK, and go out in order."""
+"""The outbox: events persist before append returns, go out in order, and leave only on the hub's confirmation
+(tests/test_event_delivery.py has the hub in the loop)."""
 
 from __future__ import annotations
 
-import signal
+import asyncio
 import sqlite3
 import time
 import uuid
@@ -13,9 +14,8 @@ import pytest
 from agent.event_outbox import EventOutbox, OutboxLocked
 from protocol import codec
 from protocol.messages import CommandAck, ConsoleOutput, JobCompleted, JobProgress, JobStarted, RenderTaskCompleted
-from protocol.mqtt import MqttSession
 
-from .agent_support import Listener, drop_connection, wait_for
+from .agent_support import Listener, drop_connection, outbox_session, wait_for
 
 
 def started(n: int) -> JobStarted:
@@ -132,17 +132,6 @@ def test_two_agents_cannot_share_one_spool(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- with a broker
 
 
-def _sender(url: str, spool: EventOutbox) -> MqttSession:
-    """A session wired as the agent wires it: every (re)connect wakes the spool."""
-
-    async def ignore(topic: str, payload: bytes, qos: int) -> None:
-        pass
-
-    async def connected() -> None:
-        spool.wake()
-
-    return MqttSession(url, f"spool-{uuid.uuid4().hex[:12]}", on_message=ignore, on_connect=connected,
-                       persistent=False, backoff_initial=0.1, backoff_max=0.5)
 
 
 def _seqs(listener: Listener, topic: str) -> list[int]:
@@ -150,19 +139,27 @@ def _seqs(listener: Listener, topic: str) -> list[int]:
 
 
 @pytest.mark.integration
-async def test_events_reach_the_broker_in_order_and_then_leave_the_spool(mosquitto_url: str, tmp_path: Path) -> None:
+async def test_events_go_out_in_order_a_window_at_a_time_and_leave_on_confirmation(mosquitto_url: str,
+                                                                                  tmp_path: Path) -> None:
     topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
     spool = EventOutbox(tmp_path / "spool.db", "n1", window=16)
-    session = _sender(mosquitto_url, spool)
+    session = outbox_session(mosquitto_url, spool)
     async with Listener(mosquitto_url, topic) as listener:
         appended = [spool.append(topic, started(n)) for n in range(150)]
         session.start()
         spool.start_sender(session)
         try:
-            await wait_for(lambda: len(listener.messages) >= 150, what="150 events")
+            heard = 0
+            while heard < 150:
+                expected = min(150, heard + 16)
+                await wait_for(lambda: len(listener.messages) >= expected, what=f"{expected} events")
+                await asyncio.sleep(0.1)
+                assert len(listener.messages) == expected, "never more than a window unconfirmed"
+                heard = expected
+                spool.confirm(_seqs(listener, topic)[-1])  # as the hub confirms what it stored
             assert _seqs(listener, topic) == appended
-            await wait_for(lambda: spool.pending() == 0, what="the spool to empty")
-            assert spool.sent == 150
+            spool.confirm(appended[-1])
+            assert spool.pending() == 0 and spool.sent == 150
         finally:
             await spool.stop_sender()
             await session.stop()
@@ -177,7 +174,7 @@ async def test_events_spooled_before_a_restart_are_sent_after_it(mosquitto_url: 
     spool.close()  # the agent stops (or dies) before it ever connects
 
     spool = EventOutbox(tmp_path / "spool.db", "n1")
-    session = _sender(mosquitto_url, spool)
+    session = outbox_session(mosquitto_url, spool)
     async with Listener(mosquitto_url, topic) as listener:
         session.start()
         spool.start_sender(session)
@@ -192,34 +189,23 @@ async def test_events_spooled_before_a_restart_are_sent_after_it(mosquitto_url: 
 
 
 @pytest.mark.integration
-async def test_rows_stay_until_puback_and_are_resent_after_a_lost_connection(private_mosquitto, tmp_path: Path) -> None:
-    """A frozen broker takes the messages but acknowledges none; then the connection drops."""
+async def test_unconfirmed_rows_are_sent_again_after_a_lost_connection(private_mosquitto, tmp_path: Path) -> None:
     topic = f"farmhand/v1/node/{uuid.uuid4().hex[:12]}/event"
-    spool = EventOutbox(tmp_path / "spool.db", "n1")
-    session = _sender(private_mosquitto.url, spool)
-    broker = private_mosquitto.proc
+    spool = EventOutbox(tmp_path / "spool.db", "n1", replay_jitter_s=0.2)
+    session = outbox_session(private_mosquitto.url, spool)
     async with Listener(private_mosquitto.url, topic) as listener:
         session.start()
         spool.start_sender(session)
         try:
             await session.wait_connected(10)
-            broker.send_signal(signal.SIGSTOP)
             appended = [spool.append(topic, started(n)) for n in range(5)]
-            await wait_for(lambda: spool.in_flight == 5, what="five publishes in flight")
-            assert spool.pending() == 5 and [r[0] for r in spool.rows()] == appended
-
+            await wait_for(lambda: len(listener.messages) == 5, what="five events")
+            spool.confirm(appended[1])
             drop_connection(session)
-            await wait_for(lambda: spool.in_flight == 0, what="the lost publishes to fail")
-            assert spool.pending() == 5, "an unacknowledged row must survive a lost connection"
-            broker.send_signal(signal.SIGCONT)
-
-            await wait_for(lambda: spool.pending() == 0, 20, "the resent rows to be acknowledged")
-            received = _seqs(listener, topic)
-            assert sorted(set(received)) == appended  # duplicates allowed, losses not
-            first_seen = list(dict.fromkeys(received))
-            assert first_seen == appended
+            await wait_for(lambda: len(listener.messages) == 8, what="the three unconfirmed ones again")
+            assert _seqs(listener, topic) == appended + appended[2:]
+            assert spool.pending() == 3
         finally:
-            broker.send_signal(signal.SIGCONT)
             await spool.stop_sender()
             await session.stop()
             spool.close()

@@ -6,8 +6,9 @@ from aiohttp import web
 
 from protocol.messages import DeviceError, DeviceStatus, HostMetrics, NodeState, Telemetry
 
-from hub.api import Items, Op, PageQuery, listed, respond
+from hub.api import ApiProblem, Items, ListError, Op, PageQuery, listed, page, respond
 from hub.bus import Bus
+from hub.ids import ascii_int
 from hub.component import Component
 from hub.config import HubConfig
 from hub.jobs import Jobs
@@ -18,7 +19,7 @@ from .console import DeviceConsole
 from .controls import DeviceControls
 from .profiles import DeviceProfiles
 from .registry import FleetState
-from .schemas import Device, Node
+from .schemas import Device, DeviceItems, DeviceQuery, Node
 from .tables import TABLES
 
 
@@ -88,8 +89,8 @@ class Fleet(Component):
     def ops(self) -> list[Op]:
         return [
             Op("GET", "/api/v1/nodes", self.list_nodes, response=Items[Node], query=PageQuery, summary="Agents"),
-            Op("GET", "/api/v1/devices", self.list_devices, response=Items[Device], query=PageQuery,
-               summary="Printers and render devices"),
+            Op("GET", "/api/v1/devices", self.list_devices, response=DeviceItems, query=DeviceQuery,
+               summary="Printers and render devices (?since=REVISION: only those changed since)"),
             *self.profiles.ops(), *self.controls.ops(), *self.console.ops(),
         ]
 
@@ -97,4 +98,20 @@ class Fleet(Component):
         return respond(listed(request, self.nodes(), ("online", "hostname")))
 
     async def list_devices(self, request: web.Request) -> web.Response:
-        return respond(listed(request, self.devices(), ("node", "state", "online", "kind")))
+        """A page built from the kept state: only the page's devices are made into models."""
+        revision = self.state.revision
+        query = {k: v for k, v in request.query.items() if k != "since"}
+        since = request.query.get("since")
+        try:
+            entries = self.state.entries(None if since is None else _since(since))
+            chunk, cursor = page(query, entries, ("node", "state", "online", "kind"))
+        except ListError as exc:
+            raise ApiProblem(422, "Invalid list query", str(exc)) from None
+        return respond(DeviceItems(items=self.state.build(chunk), next=cursor, revision=revision))
+
+
+def _since(raw: str) -> int:
+    value = ascii_int(raw)
+    if value is None or value < 0:
+        raise ListError(f"since must be a revision from an earlier answer (an integer of 0 or more); got {raw!r}")
+    return value

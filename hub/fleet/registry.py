@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,13 +24,26 @@ from .schemas import Device, DeviceSpool, Node
 
 log = structlog.get_logger("farmhand.hub.fleet")
 
-# The spool loaded on each device rides along (at most one: spools_loaded is unique per device).
-DEVICE_ROWS = (
-    "SELECT d.*, COALESCE(n.online, 0) AS node_online, s.id AS spool_id, f.material AS spool_material,"
-    " f.name AS spool_filament, f.color_hex AS spool_color, s.initial_weight - s.used_weight AS spool_left"
-    " FROM devices d LEFT JOIN nodes n ON n.id = d.node"
-    " LEFT JOIN spools s ON s.node = d.node AND s.device = d.id LEFT JOIN filaments f ON f.id = s.filament_id"
+DEVICE_ROWS = "SELECT d.*, COALESCE(n.online, 0) AS node_online FROM devices d LEFT JOIN nodes n ON n.id = d.node"
+# The spool loaded on each device (at most one: spools_loaded is unique per device). The shop writes
+# spools, so they are read at each listing, not kept.
+LOADED_SPOOLS = (
+    "SELECT s.node, s.device, s.id AS spool_id, f.material AS spool_material, f.name AS spool_filament,"
+    " f.color_hex AS spool_color, s.initial_weight - s.used_weight AS spool_left"
+    " FROM spools s LEFT JOIN filaments f ON f.id = s.filament_id WHERE s.node IS NOT NULL"
 )
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What a device listing filters on, kept per device."""
+
+    key: Key
+    node: str
+    state: str
+    online: bool
+    kind: str | None
 
 HISTORY_BATCH = 500
 HISTORY_BATCH_S = 1.0
@@ -46,6 +60,12 @@ class FleetState:
         # sample was 5,000 fsyncs a round and held every reading behind it). Lossy like the telemetry.
         self._history_rows: list[tuple[str, str, str, str, float | None]] = []
         self._history_written = time.monotonic()
+        # Every device's row, kept in step with each write here, so a listing of thousands reads no SQL.
+        self._rows: dict[Key, dict[str, Any]] | None = None
+        self._entries: list[_Entry] | None = None  # sorted by (node, id); None: rebuild
+        self.revision = 0  # a counter of changes; a client asks for the devices changed since one
+        self._changed: dict[Key, int] = {}
+        self._made: dict[Key, tuple[tuple[Any, ...], Device]] = {}
 
     # ------------------------------------------------------------------ updates
 
@@ -73,6 +93,7 @@ class FleetState:
                         (node, info.id, info.kind, info.model, info.firmware, dumps(info.capabilities),
                          info.render.model_dump_json() if info.render else None, now),
                     )
+        self._refresh("d.node = ?", (node,))
         log.info("node_state", node=node, online=body.online, devices=[d.id for d in body.devices])
         return body.online
 
@@ -91,16 +112,19 @@ class FleetState:
             " error = excluded.error, updated_at = excluded.updated_at",
             (node, body.device, body.state.value, body.job_id, body.progress, dumps(temps), body.error, utcnow()),
         )
+        self._refresh("d.node = ? AND d.id = ?", (node, body.device))
         return body.state.value == "idle"
 
     def device_error(self, db: Database, node: str, body: DeviceError) -> None:
         db.execute("UPDATE devices SET error = ? WHERE node = ? AND id = ?", (body.message, node, body.device))
+        self._refresh("d.node = ? AND d.id = ?", (node, body.device))
         log.warning("device_error", node=node, device=body.device, message=body.message)
 
     def telemetry(self, node: str, at: str, body: Telemetry) -> None:
         key = (node, body.device)
         # The hub's clock, not the agent's, so it compares with the snapshot's updated_at.
         self._telemetry[key] = (utcnow(), body)
+        self._touch(key)
         now = time.monotonic()
         last = self._history_at.get(key)
         if last is not None and now - last < self.history_interval_s:
@@ -126,6 +150,9 @@ class FleetState:
         """When the device's last telemetry arrived (hub clock), since this hub started; alerting reads it."""
         live = self._telemetry.get((node, device))
         return live[0] if live else None
+    def host_metrics(self) -> dict[str, HostMetrics]:
+        """Each node's last host metrics (its outbox depth among them)."""
+        return dict(self._metrics)
 
     # ------------------------------------------------------------------ views
 
@@ -140,32 +167,85 @@ class FleetState:
         ]
 
     def devices(self) -> list[Device]:
-        rows = self.store.all(DEVICE_ROWS + " ORDER BY d.node, d.id")
-        return [self._device(r) for r in rows]
+        spools = self._spools()
+        return [self._device(self._all_rows()[e.key], spools) for e in self.entries()]
 
     def device(self, node: str, device_id: str) -> Device | None:
-        row = self.store.one(DEVICE_ROWS + " WHERE d.node = ? AND d.id = ?", (node, device_id))
-        return self._device(row) if row else None
+        row = self._all_rows().get((node, device_id))
+        return self._device(row, self._spools(node, device_id)) if row else None
 
-    def _device(self, r: dict[str, Any]) -> Device:
+    def build(self, entries: list[_Entry]) -> list[Device]:
+        """The devices of these entries (one page of a listing)."""
+        spools = self._spools() if entries else {}
+        rows = self._all_rows()
+        return [self._device(rows[e.key], spools) for e in entries]
+
+    def entries(self, since: int | None = None) -> list[_Entry]:
+        """Every device's listing entry by (node, id); ``since``: only those changed after that revision."""
+        if self._entries is None:
+            self._entries = [_entry(r) for _, r in sorted(self._all_rows().items())]
+        if since is None:
+            return self._entries
+        return [e for e in self._entries if self._changed.get(e.key, 0) > since]
+
+    # ------------------------------------------------------------------ the kept rows
+
+    def _all_rows(self) -> dict[Key, dict[str, Any]]:
+        if self._rows is None:
+            self._rows = {(r["node"], r["id"]): r for r in self.store.all(DEVICE_ROWS)}
+        return self._rows
+
+    def _refresh(self, where: str, params: tuple[Any, ...]) -> None:
+        """Read rows just written again (inside the writer's transaction, so they are the new ones)."""
+        rows = self._all_rows()
+        for r in self.store.all(f"{DEVICE_ROWS} WHERE {where}", params):
+            key = (r["node"], r["id"])
+            rows[key] = r
+            self._touch(key)
+        self._entries = None
+
+    def _touch(self, key: Key) -> None:
+        self.revision += 1
+        self._changed[key] = self.revision
+
+    def _spools(self, node: str | None = None, device: str | None = None) -> dict[Key, dict[str, Any]]:
+        sql, params = (LOADED_SPOOLS, ()) if node is None else (LOADED_SPOOLS + " AND s.node = ? AND s.device = ?",
+                                                              (node, device))
+        return {(r["node"], r["device"]): r for r in self.store.all(sql, params)}
+
+    def _device(self, r: dict[str, Any], spools: dict[Key, dict[str, Any]]) -> Device:
+        """The device's model, made again only when it or its spool changed since it was last made."""
+        key = (r["node"], r["id"])
+        spool = spools.get(key)
+        stamp = (self._changed.get(key, 0), tuple(spool.values()) if spool else None)
+        made = self._made.get(key)
+        if made is None or made[0] != stamp:
+            made = self._made[key] = (stamp, self._make(r, spool))
+        return made[1]
+
+    def _make(self, r: dict[str, Any], spool: dict[str, Any] | None) -> Device:
         temperatures = json.loads(r["temperatures"])
         progress = r["progress"]
         live = self._telemetry.get((r["node"], r["id"]))
         # Telemetry is newer than the last snapshot whenever it arrived after it.
         if live is not None and live[0] >= r["updated_at"]:
-            temperatures = {k: v.model_dump() for k, v in live[1].temperatures.items()} or temperatures
+            temperatures = dict(live[1].temperatures) or temperatures  # Heater models as they are: no second validation
             progress = live[1].progress if live[1].progress is not None else progress
         return Device(
             ref=f"{r['node']}/{r['id']}", node=r["node"], id=r["id"],
             online=bool(r["node_online"] and r["listed"]), kind=r["kind"], model=r["model"],
             firmware=r["firmware"], capabilities=json.loads(r["capabilities"]), state=r["state"],
             job_id=r["job_id"], progress=progress, temperatures=temperatures, error=r["error"],
-            updated_at=r["updated_at"], material=_material(r),
+            updated_at=r["updated_at"], material=_material(spool),
         )
 
 
-def _material(r: dict[str, Any]) -> DeviceSpool | None:
-    if r["spool_id"] is None:
+def _entry(r: dict[str, Any]) -> _Entry:
+    return _Entry((r["node"], r["id"]), r["node"], r["state"], bool(r["node_online"] and r["listed"]), r["kind"])
+
+
+def _material(r: dict[str, Any] | None) -> DeviceSpool | None:
+    if r is None:
         return None
     colour = r["spool_color"]
     return DeviceSpool(spool_id=r["spool_id"], material=r["spool_material"], name=r["spool_filament"],

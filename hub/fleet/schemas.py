@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 
 from protocol.messages import Heater, HostMetrics
 
+from hub.api import Items, PageQuery
+
 
 class DeviceSpool(BaseModel):
     """The spool the stock module has loaded on a printer, as the farm grid shows it."""
@@ -45,3 +47,11 @@ class Node(BaseModel):
     updated_at: datetime
     devices: list[str]
     metrics: HostMetrics | None = None
+
+
+class DeviceQuery(PageQuery):
+    since: int | None = Field(None, ge=0, description="only devices changed after this `revision` of an earlier answer")
+
+
+class DeviceItems(Items[Device]):
+    revision: int = Field(description="the hub's count of device changes now; pass as ?since= to get only what changed")

@@ -68,10 +68,12 @@ class Reconciler:
         assert msg.node is not None
         return Effects(reschedule=self.birth(msg.node, msg.body))
 
-    def before(self, node: str, seq: int) -> None:
-        """Ingest seq watcher, before the event is stored: a gap asks the node for a rebirth."""
+    def before(self, node: str, seq: int, prev: int | None = None) -> None:
+        """Ingest seq watcher, before the event is stored: a gap asks the node for a rebirth. A gap the
+        node will fill (its ``prev_seq`` is above what is stored: the broker dropped it on the way, and the
+        node sends it again until the hub confirms it) needs none; one the node itself dropped does."""
         seen = self.last_seq(node)
-        if seen and seq > seen + 1:
+        if seen and seq > seen + 1 and (prev is None or prev <= seen):
             self.rebirths.ask(node, f"seq gap: {seq} after {seen}")
 
     def after(self, node: str, seq: int) -> bool:

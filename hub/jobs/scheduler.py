@@ -10,6 +10,7 @@ connect — never a job started twice or lost.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -51,6 +52,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.assignments = 0
         self.expired = 0
+        self.passes = 0
+        self.pass_seconds = 0.0
         self.before_pass = before_pass
 
     def wake(self) -> None:
@@ -63,9 +66,13 @@ class Scheduler:
         # Offline, the hub hears no acks and its view of devices is stale: wait.
         if not self.connected():
             return 0
+        started = time.perf_counter()
         self.expire_unacknowledged()
         self.before_pass()
-        return self.assign()
+        assigned = self.assign()
+        self.passes += 1
+        self.pass_seconds += time.perf_counter() - started
+        return assigned
 
     def _deadline(self) -> str:
         return timestamp(datetime.now(UTC) + self.ack_timeout)

@@ -8,6 +8,7 @@ no panel open pays one set lookup per message.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -21,6 +22,10 @@ from hub.mqtt import Ingest, Outgoing, Received
 
 
 
+COALESCE_S = 0.2
+"""How long a device's changes gather before its one update goes out."""
+
+
 class LiveFeed:
     def __init__(self, bus: Bus, ingest: Ingest, *, device: Callable[[str, str], BaseModel | None],
                  devices_of: Callable[[str], list[str]], node: Callable[[str], BaseModel | None],
@@ -28,17 +33,33 @@ class LiveFeed:
         """``device``, ``node`` and ``job`` read a snapshot (None: no such thing); ``devices_of`` lists a node's."""
         self.bus = bus
         self._device, self._devices_of, self._node, self._job = device, devices_of, node, job
+        self._changed: dict[str, None] = {}  # devices changed since the last flush, in order
+        self._flush: asyncio.TimerHandle | None = None
         ingest.observe(DeviceStatus | Telemetry, self._device_changed)
         ingest.observe(HostMetrics, self._node_changed)
         ingest.observe(NodeState, self._node_state)
         ingest.observe(EVENT_TYPES, self._event)
 
     def device(self, node: str, device_id: str) -> None:
+        """Announce a device's new snapshot within ``COALESCE_S``: a printer's telemetry every second,
+        times thousands, reaches a panel as at most one update per device per flush, each snapshot built
+        once for every subscriber."""
         key = f"{node}/{device_id}"
-        if self.bus.wants("devices", key):
-            snapshot = self._device(node, device_id)
-            if snapshot is not None:
-                self.bus.publish("devices", key, snapshot.model_dump(mode="json"))
+        if not self.bus.wants("devices", key):
+            return
+        self._changed[key] = None
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(COALESCE_S, self._publish_devices)
+
+    def _publish_devices(self) -> None:
+        self._flush = None
+        changed, self._changed = self._changed, {}
+        for key in changed:
+            node, device_id = key.split("/", 1)
+            if self.bus.wants("devices", key):
+                snapshot = self._device(node, device_id)
+                if snapshot is not None:
+                    self.bus.publish("devices", key, snapshot.model_dump(mode="json"))
 
     def job(self, job_id: str | int | None) -> None:
         if job_id is None or ascii_int(str(job_id)) is None or not self.bus.wants("jobs", str(job_id)):

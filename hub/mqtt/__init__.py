@@ -2,9 +2,10 @@
 components that subscribed to their type, the command outbox, the link to the broker, the embedded broker."""
 
 from .component import Mqtt
+from .confirm import EventConfirmations
 from .ingest import Effects, Ingest, Received
 from .link import MqttLink
 from .outbox import CommandOutbox, Outgoing, Publisher
 from .rebirth import RebirthRequests
 
-__all__ = ["CommandOutbox", "Effects", "Ingest", "Mqtt", "MqttLink", "Outgoing", "Publisher", "RebirthRequests", "Received"]
+__all__ = ["CommandOutbox", "Effects", "EventConfirmations", "Ingest", "Mqtt", "MqttLink", "Outgoing", "Publisher", "RebirthRequests", "Received"]

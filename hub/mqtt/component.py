@@ -16,6 +16,7 @@ from hub.config import HubConfig
 from hub.store import Store
 
 from .broker import EmbeddedBroker
+from .confirm import EventConfirmations
 from .ingest import Ingest
 from .link import MqttLink
 from .outbox import CommandOutbox
@@ -42,7 +43,8 @@ class Mqtt(Component):
         self.link = link
         self.addresses = addresses
         self.outbox = CommandOutbox(store, config.hub_id, link)
-        self.ingest = Ingest(store, self.outbox)
+        self.confirmations = EventConfirmations(config.hub_id, link)
+        self.ingest = Ingest(store, self.outbox, self.confirmations)
         self.rebirths = RebirthRequests(config.hub_id, link)
         self.url = ""
         self._broker: EmbeddedBroker | None = None
@@ -79,6 +81,9 @@ class Mqtt(Component):
             log.warning("hub_started_without_broker", broker=loggable_url(self.url))
 
     async def stop(self) -> None:
+        await self.ingest.stop()
+        self.confirmations.flush()
+        self.confirmations.cancel()
         session = self.link.session
         if session is not None:
             await session.stop(farewell=[(topics.hub_state(), self._hub_state(online=False), 1, True)])
@@ -97,6 +102,7 @@ class Mqtt(Component):
         for hook in self._on_connect:
             hook()
         resent = self.outbox.resend_pending()
+        self.confirmations.flush_soon()
         self.ingest.reschedule()
         log.info("hub_online", broker=loggable_url(self.url), commands_resent=resent)
 

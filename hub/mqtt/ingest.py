@@ -1,22 +1,29 @@
-"""MQTT ingest: every message the hub receives goes through here, one at a time.
+"""MQTT ingest: every message the hub receives goes through here, in arrival order, in batches.
 
 Each message is decoded once, checked against what its topic may carry, and its
 typed body handed to the components that subscribed to its type (see
-``subscribe`` and ``observe``) before the handler returns; ``MqttSession``
-acknowledges a QoS 1 message only then, so anything acknowledged is on disk. A
-lock keeps messages strictly in arrival order even though gmqtt runs each
-handler in its own task. A bad message is logged and counted (see
-``/healthz``) and the loop goes on.
+``subscribe`` and ``observe``). Messages are applied by group commit: the
+handler queues the message and waits; one task applies whatever has queued
+(at most ``batch_max``, after lingering ``linger_s`` when few are waiting) in
+one transaction, each message in a savepoint of its own so a failing one is
+rolled back alone, then commits once and lets every waiting handler return.
+``MqttSession`` acknowledges a QoS 1 message only then, so anything
+acknowledged is on disk; one fsync serves the whole batch. Observers, commands
+and a scheduler wake-up run after the commit. A bad message is logged and
+counted (see ``/healthz``) and the batch goes on.
 
 A node's event is stored first (``events``, unique on sender and seq) and
 applied only when new, inside that same transaction, so a replay after an
-outage is applied exactly once.
+outage is applied exactly once; new or replayed, it moves the node's
+confirmation mark (``EventConfirmations``), published after the commit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
+import contextlib
+import time
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import UnionType
@@ -31,6 +38,7 @@ from protocol.messages import Envelope, Model
 
 from hub.store import Store, dumps, timestamp, utcnow
 
+from .confirm import EventConfirmations
 from .outbox import CommandOutbox, Outgoing
 
 log = structlog.get_logger("farmhand.hub.ingest")
@@ -68,7 +76,9 @@ class Received(Generic[B]):
 class SeqWatcher(Protocol):
     """Follows each node's event numbering (the reconciler: gaps, births deferred until events arrive)."""
 
-    def before(self, node: str, seq: int) -> None: ...
+    def before(self, node: str, seq: int, prev: int | None) -> None:
+        """``prev``: the event's ``prev_seq`` (None from an agent that predates confirmations)."""
+        ...
 
     def after(self, node: str, seq: int) -> bool:
         """Returns True when a scheduler pass is due."""
@@ -87,16 +97,28 @@ def _types(declared: type[Model] | UnionType | tuple[type[Model], ...]) -> tuple
     return (declared,)
 
 
+Followup = Callable[[], None]
+
+
 class Ingest:
-    def __init__(self, store: Store, outbox: CommandOutbox) -> None:
+    def __init__(self, store: Store, outbox: CommandOutbox, confirmations: EventConfirmations, *,
+                 batch_max: int = 500, linger_s: float = 0.002) -> None:
         self.store = store
         self.outbox = outbox
+        self.confirmations = confirmations
+        self.batch_max = batch_max
+        self.linger_s = linger_s
         self.counts: Counter[str] = Counter()
+        self.by_type: Counter[str] = Counter()  # messages received, by body type
+        self.batches = 0
+        self.batch_seconds = 0.0
         self._apply: defaultdict[type[Model], list[Apply]] = defaultdict(list)
         self._observe: defaultdict[type[Model], list[Observe]] = defaultdict(list)
         self._reschedule: list[Callable[[], None]] = []
         self._seq_watchers: list[SeqWatcher] = []
-        self._lock = asyncio.Lock()
+        self._queue: deque[tuple[str, bytes, asyncio.Future[None] | None]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -130,89 +152,152 @@ class Ingest:
 
     # ------------------------------------------------------------------ messages
 
-    async def handle(self, topic: str, payload: bytes, qos: int) -> None:  # noqa: ARG002 - MqttSession's signature
-        async with self._lock:
-            self.counts["received"] += 1
-            try:
-                self._handle(topic, payload)
-            except Exception:
-                # A bug must not wedge the session; the message is counted and logged.
-                self._reject("errors", topic, "handler raised", exc_info=True)
+    async def handle(self, topic: str, payload: bytes, qos: int) -> None:
+        """Queue one message; for QoS 1, return once its batch is committed (then the broker gets PUBACK)."""
+        done: asyncio.Future[None] | None = asyncio.get_running_loop().create_future() if qos else None
+        self._queue.append((topic, payload, done))
+        if self._task is None:
+            self._task = asyncio.create_task(self._batches(), name="hub:ingest")
+        self._wake.set()
+        if done is not None:
+            await done
 
-    def _handle(self, topic: str, payload: bytes) -> None:
+    async def stop(self) -> None:
+        """Apply what is queued, then stop the batch task."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while self._queue:
+            self._batch()
+
+    async def _batches(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                if len(self._queue) < self.batch_max and self.linger_s:
+                    await asyncio.sleep(self.linger_s)  # a few ms for the rest of a burst to arrive
+                self._batch()
+                await asyncio.sleep(0)  # let the network read more
+
+    def _batch(self) -> None:
+        n = min(len(self._queue), self.batch_max)
+        batch = [self._queue.popleft() for _ in range(n)]
+        started = time.perf_counter()
+        followups: list[Followup] = []
+        try:
+            with self.store.transaction() as db:
+                for topic, payload, _ in batch:
+                    self.counts["received"] += 1
+                    # A savepoint of one fixed name (cheaper than a named one per message): a failing
+                    # message is rolled back alone.
+                    db.conn.execute("SAVEPOINT ingest_message")
+                    try:
+                        followup = self._handle(topic, payload)
+                    except Exception:
+                        db.conn.execute("ROLLBACK TO ingest_message")
+                        db.conn.execute("RELEASE ingest_message")
+                        # A bug must not wedge the session; the message is counted and logged.
+                        self._reject("errors", topic, "handler raised", exc_info=True)
+                        continue
+                    db.conn.execute("RELEASE ingest_message")
+                    if followup is not None:
+                        followups.append(followup)
+                self.confirmations.save(db)
+        except Exception:
+            # The commit failed (a full disk): nothing of the batch is stored or confirmed; the
+            # agents send their events again when no confirmation comes.
+            self.counts["batches_failed"] += 1
+            log.exception("ingest_batch_failed", messages=n)
+            followups = []
+        finally:
+            for _, _, done in batch:
+                if done is not None and not done.done():
+                    done.set_result(None)
+        self.batches += 1
+        self.batch_seconds += time.perf_counter() - started
+        for followup in followups:
+            followup()
+        self.confirmations.flush_soon()
+
+    def _handle(self, topic: str, payload: bytes) -> Followup | None:
         if not payload:
             # How MQTT deletes a retained message; nothing to apply.
             self.counts["retained_cleared"] += 1
-            return
+            return None
         parsed = topics.parse(topic)
         if parsed is None or parsed.kind not in _HANDLED:
             self._reject("unknown_topic", topic, "not a topic the hub handles")
-            return
+            return None
         try:
             envelope = codec.decode(payload)
         except ProtocolError as exc:
             self._reject("malformed", topic, str(exc))
-            return
+            return None
+        self.by_type[envelope.body.type] += 1
         if not isinstance(envelope.body, topics.allowed_bodies(parsed.kind)):
             self._reject("wrong_type", topic, f"{envelope.body.type} is not allowed on this topic")
-            return
+            return None
         if parsed.node is not None and envelope.sender != parsed.node:
             self._reject("sender_mismatch", topic, f"sender {envelope.sender!r} on node {parsed.node!r}'s topic")
-            return
+            return None
         device = getattr(envelope.body, "device", None)
         if parsed.device is not None and device != parsed.device:
             self._reject("device_mismatch", topic, f"device {device!r} on device {parsed.device!r}'s topic")
-            return
+            return None
         if parsed.kind == "node_event":
-            self._event(parsed, envelope)
-        else:
-            msg = Received(envelope.body, envelope.sender, timestamp(envelope.ts), parsed.node, parsed.client)
-            effects = Effects()
-            for apply in self._apply[type(msg.body)]:
-                effects.add(apply(msg))
-            self._after(msg, effects)
+            return self._event(parsed, envelope)
+        msg = Received(envelope.body, envelope.sender, timestamp(envelope.ts), parsed.node, parsed.client)
+        effects = Effects()
+        for apply in self._apply[type(msg.body)]:
+            effects.add(apply(msg))
+        if not effects.commands and not effects.reschedule and not self._observe[type(msg.body)]:
+            return None  # telemetry, mostly: nothing to do after the commit
+        return lambda: self._after(msg, effects)
 
     def _reject(self, reason: str, topic: str, detail: str, exc_info: bool = False) -> None:
         self.counts[reason] += 1
         log.warning("message_rejected", reason=reason, topic=topic, detail=detail, count=self.counts[reason],
                     exc_info=exc_info)
 
-    def _event(self, t: topics.ParsedTopic, env: Envelope) -> None:
+    def _event(self, t: topics.ParsedTopic, env: Envelope) -> Followup | None:
         """Store, then apply only if new: a replay after an outage is applied exactly once."""
         assert t.node is not None
         if env.seq is None:
             self._reject("missing_seq", topics.node_event(t.node), "events must carry seq")
-            return
+            return None
         node, seq, body = t.node, env.seq, env.body
         at = timestamp(env.ts)
         effects = Effects()
         for watcher in self._seq_watchers:
-            watcher.before(node, seq)
-        with self.store.transaction() as db:
-            stored = db.execute(
-                "INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (env.sender, env.seq, t.node, body.type, at, utcnow(), dumps(body.model_dump(mode="json"))),
-            ).rowcount
-            if stored:
-                msg = Received(body, env.sender, at, t.node, db=db)
-                appliers = self._apply[type(body)]
-                for apply in appliers:
-                    effects.add(apply(msg))
-                if not appliers:
-                    log.debug("event_stored_only", type=body.type, sender=env.sender, seq=env.seq)
+            watcher.before(node, seq, env.prev_seq)
+        db = self.store.db
+        stored = db.execute(
+            "INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (env.sender, env.seq, t.node, body.type, at, utcnow(), dumps(body.model_dump(mode="json"))),
+        ).rowcount
+        self.confirmations.stored(db, node, seq, env.prev_seq)
+        if stored:
+            msg = Received(body, env.sender, at, t.node, db=db)
+            appliers = self._apply[type(body)]
+            for apply in appliers:
+                effects.add(apply(msg))
+            if not appliers:
+                log.debug("event_stored_only", type=body.type, sender=env.sender, seq=env.seq)
+        # Whether a watcher wants a pass is asked inside the transaction, after the event is applied.
+        wake = any([w.after(node, seq) for w in self._seq_watchers])
         if not stored:
             self.counts["duplicate_events"] += 1
-            log.info("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
-            if any([w.after(node, seq) for w in self._seq_watchers]):
-                self.reschedule()
-            return
+            log.debug("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
+            return self.reschedule if wake else None
         self.counts["events"] += 1
-        # Whether a watcher wants a pass is asked after the observers and commands, as it always was.
-        self._after(Received(body, env.sender, at, node), effects,
-                    lambda: any([w.after(node, seq) for w in self._seq_watchers]))
+        effects.reschedule |= wake
+        return lambda: self._after(Received(body, env.sender, at, node), effects)
 
-    def _after(self, msg: Received[Any], effects: Effects, more: Callable[[], bool] = lambda: False) -> None:
+    def _after(self, msg: Received[Any], effects: Effects) -> None:
         for observe in self._observe[type(msg.body)]:
             try:
                 observe(msg)
@@ -221,7 +306,7 @@ class Ingest:
                 log.warning("message_observer_failed", type=msg.body.type, exc_info=True)
         for out in effects.commands:
             self.outbox.send(out)
-        if more() or effects.reschedule:
+        if effects.reschedule:
             self.reschedule()
 
     def reschedule(self) -> None:

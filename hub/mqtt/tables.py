@@ -33,3 +33,14 @@ TABLES = (
     CREATE UNIQUE INDEX events_sender_seq ON events(sender, seq);
     """),
 )
+
+# Schema version 7 (6 is the export's outbound log). Each node's confirmed high-water mark (hub/mqtt/confirm.py): every event up to seq is stored.
+TABLES += (
+    Tables(9, """
+    CREATE TABLE event_marks (
+        node TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """),
+)
