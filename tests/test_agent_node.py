@@ -445,4 +445,4 @@ def test_a_status_asks_the_other_devices_for_nothing_unless_an_info_changed(tmp_
         assert asked == ["status"], "a changed info is announced with a whole birth"
         assert agent._announced is not None and agent._announced[1].firmware == "Recorder 2.0"
     finally:
-        agent.spool.close()
+        agent.outbox.close()
