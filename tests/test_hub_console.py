@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from protocol.messages import CommandAck, ConsoleOutput, SendGcode
+from protocol.messages import CommandAck, ConsoleOutput, DeviceError, SendGcode
 
 from .authkit import bearer
 from .hubkit import Farm, Http, ScriptedNode, eventually, farm  # noqa: F401 - fixtures
@@ -62,6 +62,20 @@ async def test_a_refusal_shows_in_the_console(farm: Farm) -> None:
     async def refused() -> bool:
         return ("status", "rejected: device mk4 is printing") in await console(http, ref)
     await eventually(refused, "the refusal in the console")
+
+
+async def test_a_line_of_a_job_the_firmware_refused_shows_in_the_console_in_its_words(farm: Farm) -> None:
+    """Klippy refuses a job's line it does not know (``// Unknown command:"FOO"``): the job goes on."""
+    hub = await farm.hub()
+    node = await farm.node("voron")
+    http = farm.http(hub)
+    ref = f"{node.id}/voron"
+    await node.event(DeviceError(device="voron", job_id="7", command="FOO X1",
+                                 message='Unknown command:"FOO"'))
+
+    async def refused() -> bool:
+        return ("status", 'refused (job 7): FOO X1: Unknown command:"FOO"') in await console(http, ref)
+    await eventually(refused, "the refused line in the console")
 
 
 async def test_replies_arrive_on_the_live_stream(farm: Farm) -> None:

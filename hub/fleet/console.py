@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.messages import CommandAck, ConsoleOutput, GcodeLine, SendGcode
+from protocol.messages import CommandAck, ConsoleOutput, DeviceError, GcodeLine, SendGcode
 
 from hub.api.bodies import body, respond
 from hub.api.problems import ApiProblem
@@ -85,6 +85,7 @@ class DeviceConsole:
         self._numbers = itertools.count(1)
         ingest.observe(ConsoleOutput, self.output)
         ingest.observe(CommandAck, self.ack)
+        ingest.observe(DeviceError, self.refused)
 
     def ops(self) -> list[Op]:
         tags = ("devices",)
@@ -142,6 +143,14 @@ class DeviceConsole:
         key = self._waiting.pop(body.command_id)
         if body.status in ("rejected", "failed"):
             self._add(key, [self._entry("status", f"{body.status}: {body.reason}".rstrip(": "), body.command_id)])
+
+    def refused(self, msg: Received[DeviceError]) -> None:
+        """Ingest observer: a line of a job the firmware refused (Klipper's ``// Unknown command``), in its words."""
+        body = msg.body
+        if body.command is not None:
+            job = f" (job {body.job_id})" if body.job_id else ""
+            self._add(f"{msg.node}/{body.device}",
+                      [self._entry("status", f"refused{job}: {body.command}: {body.message}", body.job_id or "")])
 
     def _entry(self, direction: Direction, text: str, command_id: str) -> ConsoleEntry:
         return ConsoleEntry(n=next(self._numbers), at=datetime.now(UTC), direction=direction, text=text,
