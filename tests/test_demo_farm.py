@@ -68,18 +68,20 @@ async def test_the_demo_farm_stays_busy(tmp_path: Path) -> None:
             checkpoints: list[int] = []
             started = time.monotonic()
             orders: list[dict] = []  # type: ignore[type-arg]
+            spools: list[dict] = []  # type: ignore[type-arg]
             renders: list[dict] = []  # type: ignore[type-arg]
             while time.monotonic() - started < 240:
                 await asyncio.sleep(15)
                 checkpoints.append(await completed(http, base))
                 orders = await get(http, f"{base}/api/v1/orders?limit=1000")
                 renders = await get(http, f"{base}/api/v1/render-jobs")
+                spools = await get(http, f"{base}/api/v1/spools")
                 staged = any(o["stages_done"] for o in orders)
                 framed = any(r["frames_done"] for r in renders)
-                if len(checkpoints) >= 4 and staged and framed and checkpoints[-1] > checkpoints[-3] > 0:
+                used = any(s["used_weight"] > 0 for s in spools)
+                if len(checkpoints) >= 4 and staged and framed and used and checkpoints[-1] > checkpoints[-3] > 0:
                     break
             await photograph(base)
-            spools = await get(http, f"{base}/api/v1/spools")
             stop.set()
             await running
         farm_minutes = (time.monotonic() - started) * SPEED / 60
@@ -89,7 +91,7 @@ async def test_the_demo_farm_stays_busy(tmp_path: Path) -> None:
         assert any(s["used_weight"] > 0 for s in spools), spools
         assert any(r["frames_done"] >= 1 for r in renders), renders
         assert farm_minutes >= 10  # a few minutes of farm time at least
-        assert not farm.hub.ingest.counts["errors"]
+        assert not farm.hub.health().counters["ingest"].get("errors")
     finally:
         stop.set()
         await farm.stop()

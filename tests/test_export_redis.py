@@ -120,7 +120,9 @@ async def test_a_hub_restarted_mid_export_leaves_no_gap_and_no_repeat(
     total = hub.export.events.last_id()
     await eventually(lambda: hub.export.redis.counters()["cursor"] == total, "the export to catch up")
     assert [e["id"] for e in await stream_events(redis_url, stream_key)] == list(range(1, total + 1))
-    assert hub.export.redis.already_there == cursor - again_from  # re-sent, recognised, not added twice
+    # Re-sent, recognised, not added twice: the 20 rolled back, and at most one batch (5) that the stopping
+    # hub had sent without saving its cursor.
+    assert cursor - again_from <= hub.export.redis.already_there <= cursor - again_from + 5
 
 
 async def test_the_exporter_catches_up_after_redis_was_down(

@@ -115,7 +115,7 @@ class Reports:
                                 (timestamp(end), timestamp(start))):
             began = max(datetime.fromisoformat(j["started_at"]), start)
             ended = min(datetime.fromisoformat(j["finished_at"]) if j["finished_at"] else now, end)
-            if ended > began:
+            if ended >= began:  # a job that started and ended in the same millisecond still ran there
                 busy[(j["node"], j["device"])] += (ended - began).total_seconds() / 3600
                 jobs[(j["node"], j["device"])] += 1
         return Utilisation(start=timestamp(start), end=timestamp(end), printers=[
