@@ -28,7 +28,7 @@ from hub.fleet import Fleet
 from hub.jobs import Jobs, Scheduler
 from hub.live import Live
 from hub.metrics import Metrics
-from hub.mqtt import CommandOutbox, Mqtt, MqttLink
+from hub.mqtt import CommandOutbox, Ingest, Mqtt, MqttLink
 from hub.ops import Health, Ops
 from hub.render import RenderFarm
 from hub.shop import Shop
@@ -145,6 +145,11 @@ class Hub:
     @property
     def fleet(self) -> Fleet | None:
         return self._component(Fleet)
+
+    @property
+    def ingest(self) -> Ingest | None:
+        mqtt = self._component(Mqtt)
+        return mqtt.ingest if mqtt is not None else None
 
     @property
     def outbox(self) -> CommandOutbox | None:
