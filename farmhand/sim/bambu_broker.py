@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .children import dies_with_parent
+
 
 def make_certificate(folder: Path, serial: str) -> tuple[Path, Path]:
     """A self-signed certificate with CN = serial, as the printer has: (cert, key) PEM files."""
@@ -107,7 +109,7 @@ class BambuBroker:
         log = self.workdir / "mosquitto.log"
         with log.open("ab") as out:
             self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                         stderr=out)
+                                         stderr=out, preexec_fn=dies_with_parent())
         ports = [self.internal_port, *(p.port for p in self.listeners.values())]
         deadline = time.monotonic() + 10
         while not all(_listening(port) for port in ports):

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import os
 import signal
 import socket
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .children import dies_with_parent
 
 ETX = b"\x03"
 
@@ -31,16 +30,6 @@ def peer_python(root: Path | None = None) -> Path:
     """The Python of Moonraker's own venv under the repository's ``.peers/``."""
     root = root or Path(__file__).resolve().parents[2]
     return root / ".peers" / "moonraker" / "bin" / "python"
-
-
-def _dies_with_parent() -> Callable[[], None]:
-    """What the child runs before exec: SIGTERM to it when the process that started Moonraker dies.
-
-    Without it a killed test run or benchmark leaves its Moonrakers running, each spinning on a Klippy
-    socket that is gone. The C function is looked up here, in the parent: the child only calls it."""
-    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
-    pr_set_pdeathsig = 1
-    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def installed(root: Path | None = None) -> bool:
@@ -114,7 +103,7 @@ class MoonrakerHost:
             self.proc = subprocess.Popen(
                 [str(self.python), "-m", "moonraker", "-d", str(self.data), "-c", str(conf), "-l",
                  str(self.log_file), "-u", str(self.unix_socket)],
-                stdout=subprocess.DEVNULL, stderr=err, env=env, preexec_fn=_dies_with_parent())
+                stdout=subprocess.DEVNULL, stderr=err, env=env, preexec_fn=dies_with_parent())
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             if self.proc.poll() is not None:
