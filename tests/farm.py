@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import re
 import ssl
 import time
 import uuid
@@ -133,3 +135,13 @@ class OnePrinterFarm:
         await self._stop_hub()
         await self.agent.stop()
         await self.printer.stop()
+
+
+def demo_api_hint(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """The token and URL of the API call a running ``farmhand demo`` prints once its hub answers."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        hint = re.search(r"try: curl -H 'Authorization: Bearer (\S+)' (\S+)", line)
+        if hint:
+            return hint.group(1), hint.group(2)
+    raise AssertionError("the demo ended before it printed an API call to try")

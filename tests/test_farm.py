@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from farmhand.sample_gcode import ring_tower
 
-from .farm import OnePrinterFarm, wait_for
+from .farm import OnePrinterFarm, demo_api_hint, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -121,14 +120,8 @@ def test_the_demo_prints_an_api_call_that_works(tmp_path: Path) -> None:
          "--data-dir", str(tmp_path / "demo")],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "FARMHAND_LOG_JSON": "1"})
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            hint = re.search(r"try: curl -H 'Authorization: Bearer (\S+)' (\S+)", line)
-            if hint:
-                break
-        else:
-            raise AssertionError("the demo printed no API call to try")
-        request = urllib.request.Request(hint.group(2), headers={"Authorization": f"Bearer {hint.group(1)}"})
+        token, url = demo_api_hint(proc)
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
             assert len(json.load(response)["items"]) >= 1  # the farm is kept busy from the start
