@@ -1,16 +1,19 @@
 """Every panel page in real headless Chromium at a desktop's and a phone's size: it renders, nothing
-overflows the viewport, the console stays clean; and the forms create their resources, with the API's
-validation errors shown next to the field they name."""
+overflows the viewport, the console stays clean; and the forms create and edit their resources, with the
+API's validation errors shown next to the field they name."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
 import pytest
 
 from farmhand.sample_gcode import ring_tower
 
 from .authkit import ADMIN_PASSWORD
 from .hubkit import Farm, isolated_farm  # noqa: F401 - fixtures
+from .test_farm_queue import ok, spool
 from .test_panel_browser import ARGS, ARTIFACTS, CHROMIUM, async_playwright, needs_chromium
 
 pytestmark = pytest.mark.integration
@@ -134,6 +137,14 @@ async def test_forms_create_resources_and_show_api_errors_by_their_field(isolate
         await page.locator("#orders tr[data-order]", has_text="Acme").wait_for()
         assert (await http.call("GET", "/api/v1/orders"))[1]["items"][0]["items"][0]["copies"] == 2
 
+        await page.goto(f"{base}/panel/#/quotes")
+        quote = page.get_by_role("form", name="New quote")
+        await quote.get_by_label("Part").select_option(label="bracket.gcode")
+        await quote.get_by_label("Copies").fill("3")
+        await refused_then_fixed(quote, "Draft quote", "Customer", "customer", ("", "Acme"), "Field required")
+        await page.locator("#quotes tr", has_text="Acme").wait_for()
+        assert (await ok(http, "GET", "/api/v1/quotes"))["items"][0]["lines"][0]["copies"] == 3
+
         await page.goto(f"{base}/panel/#/settings")
         costs = page.get_by_role("form", name="Cost model")
         await refused_then_fixed(costs, "Save cost model", "Markup (%)", "markup_pct", ("5000", "45"), "1000")
@@ -157,5 +168,70 @@ async def test_forms_create_resources_and_show_api_errors_by_their_field(isolate
         await token.get_by_label("Token name").fill("ci")
         await token.get_by_role("button", name="Create token").click()
         await page.locator("#new-token", has_text="token ci: fh_").wait_for()
+        await browser.close()
+    assert errors == []
+
+
+@needs_chromium
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("size", SIZES)
+async def test_edit_forms_change_resources_and_show_api_errors_by_their_field(isolated_farm: Farm,  # noqa: F811
+                                                                              size: str) -> None:
+    hub = await isolated_farm.hub()
+    printer = await isolated_farm.node("mk4")
+    http = isolated_farm.http(hub)
+    sha = await http.upload(ring_tower(height_mm=0.6).encode(), name="bracket.gcode")
+    spool_id = await spool(http, "PLA", "#000000", 1000)
+    material = (await ok(http, "GET", f"/api/v1/spools/{spool_id}"))["filament"]
+    order = await ok(http, "POST", "/api/v1/orders", 201, json={"customer": "Acme", "stages": ["qc"],
+                                                                 "items": [{"file_sha256": sha}]})
+    olga = await ok(http, "POST", "/api/v1/users", 201, json={"username": "olga", "password": "a-long-password",
+                                                               "role": "operator"})
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page, errors = await logged_in(browser, hub.http_url, SIZES[size])
+        base = hub.http_url
+
+        async def edit(route: str, button: str, form: str):  # type: ignore[no-untyped-def]
+            await page.goto(f"{base}/panel/#/{route}")
+            await page.get_by_role("button", name=button, exact=True).click()
+            return page.get_by_role("form", name=form)
+
+        async def saved(what: str, path: str) -> Any:
+            await page.locator("#toast", has_text=what).wait_for()
+            return await ok(http, "GET", path)
+
+        form = await edit("stock", f"Edit material {material['id']}", f"Edit material {material['id']}")
+        await form.get_by_label("Name").fill("Jet Black")
+        await refused_then_fixed(form, "Save", "Density (g/cm³)", "density", ("99", "1.3"), "less than or equal to 5")
+        (changed,) = [f for f in (await saved("saved", "/api/v1/filaments"))["items"] if f["id"] == material["id"]]
+        assert (changed["name"], changed["density"], changed["price"]) == ("Jet Black", 1.3, material["price"])
+
+        form = await edit("stock", f"Edit spool {spool_id}", f"Edit spool {spool_id}")
+        await form.get_by_label("Location").fill("shelf B")
+        await refused_then_fixed(form, "Save", "Already used (g)", "used_weight", ("-5", "300"), "greater than or equal")
+        changed = await saved(f"spool {spool_id} saved", f"/api/v1/spools/{spool_id}")
+        assert (changed["used_weight"], changed["location"], changed["initial_weight"]) == (300, "shelf B", 1000)
+
+        form = await edit("orders", f"Edit order {order['id']}", f"Edit order {order['id']}")
+        await form.get_by_label("Reference").fill("PO-9")
+        await refused_then_fixed(form, "Save", "Stages after printing", "stages", ("qc, qc", "qc, packed"), "twice")
+        changed = await saved(f"order {order['id']} saved", f"/api/v1/orders/{order['id']}")
+        assert (changed["reference"], changed["stages"], changed["customer"]) == ("PO-9", ["qc", "packed"], "Acme")
+
+        await page.goto(f"{base}/panel/#/device/{printer.id}/mk4")
+        form = page.get_by_role("form", name="Printer profile")
+        await form.get_by_label("Tags").fill("fast, petg")
+        await refused_then_fixed(form, "Save profile", "Nozzle (mm)", "nozzle_diameter", ("9", "0.6"),
+                                 "less than or equal to 5")
+        changed = await saved("profile saved", f"/api/v1/devices/{printer.id}/mk4/profile")
+        assert (changed["nozzle_diameter"], changed["tags"], changed["auto_eject"]) == (0.6, ["fast", "petg"], False)
+
+        form = await edit("settings", "Edit olga", "Edit user olga")
+        await form.get_by_label("Role").select_option("viewer")
+        await refused_then_fixed(form, "Save", "Password", "password", ("short", "another-long-password"), "at least 10")
+        await page.locator("#toast", has_text="olga saved").wait_for()
+        (changed,) = [u for u in (await ok(http, "GET", "/api/v1/users"))["items"] if u["id"] == olga["id"]]
+        assert changed["role"] == "viewer"
         await browser.close()
     assert errors == []

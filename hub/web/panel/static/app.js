@@ -5,7 +5,7 @@ import { attachConsole, consoleMarkup } from "./console.js";
 import { bytes, celsius, clock, duration, esc, pct, percent, secondsLeft, temps } from "./format.js";
 import { gridView } from "./grid.js";
 import { ordersView } from "./orders.js";
-import { profilesView } from "./profiles.js";
+import { printerProfile, profilesView } from "./profiles.js";
 import { settingsView } from "./admin.js";
 import { stockView } from "./stock.js";
 import { renderJobView, renderListView } from "./render.js";
@@ -75,7 +75,7 @@ async function deviceView(ref) {
     </div>
     <div class="job-card" id="job-card" aria-label="Current job" hidden></div>
     <canvas id="chart" aria-label="Temperature chart" role="img"></canvas>
-    ${consoleMarkup}`;
+    ${consoleMarkup}<div class="forms" id="printer-profile-slot"></div>`;
   const term = attachConsole(ref, guarded);
   const history = {};
   let device = null, job = null;
@@ -123,6 +123,9 @@ async function deviceView(ref) {
   document.getElementById("estop").onclick = act("Emergency stop", () => api("POST", `/api/v1/devices/${ref}/emergency-stop`));
   const reload = () => guarded(async () => { await load(); await term.load(); });
   await reload();
+  if (device && device.kind !== "blender") {
+    await guarded(() => printerProfile(ref, document.getElementById("printer-profile-slot"), { guarded, toast }));
+  }
   live.watch({ [`devices:${ref}`]: (key, d) => d && show(d), [`console:${ref}`]: (key, lines) => term.append(lines) },
     reload);
 }
@@ -278,7 +281,7 @@ async function route() {
     case "settings": return guarded(() => settingsView({ view, guarded, toast, me }));
     case "list": return listView(rest[0]);
     // Paper and alerts (paper.js): the pages QR codes and documents link to.
-    case "quotes": live.watch({}, null); return quotesView({ view, live, guarded, esc });
+    case "quotes": live.watch({}, null); return quotesView({ view, live, guarded, esc, toast });
     case "quote": live.watch({}, null); return guarded(() => quoteView(rest[0], { view, guarded, esc, toast }));
     case "spool": live.watch({}, null); return guarded(() => spoolView(rest[0], { view, guarded, esc, toast }));
     case "order": live.watch({}, null); return guarded(() => orderView(rest[0], { view, guarded, esc }));
