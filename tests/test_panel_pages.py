@@ -5,6 +5,7 @@ API's validation errors shown next to the field they name."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,13 +13,15 @@ import pytest
 from farmhand.sample_gcode import ring_tower
 
 from .authkit import ADMIN_PASSWORD
-from .hubkit import Farm, isolated_farm  # noqa: F401 - fixtures
+from .conftest import PrivateMosquitto
+from .farm import OnePrinterFarm
+from .hubkit import Farm, eventually, isolated_farm  # noqa: F401 - fixtures
 from .test_farm_queue import ok, spool
 from .test_panel_browser import ARGS, ARTIFACTS, CHROMIUM, async_playwright, needs_chromium
 
 pytestmark = pytest.mark.integration
 
-PAGES = ["grid", "jobs", "upload", "nodes", "stock", "profiles", "orders", "render", "list/alerts", "settings",
+PAGES = ["grid", "dashboard", "jobs", "upload", "nodes", "stock", "profiles", "orders", "render", "list/alerts", "settings",
          "quotes", "alerts"]
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 # How far the page reaches past the viewport's right edge, in CSS pixels (0 when it fits).
@@ -235,3 +238,44 @@ async def test_edit_forms_change_resources_and_show_api_errors_by_their_field(is
         assert changed["role"] == "viewer"
         await browser.close()
     assert errors == []
+
+
+@needs_chromium
+@pytest.mark.timeout(120)
+async def test_the_dashboard_charts_utilisation_and_filament_of_finished_prints(private_mosquitto: PrivateMosquitto,
+                                                                                 tmp_path: Path) -> None:
+    async with OnePrinterFarm(tmp_path, private_mosquitto.url, speed_factor=500) as farm:
+        api = farm.api.http
+        base = farm.hub.http_url
+        async with api.post(f"{base}/api/v1/filaments", json={"material": "PETG", "density": 1.27, "weight": 1000}) as r:
+            filament = await r.json()
+        async with api.post(f"{base}/api/v1/spools", json={"filament_id": filament["id"]}) as r:
+            spool_id = (await r.json())["id"]
+        assert farm.agent_config is not None
+        printer = f"{farm.agent_config.node_id}/mk3s-1"
+
+        async def known() -> bool:
+            async with api.post(f"{base}/api/v1/devices/{printer}/spool", json={"spool_id": spool_id}) as r:
+                return r.status == 200
+        await eventually(known, "the hub to know the printer")
+        sha = await farm.api.upload(ring_tower(height_mm=0.6))
+        for n in range(2):  # print jobs: the hub analyses the file, and books its filament when the job ends
+            async with api.post(f"{base}/api/v1/print-jobs", json={"file_sha256": sha, "name": f"ring {n}"}) as r:
+                job = (await r.json())["job"]
+            assert (await farm.api.wait_job(job["id"], {"completed", "failed"}))["state"] == "completed"
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            page, errors = await logged_in(browser, base, SIZES["desktop"])
+            await page.goto(f"{base}/panel/#/dashboard")
+            # Each chart has a series with a value in the interval the prints ran in, and its axis its unit.
+            use = page.locator("#use-chart[data-series=farm]:not([data-points='0'])")
+            filament_used = page.locator("#material-chart[data-series=PETG]:not([data-points='0'])")
+            await use.wait_for()
+            await filament_used.wait_for()
+            assert "in %" in (await use.get_attribute("aria-label") or "")
+            assert "in g" in (await filament_used.get_attribute("aria-label") or "")
+            await page.locator("#printers tr", has_text="mk3s-1").get_by_text("2", exact=True).wait_for()
+            await page.locator("#materials tr", has_text="PETG").wait_for()
+            await page.screenshot(path=str(ARTIFACTS / "panel-dashboard.png"))
+            await browser.close()
+        assert errors == []

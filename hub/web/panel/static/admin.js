@@ -67,7 +67,7 @@ export async function settingsView({ view, guarded, toast, me }) {
       <p id="new-token" class="muted" aria-live="polite"></p>
       <div class="forms">${formHtml("new-user", "New user", USER_FIELDS, "Add user")}
       ${formHtml("new-token-form", "New API token", TOKEN_FIELDS, "Create token")}</div>`;
-    bindForm(document.getElementById("new-user"), USER_FIELDS, post("/api/v1/users"), () => { toast("user added"); guarded(load); });
+    bindForm(document.getElementById("new-user"), USER_FIELDS, post("/api/v1/users"), () => guarded(async () => { await load(); toast("user added"); }));
     bindForm(document.getElementById("new-token-form"), TOKEN_FIELDS, post("/api/v1/tokens"), async (t) => {
       await load();
       document.getElementById("new-token").textContent = `token ${t.name}: ${t.token} (shown once: copy it now)`;
@@ -78,10 +78,11 @@ export async function settingsView({ view, guarded, toast, me }) {
       if (user && e.target.dataset.action === "edit") {
         openEditor(document.getElementById("user-edit"), { id: "edit-user", title: `Edit user ${user.username}`,
           fields: filled(USER_EDIT_FIELDS, { ...user, password: "" }), send: patch(`/api/v1/users/${user.id}`),
-          done: (u) => { toast(`${u.username} saved`); guarded(load); } });
+          done: (u) => guarded(async () => { await load(); toast(`${u.username} saved`); }) });
       }
       if (action && user && confirm(action.ask(user.username))) {
-        guarded(async () => { await action.call(user.id); toast(action.done(user.username)); await load(); });
+        // The toast comes once the page shows the change: what follows acts on the new page.
+        guarded(async () => { await action.call(user.id); await load(); toast(action.done(user.username)); });
       }
     };
     document.getElementById("tokens").onclick = (e) => {

@@ -2,6 +2,7 @@
 import { api, all, ApiError, Live } from "./api.js";
 import { lineChart, sparkline } from "./chart.js";
 import { attachConsole, consoleMarkup } from "./console.js";
+import { dashboardView } from "./dashboard.js";
 import { bytes, celsius, clock, duration, esc, pct, percent, secondsLeft, temps } from "./format.js";
 import { gridView } from "./grid.js";
 import { ordersView } from "./orders.js";
@@ -204,8 +205,9 @@ async function uploadView() {
       }
       document.getElementById("quote").textContent = quote;
       const ids = [];
+      // Print jobs: the hub analyses the file, so it can match a printer and book the filament used.
       for (let i = 0; i < copies; i++) {
-        const job = await api("POST", "/api/v1/jobs", {
+        const { job } = await api("POST", "/api/v1/print-jobs", {
           file_sha256: info.sha256, priority: Number(f.get("priority")) || 0,
           name: copies > 1 ? `${file.name} (${i + 1}/${copies})` : file.name,
         });
@@ -270,6 +272,7 @@ async function route() {
   if (!live) live = new Live();
   switch (page) {
     case "device": return deviceView(rest.join("/"));
+    case "dashboard": leave = await dashboardView({ view, live, guarded }); return leave;
     case "jobs": return jobsView();
     case "upload": return uploadView();
     case "nodes": return nodesView();

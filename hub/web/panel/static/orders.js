@@ -63,14 +63,14 @@ export async function ordersView({ view, live, guarded, toast }) {
   const fields = [...ORDER_FIELDS, ...partFields(files)];
   document.getElementById("order-forms").innerHTML = formHtml("new-order", "New order", fields, "Take order");
   bindForm(document.getElementById("new-order"), fields, (v) => post("/api/v1/orders")(withOnePart(v, "items")),
-    (o) => { toast(`order ${o.id} taken`); guarded(load); });
+    (o) => guarded(async () => { await load(); toast(`order ${o.id} taken`); }));
   body.onclick = (e) => {
     const { order, stage, edit } = e.target.dataset;
     const o = orders.find((x) => String(x.id) === edit);
     if (o) {
       openEditor(document.getElementById("order-edit"), { id: "edit-order", title: `Edit order ${o.id}`,
         fields: filled(EDIT_FIELDS, { ...o, price: o.cost.price }), send: patch(`/api/v1/orders/${o.id}`),
-        done: () => { toast(`order ${o.id} saved`); guarded(load); } });
+        done: () => guarded(async () => { await load(); toast(`order ${o.id} saved`); }) });
     }
     if (!order || !stage) return;
     guarded(async () => { await api("POST", `/api/v1/orders/${order}/stages/${stage}`, {}); toast(`${stage} signed off`); await load(); });

@@ -59,7 +59,7 @@ export async function stockView({ view, live, guarded, toast }) {
       <th>Density</th><th>Diameter</th><th>Spool</th><th>Price</th><th class="actions"></th></tr></thead><tbody id="filaments"></tbody>
       </table></div></section>`;
   let filaments = [], spools = [];
-  const again = (what) => () => { toast(what); guarded(load); };
+  const again = (what) => () => guarded(async () => { await load(); toast(what); });
   const load = async () => {
     let devices;
     [filaments, spools, devices] = await Promise.all([all("/api/v1/filaments"), all("/api/v1/spools"),
