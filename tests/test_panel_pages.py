@@ -60,7 +60,7 @@ async def test_every_page_fits_the_screen_without_console_errors(isolated_farm: 
             assert not await nav.is_visible()
             await page.get_by_role("button", name="Menu").click()
             await nav.get_by_role("link", name="Farm").click()
-            assert not await nav.is_visible()
+            await nav.wait_for(state="hidden", timeout=5000)
             tiles = page.locator(".tile")
             await tiles.nth(1).wait_for()
             boxes = [await tiles.nth(i).bounding_box() for i in range(2)]

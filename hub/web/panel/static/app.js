@@ -295,7 +295,10 @@ document.getElementById("logout").onclick = () => guarded(async () => {
 const header = document.querySelector("header");
 const navToggle = document.getElementById("nav-toggle");
 navToggle.onclick = () => navToggle.setAttribute("aria-expanded", String(header.classList.toggle("open")));
-window.addEventListener("hashchange", () => { header.classList.remove("open"); navToggle.setAttribute("aria-expanded", "false"); });
+const foldNav = () => { header.classList.remove("open"); navToggle.setAttribute("aria-expanded", "false"); };
+// A click on a link folds it at once, the page's own link included (which changes no hash).
+document.getElementById("main-nav").addEventListener("click", (e) => { if (e.target.closest("a")) foldNav(); });
+window.addEventListener("hashchange", foldNav);
 window.addEventListener("hashchange", route);
 // A file without a thumbnail answers 404: hide the broken image rather than show its icon.
 document.addEventListener("error", (e) => { if (e.target.tagName === "IMG") e.target.hidden = true; }, true);
