@@ -8,6 +8,7 @@ import { ordersView } from "./orders.js";
 import { profilesView } from "./profiles.js";
 import { settingsView } from "./admin.js";
 import { stockView } from "./stock.js";
+import { webhooksView } from "./webhooks.js";
 import { renderJobView, renderListView } from "./render.js";
 import { alertsView, jobView, orderView, quoteView, quotesView, spoolView } from "./paper.js";
 
@@ -60,6 +61,8 @@ function showWho(who) {
   me = who;
   document.getElementById("who").textContent = me ? `${me.name} (${me.role})` : "";
   document.getElementById("logout").hidden = !me;
+  // Pages only admins can use are not offered to anyone else.
+  for (const link of document.querySelectorAll("nav [data-admin]")) link.hidden = me?.role !== "admin";
 }
 
 // --------------------------------------------------------------------------- device page
@@ -284,6 +287,7 @@ async function route() {
     case "order": live.watch({}, null); return guarded(() => orderView(rest[0], { view, guarded, esc }));
     case "job": live.watch({}, null); return guarded(() => jobView(rest[0], { view, esc }));
     case "alerts": return alertsView({ view, live, guarded, esc, toast });
+    case "webhooks": live.watch({}, null); leave = await webhooksView({ view, guarded, toast, me }); return leave;
     default: leave = await gridView({ view, live, guarded }); return leave;
   }
 }
