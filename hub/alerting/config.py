@@ -20,7 +20,8 @@ class RuleKind(StrEnum):
     RENDER_STALLED = "render_stalled"  # threshold: seconds a running render task has delivered no frame
 
 
-HostMetricName = Literal["cpu_temp_c", "cpu_pct", "mem_pct", "disk_pct", "load1"]
+# outbox_depth: events the agent holds that the hub has not confirmed (a broker or hub it cannot reach).
+HostMetricName = Literal["cpu_temp_c", "cpu_pct", "mem_pct", "disk_pct", "load1", "outbox_depth"]
 
 
 class AlertRule(_Section):
