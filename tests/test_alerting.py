@@ -1,5 +1,6 @@
 """Threshold alerts against a real agent and the virtual printer on a private Mosquitto: a heater
-off its target, a device gone silent and a print running past its estimate are each raised once,
+off its target, a device gone silent, a print running past its estimate and an agent's outbox that
+the hub's confirmations do not reach are each raised once,
 notified once per channel (signed webhook, MQTT topic, e-mail through a real SMTP server), resolved
 when the condition clears, and acknowledged by an operator."""
 
