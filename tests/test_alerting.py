@@ -28,7 +28,7 @@ from .hubkit import eventually
 pytestmark = pytest.mark.integration
 
 SECRET = "webhook-secret-0123456789"
-TOPIC = f"{topics.ROOT}/alerts"  # where the shipped broker ACL lets the hub write
+TOPIC = topics.hub_alerts()  # where the shipped broker ACL lets the hub write and scripts read
 DEVICE = "mk3s-1"
 
 

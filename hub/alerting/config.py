@@ -75,6 +75,6 @@ class AlertingConfig(_Section):
     interval_s: float = Field(5.0, gt=0, description="how often the rules are checked")
     rules: list[AlertRule] = Field(default_factory=list, description="defaults; PUT /api/v1/alert-rules replaces them")
     webhooks: list[WebhookChannel] = Field(default_factory=list)
-    mqtt_topic: str | None = Field(None, description="publish each alert event here (QoS 1), e.g. farmhand/alerts")
+    mqtt_topic: str | None = Field(None, description="publish each alert event here (QoS 1), e.g. farmhand/v1/hub/alerts, which the shipped broker ACL lets the hub write and scripts read")
     email: EmailChannel | None = None
     max_attempts: int = Field(5, ge=1, le=100, description="deliveries tried this many times, once per check")
