@@ -9,6 +9,7 @@ import { ordersView } from "./orders.js";
 import { printerProfile, profilesView } from "./profiles.js";
 import { settingsView } from "./admin.js";
 import { stockView } from "./stock.js";
+import { webhooksView } from "./webhooks.js";
 import { renderJobView, renderListView } from "./render.js";
 import { alertsView, jobView, orderView, quoteView, quotesView, spoolView } from "./paper.js";
 
@@ -61,6 +62,8 @@ function showWho(who) {
   me = who;
   document.getElementById("who").textContent = me ? `${me.name} (${me.role})` : "";
   document.getElementById("logout").hidden = !me;
+  // Pages only admins can use are not offered to anyone else.
+  for (const link of document.querySelectorAll("nav [data-admin]")) link.hidden = me?.role !== "admin";
 }
 
 // --------------------------------------------------------------------------- device page
@@ -290,6 +293,7 @@ async function route() {
     case "order": live.watch({}, null); return guarded(() => orderView(rest[0], { view, guarded, esc }));
     case "job": live.watch({}, null); return guarded(() => jobView(rest[0], { view, esc }));
     case "alerts": return alertsView({ view, live, guarded, esc, toast });
+    case "webhooks": live.watch({}, null); leave = await webhooksView({ view, guarded, toast, me }); return leave;
     default: leave = await gridView({ view, live, guarded }); return leave;
   }
 }
@@ -301,7 +305,10 @@ document.getElementById("logout").onclick = () => guarded(async () => {
 const header = document.querySelector("header");
 const navToggle = document.getElementById("nav-toggle");
 navToggle.onclick = () => navToggle.setAttribute("aria-expanded", String(header.classList.toggle("open")));
-window.addEventListener("hashchange", () => { header.classList.remove("open"); navToggle.setAttribute("aria-expanded", "false"); });
+const foldNav = () => { header.classList.remove("open"); navToggle.setAttribute("aria-expanded", "false"); };
+// A click on a link folds it at once, the page's own link included (which changes no hash).
+document.getElementById("main-nav").addEventListener("click", (e) => { if (e.target.closest("a")) foldNav(); });
+window.addEventListener("hashchange", foldNav);
 window.addEventListener("hashchange", route);
 // A file without a thumbnail answers 404: hide the broken image rather than show its icon.
 document.addEventListener("error", (e) => { if (e.target.tagName === "IMG") e.target.hidden = true; }, true);
