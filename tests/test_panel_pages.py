@@ -16,7 +16,7 @@ from .authkit import ADMIN_PASSWORD
 from .conftest import PrivateMosquitto
 from .farm import OnePrinterFarm
 from .hubkit import Farm, eventually, isolated_farm  # noqa: F401 - fixtures
-from .test_farm_queue import ok, spool
+from .test_farm_queue import ok, run_to_end, spool
 from .test_panel_browser import ARGS, ARTIFACTS, CHROMIUM, async_playwright, needs_chromium
 
 pytestmark = pytest.mark.integration
@@ -223,6 +223,17 @@ async def test_edit_forms_change_resources_and_show_api_errors_by_their_field(is
         await refused_then_fixed(form, "Save", "Stages after printing", "stages", ("qc, qc", "qc, packed"), "twice")
         changed = await saved(f"order {order['id']} saved", f"/api/v1/orders/{order['id']}")
         assert (changed["reference"], changed["stages"], changed["customer"]) == ("PO-9", ["qc", "packed"], "Acme")
+        # Printed: its stages are signed off one after the other (the second once the order is post-processing).
+        await run_to_end(printer, await printer.command())
+
+        async def printed() -> bool:
+            return (await ok(http, "GET", f"/api/v1/orders/{order['id']}"))["status"] == "printed"
+        await eventually(printed, "the order to be printed")
+        await page.reload()
+        for stage in ("qc", "packed"):
+            await page.get_by_role("button", name=f"Sign off {stage} for order {order['id']}").click()
+            await page.locator("#toast", has_text=f"{stage} signed off").wait_for()
+        assert (await ok(http, "GET", f"/api/v1/orders/{order['id']}"))["status"] == "done"
 
         await page.goto(f"{base}/panel/#/device/{printer.id}/mk4")
         form = page.get_by_role("form", name="Printer profile")
