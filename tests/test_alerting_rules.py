@@ -9,14 +9,17 @@ import ssl
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from hub.alerting.component import Alerting, AlertRules
+from hub.api import ApiProblem
 from farmhand.certs import issue, make_ca
 from hub.alerting.config import AlertingConfig
 from hub.ops import raise_alert
 from hub.fleet.registry import FleetState as Fleet  # the fleet's state, without its MQTT side
 from hub.store import Store
+from protocol.codec import describe
 from protocol.messages import HostMetrics, NodeState
 
 from .alertkit import SmtpSink, WebhookSink
@@ -80,8 +83,13 @@ async def test_a_host_metric_is_raised_after_its_delay_once_and_delivered_after_
             alerting.set_rules(AlertRules(rules=[]))
             await alerting.check()
             assert all(a.resolved_at for a in alerting.book.history())
-            with pytest.raises(ValueError, match="metric"):
-                AlertRules.model_validate({"rules": [{"name": "x", "kind": "host_metric", "threshold": 1}]})
+            # Each refusal names the rule's place in the list and its field, as the panel's editor shows it.
+            pi_hot = {"name": "pi-hot", "kind": "host_metric", "metric": "cpu_temp_c", "threshold": 80}
+            with pytest.raises(ValidationError) as refused:
+                AlertRules.model_validate({"rules": [pi_hot, {"name": "x", "kind": "host_metric", "threshold": 1}]})
+            assert describe(refused.value).startswith("rules.1.metric: Value error, metric is given")
+            with pytest.raises(ApiProblem, match=r"^rules\.1\.name: rule 0 has this name"):
+                alerting.set_rules(AlertRules.model_validate({"rules": [pi_hot, pi_hot]}))
         finally:
             await alerting.stop()
             store.close()

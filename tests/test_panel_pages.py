@@ -79,15 +79,17 @@ async def test_every_page_fits_the_screen_without_console_errors(isolated_farm: 
     assert errors == []
 
 
-async def refused_then_fixed(form, button: str, label: str, field: str, values: tuple[str, str],  # type: ignore[no-untyped-def]
+async def refused_then_fixed(form, button, label: str, field: str, values: tuple[str, str],  # type: ignore[no-untyped-def]
                              says: str) -> None:
-    """Submit a bad value, see the API's words next to its field, then submit the good one."""
+    """Submit a bad value, see the API's words next to its field, then submit the good one. ``button``: its
+    name in ``form``, or the button itself when ``form`` is a part of one (a rule in the list of rules)."""
+    submit = form.get_by_role("button", name=button) if isinstance(button, str) else button
     await form.get_by_label(label).fill(values[0])
-    await form.get_by_role("button", name=button).click()
-    await form.locator(f".field-error[data-for={field}]", has_text=says).wait_for()
+    await submit.click()
+    await form.locator(f'.field-error[data-for="{field}"]', has_text=says).wait_for()
     assert await form.get_by_label(label).get_attribute("aria-invalid") == "true"
     await form.get_by_label(label).fill(values[1])
-    await form.get_by_role("button", name=button).click()
+    await submit.click()
 
 
 @needs_chromium
@@ -103,6 +105,9 @@ async def test_forms_create_resources_and_show_api_errors_by_their_field(isolate
         base = hub.http_url
 
         await page.goto(f"{base}/panel/#/stock")
+        vendor = page.get_by_role("form", name="New vendor")
+        await refused_then_fixed(vendor, "Add vendor", "Vendor name", "name", ("", "Prusament"), "Field required")
+        await page.locator("#vendors tr", has_text="Prusament").wait_for()
         material = page.get_by_role("form", name="New material")
         await material.get_by_role("button", name="Add material").click()  # no material type: the API refuses
         error = material.locator(".field-error[data-for=material]")
@@ -111,9 +116,10 @@ async def test_forms_create_resources_and_show_api_errors_by_their_field(isolate
         assert await material.get_by_label("Material").get_attribute("aria-invalid") == "true"
         await material.get_by_label("Material").fill("PETG")
         await material.get_by_label("Name").fill("Signal Orange")
+        await material.get_by_label("Vendor").select_option(label="Prusament")
         await refused_then_fixed(material, "Add material", "Density (g/cm³)", "density", ("99", "1.27"),
                                  "less than or equal to 5")
-        await page.locator("#filaments tr", has_text="Signal Orange").wait_for()
+        await page.locator("#filaments tr", has_text="Prusament Signal Orange").wait_for()
 
         spool = page.get_by_role("form", name="New spool")
         await spool.get_by_label("Already used (g)").fill("180")
@@ -188,10 +194,14 @@ async def test_edit_forms_change_resources_and_show_api_errors_by_their_field(is
     sha = await http.upload(ring_tower(height_mm=0.6).encode(), name="bracket.gcode")
     spool_id = await spool(http, "PLA", "#000000", 1000)
     material = (await ok(http, "GET", f"/api/v1/spools/{spool_id}"))["filament"]
+    vendor = material["vendor"]
     order = await ok(http, "POST", "/api/v1/orders", 201, json={"customer": "Acme", "stages": ["qc"],
                                                                  "items": [{"file_sha256": sha}]})
     olga = await ok(http, "POST", "/api/v1/users", 201, json={"username": "olga", "password": "a-long-password",
                                                                "role": "operator"})
+    await ok(http, "PUT", "/api/v1/alert-rules", json={"rules": [
+        {"name": "quiet", "kind": "silence", "threshold": 120},
+        {"name": "nozzle", "kind": "heater_off_target", "heater": "T0", "threshold": 15, "for_s": 60}]})
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page, errors = await logged_in(browser, hub.http_url, SIZES[size])
@@ -211,6 +221,13 @@ async def test_edit_forms_change_resources_and_show_api_errors_by_their_field(is
         await refused_then_fixed(form, "Save", "Density (g/cm³)", "density", ("99", "1.3"), "less than or equal to 5")
         (changed,) = [f for f in (await saved("saved", "/api/v1/filaments"))["items"] if f["id"] == material["id"]]
         assert (changed["name"], changed["density"], changed["price"]) == ("Jet Black", 1.3, material["price"])
+
+        form = await edit("stock", f"Edit vendor {vendor['id']}", f"Edit vendor {vendor['id']}")
+        await form.get_by_label("Comment").fill("Czech")
+        await refused_then_fixed(form, "Save", "Vendor name", "name", ("", "Prusa Polymers"), "valid string")
+        (changed,) = [v for v in (await saved(f"vendor {vendor['id']} saved", "/api/v1/vendors"))["items"]
+                      if v["id"] == vendor["id"]]
+        assert (changed["name"], changed["comment"]) == ("Prusa Polymers", "Czech")
 
         form = await edit("stock", f"Edit spool {spool_id}", f"Edit spool {spool_id}")
         await form.get_by_label("Location").fill("shelf B")
@@ -249,8 +266,32 @@ async def test_edit_forms_change_resources_and_show_api_errors_by_their_field(is
         await page.locator("#toast", has_text="olga saved").wait_for()
         (changed,) = [u for u in (await ok(http, "GET", "/api/v1/users"))["items"] if u["id"] == olga["id"]]
         assert changed["role"] == "viewer"
+
+        # The alert rules, one list: a rule removed, one changed, one added with its kind's own field (a
+        # metric); a name used twice is refused by the added rule's name.
+        await page.goto(f"{base}/panel/#/alerts")
+        rules = page.get_by_role("form", name="Alert rules")
+        await rules.get_by_role("button", name="Remove rule 1").click()
+        await rules.get_by_role("group", name="Rule 1").get_by_label("Threshold").fill("20")
+        await rules.get_by_role("button", name="Add rule").click()
+        added = rules.get_by_role("group", name="Rule 2")
+        await added.get_by_label("Kind").select_option("host_metric")
+        await added.get_by_label("Metric").select_option("cpu_temp_c")
+        await added.get_by_label("Threshold").fill("80")
+        assert await page.evaluate(OVERFLOW) <= 0, f"the alert rules overflow at {size}"
+        await refused_then_fixed(added, rules.get_by_role("button", name="Save rules"), "Name", "rules.1.name",
+                                 ("nozzle", "pi-hot"), "rule 0 has this name")
+        changed = await saved("alert rules saved", "/api/v1/alert-rules")
+        assert [(r["name"], r["kind"], r["threshold"], r["heater"], r["metric"], r["for_s"]) for r in changed["rules"]] == [
+            ("nozzle", "heater_off_target", 20, "T0", None, 60), ("pi-hot", "host_metric", 80, None, "cpu_temp_c", 0)]
+        # Olga, a viewer now, sees the rules but cannot change them (the API lets operators).
+        viewer, viewer_errors = await logged_in(browser, base, SIZES[size], user=("olga", "another-long-password"))
+        await viewer.goto(f"{base}/panel/#/alerts")
+        rules = viewer.get_by_role("form", name="Alert rules")
+        assert await rules.get_by_role("group", name="Rule 2").get_by_label("Name").input_value() == "pi-hot"
+        assert await rules.get_by_role("button", name="Save rules").is_disabled()
         await browser.close()
-    assert errors == []
+    assert errors + viewer_errors == []
 
 
 @needs_chromium

@@ -1,4 +1,4 @@
-"""PATCH on materials, spools, orders and users: only the fields sent change, each checked as on create;
+"""PATCH on vendors, materials, spools, orders and users: only the fields sent change, each checked as on create;
 the change is on disk when the answer comes; unknown ids are 404, conflicts 409, bad values 422."""
 
 from __future__ import annotations
@@ -24,18 +24,31 @@ def on_disk(farm: Farm, sql: str, *args: Any) -> tuple[Any, ...]:
         return db.execute(sql, args).fetchone()
 
 
-async def test_materials_and_spools_change_field_by_field(isolated_farm: Farm) -> None:
+async def test_vendors_materials_and_spools_change_field_by_field(isolated_farm: Farm) -> None:
     hub = await isolated_farm.hub()
     http = isolated_farm.http(hub)
     node = await isolated_farm.node("a")
     spool_id = await spool(http, "PLA", "#000000", 1000)
     filament = (await ok(http, "GET", f"/api/v1/spools/{spool_id}"))["filament"]
 
+    vendor = await ok(http, "POST", "/api/v1/vendors", 201, json={"name": "Prusament", "comment": "Czech"})
+    await ok(http, "POST", "/api/v1/vendors", 201, json={"name": "Polymaker"})
+    renamed = await ok(http, "PATCH", f"/api/v1/vendors/{vendor['id']}", json={"name": "Prusa Polymers"})
+    assert (renamed["name"], renamed["comment"]) == ("Prusa Polymers", "Czech")  # not sent: kept
+    assert on_disk(isolated_farm, "SELECT name FROM vendors WHERE id = ?", vendor["id"]) == ("Prusa Polymers",)
+    assert (await ok(http, "PATCH", f"/api/v1/vendors/{vendor['id']}", json={"comment": None}))["comment"] is None
+    await ok(http, "PATCH", f"/api/v1/vendors/{vendor['id']}", json={"name": "Prusa Polymers"})  # its own name
+    await refused(http, f"/api/v1/vendors/{vendor['id']}", {"name": "Polymaker"}, 409, "exists")
+    await refused(http, f"/api/v1/vendors/{vendor['id']}", {"name": ""}, 422, "name")
+    await refused(http, f"/api/v1/vendors/{vendor['id']}", {"name": None}, 422, "name")
+    await refused(http, "/api/v1/vendors/999", {"name": "x"}, 404, "999")
+
     changed = await ok(http, "PATCH", f"/api/v1/filaments/{filament['id']}",
-                       json={"name": "Jet Black", "material": "petg", "color_hex": "#101010", "price": None})
+                       json={"name": "Jet Black", "material": "petg", "color_hex": "#101010", "price": None,
+                             "vendor_id": vendor["id"]})
     assert (changed["name"], changed["material"], changed["color_hex"], changed["price"]) == \
         ("Jet Black", "PETG", "101010", None)
-    assert changed["density"] == filament["density"] and changed["vendor"] == filament["vendor"]  # not sent: kept
+    assert changed["vendor"]["name"] == "Prusa Polymers" and changed["density"] == filament["density"]  # not sent: kept
     assert on_disk(isolated_farm, "SELECT name, price FROM filaments WHERE id = ?", filament["id"]) == ("Jet Black", None)
     await refused(http, f"/api/v1/filaments/{filament['id']}", {"density": 9}, 422, "density")
     await refused(http, f"/api/v1/filaments/{filament['id']}", {"material": None}, 422, "material")
@@ -54,7 +67,7 @@ async def test_materials_and_spools_change_field_by_field(isolated_farm: Farm) -
     assert (await ok(http, "PATCH", f"/api/v1/spools/{spool_id}", json={"archived": True}))["archived"] is True
 
     paths = (await ok(http, "GET", "/api/v1/openapi.json"))["paths"]
-    for path, model in (("/api/v1/filaments/{id}", "FilamentChange"), ("/api/v1/spools/{id}", "SpoolChange"),
+    for path, model in (("/api/v1/vendors/{id}", "VendorChange"), ("/api/v1/filaments/{id}", "FilamentChange"), ("/api/v1/spools/{id}", "SpoolChange"),
                         ("/api/v1/orders/{id}", "OrderChange"), ("/api/v1/users/{id}", "UserUpdate")):
         body = paths[path]["patch"]["requestBody"]["content"]["application/json"]["schema"]
         assert body["$ref"].endswith(f"/{model}"), (path, body)

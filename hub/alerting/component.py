@@ -67,8 +67,10 @@ class Alerting(Component):
 
     def set_rules(self, rules: AlertRules) -> AlertRules:
         names = [r.name for r in rules.rules]
-        if len(set(names)) != len(names):
-            raise ApiProblem(422, "Invalid alert rules", "two rules share a name")
+        for i, name in enumerate(names):
+            if name in names[:i]:  # located as a validation error is, so an editor shows it by the field
+                raise ApiProblem(422, "Invalid alert rules", f"rules.{i}.name: rule {names.index(name)} has this "
+                                                             f"name already (got {name!r})")
         self.store.db.execute("INSERT OR REPLACE INTO settings (key, body, updated_at) VALUES (?, ?, ?)",
                               (RULES_KEY, rules.model_dump_json(), utcnow()))
         log.info("alert_rules_updated", rules=names)

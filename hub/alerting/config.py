@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -33,13 +33,16 @@ class AlertRule(_Section):
     severity: Literal["info", "warning", "critical"] = "warning"
     subjects: str = Field("*", description="fnmatch pattern on node/device (host metrics: on the node)")
     heater: str | None = Field(None, description="heater_off_target: only this heater (e.g. T0, B); default: any")
-    metric: HostMetricName | None = Field(None, description="host_metric: which reading")
+    # Checked even when left out, so the error names this field (an editor shows it there).
+    metric: HostMetricName | None = Field(None, description="host_metric: which reading", validate_default=True)
 
-    @model_validator(mode="after")
-    def _metric_for_host_rules(self) -> AlertRule:
-        if (self.kind == RuleKind.HOST_METRIC) != (self.metric is not None):
+    @field_validator("metric")
+    @classmethod
+    def _metric_for_host_rules(cls, metric: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")  # absent when the kind itself was refused
+        if kind is not None and (kind == RuleKind.HOST_METRIC) != (metric is not None):
             raise ValueError("metric is given for host_metric rules, and only for them")
-        return self
+        return metric
 
 
 class WebhookChannel(_Section):

@@ -97,6 +97,7 @@ class Spool(BaseModel):
     last_used: str | None
 
 
+VendorChange = change_of(VendorIn, "VendorChange")
 FilamentChange = change_of(FilamentIn, "FilamentChange")
 SpoolChange = change_of(
     SpoolIn, "SpoolChange",
@@ -129,6 +130,14 @@ class Stock:
                 raise web.HTTPConflict(text=f"a vendor named {v.name!r} exists")
             vid = db.execute("INSERT INTO vendors (name, comment, registered) VALUES (?, ?, ?)",
                              (v.name, v.comment, utcnow())).lastrowid
+        return self.vendor(vid)
+
+    def update_vendor(self, vid: int, change: BaseModel) -> Vendor:
+        self.vendor(vid)
+        data = change.model_dump(exclude_unset=True)
+        if "name" in data and self.store.one("SELECT 1 FROM vendors WHERE name = ? AND id != ?", (data["name"], vid)):
+            raise web.HTTPConflict(text=f"a vendor named {data['name']!r} exists")
+        self._update("vendors", vid, data)
         return self.vendor(vid)
 
     def vendor(self, vid: int) -> Vendor:
@@ -276,6 +285,8 @@ class Stock:
         return [
             Op("POST", "/api/v1/vendors", self._post_vendor, body=VendorIn, response=Vendor, status=201, tags=tags,
                summary="Add a filament vendor"),
+            Op("PATCH", "/api/v1/vendors/{id}", self._patch_vendor, body=VendorChange, response=Vendor, tags=tags,
+               summary="Change a vendor: only the fields sent"),
             Op("GET", "/api/v1/vendors", self._list_vendors, response=Listing[Vendor], tags=tags, summary="Vendors"),
             Op("POST", "/api/v1/filaments", self._post_filament, body=FilamentIn, response=Filament, status=201,
                tags=tags, summary="Add a filament (material, colour, density, price)"),
@@ -314,6 +325,9 @@ class Stock:
 
     async def _post_spool(self, request: web.Request) -> web.Response:
         return respond(self.add_spool(await body(request, SpoolIn)), 201)
+
+    async def _patch_vendor(self, request: web.Request) -> web.Response:
+        return respond(self.update_vendor(row_id(request), await body(request, VendorChange)))
 
     async def _patch_filament(self, request: web.Request) -> web.Response:
         return respond(self.update_filament(row_id(request), await body(request, FilamentChange)))

@@ -11,7 +11,8 @@ import { settingsView } from "./admin.js";
 import { stockView } from "./stock.js";
 import { webhooksView } from "./webhooks.js";
 import { renderJobView, renderListView } from "./render.js";
-import { alertsView, jobView, orderView, quoteView, quotesView, spoolView } from "./paper.js";
+import { alertsView } from "./alerts.js";
+import { jobView, orderView, quoteView, quotesView, spoolView } from "./paper.js";
 
 const view = document.getElementById("view");
 let live = null;
@@ -286,13 +287,13 @@ async function route() {
     case "profiles": return profilesView({ view, live, guarded, toast });
     case "settings": return guarded(() => settingsView({ view, guarded, toast, me }));
     case "list": return listView(rest[0]);
-    // Paper and alerts (paper.js): the pages QR codes and documents link to.
+    // Paper (paper.js): the pages QR codes and documents link to.
     case "quotes": live.watch({}, null); return quotesView({ view, live, guarded, esc, toast });
     case "quote": live.watch({}, null); return guarded(() => quoteView(rest[0], { view, guarded, esc, toast }));
     case "spool": live.watch({}, null); return guarded(() => spoolView(rest[0], { view, guarded, esc, toast }));
     case "order": live.watch({}, null); return guarded(() => orderView(rest[0], { view, guarded, esc }));
     case "job": live.watch({}, null); return guarded(() => jobView(rest[0], { view, esc }));
-    case "alerts": return alertsView({ view, live, guarded, esc, toast });
+    case "alerts": return alertsView({ view, live, guarded, toast, me });
     case "webhooks": live.watch({}, null); leave = await webhooksView({ view, guarded, toast, me }); return leave;
     default: leave = await gridView({ view, live, guarded }); return leave;
   }

@@ -8,7 +8,7 @@ import { esc, localInput } from "./format.js";
  * options: [[value, label]], required, step, min, value, help, parse: (text) => value (e.g. a comma-separated list)}.
  * `value` is what the form shows at first: an edit form sends only the fields that differ from it.
  */
-function fieldHtml(formId, f) {
+export function fieldHtml(formId, f) {
   const id = `${formId}-${f.name}`;
   const common = `id="${id}" name="${esc(f.name)}" aria-describedby="${id}-error"${f.required ? " required" : ""}`;
   let input;
@@ -91,8 +91,11 @@ export function showErrors(form, detail) {
   for (const e of form.querySelectorAll(".field-error")) e.textContent = "";
   for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
   for (const [loc, msg] of Object.entries(fieldErrors(detail))) {
-    // The field itself, or the nearest one the form has ("items.0.copies" -> "copies", "items").
-    const name = [loc, loc.split(".").pop(), loc.split(".")[0]].find((n) => names.includes(n)) ?? "";
+    // The field itself, or the nearest one the form has: "items.0.copies" -> "copies"; then what holds it,
+    // "rules.1.metric" -> "rules.1" (a rule without that field), "rules".
+    const path = loc.split(".");
+    const holders = path.slice(0, -1).map((_, i) => path.slice(0, path.length - 1 - i).join("."));
+    const name = [loc, path.at(-1), ...holders].find((n) => names.includes(n)) ?? "";
     const slot = form.querySelector(`.field-error[data-for="${CSS.escape(name)}"]`);
     slot.textContent = [slot.textContent, msg].filter(Boolean).join("; ");
     if (name) form.elements[name]?.setAttribute("aria-invalid", "true");

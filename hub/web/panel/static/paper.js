@@ -1,5 +1,5 @@
-// Paper and alerts in the panel: quotes (view or download the PDF), a spool's page (what its QR
-// label opens: load it on a printer, print its label), orders' and jobs' sheets, and alerts to acknowledge.
+// Paper in the panel: quotes (view or download the PDF), a spool's page (what its QR label opens: load
+// it on a printer, print its label), orders' and jobs' sheets.
 import { api, all } from "./api.js";
 import { bindForm, formHtml, post } from "./forms.js";
 import { partFields, withOnePart } from "./orders.js";
@@ -106,23 +106,4 @@ export async function jobView(id, { view, esc }) {
   const j = await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}`);
   view.innerHTML = `<h1>Job #${j.id} <span class="muted">${esc(j.state)}</span></h1><p>${esc(j.name)}</p>
     <p>Traveller: ${pdfLinks(esc, `/api/v1/jobs/${j.id}/traveller`, `traveller of job ${j.id}`)}</p>`;
-}
-
-export async function alertsView({ view, live, guarded, esc, toast }) {
-  view.innerHTML = `<h1>Alerts</h1><div class="scroll"><table><thead><tr><th>#</th><th>Severity</th><th>Subject</th><th>Message</th>
-    <th>Raised</th><th>Resolved</th><th>Acknowledged</th></tr></thead><tbody id="alerts"></tbody></table></div>`;
-  const load = async () => {
-    const { items } = await api("GET", "/api/v1/alerts/history");
-    const body = document.getElementById("alerts");
-    body.innerHTML = items.map((a) => `<tr data-alert="${a.id}" data-open="${a.resolved_at ? "no" : "yes"}">
-      <td>${a.id}</td><td>${esc(a.severity)}</td><td>${esc(a.subject)}</td><td>${esc(a.message)}</td>
-      <td>${esc(a.created_at.slice(0, 19))}</td><td>${esc((a.resolved_at || "").slice(0, 19))}</td>
-      <td>${a.acknowledged_by ? `${esc(a.acknowledged_by)} ${esc(a.acknowledged_at.slice(0, 19))}`
-        : `<button data-ack="${a.id}" aria-label="Acknowledge alert ${a.id}">Acknowledge</button>`}</td></tr>`).join("");
-    for (const b of body.querySelectorAll("button[data-ack]")) {
-      b.onclick = () => guarded(async () => { await api("POST", `/api/v1/alerts/${b.dataset.ack}/ack`); toast("acknowledged"); await load(); });
-    }
-  };
-  await guarded(load);
-  live.watch({}, () => guarded(load));
 }

@@ -1,10 +1,17 @@
-// Stock: materials (filaments), spools, and loading a spool on a printer.
+// Stock: vendors, materials (filaments), spools, and loading a spool on a printer.
 import { api, all } from "./api.js";
 import { esc, grams } from "./format.js";
 import { bindForm, filled, formHtml, openEditor, patch, post } from "./forms.js";
 
-const MATERIAL_FIELDS = [
+const VENDOR_FIELDS = [
+  { name: "name", label: "Vendor name", required: true, placeholder: "Prusament" },
+  { name: "comment", label: "Comment" },
+];
+
+// An empty vendor: none (on an edit, the vendor taken off).
+const materialFields = (vendors) => [
   { name: "material", label: "Material", required: true, placeholder: "PLA", help: "type, e.g. PLA, PETG" },
+  { name: "vendor_id", label: "Vendor", type: "select", options: [["", "none"], ...vendors.map((v) => [v.id, v.name])] },
   { name: "name", label: "Name", placeholder: "Signal Orange" },
   { name: "color_hex", label: "Colour", type: "color", value: "#ff6600" },
   { name: "density", label: "Density (g/cm³)", type: "number", step: "0.01", value: "1.24", required: true },
@@ -12,6 +19,14 @@ const MATERIAL_FIELDS = [
   { name: "weight", label: "Net weight of a spool (g)", type: "number", value: "1000" },
   { name: "price", label: "Price of a spool", type: "number", step: "0.01" },
 ];
+// What each Edit button edits: the form's fields filled with the record's values, and where its PATCH goes.
+const EDITORS = {
+  vendor: { path: "vendors", fields: (_, v) => filled(VENDOR_FIELDS, v) },
+  material: { path: "filaments",
+    fields: ({ vendors }, f) => filled(materialFields(vendors), { ...f, vendor_id: f.vendor?.id }) },
+  spool: { path: "spools",
+    fields: ({ filaments }, s) => filled(spoolEditFields(filaments), { ...s, filament_id: s.filament.id }) },
+};
 
 function spoolFields(filaments) {
   return [
@@ -57,13 +72,15 @@ export async function stockView({ view, live, guarded, toast }) {
     <div class="forms" id="stock-forms"></div>
     <section><h2>Materials</h2><div class="scroll"><table><thead><tr><th>#</th><th>Material</th><th>Name</th>
       <th>Density</th><th>Diameter</th><th>Spool</th><th>Price</th><th class="actions"></th></tr></thead><tbody id="filaments"></tbody>
-      </table></div></section>`;
-  let filaments = [], spools = [];
+      </table></div></section>
+    <section><h2>Vendors</h2><div class="scroll"><table><thead><tr><th>#</th><th>Vendor</th><th>Comment</th>
+      <th class="actions"></th></tr></thead><tbody id="vendors"></tbody></table></div></section>`;
+  const shown = { vendors: [], filaments: [], spools: [] };
   const again = (what) => () => guarded(async () => { await load(); toast(what); });
   const load = async () => {
-    let devices;
-    [filaments, spools, devices] = await Promise.all([all("/api/v1/filaments"), all("/api/v1/spools"),
-      all("/api/v1/devices")]);
+    const [vendors, filaments, spools, devices] = await Promise.all([all("/api/v1/vendors"),
+      all("/api/v1/filaments"), all("/api/v1/spools"), all("/api/v1/devices")]);
+    Object.assign(shown, { vendors, filaments, spools });
     const on = new Map(devices.filter((d) => d.material).map((d) => [d.material.spool_id, d.ref]));
     document.getElementById("spools").innerHTML = spools.map((s) => `<tr data-spool="${s.id}">
       <td>${s.id}</td><td>${swatch(s.filament.color_hex)} ${esc(s.filament.material)} ${esc(s.filament.name || "")}</td>
@@ -71,16 +88,21 @@ export async function stockView({ view, live, guarded, toast }) {
       <td>${s.archived ? "archived" : esc(on.get(s.id) || "")}</td><td class="actions">${editButton("spool", s.id)}</td></tr>`).join("")
       || `<tr><td colspan="7">no spools yet</td></tr>`;
     document.getElementById("filaments").innerHTML = filaments.map((f) => `<tr><td>${f.id}</td>
-      <td>${swatch(f.color_hex)} ${esc(f.material)}</td><td>${esc(f.name || "")}</td><td>${f.density} g/cm³</td>
+      <td>${swatch(f.color_hex)} ${esc(f.material)}</td><td>${esc([f.vendor?.name, f.name].filter(Boolean).join(" "))}</td><td>${f.density} g/cm³</td>
       <td>${f.diameter} mm</td><td>${grams(f.weight)}</td><td>${f.price ?? ""}</td><td class="actions">${editButton("material", f.id)}</td>
       </tr>`).join("") || `<tr><td colspan="8">no materials yet</td></tr>`;
+    document.getElementById("vendors").innerHTML = vendors.map((v) => `<tr><td>${v.id}</td><td>${esc(v.name)}</td>
+      <td>${esc(v.comment || "")}</td><td class="actions">${editButton("vendor", v.id)}</td></tr>`).join("")
+      || `<tr><td colspan="4">no vendors yet</td></tr>`;
     paintSwatches(view);
     const forms = document.getElementById("stock-forms");
-    const sf = spoolFields(filaments);
+    const sf = spoolFields(filaments), mf = materialFields(vendors);
     const lf = loadFields(spools.filter((s) => !s.archived), devices.filter((d) => d.kind !== "blender"));
-    forms.innerHTML = formHtml("new-material", "New material", MATERIAL_FIELDS, "Add material")
-      + formHtml("new-spool", "New spool", sf, "Add spool") + formHtml("load-spool", "Load a spool", lf, "Load");
-    bindForm(document.getElementById("new-material"), MATERIAL_FIELDS, post("/api/v1/filaments"), again("material added"));
+    forms.innerHTML = formHtml("new-material", "New material", mf, "Add material")
+      + formHtml("new-spool", "New spool", sf, "Add spool") + formHtml("load-spool", "Load a spool", lf, "Load")
+      + formHtml("new-vendor", "New vendor", VENDOR_FIELDS, "Add vendor");
+    bindForm(document.getElementById("new-material"), mf, post("/api/v1/filaments"), again("material added"));
+    bindForm(document.getElementById("new-vendor"), VENDOR_FIELDS, post("/api/v1/vendors"), again("vendor added"));
     bindForm(document.getElementById("new-spool"), sf, post("/api/v1/spools"), again("spool added"));
     bindForm(document.getElementById("load-spool"), lf,
       (v) => api("POST", `/api/v1/devices/${v.device}/spool`, { spool_id: Number(v.spool_id) }), again("spool loaded"));
@@ -89,19 +111,13 @@ export async function stockView({ view, live, guarded, toast }) {
   const slot = document.getElementById("stock-edit");
   const onEdit = (e) => {
     const { edit, id } = e.target.dataset;
-    if (edit === "material") {
-      const f = filaments.find((x) => String(x.id) === id);
-      openEditor(slot, { id: "edit-material", title: `Edit material ${id}`, fields: filled(MATERIAL_FIELDS, f),
-        send: patch(`/api/v1/filaments/${id}`), done: again(`material ${id} saved`) });
-    } else if (edit === "spool") {
-      const s = spools.find((x) => String(x.id) === id);
-      openEditor(slot, { id: "edit-spool", title: `Edit spool ${id}`,
-        fields: filled(spoolEditFields(filaments), { ...s, filament_id: s.filament.id }),
-        send: patch(`/api/v1/spools/${id}`), done: again(`spool ${id} saved`) });
-    }
+    const editor = EDITORS[edit];
+    const record = editor && shown[editor.path].find((x) => String(x.id) === id);
+    if (!record) return;
+    openEditor(slot, { id: `edit-${edit}`, title: `Edit ${edit} ${id}`, fields: editor.fields(shown, record),
+      send: patch(`/api/v1/${editor.path}/${id}`), done: again(`${edit} ${id} saved`) });
   };
-  document.getElementById("spools").onclick = onEdit;
-  document.getElementById("filaments").onclick = onEdit;
+  for (const table of ["spools", "filaments", "vendors"]) document.getElementById(table).onclick = onEdit;
   await guarded(load);
   live.watch({ spools: () => {}, stock: () => {} }, () => guarded(load));
 }
