@@ -1,6 +1,6 @@
 """`farmhand demo` keeps a farm busy: run its director sped up for a few minutes of farm time and check
 what a visitor would see — jobs keep completing, an order moves through its stages, spools lose grams,
-the render node makes frames — then photograph the farm grid for the README (desktop and phone)."""
+the render node makes frames — then photograph the farm grid for the README and open every panel page with the demo's data (desktop and phone)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from farmhand.demo_director import Director
 
 from .prerequisites import program
 from .test_panel_browser import ARGS, CHROMIUM, async_playwright, needs_chromium
+from .test_panel_pages import SIZES, logged_in, visit_every_page
 
 pytestmark = pytest.mark.integration
 
@@ -34,19 +35,18 @@ async def get(http: aiohttp.ClientSession, url: str) -> list[dict]:  # type: ign
         return (await r.json())["items"]
 
 
-async def photograph(base: str) -> None:
+async def photograph_and_visit(base: str) -> None:
+    """Photograph the farm grid at each size, then open every page with the demo's data: each renders,
+    fits the screen and leaves the console clean."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        for name, size in {"desktop": (1280, 800), "phone": (390, 844)}.items():
-            page = await browser.new_page(viewport={"width": size[0], "height": size[1]})
-            await page.goto(f"{base}/panel/")
-            await page.get_by_label("User name").fill("admin")
-            await page.get_by_label("Password").fill(PASSWORD)
-            await page.get_by_role("button", name="Log in").click()
+        for name, size in SIZES.items():
+            page, errors = await logged_in(browser, base, size, ("admin", PASSWORD))
             await page.locator(".tile[data-state=printing] .thumb:not([hidden])").first.wait_for()
             await page.wait_for_timeout(500)  # the thumbnails finish loading
             await page.screenshot(path=str(SCREENSHOTS / f"farm-grid-{name}.png"))
+            await visit_every_page(page, base, name, errors)
         await browser.close()
 
 
@@ -84,7 +84,7 @@ async def test_the_demo_farm_stays_busy(tmp_path: Path) -> None:
                 used = any(s["used_weight"] > 0 for s in spools)
                 if len(checkpoints) >= 4 and staged and framed and used and checkpoints[-1] > checkpoints[-3] > 0:
                     break
-            await photograph(base)
+            await photograph_and_visit(base)
             stop.set()
             await running
         farm_minutes = (time.monotonic() - started) * SPEED / 60

@@ -43,8 +43,19 @@ async def logged_in(browser, base: str, size: tuple[int, int], user: tuple[str, 
     page.on("console", lambda m: errors.append(m.text)
             if m.type == "error" and not m.text.startswith("Failed to load resource: the server responded with a status of 4")
             else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
     return page, errors
+
+
+async def visit_every_page(page, base: str, size: str, errors: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Open each page of the panel in turn; each must show its heading, fit the viewport's width and leave
+    the console clean (``errors``: what ``logged_in`` collects)."""
+    for name in PAGES:
+        await page.goto(f"{base}/panel/#/{name}")
+        await page.locator("main h1").wait_for()
+        await page.wait_for_load_state("networkidle")
+        assert await page.evaluate(OVERFLOW) <= 0, f"{name} overflows at {size}"
+        assert not errors, f"{name} at {size}: {errors}"
 
 
 @needs_chromium
@@ -57,11 +68,7 @@ async def test_every_page_fits_the_screen_without_console_errors(isolated_farm: 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page, errors = await logged_in(browser, hub.http_url, SIZES[size])
-        for name in PAGES:
-            await page.goto(f"{hub.http_url}/panel/#/{name}")
-            await page.locator("main h1").wait_for()
-            await page.wait_for_load_state("networkidle")
-            assert await page.evaluate(OVERFLOW) <= 0, f"{name} overflows at {size}"
+        await visit_every_page(page, hub.http_url, size, errors)
         if size == "phone":
             # The navigation folds behind one button, and the grid's tiles stand in one column.
             nav = page.get_by_role("navigation", name="Main")

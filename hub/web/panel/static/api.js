@@ -39,7 +39,7 @@ export async function all(path) {
 
 // One WebSocket for the page; views say which topics they show. Reconnects after a drop.
 export class Live {
-  constructor() { this.handlers = new Map(); this.topics = []; this.connect(); }
+  constructor() { this.handlers = new Map(); this.topics = []; this.generation = 0; this.connect(); }
   connect() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     this.ws = new WebSocket(`${proto}://${location.host}/api/v1/live`);
@@ -53,6 +53,14 @@ export class Live {
     this.ws.onclose = () => { this.resync?.(); setTimeout(() => this.connect(), 1000); };
   }
   send() { if (this.ws.readyState === 1) this.ws.send(JSON.stringify({ subscribe: this.topics })); }
+  // A handle for the page being shown, with nothing watched yet. Its watch is ignored once another page
+  // has been shown: a view still loading when the operator moved on would otherwise put its handlers
+  // (which look for its elements) over the next page's.
+  scope() {
+    const generation = ++this.generation;
+    this.watch({}, null);
+    return { watch: (handlers, resync) => { if (generation === this.generation) this.watch(handlers, resync); } };
+  }
   // Replaces the subscriptions: called by each view when it is shown.
   watch(handlers, resync) {
     this.handlers = new Map(Object.entries(handlers).map(([t, fn]) => [t.split(":")[0], [fn]]));
@@ -60,4 +68,13 @@ export class Live {
     this.resync = resync;
     this.send();
   }
+}
+
+// At most one call per `ms` however often it is asked for; `.cancel()` drops the call still due
+// (a page being left must not run it over the next page).
+export function throttled(fn, ms = 1000) {
+  let timer = null;
+  const call = () => { timer ??= setTimeout(() => { timer = null; fn(); }, ms); };
+  call.cancel = () => { clearTimeout(timer); timer = null; };
+  return call;
 }

@@ -69,7 +69,7 @@ function showWho(who) {
 
 // --------------------------------------------------------------------------- device page
 
-async function deviceView(ref) {
+async function deviceView(ref, live) {
   view.innerHTML = `<h1>${esc(ref)}</h1>
     <div class="row" id="info"></div>
     <div class="row">
@@ -137,7 +137,7 @@ async function deviceView(ref) {
 
 // --------------------------------------------------------------------------- queue and jobs
 
-async function jobsView() {
+async function jobsView(live) {
   view.innerHTML = `<h1>Queue</h1>
     <div class="row"><label>State <select id="state" aria-label="Filter by state">
       <option value="">all</option><option>queued</option><option>assigned</option><option>printing</option>
@@ -230,7 +230,7 @@ function gpuText(gpus) {
     + (g.mem_total_mb ? ` · ${bytes((g.mem_used_mb || 0) * 1e6)} of ${bytes(g.mem_total_mb * 1e6)}` : "")).join("; ");
 }
 
-async function nodesView() {
+async function nodesView(live) {
   view.innerHTML = `<h1>Nodes</h1><div class="scroll"><table><thead><tr><th>Node</th><th>Online</th><th>CPU</th>
     <th>Memory</th><th>Disk</th><th>Temperature</th><th>GPUs</th><th>Devices</th></tr></thead>
     <tbody id="nodes"></tbody></table></div>`;
@@ -251,7 +251,7 @@ async function nodesView() {
   live.watch({ nodes: () => guarded(load) }, () => guarded(load));
 }
 
-async function listView(name) {
+async function listView(name, live) {
   view.innerHTML = `<h1>${esc(name)}</h1><div id="list"></div>`;
   const load = async () => {
     let items;
@@ -274,28 +274,33 @@ async function route() {
   leave?.(); leave = null;
   if (page === "login") return loginView();
   if (!live) live = new Live();
+  // The last page's live handlers end here: a page that watches nothing (upload, settings…) would
+  // otherwise keep the queue's, which look for elements no longer in the page.
+  const here = live.scope();
   switch (page) {
-    case "device": return deviceView(rest.join("/"));
-    case "dashboard": leave = await dashboardView({ view, live, guarded }); return leave;
-    case "jobs": return jobsView();
+    case "device": return deviceView(rest.join("/"), here);
+    case "dashboard": leave = await dashboardView({ view, live: here, guarded }); return leave;
+    case "jobs": return jobsView(here);
     case "upload": return uploadView();
-    case "nodes": return nodesView();
-    case "render": return rest[0] ? renderJobView(rest[0], { view, live, guarded, esc, toast })
-      : renderListView({ view, live, guarded, esc });
-    case "stock": return stockView({ view, live, guarded, toast });
-    case "orders": return ordersView({ view, live, guarded, toast });
-    case "profiles": return profilesView({ view, live, guarded, toast });
+    case "nodes": return nodesView(here);
+    case "render":
+      leave = await (rest[0] ? renderJobView(rest[0], { view, live: here, guarded, esc, toast })
+        : renderListView({ view, live: here, guarded, esc }));
+      return leave;
+    case "stock": return stockView({ view, live: here, guarded, toast });
+    case "orders": return ordersView({ view, live: here, guarded, toast });
+    case "profiles": return profilesView({ view, live: here, guarded, toast });
     case "settings": return guarded(() => settingsView({ view, guarded, toast, me }));
-    case "list": return listView(rest[0]);
+    case "list": return listView(rest[0], here);
     // Paper (paper.js): the pages QR codes and documents link to.
-    case "quotes": live.watch({}, null); return quotesView({ view, live, guarded, esc, toast });
-    case "quote": live.watch({}, null); return guarded(() => quoteView(rest[0], { view, guarded, esc, toast }));
-    case "spool": live.watch({}, null); return guarded(() => spoolView(rest[0], { view, guarded, esc, toast }));
-    case "order": live.watch({}, null); return guarded(() => orderView(rest[0], { view, guarded, esc }));
-    case "job": live.watch({}, null); return guarded(() => jobView(rest[0], { view, esc }));
-    case "alerts": return alertsView({ view, live, guarded, toast, me });
-    case "webhooks": live.watch({}, null); leave = await webhooksView({ view, guarded, toast, me }); return leave;
-    default: leave = await gridView({ view, live, guarded }); return leave;
+    case "quotes": return quotesView({ view, live: here, guarded, esc, toast });
+    case "quote": return guarded(() => quoteView(rest[0], { view, guarded, esc, toast }));
+    case "spool": return guarded(() => spoolView(rest[0], { view, guarded, esc, toast }));
+    case "order": return guarded(() => orderView(rest[0], { view, guarded, esc }));
+    case "job": return guarded(() => jobView(rest[0], { view, esc }));
+    case "alerts": return alertsView({ view, live: here, guarded, toast, me });
+    case "webhooks": leave = await webhooksView({ view, guarded, toast, me }); return leave;
+    default: leave = await gridView({ view, live: here, guarded }); return leave;
   }
 }
 

@@ -1,6 +1,6 @@
 // The farm grid: every device as a tile, filtered and sorted, windowed so 5,000 devices stay smooth.
 // Data: GET /api/v1/tiles once, then the live topic "tiles" (coalesced changes a few times a second).
-import { api, all } from "./api.js";
+import { api, all, throttled } from "./api.js";
 import { esc } from "./format.js";
 import { STATES, createTile, paintTile, tileState } from "./tiles.js";
 import { VirtualGrid } from "./vgrid.js";
@@ -11,12 +11,6 @@ const SORTS = {
   state: (a, b) => STATES.indexOf(tileState(a)) - STATES.indexOf(tileState(b)) || SORTS.name(a, b),
   progress: (a, b) => (b.progress ?? -1) - (a.progress ?? -1) || SORTS.name(a, b),
 };
-
-// At most one call per `ms` however often it is asked for.
-export function throttled(fn, ms = 1000) {
-  let timer = null;
-  return () => { timer ??= setTimeout(() => { timer = null; fn(); }, ms); };
-}
 
 const option = (v, label = v) => `<option value="${esc(v)}">${esc(label)}</option>`;
 
@@ -119,5 +113,8 @@ export async function gridView({ view, live, guarded }) {
   for (const f of ["state", "group", "material", "sort"]) document.getElementById(`f-${f}`).onchange = arrange;
   await guarded(load);
   live.watch({ tiles: onTiles, jobs: onJob, alerts: refreshAlerts }, reload);
-  return () => grid.destroy();
+  return () => {
+    for (const due of [rearrange, reload, refreshJobs, refreshAlerts]) due.cancel();
+    grid.destroy();
+  };
 }

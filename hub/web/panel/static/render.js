@@ -1,14 +1,8 @@
 // Render jobs: the list with progress and ETA, and one job's frame grid with its controls.
-import { api, all } from "./api.js";
+import { api, all, throttled } from "./api.js";
 
 const minutes = (s) => (s == null ? "" : s < 90 ? `ETA ${Math.round(s)} s` : `ETA ${Math.round(s / 60)} min`);
 const ACTIVE = ["queued", "rendering", "paused"];
-
-// At most one refetch a second however many frames land: a busy job sends an event per frame.
-function throttled(fn, ms = 1000) {
-  let timer = null;
-  return () => { timer ??= setTimeout(() => { timer = null; fn(); }, ms); };
-}
 
 function bars(root) {
   for (const b of root.querySelectorAll(".bar[data-progress] > i")) {
@@ -33,8 +27,10 @@ export async function renderListView({ view, live, guarded, esc }) {
     bars(body);
   };
   await guarded(load);
+  // At most one refetch a second however many frames land: a busy job sends an event per frame.
   const again = throttled(() => guarded(load));
   live.watch({ "render-jobs": again, render: again }, again);
+  return again.cancel;
 }
 
 function frameHtml(f, job, esc) {
@@ -89,6 +85,8 @@ export async function renderJobView(id, { view, live, guarded, esc, toast }) {
   document.getElementById("render-resume").onclick = act("Resume", "resume");
   document.getElementById("render-cancel").onclick = act("Cancel", "cancel");
   await guarded(load);
+  // At most one refetch a second however many frames land: a busy job sends an event per frame.
   const again = throttled(() => guarded(load));
   live.watch({ "render-jobs": again, render: again }, again);
+  return again.cancel;
 }
