@@ -59,6 +59,9 @@ async def test_job_changes_become_typed_events_in_commit_order(isolated_farm: Fa
     assert status == 200 and len(page["items"]) == 1 and page["next_after"] == got[0]["id"]
     status, page = await http.call("GET", "/api/v1/events", params={"after": 0, "type": "job.cancelled"})
     assert [e["type"] for e in page["items"]] == ["job.cancelled"]
+    # An id past SQLite's 64-bit integers is refused with the reason (the fuzzer once got a 500 here).
+    status, problem = await http.call("GET", "/api/v1/events", params={"after": 2**70})
+    assert status == 422 and "after" in problem["detail"], problem
     # The milestones of a print: 25, 50 and 75 % once each, as the progress crosses them.
     hub.store.db.execute("UPDATE jobs SET state = 'printing' WHERE id = ?", (job["id"],))
     for progress in (0.1, 0.3, 0.45, 0.8, 0.9, 1.0):

@@ -11,6 +11,8 @@ T = TypeVar("T")
 
 # An id a client sends for a row: SQLite's integers are 64-bit, so a larger one is refused, not a 500.
 RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+# A position among rows ("after this id"): 0 is before the first.
+RowCursor = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class Items(BaseModel, Generic[T]):

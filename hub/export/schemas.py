@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, Field, TypeAdapter
 
+from hub.api import RowCursor, RowId
+
 SCHEMA_VERSION = 1
 
 
@@ -178,7 +180,7 @@ def json_schema() -> dict[str, Any]:
 
 
 class EventQuery(BaseModel):
-    after: int = Field(0, ge=0, description="return events with an id greater than this")
+    after: RowCursor = Field(0, description="return events with an id greater than this")
     limit: int = Field(500, ge=1, le=5000)
     type: str | None = Field(None, description="only events of these types, comma-separated (job.*: a prefix)")
 
@@ -195,7 +197,7 @@ class WebhookCreate(BaseModel):
                                    description="types to deliver ('job.*' matches a prefix); empty: all")
     secret: str | None = Field(None, min_length=16, max_length=256,
                                description="the HMAC key; unset: the hub makes one and returns it once")
-    from_id: int | None = Field(None, ge=0, description="deliver events after this id; unset: only new events")
+    from_id: RowCursor | None = Field(None, description="deliver events after this id; unset: only new events")
 
 
 class Webhook(BaseModel):
@@ -218,7 +220,7 @@ class DeadLetter(BaseModel):
 
 
 class ReplayQuery(BaseModel):
-    from_: int = Field(alias="from", ge=1, description="deliver again every subscribed event with id >= this")
+    from_: RowId = Field(alias="from", description="deliver again every subscribed event with id >= this")
 
 
 class ExportStatus(BaseModel):

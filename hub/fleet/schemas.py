@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from protocol.messages import Heater, HostMetrics
 
-from hub.api import Items, PageQuery
+from hub.api import Items, PageQuery, RowCursor
 
 
 class DeviceSpool(BaseModel):
@@ -50,7 +50,7 @@ class Node(BaseModel):
 
 
 class DeviceQuery(PageQuery):
-    since: int | None = Field(None, ge=0, description="only devices changed after this `revision` of an earlier answer")
+    since: RowCursor | None = Field(None, description="only devices changed after this `revision` of an earlier answer")
 
 
 class DeviceItems(Items[Device]):
