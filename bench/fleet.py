@@ -85,9 +85,8 @@ def free_port() -> int:
 
 
 async def serve_hub(data_dir: Path, broker_url: str) -> None:
-    """The hub process: started by the benchmark, stopped by SIGTERM."""
-    import signal
-
+    """The hub process, run as ``farmhand hub`` runs it: started by the benchmark, stopped by SIGTERM."""
+    from farmhand.service import run_service
     from hub.app import Hub
     from hub.config import HubConfig
 
@@ -97,12 +96,12 @@ async def serve_hub(data_dir: Path, broker_url: str) -> None:
         "auth": {"admin_password": "bench-password-1",
                  "bootstrap_tokens": [{"name": "bench", "role": "viewer", "token": TOKEN}]},
     }))
-    await hub.start()
-    print(f"HUB {hub.http_url}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await hub.stop()
+
+    async def start() -> None:
+        await hub.start()
+        print(f"HUB {hub.http_url}", flush=True)
+
+    await run_service(start, hub.stop)
 
 
 class Services:
