@@ -41,6 +41,13 @@ JobEvent = JobStarted | JobProgress | JobPaused | JobResumed | JobCompleted | Jo
 _ACTIVE = {s.value for s in ACTIVE_STATES}
 # A job event reads only these (once per event: a narrow row, not the whole job).
 _EVENT_JOB = "SELECT id, state, node, device, started_at FROM jobs WHERE id = ?"
+# Progress as _job_event applies it, on an active job of that device only; the device reporting on the
+# job runs it, even if its acceptance is still on the way (assigned becomes printing).
+_PROGRESS = (
+    f"UPDATE jobs SET state = CASE state WHEN '{JobState.ASSIGNED.value}' THEN '{JobState.PRINTING.value}'"
+    " ELSE state END, progress = ?, lines = ?, ack_deadline = NULL"
+    f" WHERE id = ? AND node = ? AND device = ? AND state IN ({', '.join(repr(s) for s in sorted(_ACTIVE))})"
+)
 
 
 class _EventJob(NamedTuple):
@@ -141,6 +148,9 @@ class PrintJobTracker:
     # ------------------------------------------------------------------ job events
 
     def _job_event(self, db: Database, node: str, msg: Received[Any], body: JobEvent, effects: Effects) -> None:
+        if isinstance(body, JobProgress):
+            self._progress(db, node, body)
+            return
         job = self._active_job(db, node, body)
         if job is None:
             return
@@ -152,9 +162,6 @@ class PrintJobTracker:
             case JobStarted():
                 jobs.set_fields(db, job_id, state=current, started_at=job.started_at or msg.at,
                                 lines_total=body.lines_total, ack_deadline=None)
-            case JobProgress():
-                jobs.set_fields(db, job_id, state=current, progress=body.progress, lines=body.lines_done,
-                                ack_deadline=None)
             case JobPaused():
                 jobs.set_fields(db, job_id, state=JobState.PAUSED.value)
             case JobResumed():
@@ -169,6 +176,15 @@ class PrintJobTracker:
                 state = JobState.CANCELLED if body.cancelled else JobState.FAILED
                 jobs.finish(db, self.outbox, job_id, state, msg.at, error=body.reason)
                 effects.reschedule = True
+
+    def _progress(self, db: Database, node: str, body: JobProgress) -> None:
+        """The most frequent event, in one statement: it moves the job only if the job is active on that
+        device (what ``_active_job`` checks); one that moved nothing is stray, and counted as such there."""
+        job_id = ascii_int(body.job_id)
+        moved = job_id is not None and db.conn.execute(
+            _PROGRESS, (body.progress, body.lines_done, job_id, node, body.device)).rowcount > 0
+        if not moved:
+            self._active_job(db, node, body)
 
     def _active_job(self, db: Database, node: str, body: JobEvent) -> _EventJob | None:
         job_id = ascii_int(body.job_id)
