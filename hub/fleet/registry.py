@@ -47,6 +47,13 @@ class _Entry:
     online: bool
     kind: str | None
 
+# A device's JSON is written in three parts: what telemetry changes (progress, temperatures: adjacent in
+# Device) and what is around them.
+_FIELDS = list(Device.model_fields)
+_HEAD, _TAIL = _FIELDS[:_FIELDS.index("progress")], _FIELDS[_FIELDS.index("temperatures") + 1:]
+assert _FIELDS[_FIELDS.index("progress") + 1] == "temperatures"
+_BETWEEN = b',"temperatures":'
+
 HISTORY_BATCH = 500
 HISTORY_BATCH_S = 1.0
 
@@ -69,6 +76,7 @@ class FleetState:
         self._changed: dict[Key, int] = {}
         self._made: dict[Key, tuple[tuple[Any, ...], Device]] = {}
         self._json_made: dict[Key, tuple[tuple[Any, ...], bytes]] = {}
+        self._frames: dict[Key, tuple[dict[str, Any], tuple[Any, ...] | None, bytes, bytes]] = {}
 
     # ------------------------------------------------------------------ updates
 
@@ -233,21 +241,37 @@ class FleetState:
         stamp = self._stamp(key, spool)
         held = self._json_made.get(key)
         if held is None or held[0] != stamp:
-            held = self._json_made[key] = (stamp, to_json(self._fields(r, spool)))
+            head, tail = self._frame(key, r, spool, stamp[1])
+            progress, temperatures = self._live(r)
+            held = self._json_made[key] = (stamp, head + to_json(progress) + _BETWEEN + to_json(temperatures) + tail)
         return held[1]
+
+    def _frame(self, key: Key, r: dict[str, Any], spool: dict[str, Any] | None,
+               spool_values: tuple[Any, ...] | None) -> tuple[bytes, bytes]:
+        """The device's JSON before its progress and after its temperatures, which telemetry changes every
+        second: made again only when its row or its spool changes."""
+        held = self._frames.get(key)
+        if held is None or held[0] is not r or held[1] != spool_values:
+            fields = self._fields(r, spool)
+            head = to_json({k: fields[k] for k in _HEAD})[:-1] + b',"progress":'
+            held = self._frames[key] = (r, spool_values, head, b"," + to_json({k: fields[k] for k in _TAIL})[1:])
+        return held[2], held[3]
 
     def _stamp(self, key: Key, spool: dict[str, Any] | None) -> tuple[Any, ...]:
         return self._changed.get(key, 0), tuple(spool.values()) if spool else None
 
+    def _live(self, r: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+        """The device's progress and temperatures: its last telemetry's where that came after its snapshot."""
+        live = self._telemetry.get((r["node"], r["id"]))
+        if live is None or live[0] < r["updated_s"]:
+            return r["progress"], r["temperatures"]
+        # Heater models as they are: no second validation.
+        return (live[1].progress if live[1].progress is not None else r["progress"],
+                dict(live[1].temperatures) or r["temperatures"])
+
     def _fields(self, r: dict[str, Any], spool: dict[str, Any] | None) -> dict[str, Any]:
         """A ``Device``'s fields, in its order and its JSON's types (``items_json`` writes them as they are)."""
-        temperatures = r["temperatures"]
-        progress = r["progress"]
-        live = self._telemetry.get((r["node"], r["id"]))
-        # Telemetry is newer than the last snapshot whenever it arrived after it.
-        if live is not None and live[0] >= r["updated_s"]:
-            temperatures = dict(live[1].temperatures) or temperatures  # Heater models as they are: no second validation
-            progress = live[1].progress if live[1].progress is not None else progress
+        progress, temperatures = self._live(r)
         return {
             "ref": f"{r['node']}/{r['id']}", "node": r["node"], "id": r["id"],
             "online": bool(r["node_online"] and r["listed"]), "kind": r["kind"], "model": r["model"],
