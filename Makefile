@@ -10,7 +10,7 @@ demo: setup
 	$(BIN)/farmhand demo
 
 test: setup broker services
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto
 
 setup: system $(STAMP) peers
 

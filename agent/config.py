@@ -17,7 +17,7 @@ from protocol.messages import Ident
 from protocol.mqtt import BrokerAddress
 
 from . import devices
-from .serial.profiles import Pacing
+from .serial.pacing import Pacing
 
 
 class _Section(BaseModel):

@@ -5,7 +5,8 @@
     python -m bench.panel_load --quick         # 100 devices, 3 s CPU windows
 
 A hub (embedded broker) and scripted nodes (250 devices each) with N devices run in this
-process; headless Chromium (/usr/bin/chromium) opens the panel. Measured:
+process, its garbage collector settled as `farmhand hub` settles it once started; headless Chromium
+(/usr/bin/chromium) opens the panel. Measured:
 - render_ms: from opening /panel/ (logged in, a fresh page load) until the grid knows all N devices and every tile on screen is filled
   (the grid is windowed: only the rows on screen exist in the DOM);
 - update_all_tiles_ms: from publishing one telemetry reading per device until every tile on screen shows
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+from farmhand.service import settle_memory
 from hub.app import Hub
 from hub.config import HubConfig
 from protocol import codec, topics
@@ -192,6 +194,7 @@ async def measure(devices: int, window: float, tmp: Path, mqtt: dict[str, object
         "mqtt": mqtt, "auth": {"admin_password": PASSWORD},
         "telemetry_history_interval_s": 10.0}))
     await hub.start()
+    settle_memory()  # as `farmhand hub` does once started
     farm = Farm(hub.mqtt_url, devices)
     await farm.start()
     result: dict[str, object] = {"devices": devices, "cpu_window_s": window,

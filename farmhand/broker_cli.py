@@ -51,6 +51,7 @@ def script_rules(name: str) -> list[str]:
         f"topic write {topics.hub_request(name)}",
         f"topic read {topics.hub_response(name)}",
         f"topic read {topics.hub_state()}",
+        f"topic read {topics.hub_alerts()}",
         *(f"topic read {topics.ROOT}/node/+/{leaf}" for leaf in
           ("state", "device/+/status", "device/+/telemetry", "metrics", "event")),
     ]

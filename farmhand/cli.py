@@ -22,11 +22,29 @@ EXAMPLES = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="farmhand", description="Orchestrator for 3D-print farms and render nodes.")
+def _global_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=None,
                    help="debug, info, warning or error (default info; warning for the demo, whose progress lines matter)")
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines (default when not a terminal)")
+    return p
+
+
+def _command(argv: list[str] | None) -> str | None:
+    """The subcommand ``argv`` names, or None (none, only ``--help``, or a mistake the whole parser reports)."""
+    pre = _global_options(argparse.ArgumentParser(prog="farmhand", add_help=False, exit_on_error=False))
+    pre.add_argument("command", nargs="?")
+    try:
+        command: str | None = pre.parse_known_args(argv)[0].command
+    except argparse.ArgumentError:
+        return None
+    return command
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand; given ``command``, only that one's own options, so that running one (an agent on a
+    small machine) does not import the modules of the others (the demo, the simulators)."""
+    p = _global_options(argparse.ArgumentParser(prog="farmhand",
+                                                description="Orchestrator for 3D-print farms and render nodes."))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, helptext: str, parent: argparse._SubParsersAction = sub, group: str = "") -> argparse.ArgumentParser:
@@ -40,24 +58,32 @@ def _parser() -> argparse.ArgumentParser:
     agent = add("agent", "Run an agent that drives the devices in its config file.")
     agent.add_argument("--config", type=Path, required=True, help="agent TOML file (env FARMHAND_AGENT__… overrides)")
 
-    from . import demo
+    def wanted(name: str) -> bool:
+        return command in (None, name)
 
-    demo.add_arguments(add("demo", "Run a small simulated farm: hub, broker, agents and virtual printers."))
+    demo = add("demo", "Run a small simulated farm: hub, broker, agents and virtual printers.")
+    if wanted("demo"):
+        from . import demo as demo_cmd
 
-    from . import print_cmd
+        demo_cmd.add_arguments(demo)
+    print_ = add("print", "Stream a G-code file straight to a serial printer, without a hub.")
+    if wanted("print"):
+        from . import print_cmd
 
-    print_cmd.add_arguments(add("print", "Stream a G-code file straight to a serial printer, without a hub."))
+        print_cmd.add_arguments(print_)
+    key = add("octoprint-key", "Get an application key for the agent from an OctoPrint.")
+    if wanted("octoprint-key"):
+        from . import octoprint_key
 
-    from . import octoprint_key
-
-    octoprint_key.add_arguments(add("octoprint-key", "Get an application key for the agent from an OctoPrint."))
+        octoprint_key.add_arguments(key)
 
     sim = add("sim", "Simulators for development and tests.")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
     printer = add("printer", "Serve a virtual Marlin-like printer on a pseudo-terminal.", sim_sub, "sim")
-    from .sim import printer_cmd as sim_printer
+    if wanted("sim"):
+        from .sim import printer_cmd as sim_printer
 
-    sim_printer.add_arguments(printer)
+        sim_printer.add_arguments(printer)
 
     from . import broker_cli
 
@@ -112,7 +138,7 @@ async def _run_agent(config: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser(_command(argv)).parse_args(argv)
     logs.configure(args.log_level or ("warning" if args.command in ("demo", "print") else "info"), json=args.log_json)
     from protocol.config import ConfigError
 

@@ -63,7 +63,7 @@ class Director:
                 "material": kind, "name": name, "color_hex": colour, "density": density, "weight": SPOOL_GRAMS,
                 "price": 22.0})
             self.filaments.append(f["id"])
-        for i, printer in enumerate(await self.printers()):
+        for i, printer in enumerate(await self.wait_for_printers()):
             await self.load_fresh(printer["ref"], self.filaments[i % len(self.filaments)])
         for part in PARTS:
             info = await self.call("POST", "/api/v1/files", params={"name": f"{part.name.replace(' ', '-')}.gcode"},
@@ -78,6 +78,14 @@ class Director:
             info = await self.call("POST", "/api/v1/files", params={"name": "turntable.blend"}, data=scene.read_bytes(),
                                    headers={"Content-Type": "application/octet-stream"})
             self._blend = info["sha256"]
+
+    async def wait_for_printers(self, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """The hub's printers once every one the farm started has announced itself (a loaded machine takes a
+        while); whatever is there after ``timeout_s`` — the loop loads the latecomers (``replace_low_spools``)."""
+        deadline = time.monotonic() + timeout_s
+        while len(found := await self.printers()) < len(self.farm.printers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return found
 
     async def printers(self) -> list[dict[str, Any]]:
         return [d for d in (await self.call("GET", "/api/v1/devices?limit=1000"))["items"] if d["kind"] != "blender"]
@@ -128,9 +136,10 @@ class Director:
                                                          "name": f"{PARTS[part].name} #{n}"})
 
     async def replace_low_spools(self) -> None:
+        """A fresh spool on every printer that is not printing and has none, or one nearly empty."""
         for d in await self.printers():
             m = d.get("material")
-            if m and m["remaining_grams"] < LOW_GRAMS and d["state"] != "printing":
+            if (not m or m["remaining_grams"] < LOW_GRAMS) and d["online"] and d["state"] != "printing":
                 await self.load_fresh(d["ref"], self.filaments[self.rng.randrange(len(self.filaments))])
 
     async def take_order(self) -> None:

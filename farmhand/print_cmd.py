@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from agent.devices.base import CommandRejected
-from agent.serial.profiles import Pacing, ProfileError
+from agent.serial.pacing import Pacing
+from agent.serial.profiles import ProfileError
 from protocol.messages import (
     DeviceError,
     DeviceState,

@@ -19,6 +19,7 @@ from hub.access import Access
 from hub.alerting import Alerting
 from hub.backup import Backups
 from hub.bus import Bus
+from hub.clock import Clock, SystemClock
 from hub.component import Addresses, Component
 from hub.config import HubConfig
 from hub.documents import Documents
@@ -44,8 +45,9 @@ COMPONENTS: tuple[type[Component], ...] = (Web, Mqtt, Files, Access, Jobs, Fleet
 
 
 class Hub:
-    def __init__(self, config: HubConfig) -> None:
+    def __init__(self, config: HubConfig, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock or SystemClock()  # the time of day scheduled work runs at (tests pass one they move)
         self.addresses = Addresses()
         self.store: Store | None = None
         self.components: list[Component] = []
@@ -67,7 +69,7 @@ class Hub:
         live = Live(bus, mqtt, fleet, jobs)
         ops = Ops(cfg.retention, store, self.health)
         export = Export(store, cfg.export)
-        backups = Backups(store, files.store, cfg.backup, cfg.data_dir, cfg.hub_id)
+        backups = Backups(store, files.store, cfg.backup, cfg.data_dir, cfg.hub_id, self.clock)
         documents = Documents(store, shop.costs, shop.orders, files.analyses, shop.reports, cfg.documents,
                               public_url=lambda: addresses.public_url)
         alerting = Alerting(store, fleet, cfg.alerting, cfg.hub_id, publish=link.publish_confirmed)

@@ -52,6 +52,12 @@ def hub_state() -> str:
     return f"{ROOT}/hub/state"
 
 
+def hub_alerts() -> str:
+    """Where the shipped configuration has the hub publish alert events (``[alerting] mqtt_topic``): under
+    the hub's own subtree, which the broker's ACL lets it write and scripts read."""
+    return f"{ROOT}/hub/alerts"
+
+
 def node_state(node: str) -> str:
     return f"{ROOT}/node/{node}/state"
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
 from aiohttp import web
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 class WebhookSink:
@@ -47,12 +48,32 @@ class WebhookSink:
 
 
 class SmtpSink:
-    """aiosmtpd's SMTP protocol served on this test's event loop."""
+    """aiosmtpd's SMTP protocol served on this test's event loop.
 
-    def __init__(self) -> None:
+    With ``tls`` (the server's certificate) and ``users`` it is a submission server as mail providers run
+    them: STARTTLS before anything else, then a login, then mail; each login tried is kept in ``logins``.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None, users: dict[str, str] | None = None) -> None:
         self.messages: list[Message] = []
+        self.logins: list[tuple[str, str, bool]] = []  # (mechanism, user, accepted)
         self.port = 0
+        self._tls = tls
+        self._users = users
         self._server: asyncio.base_events.Server | None = None
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      login: LoginPassword) -> AuthResult:
+        user = login.login.decode()
+        accepted = self._users is not None and self._users.get(user) == login.password.decode()
+        self.logins.append((mechanism, user, accepted))
+        return AuthResult(success=accepted, handled=False)  # aiosmtpd then answers 535 itself
+
+    def _protocol(self) -> SMTP:
+        if self._tls is None:
+            return SMTP(self, hostname="sink.local")
+        return SMTP(self, hostname="sink.local", tls_context=self._tls, require_starttls=True,
+                    auth_required=True, authenticator=self._authenticate)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd
         self.messages.append(message_from_bytes(envelope.content))  # type: ignore[arg-type]
@@ -60,7 +81,7 @@ class SmtpSink:
 
     async def __aenter__(self) -> SmtpSink:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: SMTP(self, hostname="sink.local"), "127.0.0.1", 0)
+        self._server = await loop.create_server(self._protocol, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

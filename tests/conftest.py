@@ -24,9 +24,6 @@ from .prerequisites import (  # noqa: F401 - pytest finds the hooks by name here
     pytest_terminal_summary,
 )
 
-SHARED_BROKER = ("127.0.0.1", 1883)
-
-
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
     """Tests run on the agent's own loop, which reads serial ports on their threads as in production.
 
@@ -120,10 +117,10 @@ class PrivateMosquitto:
 
 @pytest.fixture(scope="session")
 def mosquitto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The machine's broker on 127.0.0.1:1883, or one started for the session when none listens."""
-    if _listening(*SHARED_BROKER):
-        yield "mqtt://127.0.0.1:1883"
-        return
+    """A Mosquitto of this test process's own (one per xdist worker), shared by its tests.
+
+    Not the machine's 127.0.0.1:1883: other sessions' hubs and agents use that one, and so would the other
+    workers of this run; a hub there once assigned a test's queued job to a stranger's printer."""
     broker = PrivateMosquitto(tmp_path_factory.mktemp("mosquitto"))
     broker.start()
     try:

@@ -33,14 +33,15 @@ def hub_config(data_dir: Path, mqtt_url: str | None, **extra: Any) -> HubConfig:
     })
 
 
-def agent_config(storage: Path, mqtt_url: str, devices: dict[str, Path], node_id: str | None = None) -> AgentConfig:
+def agent_config(storage: Path, mqtt_url: str, devices: dict[str, Path], node_id: str | None = None,
+                 metrics_interval_s: float = 5.0) -> AgentConfig:
     return AgentConfig.model_validate({
         "node_id": node_id or f"node-{uuid.uuid4().hex[:8]}",
         "mqtt": {"url": mqtt_url},
         "storage": {"dir": storage},
         "hub": {"token": AGENT_TOKEN},
         "telemetry_interval_s": 0.5,
-        "metrics_interval_s": 5.0,
+        "metrics_interval_s": metrics_interval_s,
         "devices": [{"id": dev, "driver": "serial_gcode", "port": str(link), "baud": 250000}
                     for dev, link in devices.items()],
     })

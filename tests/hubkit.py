@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from hub.app import Hub
+from hub.clock import Clock
 from hub.config import HubConfig
 from protocol import codec, topics
 from protocol.messages import (
@@ -223,9 +224,10 @@ class Farm:
         self.nodes: list[ScriptedNode] = []
         self.clients: list[Http] = []
 
-    async def hub(self, **extra: Any) -> Hub:
-        """A hub on this test's data dir; call again after stopping it to restart it."""
-        hub = Hub(hub_config(self.tmp_path / "hub", self.mqtt_url, hub_id=self.hub_id, **extra))
+    async def hub(self, clock: Clock | None = None, **extra: Any) -> Hub:
+        """A hub on this test's data dir (on ``clock``'s time of day, if given); call again after stopping it to
+        restart it."""
+        hub = Hub(hub_config(self.tmp_path / "hub", self.mqtt_url, hub_id=self.hub_id, **extra), clock)
         await hub.start()
         self.hubs.append(hub)
         return hub

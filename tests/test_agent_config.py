@@ -101,3 +101,21 @@ def test_loading_the_registry_loads_no_driver() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] []"
+
+
+def test_the_agent_command_loads_neither_the_other_commands_nor_the_serial_code() -> None:
+    """``farmhand agent`` reads only its own options: the demo, the simulators and the serial driver stay unloaded
+    in an agent of networked printers (each costs it memory: bench.network_printers measures its RSS)."""
+    code = (
+        "import sys\n"
+        "from farmhand import cli\n"
+        "argv = ['--log-level', 'warning', 'agent', '--config', 'agent.toml']\n"
+        "print(cli._parser(cli._command(argv)).parse_args(argv).config)\n"
+        "import agent.config, agent.node\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('farmhand.', 'agent.serial.', 'agent.devices.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    config, loaded = out.stdout.strip().splitlines()
+    assert config == "agent.toml"
+    assert loaded == str(["agent.devices.base", "agent.serial.pacing", "farmhand.broker_cli", "farmhand.certs",
+                          "farmhand.cli", "farmhand.export_cli", "farmhand.ops_cli", "farmhand.system_tools"])

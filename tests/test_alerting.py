@@ -1,5 +1,6 @@
 """Threshold alerts against a real agent and the virtual printer on a private Mosquitto: a heater
-off its target, a device gone silent and a print running past its estimate are each raised once,
+off its target, a device gone silent, a print running past its estimate and an agent's outbox that
+the hub's confirmations do not reach are each raised once,
 notified once per channel (signed webhook, MQTT topic, e-mail through a real SMTP server), resolved
 when the condition clears, and acknowledged by an operator."""
 
@@ -16,16 +17,18 @@ import pytest
 from agent.node import Agent
 from hub.app import Hub
 from hub.export.signing import verify
+from protocol import topics
 
 from .agent_support import Listener
 from .alertkit import SmtpSink, WebhookSink
+from .brokerkit import locked_broker, login
 from .farm import Api, agent_config, hub_config, start_printer
 from .hubkit import eventually
 
 pytestmark = pytest.mark.integration
 
 SECRET = "webhook-secret-0123456789"
-TOPIC = "farm/alerts"
+TOPIC = topics.hub_alerts()  # where the shipped broker ACL lets the hub write and scripts read
 DEVICE = "mk3s-1"
 
 
@@ -47,13 +50,16 @@ class AlertFarm:
 
 @contextlib.asynccontextmanager
 async def alert_farm(tmp: Path, broker: str, rules: list[dict[str, Any]], speed_factor: float,
-                     webhook: str, smtp_port: int) -> AsyncIterator[AlertFarm]:
+                     webhook: str, smtp_port: int, agent_broker: str | None = None,
+                     node_id: str | None = None) -> AsyncIterator[AlertFarm]:
+    """``agent_broker`` and ``node_id``: the agent's own login, on a broker that tells its clients apart."""
     printer = await start_printer(tmp, speed_factor=speed_factor)
     hub = Hub(hub_config(tmp / "hub", broker, alerting={
         "interval_s": 0.25, "rules": rules, "webhooks": [{"url": webhook, "secret": SECRET}], "mqtt_topic": TOPIC,
         "email": {"host": "127.0.0.1", "port": smtp_port, "sender": "farm@example.org", "to": ["ops@example.org"]}}))
     await hub.start()
-    config = agent_config(tmp / "agent", broker, {DEVICE: printer.link})
+    config = agent_config(tmp / "agent", agent_broker or broker, {DEVICE: printer.link}, node_id,
+                          metrics_interval_s=0.25)
     agent = Agent(config)
     await agent.start()
     api = Api(hub.http_url)
@@ -155,3 +161,30 @@ async def test_a_print_running_past_its_estimate_is_raised_and_resolved_when_it_
         done = await farm.api.wait_job(job["id"], {"completed", "failed"}, timeout=30)
         assert done["state"] == "completed"
         await _notified_once_each(farm, alert, hook, mqtt, smtp)
+
+
+async def test_an_agent_whose_events_are_not_confirmed_raises_its_outbox_depth(tmp_path: Path) -> None:
+    """The broker refuses the hub's confirmations (a deny line in its ACL): the hub is up and stores the agent's
+    events, but the agent never hears so, and its outbox grows until the line is gone."""
+    rules = [{"name": "backlog", "kind": "host_metric", "metric": "outbox_depth", "threshold": 3, "for_s": 0.5}]
+    with locked_broker(tmp_path) as broker:
+        acl = tmp_path / "farmhand.acl"
+        shipped = acl.read_text()
+        acl.write_text(shipped.replace("user hub\n", f"user hub\ntopic deny {topics.node_ack('+')}\n"))
+        broker.reload()
+        async with WebhookSink() as hook, SmtpSink() as smtp, Listener(login(broker, "hub"), TOPIC) as mqtt, \
+                alert_farm(tmp_path, login(broker, "hub"), rules, 50.0, hook.url, smtp.port,
+                           agent_broker=login(broker, "pi-1"), node_id="pi-1") as farm:
+            gcode = f"/api/v1/devices/{farm.device}/gcode"
+            for n in range(5):  # each command's answer is an event in the agent's outbox
+                await farm.call("POST", gcode, 202, json={"lines": [f"M117 line {n}"]})
+            [raised] = await eventually(lambda: farm.alerts("backlog"), "an outbox depth alert", 20)
+            assert raised["subject"] == "pi-1" and raised["value"] >= 4 and "outbox_depth" in raised["message"]
+            assert farm.agent.outbox.pending() >= 4 and not raised["resolved_at"]
+
+            acl.write_text(shipped)
+            broker.reload()
+            await farm.call("POST", gcode, 202, json={"lines": ["M117 confirmed"]})  # its mark covers the rest
+            alert = await _raised_then_resolved(farm, "backlog")
+            assert farm.agent.outbox.pending() == 0
+            await _notified_once_each(farm, alert, hook, mqtt, smtp)

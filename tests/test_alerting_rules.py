@@ -1,21 +1,25 @@
 """Threshold rules on a real SQLite store, without a broker: a host metric must hold for its
-``for_s`` before the alert is raised, the alert is open once however many passes see it, and a
-webhook that fails is retried until the event goes out, once."""
+``for_s`` before the alert is raised, the alert is open once however many passes see it, a
+webhook that fails is retried until the event goes out, once, and e-mail goes through a real
+SMTP server that demands STARTTLS and a login."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from hub.alerting.component import Alerting, AlertRules
+from farmhand.certs import issue, make_ca
 from hub.alerting.config import AlertingConfig
 from hub.ops import raise_alert
 from hub.fleet.registry import FleetState as Fleet  # the fleet's state, without its MQTT side
 from hub.store import Store
 from protocol.messages import HostMetrics, NodeState
 
-from .alertkit import WebhookSink
+from .alertkit import SmtpSink, WebhookSink
 
 
 class Clock:
@@ -133,3 +137,50 @@ async def test_a_channel_added_later_is_sent_new_alerts_not_the_farms_history(tm
         finally:
             await alerting.stop()
             store.close()
+
+
+async def test_email_goes_over_starttls_with_a_login_and_a_refusal_is_recorded_not_raised(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path / "ca")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(*issue(tmp_path / "ca", "smtp", ["127.0.0.1"]))
+    store = Store(tmp_path)
+    async with SmtpSink(tls=served, users={"farm": "right-password"}) as smtp:  # STARTTLS and a login required
+        def alerting(**email: object) -> Alerting:
+            config = {"host": "127.0.0.1", "port": smtp.port, "to": ["ops@example.org"], **email}
+            return Alerting(store, Fleet(store, 10.0), AlertingConfig.model_validate({"email": config}), "hub",
+                            _no_mqtt, clock=Clock())
+
+        login = {"starttls": True, "ca_file": str(ca), "username": "farm"}
+        tries = [(alerting(), "refused sending: 530 Must issue a STARTTLS command first"),
+                 (alerting(**{**login, "ca_file": None, "password": "right-password"}), "CERTIFICATE_VERIFY_FAILED"),
+                 (alerting(**login, password="wrong-password"),
+                  "refused logging in as 'farm': 535 5.7.8 Authentication credentials invalid")]
+        await tries[0][0].check()  # the channel's first pass: alerts from here on are mailed
+        raise_alert(store.db, "low_stock", "spool/1", "PLA black: 80 g left")
+        try:
+            for n, (channel, error) in enumerate(tries, start=1):
+                with capture_logs() as logged:
+                    await channel.check()
+                [delivery] = channel.book.history()[0].deliveries
+                assert (delivery.state, delivery.attempts) == ("pending", n) and error in str(delivery.last_error)
+                assert [e["error"] for e in logged if e["event"] == "alert_delivery_failed"] == [
+                    delivery.last_error.split(": ", 1)[1]]
+            assert smtp.messages == [] and smtp.logins == [("PLAIN", "farm", False), ("LOGIN", "farm", False)]
+
+            right = alerting(**login, password="right-password")
+            await right.check()
+            await right.check()
+            [message] = smtp.messages
+            assert message["Subject"] == "[hub] WARNING: spool/1 (low_stock)" and "80 g left" in message.get_payload()
+            assert smtp.logins[-1] == ("PLAIN", "farm", True)
+            assert [(d.state, d.attempts) for d in right.book.history()[0].deliveries] == [("sent", 4)]
+        finally:
+            store.close()
+
+
+def test_an_email_login_needs_starttls_and_both_its_parts() -> None:
+    for email, error in [({"username": "farm", "password": "x"}, "needs starttls"),
+                         ({"starttls": True, "username": "farm"}, "go together"),
+                         ({"ca_file": "/etc/ca.crt"}, "ca_file is for starttls")]:
+        with pytest.raises(ValueError, match=error):
+            AlertingConfig.model_validate({"email": {"host": "smtp", "to": ["ops@example.org"], **email}})

@@ -180,6 +180,71 @@ def test_schedule_names_the_next_daily_time() -> None:
         BackupConfig(schedule="every night")
 
 
+class SteppedClock:
+    """A wall clock the test moves. The hub's schedule sleeps until the moment it asks for; the test reads
+    that moment (``next_wake``: once the schedule sleeps again, its work before done) and steps the clock."""
+
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+        self.waiting_for: datetime | None = None
+        self._moved = asyncio.Condition()
+
+    def now(self) -> datetime:
+        return self.moment
+
+    async def sleep_until(self, moment: datetime) -> None:
+        async with self._moved:
+            self.waiting_for = moment
+            self._moved.notify_all()
+            await self._moved.wait_for(lambda: self.moment >= moment)
+
+    async def next_wake(self) -> datetime:
+        async with self._moved:
+            await asyncio.wait_for(self._moved.wait_for(
+                lambda: self.waiting_for is not None and self.waiting_for > self.moment), 15)
+            assert self.waiting_for is not None
+            return self.waiting_for
+
+    async def step_to(self, moment: datetime) -> None:
+        async with self._moved:
+            self.moment = moment
+            self._moved.notify_all()
+
+
+async def test_a_running_hub_backs_up_on_schedule_and_keeps_exactly_the_retained_set(
+        isolated_farm: Farm, tmp_path: Path) -> None:
+    start = datetime(2030, 1, 1, 1, 0, tzinfo=UTC)  # a Tuesday, an hour before the first scheduled backup
+    clock = SteppedClock(start)
+    elsewhere = tmp_path / "backup-disk"
+    hub = await isolated_farm.hub(clock=clock, backup={"dir": str(elsewhere), "schedule": "daily 02:00",
+                                                       "keep_daily": 3, "keep_weekly": 2})
+    http = isolated_farm.http(hub)
+    status, manual = await http.call("POST", "/api/v1/backups")
+    assert status == 201 and manual["created_at"].startswith("2030-01-01T01:00")  # on the hub's clock
+    for day in range(17):  # Jan 1 to Jan 17, a new file each day, so each backup holds one file more
+        await http.upload(f"G28\nG1 X{day}\n".encode(), f"day{day}.gcode")
+        due = await clock.next_wake()
+        assert due == start + timedelta(days=day, hours=1), "the schedule sleeps until 02:00 UTC each day"
+        await clock.step_to(due)
+    await clock.next_wake()  # the last backup and its retention are done
+
+    listed = (await http.call("GET", "/api/v1/backups"))[1]["items"]
+    scheduled = [b for b in listed if b["kind"] == "scheduled"]
+    # Days: the newest of Jan 17, 16 and 15. ISO weeks: the newest of Jan 14-20 (Jan 17) and of Jan 7-13 (Jan 13).
+    assert [datetime.fromisoformat(b["created_at"]) for b in scheduled] == [
+        datetime(2030, 1, d, 2, 0, tzinfo=UTC) for d in (13, 15, 16, 17)]
+    assert [b["files"] for b in scheduled] == [13, 15, 16, 17]
+    assert [b["id"] for b in listed] == [manual["id"]] + [b["id"] for b in scheduled]  # a manual one stays
+    on_disk = sorted(p.name for p in elsewhere.iterdir() if (p / "manifest.json").exists())
+    assert on_disk == sorted(b["id"] for b in listed)
+    assert not (hub.config.data_dir / "backups").exists()  # all of it on the configured disk
+    # Garbage collection left exactly what the kept backups need: their five databases and the 17 files.
+    assert len(list((elsewhere / "objects").glob("*/*.gz"))) == 5 + 17
+    for backup in listed:
+        status, checked = await http.call("POST", f"/api/v1/backups/{backup['id']}/verify")
+        assert status == 200 and checked["verified"] is True, checked
+
+
 def farmhand(argv: list[str]) -> int:
     """`farmhand ARGV` in this process, leaving logging as the test run set it up."""
     return export_cli.run_backup(_parser().parse_args(argv))

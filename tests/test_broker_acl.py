@@ -8,8 +8,6 @@ ask the hub and read the farm, and a client without a login gets nothing.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -21,59 +19,28 @@ from farmhand.sample_gcode import ring_tower
 from protocol import topics
 from protocol.mqtt import MqttSession
 
+from .brokerkit import USERS, locked_broker, login
 from .conftest import PrivateMosquitto
 from .farm import OnePrinterFarm
 
 pytestmark = pytest.mark.integration
-
-SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
-USERS = {"hub": "hub-secret", "scripts": "scripts-secret", "erp": "erp-secret", "pi-1": "pi-1-secret",
-         "pi-2": "pi-2-secret"}
 QUIET_S = 0.5  # after a positive control arrived, how long a forbidden message has had to arrive too
-
-
-def shipped_access(passwd: Path, acl: Path) -> str:
-    """The shipped config's access and size lines, its files put where this test keeps them."""
-    lines = []
-    for line in (SYSTEMD / "mosquitto-farmhand.conf").read_text().splitlines():
-        key = line.split(" ", 1)[0]
-        if key in ("allow_anonymous", "max_packet_size"):
-            lines.append(line)
-        elif key == "password_file":
-            lines.append(f"password_file {passwd}")
-        elif key == "acl_file":
-            lines.append(f"acl_file {acl}")
-    assert len(lines) == 4, lines
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
-    """The shipped ACL with two agents and a second script added the way an operator adds them."""
-    passwd, acl = tmp_path / "farmhand.passwd", tmp_path / "farmhand.acl"
-    shutil.copy(SYSTEMD / "mosquitto-farmhand.acl", acl)
-    passwd.touch(mode=0o600)
-    for user in ("hub", "scripts"):
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, USERS[user]], check=True, capture_output=True)
-    for node in ("pi-1", "pi-2"):
-        add_login("node", node, USERS[node], acl=acl, passwd=passwd)
-    add_login("script", "erp", USERS["erp"], acl=acl, passwd=passwd)
-    broker = PrivateMosquitto(tmp_path, shipped_access(passwd, acl))
-    broker.start()
-    try:
+    with locked_broker(tmp_path) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 class Client:
     """A session logged in as ``user`` that keeps what it hears, topic by topic."""
 
     def __init__(self, broker: PrivateMosquitto, user: str | None, subscriptions: Sequence[str] = ()) -> None:
-        login = f"{user}:{USERS[user]}@" if user else ""
         self.heard: list[tuple[str, bytes]] = []
         self.arrived = asyncio.Event()
-        self.session = MqttSession(f"mqtt://{login}127.0.0.1:{broker.port}", f"acl-test-{user}",
+        url = login(broker, user) if user else f"mqtt://127.0.0.1:{broker.port}"
+        self.session = MqttSession(url, f"acl-test-{user}",
                                    on_message=self._on_message, subscriptions=[(t, 1) for t in subscriptions],
                                    persistent=False, backoff_max=1.0)
 
@@ -252,12 +219,9 @@ def test_a_client_without_a_login_or_with_a_wrong_password_is_refused(
 
 async def test_a_farm_prints_and_a_script_follows_it_through_the_locked_broker(
         broker: PrivateMosquitto, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    def login(user: str) -> str:
-        return f"mqtt://{user}:{USERS[user]}@127.0.0.1:{broker.port}"
-
-    async with OnePrinterFarm(tmp_path, login("hub"), agent_mqtt_url=login("pi-1"), node_id="pi-1",
+    async with OnePrinterFarm(tmp_path, login(broker, "hub"), agent_mqtt_url=login(broker, "pi-1"), node_id="pi-1",
                               speed_factor=500) as farm:
-        script = await asyncio.to_thread(MqttClient, login("scripts"))
+        script = await asyncio.to_thread(MqttClient, login(broker, "scripts"))
         try:
             sha = await farm.api.upload(ring_tower(height_mm=0.4))
             job = await asyncio.to_thread(script.request, "submit_job", file_sha256=sha)

@@ -64,6 +64,9 @@ async def test_the_demo_farm_stays_busy(tmp_path: Path) -> None:
             # Farm time: an order every 2 minutes, a fault every 4 — a few of each in the run.
             director = Director(http, base, farm, speed=SPEED, fault_every_s=240, order_every_s=120)
             await director.setup()
+            # Every printer starts with a spool, however long the machine took to bring the printers up.
+            printers = await director.printers()
+            assert len(printers) == len(farm.printers) and all(d["material"] for d in printers), printers
             running = asyncio.create_task(director.run(stop))
             checkpoints: list[int] = []
             started = time.monotonic()

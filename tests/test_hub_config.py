@@ -20,6 +20,7 @@ def test_the_shipped_example_loads_for_a_farm_network() -> None:
     assert config.data_dir == Path("/var/lib/farmhand/hub")
     assert (config.retention.progress_days, config.retention.telemetry_days, config.retention.events_days) == \
         (7, 14, 90)
+    assert config.backup.schedule == "daily 02:00" and config.backup.dir is None  # <data_dir>/backups
 
 
 def test_the_environment_overrides_the_file() -> None:

@@ -155,6 +155,16 @@ async def test_reports_sum_printing_time_filament_and_orders(isolated_farm: Farm
                                  {"material": "PETG", "color": "FF8000", "grams": 7.5, "jobs": 1}]
     assert used["total_grams"] == 47.5
 
+    # The same day in 7-hour buckets (the last one 3 h): the dashboard's charts.
+    line = await ok(http, "GET", "/api/v1/reports/timeline", params={**day, "every": "25200"})
+    assert line["printers"] == 2 and [b["hours"] for b in line["buckets"]] == [7, 7, 7, 3]
+    assert [b["printing_hours"] for b in line["buckets"]] == pytest.approx([0.5, 2.0, 0.0, 1.0])
+    assert [b["utilisation"] for b in line["buckets"]] == pytest.approx([0.5 / 14, 2 / 14, 0, 1 / 6], abs=1e-4)
+    assert [b["grams"] for b in line["buckets"]] == [{"PETG": 7.5}, {"PLA": 40.0}, {}, {}]
+    for bad, says in (({"every": "10"}, "every"), ({"from": "2020-01-01T00:00:00Z", "every": "60"}, "buckets")):
+        status, problem = await http.call("GET", "/api/v1/reports/timeline", params={**day, **bad})
+        assert status == 422 and says in problem["detail"], problem
+
     quote = (await ok(http, "POST", "/api/v1/quotes", json={"file_sha256": sha}))["cost"]
     for customer, price in (("Acme", 10.0), ("Acme", 20.0), ("Bob", 5.0)):
         o = await ok(http, "POST", "/api/v1/orders", 201, json={"customer": customer, "price": price,

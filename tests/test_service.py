@@ -252,3 +252,29 @@ def test_a_hub_whose_database_takes_no_writer_stops_feeding_the_watchdog(notify:
 def _healthz(port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
         return r.status
+
+
+# A service that stops itself once started, saying what its garbage collector does then.
+SETTLED = """
+import asyncio, gc, os, signal
+from farmhand.service import run_service
+
+async def start():
+    print("threshold", gc.get_threshold()[0], flush=True)
+    asyncio.get_running_loop().call_later(0.1, os.kill, os.getpid(), signal.SIGTERM)
+
+async def stop():
+    print("frozen", gc.get_freeze_count(), "threshold", gc.get_threshold()[0], flush=True)
+
+asyncio.run(run_service(start, stop))
+"""
+
+
+def test_a_started_service_stops_scanning_what_it_loaded_and_collects_less_often() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("NOTIFY_SOCKET", None)
+    out = subprocess.run([sys.executable, "-c", SETTLED], env=env, capture_output=True, text=True, timeout=30,
+                         check=True).stdout.splitlines()
+    (_, before), (_, frozen, _, after) = [line.split() for line in out if line.startswith(("threshold", "frozen"))]
+    assert int(frozen) > 1000, "the modules and state loaded at start are frozen"
+    assert int(after) > int(before), "young objects are collected less often than by default"

@@ -17,7 +17,6 @@ link is probed with the cheap ``get_version`` before it is taken for lost.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import json
 import ssl
@@ -38,7 +37,7 @@ from protocol.messages import ConsoleOutput, DeviceState
 from . import bambu_ftps
 from .base import CommandRejected, Emitter
 from .bambu_report import PrintSnapshot
-from .network import AuthFailed, JobPhase, LinkLost, NetworkPrinter, job_id_in
+from .network import AuthFailed, JobPhase, LinkLost, NetworkPrinter, digest_of, job_id_in
 
 if TYPE_CHECKING:
     from agent.config import DeviceConfig
@@ -359,7 +358,8 @@ def _first_plate(path: Path) -> tuple[str, str]:
             plates = sorted(n for n in archive.namelist() if n.startswith("Metadata/plate_") and n.endswith(".gcode"))
             if not plates:
                 raise CommandRejected("the 3MF holds no sliced plate (Metadata/plate_N.gcode): slice it for Bambu")
-            return plates[0], hashlib.md5(archive.read(plates[0])).hexdigest()  # noqa: S324 - the printer's check
+            with archive.open(plates[0]) as plate:  # read a piece at a time: a plate's G-code may be 100 MB
+                return plates[0], digest_of(plate, "md5")  # the printer's own check
     except zipfile.BadZipFile as exc:
         raise CommandRejected(f"the 3MF cannot be read: {exc}") from None
 

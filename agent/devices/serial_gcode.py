@@ -23,7 +23,8 @@ from agent.serial.connection import Connection
 from agent.serial.console import Console, ConsoleInterrupted
 from agent.serial.gcode import GcodeError, GcodeFile, prepare_lines
 from agent.serial.host import HostEngine, Outcome
-from agent.serial.profiles import Pacing, load_profile
+from agent.serial.pacing import Pacing
+from agent.serial.profiles import load_profile
 from agent.serial.responses import Dialect, Kind, Reply
 from agent.serial.sdcard import SdFile
 from protocol.messages import (

@@ -20,7 +20,8 @@ import structlog
 from .host import HostEngine, Outcome
 from .identity import FirmwareIdentity
 from .link import SerialLink
-from .profiles import FirmwareProfile, Pacing
+from .pacing import Pacing
+from .profiles import FirmwareProfile
 from .responses import Dialect, Kind, Reply
 
 log = structlog.get_logger("farmhand.agent.serial")

@@ -27,11 +27,6 @@ from protocol.config import ConfigError, load
 from .host import STREAMING_COMMANDS
 from .responses import FATAL_MARKERS, LINE_ERROR_MARKERS, TEMPERATURE_PATTERN, FirmwareState
 
-Pacing = Literal["auto", "wire", "none"]
-"""How a port is read. 'wire': a UART, answers come at the baud rate's pace and may be read in batches;
-'none': a pty or USB link with no wire (Klipper's /tmp/printer), answers read as they arrive; 'auto': ask the
-port's driver (``SerialLink.has_uart``)."""
-
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

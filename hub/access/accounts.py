@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from argon2 import PasswordHasher
@@ -109,16 +110,27 @@ class Accounts:
                              (Role.ADMIN.value, user["id"]))
         return row is not None and row["n"] == 0
 
-    def set_disabled(self, user_id: int, disabled: bool) -> dict:
-        """Disable (its sessions end: every request of theirs fails from now on) or enable a user."""
+    def update_user(self, user_id: int, change: dict[str, Any]) -> dict:
+        """Change what ``change`` names: username, role, password, disabled. Disabling a user or giving them a
+        new password ends their sessions (every request of theirs fails from now on); the last admin stays one."""
         user = self.user(user_id)
-        if disabled and self._last_admin(user):
+        if (change.get("disabled") or change.get("role", Role.ADMIN) != Role.ADMIN) and self._last_admin(user):
             raise AccountError(409, "Last admin", f"{user['username']} is the last admin; make another one first")
+        name = change.get("username", user["username"])
+        if name != user["username"] and self.store.one("SELECT id FROM users WHERE username = ?", (name,)):
+            raise AccountError(409, "User exists", f"a user named {name!r} already exists")
+        fields = {k: str(change[k]) for k in ("username", "role") if k in change}
+        if "password" in change:
+            fields["password_hash"] = self._hasher.hash(change["password"])
+        if "disabled" in change:
+            fields["disabled_at"] = (user["disabled_at"] or utcnow()) if change["disabled"] else None
         with self.store.transaction() as db:
-            db.execute("UPDATE users SET disabled_at = ? WHERE id = ?", (utcnow() if disabled else None, user_id))
-            if disabled:
+            if fields:
+                db.execute(f"UPDATE users SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                           (*fields.values(), user_id))
+            if change.get("disabled") or "password" in change:
                 db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-        log.info("user_disabled" if disabled else "user_enabled", user=user["username"])
+        log.info("user_updated", user=user["username"], fields=sorted(change))
         return self.user(user_id)
 
     def delete_user(self, user_id: int) -> None:

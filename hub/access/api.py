@@ -59,7 +59,7 @@ class AccountApi:
             Op("POST", "/api/v1/users", self.create_user, body=UserCreate, response=User, status=201,
                summary="Create a panel user"),
             Op("PATCH", "/api/v1/users/{id}", self.update_user, body=UserUpdate, response=User,
-               summary="Disable (ending their sessions) or enable a user"),
+               summary="Rename a user, change their role or password, disable (ending their sessions) or enable"),
             Op("DELETE", "/api/v1/users/{id}", self.delete_user, status=204,
                summary="Delete a user and end their sessions"),
             Op("DELETE", "/api/v1/users/{id}/sessions", self.end_sessions, response=SessionsEnded,
@@ -131,7 +131,8 @@ class AccountApi:
 
     async def update_user(self, request: web.Request) -> web.Response:
         spec = await body(request, UserUpdate)
-        return respond(User(**_checked(lambda: self.accounts.set_disabled(_id(request), spec.disabled))))
+        return respond(User(**_checked(lambda: self.accounts.update_user(_id(request),
+                                                                        spec.model_dump(exclude_unset=True)))))
 
     async def delete_user(self, request: web.Request) -> web.Response:
         _checked(lambda: self.accounts.delete_user(_id(request)))

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.api.models import change_of
+
 from .accounts import Role
 
 
@@ -39,8 +41,9 @@ class User(BaseModel):
     disabled_at: datetime | None = None
 
 
-class UserUpdate(_In):
-    disabled: bool = Field(description="true: the user can no longer log in and their sessions end at once")
+UserUpdate = change_of(UserCreate, "UserUpdate", password=(str, Field(
+    min_length=10, max_length=1024, description="a new password: the user's sessions end")), disabled=(bool, Field(
+    description="true: the user can no longer log in and their sessions end at once")))
 
 
 class SessionsEnded(BaseModel):

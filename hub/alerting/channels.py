@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
+import ssl
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 
@@ -54,14 +55,30 @@ def _mqtt(topic: str, publish: Publish) -> Send:
     return send
 
 
+class SmtpRefused(RuntimeError):
+    """The SMTP server answered with an error; the text says where, at which step, and what it answered."""
+
+
 def _email(channel: EmailChannel, farm: str) -> Send:
+    # Built once: a ca_file that cannot be read stops the hub at start, not at the first alert.
+    tls = ssl.create_default_context(cafile=channel.ca_file) if channel.starttls else None
+    server = f"{channel.host}:{channel.port}"
+
     def deliver(message: EmailMessage) -> None:
-        with smtplib.SMTP(channel.host, channel.port, timeout=15) as smtp:
-            if channel.starttls:
-                smtp.starttls()
-            if channel.username and channel.password:
-                smtp.login(channel.username, channel.password.get_secret_value())
-            smtp.send_message(message)
+        step = "connecting"
+        try:
+            with smtplib.SMTP(channel.host, channel.port, timeout=15) as smtp:
+                if tls is not None:
+                    step = "STARTTLS"
+                    smtp.starttls(context=tls)
+                if channel.username and channel.password:
+                    step = f"logging in as {channel.username!r}"
+                    smtp.login(channel.username, channel.password.get_secret_value())
+                step = "sending"
+                smtp.send_message(message)
+        except smtplib.SMTPResponseException as exc:
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            raise SmtpRefused(f"{server} refused {step}: {exc.smtp_code} {text}") from None
 
     async def send(event: str, alert: AlertRecord, payload: bytes) -> None:
         message = EmailMessage()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -20,7 +21,8 @@ class RuleKind(StrEnum):
     RENDER_STALLED = "render_stalled"  # threshold: seconds a running render task has delivered no frame
 
 
-HostMetricName = Literal["cpu_temp_c", "cpu_pct", "mem_pct", "disk_pct", "load1"]
+# outbox_depth: events the agent holds that the hub has not confirmed (a broker or hub it cannot reach).
+HostMetricName = Literal["cpu_temp_c", "cpu_pct", "mem_pct", "disk_pct", "load1", "outbox_depth"]
 
 
 class AlertRule(_Section):
@@ -49,17 +51,30 @@ class WebhookChannel(_Section):
 class EmailChannel(_Section):
     host: str
     port: int = Field(25, ge=1, le=65535)
-    starttls: bool = False
-    username: str | None = None
+    starttls: bool = Field(False, description="upgrade the connection with STARTTLS before logging in or "
+                                              "sending; the server's certificate is verified")
+    ca_file: Path | None = Field(None, description="starttls: the CA the server's certificate must chain to "
+                                                   "(default: the system's CAs)")
+    username: str | None = Field(None, description="log in (AUTH) with this user; needs starttls")
     password: SecretStr | None = None
     sender: str = Field("farmhand@localhost", description="From:")
     to: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _login_over_tls(self) -> EmailChannel:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.username is not None and not self.starttls:
+            raise ValueError("a login needs starttls: the password is never sent in the clear")
+        if self.ca_file is not None and not self.starttls:
+            raise ValueError("ca_file is for starttls")
+        return self
 
 
 class AlertingConfig(_Section):
     interval_s: float = Field(5.0, gt=0, description="how often the rules are checked")
     rules: list[AlertRule] = Field(default_factory=list, description="defaults; PUT /api/v1/alert-rules replaces them")
     webhooks: list[WebhookChannel] = Field(default_factory=list)
-    mqtt_topic: str | None = Field(None, description="publish each alert event here (QoS 1), e.g. farmhand/alerts")
+    mqtt_topic: str | None = Field(None, description="publish each alert event here (QoS 1), e.g. farmhand/v1/hub/alerts, which the shipped broker ACL lets the hub write and scripts read")
     email: EmailChannel | None = None
     max_attempts: int = Field(5, ge=1, le=100, description="deliveries tried this many times, once per check")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from hub.api import ApiProblem, Items, Op, RouteTable, body, respond
+from hub.clock import Clock
 from hub.component import Component
 from hub.files import FileStore
 from hub.store import DB_NAME, Store
@@ -88,12 +89,14 @@ def apply_retention(archive: BackupArchive, config: BackupConfig) -> list[str]:
 class Backups(Component):
     name = "backups"
 
-    def __init__(self, store: Store, files: FileStore, config: BackupConfig, data_dir: Path, hub_id: str) -> None:
+    def __init__(self, store: Store, files: FileStore, config: BackupConfig, data_dir: Path, hub_id: str,
+                 clock: Clock) -> None:
         self.store = store
         self.files = files
         self.config = config
         self.data_dir = data_dir
         self.hub_id = hub_id
+        self.clock = clock  # scheduled backups run at its time of day; every backup is stamped with its now()
         self.archive = BackupArchive(backup_dir(config, data_dir), config.compress_level)
         self.lock = HubLock(data_dir)
         self._busy = asyncio.Lock()
@@ -114,13 +117,14 @@ class Backups(Component):
     async def create(self, kind: str = "manual") -> Manifest:
         async with self._busy:
             return await asyncio.to_thread(self.archive.create, self.store.path.parent / DB_NAME, self.files.root,
-                                           self.hub_id, kind)
+                                           self.hub_id, kind, self.clock.now())
 
     async def _scheduled(self) -> None:
         assert self.config.schedule is not None
         while True:
-            now = datetime.now(UTC)
-            await asyncio.sleep((next_run(self.config.schedule, now) - now).total_seconds())
+            # From the time now, not from the last due time: a hub that was down (or a backup that ran long)
+            # takes the next one at its time instead of catching up on the ones it missed.
+            await self.clock.sleep_until(next_run(self.config.schedule, self.clock.now()))
             try:
                 await self.create("scheduled")
                 await asyncio.to_thread(apply_retention, self.archive, self.config)

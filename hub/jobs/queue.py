@@ -180,6 +180,14 @@ class PrintQueue:
         self.on_change()
         return self.service.get(job_id)
 
+    def set_deadline(self, job_ids: list[int], deadline: str | None) -> None:
+        """A new deadline for those of the jobs still queued (an order's changed); started ones keep theirs."""
+        queued = [j for j in job_ids if self.service.get(j).state == JobState.QUEUED]
+        for job_id in queued:
+            self._set(job_id, deadline=deadline)
+        if queued:
+            self.on_change()
+
     def move(self, job_id: int, move: QueueMove) -> Job:
         self._queued(job_id)
         with self.store.transaction() as db:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from hub.api.listing import PageQuery
+from hub.api.models import change_of
 
 STAGE = r"^[a-z][a-z0-9_]{0,39}$"
 
@@ -36,7 +37,9 @@ class OrderItemIn(BaseModel):
     quality: str = Field("0.20mm", description="meshes: the quality layer to slice with")
 
 
-class OrderCreate(BaseModel):
+class OrderFields(BaseModel):
+    """What an order says besides its items: what a change may touch."""
+
     model_config = ConfigDict(extra="forbid")
     customer: str = Field(min_length=1, max_length=200)
     reference: str | None = Field(None, max_length=200)
@@ -46,7 +49,6 @@ class OrderCreate(BaseModel):
     stages: list[str] = Field(default_factory=list, max_length=20,
                               description="post-processing after printing, in order, e.g. "
                                           "[\"support_removal\", \"qc\", \"packed\", \"shipped\"]")
-    items: list[OrderItemIn] = Field(min_length=1, max_length=100)
 
     @field_validator("stages")
     @classmethod
@@ -57,6 +59,15 @@ class OrderCreate(BaseModel):
         if len(set(stages)) != len(stages):
             raise ValueError("a stage is listed twice")
         return stages
+
+
+class OrderCreate(OrderFields):
+    """An order: a customer's items, each copy a print job."""
+
+    items: list[OrderItemIn] = Field(min_length=1, max_length=100)
+
+
+OrderChange = change_of(OrderFields, "OrderChange")
 
 
 class StageIn(BaseModel):

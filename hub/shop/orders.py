@@ -33,8 +33,10 @@ from hub.store import Store, timestamp, utcnow
 from .costing import Costs, QuoteRequest
 from .order_schemas import (
     Order,
+    OrderChange,
     OrderCost,
     OrderCreate,
+    OrderFields,
     OrderItem,
     OrderItemIn,
     OrderListQuery,
@@ -276,6 +278,31 @@ class Orders:
         log.info("order_stage_recorded", order_id=order_id, stage=stage, by=by)
         return self.get(order_id)
 
+    def update(self, order_id: int, change: OrderFields) -> Order:
+        """Customer, reference, notes, price, deadline and stages; the items' copies are jobs already."""
+        order = self.get(order_id)
+        data = change.model_dump(exclude_unset=True)
+        if order.status == OrderStatus.CANCELLED:
+            raise ApiProblem(409, "Order state conflict", f"order {order_id} is cancelled")
+        recorded = [s.stage for s in order.stages_done if s.stage not in data.get("stages", order.stages)]
+        if recorded:
+            raise ApiProblem(409, "Stage already recorded", f"{', '.join(recorded)} of order {order_id} "
+                                                            "was signed off: it stays in the stages")
+        retimed = [i for i in order.items if i.deadline == order.deadline] if "deadline" in data else []
+        if "deadline" in data:  # items that took the order's deadline take the new one
+            data["deadline"] = timestamp(data["deadline"]) if data["deadline"] else None
+        if "stages" in data:
+            data["stages"] = json.dumps(data["stages"])
+        with self.store.transaction() as db:
+            if data:
+                db.execute(f"UPDATE orders SET {', '.join(f'{k} = ?' for k in data)} WHERE id = ?",
+                           (*data.values(), order_id))
+            for item in retimed:
+                db.execute("UPDATE order_items SET deadline = ? WHERE id = ?", (data["deadline"], item.id))
+        self.queue.set_deadline([j for i in retimed for j in i.jobs], data.get("deadline"))
+        log.info("order_updated", order_id=order_id, fields=sorted(data))
+        return self.get(order_id)
+
     def cancel(self, order_id: int) -> Order:
         order = self.get(order_id)
         if order.status in (OrderStatus.CANCELLED, OrderStatus.DONE):
@@ -314,6 +341,9 @@ class Orders:
         async def cancel(request: web.Request) -> web.Response:
             return respond(self.cancel(row_id(request)))
 
+        async def change(request: web.Request) -> web.Response:
+            return respond(self.update(row_id(request), await body(request, OrderChange)))
+
         tags = ("orders",)
         return [
             Op("POST", "/api/v1/orders", create, body=OrderCreate, response=Order, status=201, tags=tags,
@@ -321,6 +351,8 @@ class Orders:
             Op("GET", "/api/v1/orders", list_orders, query=OrderListQuery, response=Items[Order], tags=tags,
                summary="Orders with their status and cost"),
             Op("GET", "/api/v1/orders/{id}", get, response=Order, tags=tags, summary="One order"),
+            Op("PATCH", "/api/v1/orders/{id}", change, body=OrderChange, response=Order, tags=tags,
+               summary="Change an order's customer, reference, notes, price, deadline or stages: only the fields sent"),
             Op("POST", "/api/v1/orders/{id}/stages/{stage}", stage, body=StageIn, response=Order, tags=tags,
                summary="Record a post-processing stage as done, by whom and when"),
             Op("POST", "/api/v1/orders/{id}/cancel", cancel, response=Order, tags=tags,

@@ -2,7 +2,9 @@
 
 Periods are half-open ``[from, to)`` in UTC; the default is the last 7 days.
 Printing time counts the part of each job between its start and its end (or
-now, while it runs) that falls inside the period.
+now, while it runs) that falls inside the period. The timeline cuts a period
+into buckets (the panel's dashboard charts it): the farm's utilisation and
+the filament booked in each.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -24,12 +27,33 @@ from hub.store import Store, timestamp
 from .order_schemas import Order
 
 DEFAULT_DAYS = 7
+MAX_BUCKETS = 500
 
 
 class Period(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     start: AwareDatetime | None = Field(None, alias="from", description="ISO 8601 with offset; default: 7 days ago")
     end: AwareDatetime | None = Field(None, alias="to", description="ISO 8601 with offset; default: now")
+
+
+class TimelineQuery(Period):
+    every: int = Field(3600, ge=60, le=31 * 86400, description="seconds in each bucket; the last may be shorter")
+
+
+class Bucket(BaseModel):
+    start: str
+    hours: float = Field(description="the bucket's length")
+    printing_hours: float = Field(description="summed over the printers")
+    utilisation: float = Field(description="printing hours / (printers × hours)")
+    grams: dict[str, float] = Field(description="filament booked, by material")
+
+
+class Timeline(BaseModel):
+    start: str
+    end: str
+    every_s: int
+    printers: int
+    buckets: list[Bucket]
 
 
 class PrinterUse(BaseModel):
@@ -77,12 +101,19 @@ class OrdersReport(BaseModel):
     by_status: dict[str, OrderSums]
 
 
-def period(query: dict[str, str] | web.Request) -> tuple[datetime, datetime]:
+def _parsed(query: dict[str, str] | web.Request, model: type[Period]) -> Any:
     q = query.query if isinstance(query, web.Request) else query
     try:
-        p = Period.model_validate(dict(q))
+        return model.model_validate(dict(q))
     except ValidationError as exc:
         raise ApiProblem(422, "Invalid period", describe(exc)) from None
+
+
+def period(query: dict[str, str] | web.Request) -> tuple[datetime, datetime]:
+    return _bounds(_parsed(query, Period))
+
+
+def _bounds(p: Period) -> tuple[datetime, datetime]:
     end = (p.end or datetime.now(UTC)).astimezone(UTC)
     start = (p.start or end - timedelta(days=DEFAULT_DAYS)).astimezone(UTC)
     if start >= end:
@@ -103,21 +134,30 @@ class Reports:
         self.orders = orders
         self.currency = currency
 
-    def utilisation(self, start: datetime, end: datetime) -> Utilisation:
-        now = datetime.now(UTC)
-        hours = (end - start).total_seconds() / 3600
-        printers = {(r["node"], r["id"]): r["model"] for r in self.store.all(
+    def _printers(self) -> dict[tuple[str, str], str | None]:
+        return {(r["node"], r["id"]): r["model"] for r in self.store.all(
             "SELECT node, id, model FROM devices WHERE render IS NULL ORDER BY node, id")}
-        busy: dict[tuple[str, str], float] = defaultdict(float)
-        jobs: dict[tuple[str, str], int] = defaultdict(int)
+
+    def _printing(self, start: datetime, end: datetime) -> list[tuple[tuple[str, str], datetime, datetime]]:
+        """Each job's printing time inside the period: (printer, from, to)."""
+        now, spans = datetime.now(UTC), []
         for j in self.store.all("SELECT node, device, started_at, finished_at FROM jobs WHERE started_at IS NOT NULL"
                                 " AND started_at < ? AND (finished_at IS NULL OR finished_at > ?)",
                                 (timestamp(end), timestamp(start))):
             began = max(datetime.fromisoformat(j["started_at"]), start)
             ended = min(datetime.fromisoformat(j["finished_at"]) if j["finished_at"] else now, end)
             if ended >= began:  # a job that started and ended in the same millisecond still ran there
-                busy[(j["node"], j["device"])] += (ended - began).total_seconds() / 3600
-                jobs[(j["node"], j["device"])] += 1
+                spans.append(((j["node"], j["device"]), began, ended))
+        return spans
+
+    def utilisation(self, start: datetime, end: datetime) -> Utilisation:
+        hours = (end - start).total_seconds() / 3600
+        printers = self._printers()
+        busy: dict[tuple[str, str], float] = defaultdict(float)
+        jobs: dict[tuple[str, str], int] = defaultdict(int)
+        for printer, began, ended in self._printing(start, end):
+            busy[printer] += (ended - began).total_seconds() / 3600
+            jobs[printer] += 1
         return Utilisation(start=timestamp(start), end=timestamp(end), printers=[
             PrinterUse(device=f"{node}/{dev}", model=model, jobs=jobs[(node, dev)],
                        printing_hours=round(busy[(node, dev)], 4), period_hours=round(hours, 4),
@@ -134,6 +174,33 @@ class Reports:
                 for r in rows]
         return Materials(start=timestamp(start), end=timestamp(end), materials=used,
                          total_grams=round(sum(u.grams for u in used), 3))
+
+    def timeline(self, start: datetime, end: datetime, every: timedelta) -> Timeline:
+        count = -(-(end - start) // every)
+        if count > MAX_BUCKETS:
+            raise ApiProblem(422, "Invalid period", f"{count} buckets of {every.total_seconds():g} s; at most "
+                                                    f"{MAX_BUCKETS}: ask for a shorter period or longer buckets")
+        bounds = [(start + i * every, min(start + (i + 1) * every, end)) for i in range(count)]
+        busy = [0.0] * count
+        for _, began, ended in self._printing(start, end):
+            for i in range((began - start) // every, min((ended - start) // every, count - 1) + 1):
+                lo, hi = bounds[i]
+                busy[i] += max((min(ended, hi) - max(began, lo)).total_seconds(), 0.0) / 3600
+        grams: list[dict[str, float]] = [defaultdict(float) for _ in range(count)]
+        for r in self.store.all(
+                "SELECT f.material, u.grams, u.booked_at FROM spool_usage u JOIN spools s ON s.id = u.spool_id"
+                " JOIN filaments f ON f.id = s.filament_id WHERE u.booked_at >= ? AND u.booked_at < ?",
+                (timestamp(start), timestamp(end))):
+            grams[(datetime.fromisoformat(r["booked_at"]) - start) // every][r["material"]] += r["grams"]
+        printers = len(self._printers())
+        buckets = []
+        for (lo, hi), hours_busy, used in zip(bounds, busy, grams, strict=True):
+            hours = (hi - lo).total_seconds() / 3600
+            buckets.append(Bucket(start=timestamp(lo), hours=round(hours, 4), printing_hours=round(hours_busy, 4),
+                                  utilisation=round(hours_busy / (printers * hours), 4) if printers else 0.0,
+                                  grams={m: round(g, 3) for m, g in sorted(used.items())}))
+        return Timeline(start=timestamp(start), end=timestamp(end), every_s=int(every.total_seconds()),
+                        printers=printers, buckets=buckets)
 
     def orders_report(self, start: datetime, end: datetime) -> OrdersReport:
         lo, hi = timestamp(start), timestamp(end)
@@ -153,8 +220,14 @@ class Reports:
                 return respond(make(*period(request)))
             return handler
 
+        async def timeline(request: web.Request) -> web.Response:
+            q = _parsed(request, TimelineQuery)
+            return respond(self.timeline(*_bounds(q), timedelta(seconds=q.every)))
+
         tags = ("reports",)
         return [
+            Op("GET", "/api/v1/reports/timeline", timeline, query=TimelineQuery, response=Timeline, tags=tags,
+               summary="The period in buckets: the farm's utilisation and the filament booked, by material, in each"),
             Op("GET", "/api/v1/reports/utilisation", route(self.utilisation), query=Period,  # type: ignore[arg-type]
                response=Utilisation, tags=tags, summary="Per printer: printing hours over the period's hours"),
             Op("GET", "/api/v1/reports/materials", route(self.materials), query=Period,  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlite_utils import Database
 
-from hub.api import Listing, Op, RowId, body, respond, row_id
+from hub.api import ApiProblem, Listing, Op, RowId, body, change_of, respond, row_id
 from hub.jobs import filament_grams, normalize_color
 from hub.ops import raise_alert
 from hub.store import Store, utcnow
@@ -97,6 +97,13 @@ class Spool(BaseModel):
     last_used: str | None
 
 
+FilamentChange = change_of(FilamentIn, "FilamentChange")
+SpoolChange = change_of(
+    SpoolIn, "SpoolChange",
+    initial_weight=(float, Field(gt=0, description="net grams on the spool when it was new")),
+    archived=(bool, Field(description="used up or put away: no longer offered for loading; unload it first")))
+
+
 class LoadSpool(_In):
     spool_id: RowId | None = Field(description="null unloads the printer")
 
@@ -149,6 +156,25 @@ class Stock:
         vendor = self.vendor(r["vendor_id"]) if r["vendor_id"] is not None else None
         return Filament(**{k: v for k, v in r.items() if k != "vendor_id"}, vendor=vendor)
 
+    def update_filament(self, fid: int, change: BaseModel) -> Filament:
+        self.filament(fid)
+        data = change.model_dump(exclude_unset=True)
+        if data.get("vendor_id") is not None:
+            self.vendor(data["vendor_id"])
+        if "color_hex" in data:
+            data["color_hex"] = normalize_color(data["color_hex"])
+        if "material" in data:
+            data["material"] = data["material"].upper()
+        self._update("filaments", fid, data)
+        return self.filament(fid)
+
+    def _update(self, table: str, row: int, data: dict[str, Any]) -> None:
+        if data:
+            with self.store.transaction() as db:
+                db.execute(f"UPDATE {table} SET {', '.join(f'{k} = ?' for k in data)} WHERE id = ?",
+                           (*data.values(), row))
+        log.info(f"{table[:-1]}_updated", id=row, fields=sorted(data))
+
     def add_spool(self, s: SpoolIn) -> Spool:
         filament = self.filament(s.filament_id)
         initial = s.initial_weight or filament.weight
@@ -167,6 +193,20 @@ class Stock:
         if r is None:
             raise web.HTTPNotFound(text=f"no spool {sid}")
         return self._spool(r)
+
+    def update_spool(self, sid: int, change: BaseModel) -> Spool:
+        spool = self.spool(sid)
+        data = change.model_dump(exclude_unset=True)
+        if "filament_id" in data:
+            self.filament(data["filament_id"])
+        if data.get("archived") and spool.loaded_on:
+            raise ApiProblem(409, "Spool is loaded", f"spool {sid} is loaded on {spool.loaded_on}: unload it "
+                                                     "before archiving it")
+        left = data.get("initial_weight", spool.initial_weight) - data.get("used_weight", spool.used_weight)
+        if {"initial_weight", "used_weight"} & data.keys() and left >= self.low_stock_grams:
+            data["low_alerted"] = 0  # weighed again and found full enough: warn again when it runs low
+        self._update("spools", sid, data)
+        return self.spool(sid)
 
     def _spool(self, r: dict[str, Any]) -> Spool:
         return Spool(
@@ -239,6 +279,8 @@ class Stock:
             Op("GET", "/api/v1/vendors", self._list_vendors, response=Listing[Vendor], tags=tags, summary="Vendors"),
             Op("POST", "/api/v1/filaments", self._post_filament, body=FilamentIn, response=Filament, status=201,
                tags=tags, summary="Add a filament (material, colour, density, price)"),
+            Op("PATCH", "/api/v1/filaments/{id}", self._patch_filament, body=FilamentChange, response=Filament,
+               tags=tags, summary="Change a filament: only the fields sent"),
             Op("GET", "/api/v1/filaments", self._list_filaments, response=Listing[Filament], tags=tags,
                summary="Filaments"),
             Op("POST", "/api/v1/spools", self._post_spool, body=SpoolIn, response=Spool, status=201, tags=tags,
@@ -246,6 +288,8 @@ class Stock:
             Op("GET", "/api/v1/spools", self._list_spools, response=Listing[Spool], tags=tags,
                summary="Spools with what is left on them"),
             Op("GET", "/api/v1/spools/{id}", self._get_spool, response=Spool, tags=tags, summary="One spool"),
+            Op("PATCH", "/api/v1/spools/{id}", self._patch_spool, body=SpoolChange, response=Spool, tags=tags,
+               summary="Change a spool (weighed again, moved, archived): only the fields sent"),
             Op("POST", "/api/v1/devices/{node}/{device}/spool", self._load, body=LoadSpool, response=LoadedSpool,
                tags=("devices",), summary="Load a spool on a printer (spool_id null: unload)"),
         ]
@@ -270,6 +314,12 @@ class Stock:
 
     async def _post_spool(self, request: web.Request) -> web.Response:
         return respond(self.add_spool(await body(request, SpoolIn)), 201)
+
+    async def _patch_filament(self, request: web.Request) -> web.Response:
+        return respond(self.update_filament(row_id(request), await body(request, FilamentChange)))
+
+    async def _patch_spool(self, request: web.Request) -> web.Response:
+        return respond(self.update_spool(row_id(request), await body(request, SpoolChange)))
 
     async def _get_spool(self, request: web.Request) -> web.Response:
         return respond(self.spool(row_id(request)))

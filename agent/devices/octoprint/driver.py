@@ -19,7 +19,6 @@ refuses a start while it prints, so a job is never started twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import json
 import time
@@ -32,7 +31,7 @@ import aiohttp
 from protocol.messages import ConsoleOutput, DeviceState
 
 from ..base import CommandRejected, Emitter
-from ..network import AuthFailed, Backoff, JobPhase, LinkLost, NetworkPrinter
+from ..network import AuthFailed, Backoff, JobPhase, LinkLost, NetworkPrinter, digest_of
 from .console import LOG_FILTER, ConsoleReplies
 from .state import Outcome, PrinterView, outcome_of, printer_unconnected
 
@@ -354,7 +353,7 @@ def _print_count(file_info: Any) -> int:
 def _sha1_of(path: Path) -> str:
     # OctoPrint's file metadata keeps a SHA-1 of each stored file.
     with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha1").hexdigest()
+        return digest_of(f, "sha1")
 
 
 async def _message(response: aiohttp.ClientResponse) -> str:

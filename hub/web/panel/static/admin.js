@@ -1,7 +1,7 @@
 // Settings: the cost model, and for admins the users and API tokens.
 import { api, all } from "./api.js";
 import { clock, esc } from "./format.js";
-import { bindForm, formHtml, post } from "./forms.js";
+import { bindForm, filled, formHtml, openEditor, patch, post } from "./forms.js";
 
 const ROLES = [["viewer", "viewer"], ["operator", "operator"], ["admin", "admin"]];
 const COST_FIELDS = [
@@ -15,6 +15,9 @@ const USER_FIELDS = [
     autocomplete: "new-password" },
   { name: "role", label: "Role", type: "select", options: ROLES, value: "operator" },
 ];
+// A new password ends the user's sessions; left empty, theirs stays.
+const USER_EDIT_FIELDS = USER_FIELDS.map((f) => (f.name === "password"
+  ? { ...f, required: false, help: "empty: unchanged; a new one logs them out" } : f));
 const TOKEN_FIELDS = [
   { name: "name", label: "Token name", required: true },
   { name: "role", label: "Role", type: "select", options: [...ROLES, ["agent", "agent"]], value: "operator" },
@@ -38,12 +41,12 @@ function userRow(u) {
   const state = u.disabled_at ? `disabled ${esc(clock(u.disabled_at))}` : "active";
   const toggle = u.disabled_at ? button("enable", "Enable") : button("disable", "Disable");
   return `<tr><td>${esc(u.username)}</td><td>${esc(u.role)}</td><td>${state}</td>
-    <td class="actions">${toggle} ${button("logout", "Log out")} ${button("delete", "Delete")}</td></tr>`;
+    <td class="actions">${button("edit", "Edit")} ${toggle} ${button("logout", "Log out")} ${button("delete", "Delete")}</td></tr>`;
 }
 
 export async function settingsView({ view, guarded, toast, me }) {
   view.innerHTML = `<h1>Settings</h1><div class="forms" id="cost-form"></div>
-    <div id="admin"></div>`;
+    <div id="admin"></div><div class="forms" id="user-edit"></div>`;
   const model = await api("GET", "/api/v1/cost-model");
   const fields = COST_FIELDS.map(([name, label, type]) => ({ name, label, type, step: "0.01", value: model[name] }));
   document.getElementById("cost-form").innerHTML = formHtml("cost-model", "Cost model", fields, "Save cost model");
@@ -64,7 +67,7 @@ export async function settingsView({ view, guarded, toast, me }) {
       <p id="new-token" class="muted" aria-live="polite"></p>
       <div class="forms">${formHtml("new-user", "New user", USER_FIELDS, "Add user")}
       ${formHtml("new-token-form", "New API token", TOKEN_FIELDS, "Create token")}</div>`;
-    bindForm(document.getElementById("new-user"), USER_FIELDS, post("/api/v1/users"), () => { toast("user added"); guarded(load); });
+    bindForm(document.getElementById("new-user"), USER_FIELDS, post("/api/v1/users"), () => guarded(async () => { await load(); toast("user added"); }));
     bindForm(document.getElementById("new-token-form"), TOKEN_FIELDS, post("/api/v1/tokens"), async (t) => {
       await load();
       document.getElementById("new-token").textContent = `token ${t.name}: ${t.token} (shown once: copy it now)`;
@@ -72,8 +75,14 @@ export async function settingsView({ view, guarded, toast, me }) {
     document.getElementById("users").onclick = (e) => {
       const action = USER_ACTIONS[e.target.dataset.action];
       const user = users.find((u) => String(u.id) === e.target.dataset.user);
+      if (user && e.target.dataset.action === "edit") {
+        openEditor(document.getElementById("user-edit"), { id: "edit-user", title: `Edit user ${user.username}`,
+          fields: filled(USER_EDIT_FIELDS, { ...user, password: "" }), send: patch(`/api/v1/users/${user.id}`),
+          done: (u) => guarded(async () => { await load(); toast(`${u.username} saved`); }) });
+      }
       if (action && user && confirm(action.ask(user.username))) {
-        guarded(async () => { await action.call(user.id); toast(action.done(user.username)); await load(); });
+        // The toast comes once the page shows the change: what follows acts on the new page.
+        guarded(async () => { await action.call(user.id); await load(); toast(action.done(user.username)); });
       }
     };
     document.getElementById("tokens").onclick = (e) => {

@@ -2,12 +2,14 @@
 import { api, all, ApiError, Live } from "./api.js";
 import { lineChart, sparkline } from "./chart.js";
 import { attachConsole, consoleMarkup } from "./console.js";
+import { dashboardView } from "./dashboard.js";
 import { bytes, celsius, clock, duration, esc, pct, percent, secondsLeft, temps } from "./format.js";
 import { gridView } from "./grid.js";
 import { ordersView } from "./orders.js";
-import { profilesView } from "./profiles.js";
+import { printerProfile, profilesView } from "./profiles.js";
 import { settingsView } from "./admin.js";
 import { stockView } from "./stock.js";
+import { webhooksView } from "./webhooks.js";
 import { renderJobView, renderListView } from "./render.js";
 import { alertsView, jobView, orderView, quoteView, quotesView, spoolView } from "./paper.js";
 
@@ -60,6 +62,8 @@ function showWho(who) {
   me = who;
   document.getElementById("who").textContent = me ? `${me.name} (${me.role})` : "";
   document.getElementById("logout").hidden = !me;
+  // Pages only admins can use are not offered to anyone else.
+  for (const link of document.querySelectorAll("nav [data-admin]")) link.hidden = me?.role !== "admin";
 }
 
 // --------------------------------------------------------------------------- device page
@@ -75,7 +79,7 @@ async function deviceView(ref) {
     </div>
     <div class="job-card" id="job-card" aria-label="Current job" hidden></div>
     <canvas id="chart" aria-label="Temperature chart" role="img"></canvas>
-    ${consoleMarkup}`;
+    ${consoleMarkup}<div class="forms" id="printer-profile-slot"></div>`;
   const term = attachConsole(ref, guarded);
   const history = {};
   let device = null, job = null;
@@ -123,6 +127,9 @@ async function deviceView(ref) {
   document.getElementById("estop").onclick = act("Emergency stop", () => api("POST", `/api/v1/devices/${ref}/emergency-stop`));
   const reload = () => guarded(async () => { await load(); await term.load(); });
   await reload();
+  if (device && device.kind !== "blender") {
+    await guarded(() => printerProfile(ref, document.getElementById("printer-profile-slot"), { guarded, toast }));
+  }
   live.watch({ [`devices:${ref}`]: (key, d) => d && show(d), [`console:${ref}`]: (key, lines) => term.append(lines) },
     reload);
 }
@@ -201,8 +208,9 @@ async function uploadView() {
       }
       document.getElementById("quote").textContent = quote;
       const ids = [];
+      // Print jobs: the hub analyses the file, so it can match a printer and book the filament used.
       for (let i = 0; i < copies; i++) {
-        const job = await api("POST", "/api/v1/jobs", {
+        const { job } = await api("POST", "/api/v1/print-jobs", {
           file_sha256: info.sha256, priority: Number(f.get("priority")) || 0,
           name: copies > 1 ? `${file.name} (${i + 1}/${copies})` : file.name,
         });
@@ -267,6 +275,7 @@ async function route() {
   if (!live) live = new Live();
   switch (page) {
     case "device": return deviceView(rest.join("/"));
+    case "dashboard": leave = await dashboardView({ view, live, guarded }); return leave;
     case "jobs": return jobsView();
     case "upload": return uploadView();
     case "nodes": return nodesView();
@@ -278,12 +287,13 @@ async function route() {
     case "settings": return guarded(() => settingsView({ view, guarded, toast, me }));
     case "list": return listView(rest[0]);
     // Paper and alerts (paper.js): the pages QR codes and documents link to.
-    case "quotes": live.watch({}, null); return quotesView({ view, live, guarded, esc });
+    case "quotes": live.watch({}, null); return quotesView({ view, live, guarded, esc, toast });
     case "quote": live.watch({}, null); return guarded(() => quoteView(rest[0], { view, guarded, esc, toast }));
     case "spool": live.watch({}, null); return guarded(() => spoolView(rest[0], { view, guarded, esc, toast }));
     case "order": live.watch({}, null); return guarded(() => orderView(rest[0], { view, guarded, esc }));
     case "job": live.watch({}, null); return guarded(() => jobView(rest[0], { view, esc }));
     case "alerts": return alertsView({ view, live, guarded, esc, toast });
+    case "webhooks": live.watch({}, null); leave = await webhooksView({ view, guarded, toast, me }); return leave;
     default: leave = await gridView({ view, live, guarded }); return leave;
   }
 }
@@ -295,7 +305,10 @@ document.getElementById("logout").onclick = () => guarded(async () => {
 const header = document.querySelector("header");
 const navToggle = document.getElementById("nav-toggle");
 navToggle.onclick = () => navToggle.setAttribute("aria-expanded", String(header.classList.toggle("open")));
-window.addEventListener("hashchange", () => { header.classList.remove("open"); navToggle.setAttribute("aria-expanded", "false"); });
+const foldNav = () => { header.classList.remove("open"); navToggle.setAttribute("aria-expanded", "false"); };
+// A click on a link folds it at once, the page's own link included (which changes no hash).
+document.getElementById("main-nav").addEventListener("click", (e) => { if (e.target.closest("a")) foldNav(); });
+window.addEventListener("hashchange", foldNav);
 window.addEventListener("hashchange", route);
 // A file without a thumbnail answers 404: hide the broken image rather than show its icon.
 document.addEventListener("error", (e) => { if (e.target.tagName === "IMG") e.target.hidden = true; }, true);

@@ -52,3 +52,10 @@ export function secondsLeft(device, job) {
 }
 
 export const timeZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+// A moment as a datetime-local field shows it: in the viewer's zone, to the minute.
+export function localInput(when) {
+  const d = when ? new Date(when) : null;
+  if (!d || Number.isNaN(d.getTime())) return "";
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}

@@ -1,6 +1,8 @@
 // Paper and alerts in the panel: quotes (view or download the PDF), a spool's page (what its QR
 // label opens: load it on a printer, print its label), orders' and jobs' sheets, and alerts to acknowledge.
 import { api, all } from "./api.js";
+import { bindForm, formHtml, post } from "./forms.js";
+import { partFields, withOnePart } from "./orders.js";
 
 const SIZES = [["62mm", "62 mm tape"], ["50x30", "50×30 mm"], ["a4-3x8", "A4 3×8 sheet"]];
 
@@ -15,9 +17,15 @@ function pdfLinks(esc, path, what) {
     <a href="${esc(path)}?download=1" download aria-label="Download ${esc(what)}">Download</a>`;
 }
 
-export async function quotesView({ view, live, guarded, esc }) {
+const QUOTE_FIELDS = [
+  { name: "customer", label: "Customer", required: true },
+  { name: "reference", label: "Reference" },
+];
+
+export async function quotesView({ view, live, guarded, esc, toast }) {
   view.innerHTML = `<h1>Quotes</h1><div class="scroll"><table><thead><tr><th>Number</th><th>Customer</th><th>Status</th>
-    <th>Total</th><th>Valid until</th><th>PDF</th></tr></thead><tbody id="quotes"></tbody></table></div>`;
+    <th>Total</th><th>Valid until</th><th>PDF</th></tr></thead><tbody id="quotes"></tbody></table></div>
+    <div class="forms" id="quote-forms"></div>`;
   const load = async () => {
     const { items } = await api("GET", "/api/v1/quotes");
     document.getElementById("quotes").innerHTML = items.map((q) => `<tr data-quote="${q.id}">
@@ -25,6 +33,11 @@ export async function quotesView({ view, live, guarded, esc }) {
       <td>${q.total.toFixed(2)} ${esc(q.currency)}</td><td>${esc(q.valid_until)}</td>
       <td>${pdfLinks(esc, `/api/v1/quotes/${q.id}/pdf`, `quote ${q.number}`)}</td></tr>`).join("") || "";
   };
+  // A quote is a document once numbered: it is drafted here, then sent, accepted or rejected on its page.
+  const fields = [...QUOTE_FIELDS, ...partFields(await all("/api/v1/files").catch(() => []))];
+  document.getElementById("quote-forms").innerHTML = formHtml("new-quote", "New quote", fields, "Draft quote");
+  bindForm(document.getElementById("new-quote"), fields, (v) => post("/api/v1/quotes/drafts")(withOnePart(v, "lines")),
+    (q) => { toast(`quote ${q.number} drafted`); guarded(load); });
   await guarded(load);
   live.watch({}, () => guarded(load));
 }

@@ -1,7 +1,32 @@
-// Slicing profiles: the printer, filament and quality layers slice requests name (shipped and uploaded).
-import { all } from "./api.js";
+// Profiles: the slicing layers (printer, filament, quality) slice requests name, shipped and uploaded; and a
+// printer's own profile (nozzle, tags, whether it clears its bed), edited on its device page.
+import { all, api } from "./api.js";
 import { clock, esc } from "./format.js";
-import { bindForm, formHtml, post } from "./forms.js";
+import { bindForm, filled, formHtml, list, post } from "./forms.js";
+
+const PRINTER_FIELDS = [
+  { name: "nozzle_diameter", label: "Nozzle (mm)", type: "number", step: "0.05", help: "empty: the machine model's" },
+  { name: "tags", label: "Tags", help: "comma-separated groups a job can ask for", parse: list },
+  { name: "auto_eject", label: "Clears its own bed", type: "checkbox" },
+];
+
+/** The printer profile form of device `ref` in `slot`; with a "bed is clear" button while it waits for one. */
+export async function printerProfile(ref, slot, { guarded, toast }) {
+  const path = `/api/v1/devices/${ref}/profile`;
+  const p = await api("GET", path);
+  const fields = filled(PRINTER_FIELDS, p);
+  slot.innerHTML = formHtml("printer-profile", "Printer profile", fields, "Save profile")
+    + (p.awaiting_bed_clear ? `<button id="bed-cleared" class="primary">Bed is clear: take the next job</button>` : "");
+  // PUT replaces the profile: every field goes, an empty nozzle as the model's.
+  bindForm(document.getElementById("printer-profile"), fields, (v) => api("PUT", path, v),
+    () => { toast("profile saved"); guarded(() => printerProfile(ref, slot, { guarded, toast })); });
+  const cleared = document.getElementById("bed-cleared");
+  if (cleared) {
+    cleared.onclick = () => guarded(async () => {
+      await api("POST", `/api/v1/devices/${ref}/bed-cleared`); toast("bed cleared"); await printerProfile(ref, slot, { guarded, toast });
+    });
+  }
+}
 
 const FIELDS = [
   { name: "kind", label: "Layer", type: "select", value: "printer",
