@@ -2,6 +2,7 @@
 
     python -m bench.fleet            # 5,000 printers live, a telemetry flood, event bursts, a reconnect storm
     python -m bench.fleet --quick    # the same, smaller and shorter (under a minute)
+    python -m bench.fleet --flood-rate 40000   # the flood at an offered rate instead of flat out
 
 Three processes, as on a farm's hub machine: Mosquitto with the shipped production config
 (systemd/mosquitto-farmhand.conf; for a loopback benchmark its TLS listener, logins and ACL are left
@@ -18,7 +19,9 @@ with M printers each. Modes:
 * ``storm``: every agent holds thousands of events and reconnects at once.
 
 For the event modes the hub's database is counted afterwards: every event stored exactly once, none
-lost. The last line is one JSON object.
+lost. The flood and the storm also say where the CPU went (hub, broker, this process): on a small
+machine the three share its cores, and the farm's simulated agents cost about what the hub does.
+The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -85,9 +88,8 @@ def free_port() -> int:
 
 
 async def serve_hub(data_dir: Path, broker_url: str) -> None:
-    """The hub process: started by the benchmark, stopped by SIGTERM."""
-    import signal
-
+    """The hub process, run as ``farmhand hub`` runs it: started by the benchmark, stopped by SIGTERM."""
+    from farmhand.service import run_service
     from hub.app import Hub
     from hub.config import HubConfig
 
@@ -97,12 +99,12 @@ async def serve_hub(data_dir: Path, broker_url: str) -> None:
         "auth": {"admin_password": "bench-password-1",
                  "bootstrap_tokens": [{"name": "bench", "role": "viewer", "token": TOKEN}]},
     }))
-    await hub.start()
-    print(f"HUB {hub.http_url}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await hub.stop()
+
+    async def start() -> None:
+        await hub.start()
+        print(f"HUB {hub.http_url}", flush=True)
+
+    await run_service(start, hub.stop)
 
 
 class Services:
@@ -121,6 +123,11 @@ class Services:
                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
         self.http = ""
         self.process = psutil.Process(self.hub.pid)
+        self.processes = {"hub": self.process, "broker": psutil.Process(self.broker.pid), "farm": psutil.Process()}
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds so far of the hub, the broker and this process (the farm): where a mode's time went."""
+        return {name: sum(p.cpu_times()[:2]) for name, p in self.processes.items()}
 
     async def wait(self) -> None:
         assert self.hub.stdout is not None
@@ -204,7 +211,7 @@ def device_names(prefix: str, nodes: int, printers: int) -> dict[str, list[str]]
 async def live(svc: Services, http: aiohttp.ClientSession, nodes: list[Any], seconds: float) -> dict[str, float]:
     """Each printer one telemetry message a second, spread over the second."""
     printers = [(n, d) for n in nodes for d in n.devices]
-    before, cpu0 = await scrape(http, svc.http), svc.process.cpu_times()
+    before, cpu0 = await scrape(http, svc.http), svc.cpu_s()["hub"]
     started = time.perf_counter()
     listings: list[float] = []
     tick, ticks = 0.05, 0
@@ -217,9 +224,8 @@ async def live(svc: Services, http: aiohttp.ClientSession, nodes: list[Any], sec
             listings.append(await list_devices_ms(http, svc.http))
         await asyncio.sleep(max(0.0, started + ticks * tick - time.perf_counter()))
     await asyncio.sleep(1.0)  # the last messages through
-    after, cpu1 = await scrape(http, svc.http), svc.process.cpu_times()
+    after, cpu = await scrape(http, svc.http), svc.cpu_s()["hub"] - cpu0
     messages = total(after, "farmhand_ingest_messages_total") - total(before, "farmhand_ingest_messages_total")
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     staleness = quantile(before, after, "farmhand_state_staleness_seconds", 0.99, kind="telemetry")
     listings.sort()
     return {"printers": len(printers), "telemetry_live_per_s": round(messages / (time.perf_counter() - started)),
@@ -231,29 +237,34 @@ async def live(svc: Services, http: aiohttp.ClientSession, nodes: list[Any], sec
             "hub_rss_mb": round(svc.process.memory_info().rss / 2**20, 1)}
 
 
-async def flood(svc: Services, http: aiohttp.ClientSession, nodes: list[Any], seconds: float) -> dict[str, float]:
-    """Telemetry as fast as this process can publish it; what the hub took in per second."""
+async def flood(svc: Services, http: aiohttp.ClientSession, nodes: list[Any], seconds: float,
+                rate: float | None = None) -> dict[str, float]:
+    """Telemetry as fast as this process can publish it (or ``rate`` messages a second); what the hub took in
+    per second."""
     from protocol import codec, topics
     from protocol.messages import Heater, Telemetry
 
     ready = [(n.session, topics.device_telemetry(n.node_id, d), codec.encode(codec.make(
         n.node_id, Telemetry(device=d, temperatures={"T0": Heater(actual=210.0)})))) for n in nodes for d in n.devices]
-    before, cpu0 = await scrape(http, svc.http), svc.process.cpu_times()
+    before, cpu0 = await scrape(http, svc.http), svc.cpu_s()
     started, sent = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        for session, topic, payload in ready:
+    while (now := time.perf_counter()) - started < seconds:
+        due = len(ready) if rate is None else int((now - started) * rate) - sent
+        for n in range(sent, sent + due):
+            session, topic, payload = ready[n % len(ready)]
             session.publish(topic, payload)
-        sent += len(ready)
-        await asyncio.sleep(0)
+        sent += due
+        await asyncio.sleep(0 if rate is None else 0.005)
     elapsed = time.perf_counter() - started
     await asyncio.sleep(1.0)
-    after, cpu1 = await scrape(http, svc.http), svc.process.cpu_times()
+    after, cpu1 = await scrape(http, svc.http), svc.cpu_s()
     took = total(after, "farmhand_ingest_messages_total", type="telemetry") - \
         total(before, "farmhand_ingest_messages_total", type="telemetry")
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    # On a small machine the three share the cores: a sender flat out starves the broker and the hub.
+    shares = {f"flood_cpu_pct_{name}": round((cpu1[name] - cpu0[name]) / (elapsed + 1.0) * 100) for name in cpu0}
     return {"telemetry_sent_per_s": round(sent / elapsed), "telemetry_per_s": round(took / elapsed),
             "telemetry_dropped_pct": round(100 * (1 - took / max(sent, 1)), 1),
-            "hub_cpu_us_per_telemetry": round(cpu / max(took, 1) * 1e6, 1)}
+            "hub_cpu_us_per_telemetry": round((cpu1["hub"] - cpu0["hub"]) / max(took, 1) * 1e6, 1), **shares}
 
 
 async def events(svc: Services, nodes: list[Any], per_node: int, *, spooled_offline: bool, timeout: float) -> float:
@@ -292,7 +303,7 @@ async def wait_devices(http: aiohttp.ClientSession, base: str, count: int, timeo
         await asyncio.sleep(0.5)
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def run(quick: bool, flood_rate: float | None = None) -> dict[str, Any]:
     from farmhand.sim.fleet_node import start_all
 
     sizes = QUICK if quick else FULL
@@ -312,8 +323,9 @@ async def run(quick: bool) -> dict[str, Any]:
                 print(f"live: {ln * lp} printers, one telemetry message each a second, {ls:.0f} s", flush=True)
                 result.update(await live(svc, http, printers, ls))
                 print(f"  {_show(result)}", flush=True)
-                print(f"flood: {fn * lp} printers' telemetry as fast as one process sends it, {fs:.0f} s", flush=True)
-                flooded = await flood(svc, http, printers[:fn], fs)
+                pace = "as fast as one process sends it" if flood_rate is None else f"{flood_rate:.0f} messages a second"
+                print(f"flood: {fn * lp} printers' telemetry {pace}, {fs:.0f} s", flush=True)
+                flooded = await flood(svc, http, printers[:fn], fs, flood_rate)
                 result.update(flooded)
                 print(f"  {_show(flooded)}", flush=True)
                 timeout = 120.0 if quick else 600.0
@@ -328,14 +340,15 @@ async def run(quick: bool) -> dict[str, Any]:
                 storm = farm(svc.url, workdir, "S", sn, 2, replay_jitter_s=1.0)
                 everyone += storm
                 print(f"storm: {sn} agents each holding {se} events reconnect at once", flush=True)
-                cpu0 = svc.process.cpu_times()
+                cpu0 = svc.cpu_s()
                 result["events_stored_per_s"] = round(await events(svc, storm, se, spooled_offline=True,
                                                                    timeout=timeout))
-                cpu1 = svc.process.cpu_times()
-                result["hub_cpu_us_per_event"] = round(
-                    ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / (sn * se) * 1e6, 1)
-                print(f"  {result['events_stored_per_s']} events stored and confirmed per second, the hub's CPU"
-                      f" {result['hub_cpu_us_per_event']} us an event", flush=True)
+                cpu1 = svc.cpu_s()
+                for name in cpu0:  # the farm's own outboxes and sessions cost CPU on this machine too
+                    result[f"{name}_cpu_us_per_event"] = round((cpu1[name] - cpu0[name]) / (sn * se) * 1e6, 1)
+                print(f"  {result['events_stored_per_s']} events stored and confirmed per second; CPU an event:"
+                      f" hub {result['hub_cpu_us_per_event']} us, broker {result['broker_cpu_us_per_event']} us,"
+                      f" farm {result['farm_cpu_us_per_event']} us", flush=True)
                 applied = total(await scrape(http, svc.http), "farmhand_events_stored_total")
                 result["hub_rss_mb"] = max(result["hub_rss_mb"], round(svc.process.memory_info().rss / 2**20, 1))
         finally:
@@ -358,6 +371,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="example: python -m bench.fleet --quick")
     parser.add_argument("--quick", action="store_true", help="a smaller farm, shorter runs (under a minute)")
+    parser.add_argument("--flood-rate", type=float, metavar="N",
+                        help="the flood offers N telemetry messages a second instead of all one process can send"
+                             " (a sender flat out takes CPU the broker and the hub need on a small machine)")
     parser.add_argument("--serve-hub", nargs=2, metavar=("DATA_DIR", "BROKER_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from protocol.logs import configure
@@ -366,7 +382,7 @@ def main() -> None:
     if args.serve_hub:
         asyncio.run(serve_hub(Path(args.serve_hub[0]), args.serve_hub[1]))
         return
-    print(json.dumps(asyncio.run(run(args.quick))))
+    print(json.dumps(asyncio.run(run(args.quick, args.flood_rate))))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ gmqtt speaks the protocol; this module owns the policy around it:
   not the receiver's, so the agent's event outbox waits for the hub's own
   confirmation instead (protocol/README.md, "Event delivery");
 * inbound QoS 1 messages are acknowledged only after the handler returns, so
-  a receiver that persists in its handler never loses a message.
+  a receiver that persists in its handler never loses a message; a receiver
+  that stores in batches (the hub's ingest) takes each message synchronously
+  with an ``ack`` to call once it is stored (``receive=``), and no task is
+  made per message.
 
 Each connection gets a fresh gmqtt client: the durable state (spool, job
 table) lives with the caller, never in a client object that a crash loses.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl as ssl_module
+from functools import partial
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +40,10 @@ from gmqtt.storage import PersistentStorage
 log = structlog.get_logger("farmhand.mqtt")
 
 MessageHandler = Callable[[str, bytes, int], Awaitable[None]]
+Ack = Callable[[], None]
+Receiver = Callable[[str, bytes, int, Ack | None], None]
+"""Takes one message as it is read: ``(topic, payload, qos, ack)``; for QoS 1 ``ack`` is not None and
+sends the broker its PUBACK: call it once the message is safe, after the receiver has returned."""
 
 
 class NotConnected(ConnectionError):
@@ -125,11 +133,20 @@ class _AckTracker(PersistentStorage):
 
 
 class _Client(gmqtt.Client):
-    """A gmqtt client that reports a lost connection instead of reconnecting itself."""
+    """A gmqtt client that reports a lost connection instead of reconnecting itself, and hands QoS 1
+    messages to a synchronous ``receive`` with their PUBACK (gmqtt would run a task per message)."""
 
-    def __init__(self, *args: Any, lost: asyncio.Event, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lost: asyncio.Event, receive: Receiver | None, **kwargs: Any) -> None:
         self._lost = lost
         super().__init__(*args, **kwargs)
+        if receive is not None:
+            # gmqtt 0.7 and later read packets in a handler object of their own, earlier ones in the client.
+            handler = getattr(self, "_package_handler", self)
+
+            def qos1(mid: int, packet: bytes, print_topic: str, properties: dict) -> None:
+                receive(print_topic, packet, 1, partial(handler._send_puback, mid))
+
+            handler._handle_qos_1_publish_packet = qos1
 
     async def reconnect(self, delay: bool = False) -> None:  # noqa: ARG002 - gmqtt's signature
         self._lost.set()
@@ -141,7 +158,8 @@ class MqttSession:
         url: str,
         client_id: str,
         *,
-        on_message: MessageHandler,
+        on_message: MessageHandler | None = None,
+        receive: Receiver | None = None,
         subscriptions: Sequence[tuple[str, int]] = (),
         on_connect: Callable[[], Awaitable[None]] | None = None,
         will: Will | None = None,
@@ -151,11 +169,16 @@ class MqttSession:
         backoff_max: float = 30.0,
         ca_file: str | Path | None = None,
     ) -> None:
-        """``ca_file``: the CA an ``mqtts://`` broker's certificate must chain to (default: the system's)."""
+        """Messages go to ``on_message`` (awaited, then acknowledged) or to ``receive`` (see ``Receiver``),
+        exactly one of them. ``ca_file``: the CA an ``mqtts://`` broker's certificate must chain to
+        (default: the system's)."""
+        if (on_message is None) == (receive is None):
+            raise TypeError("give exactly one of on_message and receive")
         self.address = BrokerAddress.parse(url)
         self._tls = tls_context(ca_file) if self.address.tls else None
         self.client_id = client_id
         self._on_message = on_message
+        self._receive = receive
         self._subscriptions = list(subscriptions)
         self._on_connect = on_connect
         self._will = will
@@ -246,8 +269,9 @@ class MqttSession:
                 will_message=will,
                 persistent_storage=acks,
                 lost=lost,
+                receive=None if self._receive is None else self._received,
             )
-            client.on_message = self._dispatch
+            client.on_message = self._dispatch if self._receive is None else self._received_qos0
             client.on_disconnect = lambda *_: lost.set()
             if self.address.username:
                 client.set_auth_credentials(self.address.username, self.address.password)
@@ -304,8 +328,24 @@ class MqttSession:
         except TimeoutError:
             pass
 
+    def _received(self, topic: str, payload: bytes, qos: int, ack: Ack | None) -> None:
+        assert self._receive is not None
+        try:
+            self._receive(topic, payload, qos, ack)
+        except Exception:
+            # As with a failing handler: logged, and the broker still gets its PUBACK.
+            self.handler_errors += 1
+            log.exception("mqtt_handler_failed", client=self.client_id, topic=topic)
+            if ack is not None:
+                ack()
+
+    def _received_qos0(self, client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: dict) -> int:
+        self._received(topic, payload, qos, None)
+        return 0
+
     async def _dispatch(self, client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: dict) -> int:
         """Run the handler, then let gmqtt PUBACK. A failing handler never kills the session."""
+        assert self._on_message is not None
         try:
             await self._on_message(topic, payload, qos)
         except Exception:

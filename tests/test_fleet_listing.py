@@ -6,6 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from hub.fleet.schemas import DeviceItems
 from protocol import topics
 from protocol.messages import DeviceState, Heater, Telemetry
 
@@ -66,3 +67,22 @@ async def test_a_panel_gets_a_devices_telemetry_coalesced_not_message_by_message
                 updates += await ws.receive_json(timeout=10)
             assert all(u["key"] == f"{node.id}/a" for u in updates)
             assert len(updates) < 10, "thirty readings reach the panel as a few updates, the last one last"
+
+
+async def test_a_listing_page_is_the_device_models_as_json(isolated_farm: Farm) -> None:
+    """The page is written from each device's kept JSON, not from models: it must say what the models say."""
+    farm = isolated_farm
+    hub = await farm.hub()
+    http = farm.http(hub)
+    node = await farm.node("a", "b")
+    await node.status("a", DeviceState.PRINTING, job_id="7", progress=0.25, temperatures={"T0": Heater(actual=24.0)})
+    await node.publish(topics.device_telemetry(node.id, "b"),
+                       Telemetry(device="b", temperatures={"T0": Heater(actual=199.5, target=215.0)}, progress=0.5))
+
+    async def settled() -> dict | None:
+        body = (await http.call("GET", "/api/v1/devices", params={"node": node.id}))[1]
+        states = {d["id"]: (d["state"], d["temperatures"].get("T0", {}).get("actual")) for d in body["items"]}
+        return body if states == {"a": ("printing", 24.0), "b": ("idle", 199.5)} else None
+
+    body = await eventually(settled, "a's status and b's telemetry")
+    assert DeviceItems.model_validate(body).items == [d for d in hub.fleet.devices() if d.node == node.id]

@@ -15,8 +15,10 @@ from protocol import codec, topics
 from protocol import messages as m
 from protocol.docs import topics_markdown
 from protocol.examples import EXAMPLES
-from protocol.mqtt import BrokerAddress, MqttSession, backoff_delay, loggable_url
+from protocol.mqtt import Ack, BrokerAddress, MqttSession, backoff_delay, loggable_url
 from protocol.schema import envelope_schema
+
+from .conftest import PrivateMosquitto
 
 def test_examples_cover_every_body_type() -> None:
     union_members = get_args(get_args(m.Body)[0])
@@ -153,6 +155,53 @@ async def test_a_subscriber_loop_survives_malformed_payloads(mosquitto_url: str)
     finally:
         await pub.stop()
         await sub.stop()
+
+
+@pytest.mark.integration
+async def test_a_receiver_acknowledges_a_message_when_it_has_stored_it(private_mosquitto: PrivateMosquitto) -> None:
+    """A synchronous receiver (the hub's ingest) is handed the PUBACK to send; while it has not sent it,
+    the broker still holds the message and delivers it again on the next connection."""
+    topic, client = f"farmhand/v1/test/{uuid.uuid4().hex}", f"t-{uuid.uuid4().hex}"
+    got: list[tuple[bytes, Ack | None]] = []
+
+    async def connected() -> MqttSession:
+        session = MqttSession(private_mosquitto.url, client, receive=lambda t, p, q, ack: got.append((p, ack)),
+                              subscriptions=[(topic, 1)])
+        session.start()
+        await session.wait_connected(5)
+        return session
+
+    async def received(payload: bytes, count: int) -> list[bytes]:
+        for _ in range(200):
+            if [p for p, _ in got].count(payload) >= count:
+                break
+            await asyncio.sleep(0.05)
+        return [p for p, _ in got]
+
+    async def ignore(t: str, p: bytes, q: int) -> None:
+        pass
+
+    publisher = MqttSession(private_mosquitto.url, f"t-{uuid.uuid4().hex}", on_message=ignore, persistent=False)
+    publisher.start()
+    await publisher.wait_connected(5)
+    receiver = await connected()
+    await asyncio.sleep(0.2)  # its subscription in place
+    await publisher.publish_confirmed(topic, b"one")
+    assert await received(b"one", 1) == [b"one"]
+    await receiver.stop()  # gone before storing it: no PUBACK
+    receiver = await connected()
+    assert await received(b"one", 2) == [b"one", b"one"], "a message not acknowledged is delivered again"
+    ack = got[-1][1]
+    assert ack is not None
+    ack()  # stored now
+    await receiver.stop()
+    await publisher.publish_confirmed(topic, b"two")
+    receiver = await connected()
+    try:
+        assert await received(b"two", 1) == [b"one", b"one", b"two"], "an acknowledged message came again"
+    finally:
+        await receiver.stop()
+        await publisher.stop()
 
 
 def test_a_payload_over_the_limit_is_refused_unread() -> None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from pydantic_core import to_json
 from sqlite_utils import Database
 
 from protocol.messages import DeviceError, DeviceStatus, HostMetrics, NodeState, Telemetry
 
-from hub.store import Store, dumps, utcnow
+from hub.store import Store, dumps, timestamp, utcnow
 
 from .schemas import Device, DeviceSpool, Node
 
@@ -45,6 +47,13 @@ class _Entry:
     online: bool
     kind: str | None
 
+# A device's JSON is written in three parts: what telemetry changes (progress, temperatures: adjacent in
+# Device) and what is around them.
+_FIELDS = list(Device.model_fields)
+_HEAD, _TAIL = _FIELDS[:_FIELDS.index("progress")], _FIELDS[_FIELDS.index("temperatures") + 1:]
+assert _FIELDS[_FIELDS.index("progress") + 1] == "temperatures"
+_BETWEEN = b',"temperatures":'
+
 HISTORY_BATCH = 500
 HISTORY_BATCH_S = 1.0
 
@@ -53,7 +62,7 @@ class FleetState:
     def __init__(self, store: Store, history_interval_s: float) -> None:
         self.store = store
         self.history_interval_s = history_interval_s
-        self._telemetry: dict[tuple[str, str], tuple[str, Telemetry]] = {}
+        self._telemetry: dict[tuple[str, str], tuple[float, Telemetry]] = {}  # (when it arrived: epoch s, reading)
         self._history_at: dict[tuple[str, str], float] = {}
         self._metrics: dict[str, HostMetrics] = {}
         # History samples go in batches, one commit each (issue 19: at 5,000 devices a commit per
@@ -66,6 +75,8 @@ class FleetState:
         self.revision = 0  # a counter of changes; a client asks for the devices changed since one
         self._changed: dict[Key, int] = {}
         self._made: dict[Key, tuple[tuple[Any, ...], Device]] = {}
+        self._json_made: dict[Key, tuple[tuple[Any, ...], bytes]] = {}
+        self._frames: dict[Key, tuple[dict[str, Any], tuple[Any, ...] | None, bytes, bytes]] = {}
 
     # ------------------------------------------------------------------ updates
 
@@ -120,10 +131,10 @@ class FleetState:
         self._refresh("d.node = ? AND d.id = ?", (node, body.device))
         log.warning("device_error", node=node, device=body.device, message=body.message)
 
-    def telemetry(self, node: str, at: str, body: Telemetry) -> None:
+    def telemetry(self, node: str, sent: datetime, body: Telemetry) -> None:
         key = (node, body.device)
         # The hub's clock, not the agent's, so it compares with the snapshot's updated_at.
-        self._telemetry[key] = (utcnow(), body)
+        self._telemetry[key] = (time.time(), body)
         self._touch(key)
         now = time.monotonic()
         last = self._history_at.get(key)
@@ -131,7 +142,8 @@ class FleetState:
             return
         self._history_at[key] = now
         self._history_rows.append(
-            (node, body.device, at, dumps({k: v.model_dump() for k, v in body.temperatures.items()}), body.progress))
+            (node, body.device, timestamp(sent), dumps({k: v.model_dump() for k, v in body.temperatures.items()}),
+             body.progress))
         if len(self._history_rows) >= HISTORY_BATCH or now - self._history_written >= HISTORY_BATCH_S:
             rows, self._history_rows, self._history_written = self._history_rows, [], now
             with self.store.transaction() as db:
@@ -149,7 +161,7 @@ class FleetState:
     def heard_at(self, node: str, device: str) -> str | None:
         """When the device's last telemetry arrived (hub clock), since this hub started; alerting reads it."""
         live = self._telemetry.get((node, device))
-        return live[0] if live else None
+        return timestamp(datetime.fromtimestamp(live[0], UTC)) if live else None
     def host_metrics(self) -> dict[str, HostMetrics]:
         """Each node's last host metrics (its outbox depth among them)."""
         return dict(self._metrics)
@@ -174,11 +186,13 @@ class FleetState:
         row = self._all_rows().get((node, device_id))
         return self._device(row, self._spools(node, device_id)) if row else None
 
-    def build(self, entries: list[_Entry]) -> list[Device]:
-        """The devices of these entries (one page of a listing)."""
+    def items_json(self, entries: list[_Entry]) -> bytes:
+        """The devices of these entries (one page of a listing) as a JSON array of ``Device``; each device's
+        JSON is kept until it or its spool changes, and is made from its fields without a model (at 5,000
+        printers reporting every second a listing remade 5,000 models, a quarter second of the hub's loop)."""
         spools = self._spools() if entries else {}
         rows = self._all_rows()
-        return [self._device(rows[e.key], spools) for e in entries]
+        return b"[" + b",".join([self._json(rows[e.key], spools) for e in entries]) + b"]"
 
     def entries(self, since: int | None = None) -> list[_Entry]:
         """Every device's listing entry by (node, id); ``since``: only those changed after that revision."""
@@ -192,7 +206,7 @@ class FleetState:
 
     def _all_rows(self) -> dict[Key, dict[str, Any]]:
         if self._rows is None:
-            self._rows = {(r["node"], r["id"]): r for r in self.store.all(DEVICE_ROWS)}
+            self._rows = {(r["node"], r["id"]): _kept(r) for r in self.store.all(DEVICE_ROWS)}
         return self._rows
 
     def _refresh(self, where: str, params: tuple[Any, ...]) -> None:
@@ -200,7 +214,7 @@ class FleetState:
         rows = self._all_rows()
         for r in self.store.all(f"{DEVICE_ROWS} WHERE {where}", params):
             key = (r["node"], r["id"])
-            rows[key] = r
+            rows[key] = _kept(r)
             self._touch(key)
         self._entries = None
 
@@ -215,29 +229,65 @@ class FleetState:
 
     def _device(self, r: dict[str, Any], spools: dict[Key, dict[str, Any]]) -> Device:
         """The device's model, made again only when it or its spool changed since it was last made."""
-        key = (r["node"], r["id"])
-        spool = spools.get(key)
-        stamp = (self._changed.get(key, 0), tuple(spool.values()) if spool else None)
+        key, spool = (r["node"], r["id"]), spools.get((r["node"], r["id"]))
+        stamp = self._stamp(key, spool)
         made = self._made.get(key)
         if made is None or made[0] != stamp:
-            made = self._made[key] = (stamp, self._make(r, spool))
+            made = self._made[key] = (stamp, Device(**self._fields(r, spool)))
         return made[1]
 
-    def _make(self, r: dict[str, Any], spool: dict[str, Any] | None) -> Device:
-        temperatures = json.loads(r["temperatures"])
-        progress = r["progress"]
+    def _json(self, r: dict[str, Any], spools: dict[Key, dict[str, Any]]) -> bytes:
+        key, spool = (r["node"], r["id"]), spools.get((r["node"], r["id"]))
+        stamp = self._stamp(key, spool)
+        held = self._json_made.get(key)
+        if held is None or held[0] != stamp:
+            head, tail = self._frame(key, r, spool, stamp[1])
+            progress, temperatures = self._live(r)
+            held = self._json_made[key] = (stamp, head + to_json(progress) + _BETWEEN + to_json(temperatures) + tail)
+        return held[1]
+
+    def _frame(self, key: Key, r: dict[str, Any], spool: dict[str, Any] | None,
+               spool_values: tuple[Any, ...] | None) -> tuple[bytes, bytes]:
+        """The device's JSON before its progress and after its temperatures, which telemetry changes every
+        second: made again only when its row or its spool changes."""
+        held = self._frames.get(key)
+        if held is None or held[0] is not r or held[1] != spool_values:
+            fields = self._fields(r, spool)
+            head = to_json({k: fields[k] for k in _HEAD})[:-1] + b',"progress":'
+            held = self._frames[key] = (r, spool_values, head, b"," + to_json({k: fields[k] for k in _TAIL})[1:])
+        return held[2], held[3]
+
+    def _stamp(self, key: Key, spool: dict[str, Any] | None) -> tuple[Any, ...]:
+        return self._changed.get(key, 0), tuple(spool.values()) if spool else None
+
+    def _live(self, r: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+        """The device's progress and temperatures: its last telemetry's where that came after its snapshot."""
         live = self._telemetry.get((r["node"], r["id"]))
-        # Telemetry is newer than the last snapshot whenever it arrived after it.
-        if live is not None and live[0] >= r["updated_at"]:
-            temperatures = dict(live[1].temperatures) or temperatures  # Heater models as they are: no second validation
-            progress = live[1].progress if live[1].progress is not None else progress
-        return Device(
-            ref=f"{r['node']}/{r['id']}", node=r["node"], id=r["id"],
-            online=bool(r["node_online"] and r["listed"]), kind=r["kind"], model=r["model"],
-            firmware=r["firmware"], capabilities=json.loads(r["capabilities"]), state=r["state"],
-            job_id=r["job_id"], progress=progress, temperatures=temperatures, error=r["error"],
-            updated_at=r["updated_at"], material=_material(spool),
-        )
+        if live is None or live[0] < r["updated_s"]:
+            return r["progress"], r["temperatures"]
+        # Heater models as they are: no second validation.
+        return (live[1].progress if live[1].progress is not None else r["progress"],
+                dict(live[1].temperatures) or r["temperatures"])
+
+    def _fields(self, r: dict[str, Any], spool: dict[str, Any] | None) -> dict[str, Any]:
+        """A ``Device``'s fields, in its order and its JSON's types (``items_json`` writes them as they are)."""
+        progress, temperatures = self._live(r)
+        return {
+            "ref": f"{r['node']}/{r['id']}", "node": r["node"], "id": r["id"],
+            "online": bool(r["node_online"] and r["listed"]), "kind": r["kind"], "model": r["model"],
+            "firmware": r["firmware"], "capabilities": r["capabilities"], "state": r["state"],
+            "job_id": r["job_id"], "progress": progress, "temperatures": temperatures, "error": r["error"],
+            "updated_at": r["updated"], "material": _material(spool),
+        }
+
+
+def _kept(r: dict[str, Any]) -> dict[str, Any]:
+    """A device's row as it is kept: its JSON columns read once, not at each listing."""
+    r["temperatures"] = json.loads(r["temperatures"])
+    r["capabilities"] = json.loads(r["capabilities"])
+    r["updated"] = datetime.fromisoformat(r["updated_at"])
+    r["updated_s"] = r["updated"].timestamp()  # compares with the time telemetry arrived
+    return r
 
 
 def _entry(r: dict[str, Any]) -> _Entry:

@@ -11,8 +11,8 @@ logged and counted, never applied.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, NamedTuple
 
 import structlog
 from sqlite_utils import Database
@@ -39,6 +39,23 @@ log = structlog.get_logger("farmhand.hub.lifecycle")
 
 JobEvent = JobStarted | JobProgress | JobPaused | JobResumed | JobCompleted | JobFailed
 _ACTIVE = {s.value for s in ACTIVE_STATES}
+# A job event reads only these (once per event: a narrow row, not the whole job).
+_EVENT_JOB = "SELECT id, state, node, device, started_at FROM jobs WHERE id = ?"
+# Progress as _job_event applies it, on an active job of that device only; the device reporting on the
+# job runs it, even if its acceptance is still on the way (assigned becomes printing).
+_PROGRESS = (
+    f"UPDATE jobs SET state = CASE state WHEN '{JobState.ASSIGNED.value}' THEN '{JobState.PRINTING.value}'"
+    " ELSE state END, progress = ?, lines = ?, ack_deadline = NULL"
+    f" WHERE id = ? AND node = ? AND device = ? AND state IN ({', '.join(repr(s) for s in sorted(_ACTIVE))})"
+)
+
+
+class _EventJob(NamedTuple):
+    id: int
+    state: str
+    node: str | None
+    device: str | None
+    started_at: str | None
 
 
 class PrintJobTracker:
@@ -50,12 +67,12 @@ class PrintJobTracker:
     def apply(self, msg: Received[JobEvent | CommandAck]) -> Effects:
         """Ingest subscriber: runs inside the transaction that stored the event."""
         assert msg.db is not None and msg.node is not None
-        db, node, at, body = msg.db, msg.node, msg.at, msg.body
+        db, node, body = msg.db, msg.node, msg.body
         effects = Effects()
         if isinstance(body, CommandAck):
             self._ack(db, node, body, effects)
         else:
-            self._job_event(db, node, at, body, effects)
+            self._job_event(db, node, msg, body, effects)
         return effects
 
     # ------------------------------------------------------------------ acknowledgements
@@ -130,44 +147,54 @@ class PrintJobTracker:
 
     # ------------------------------------------------------------------ job events
 
-    def _job_event(self, db: Database, node: str, at: str, body: JobEvent, effects: Effects) -> None:
+    def _job_event(self, db: Database, node: str, msg: Received[Any], body: JobEvent, effects: Effects) -> None:
+        if isinstance(body, JobProgress):
+            self._progress(db, node, body)
+            return
         job = self._active_job(db, node, body)
         if job is None:
             return
-        job_id = job["id"]
+        job_id = job.id
         running = JobState.PRINTING.value
         # The device reporting on the job runs it, even if its acceptance is still on the way.
-        current = running if job["state"] == JobState.ASSIGNED.value else job["state"]
+        current = running if job.state == JobState.ASSIGNED.value else job.state
         match body:
             case JobStarted():
-                jobs.set_fields(db, job_id, state=current, started_at=job["started_at"] or at,
+                jobs.set_fields(db, job_id, state=current, started_at=job.started_at or msg.at,
                                 lines_total=body.lines_total, ack_deadline=None)
-            case JobProgress():
-                jobs.set_fields(db, job_id, state=current, progress=body.progress, lines=body.lines_done,
-                                ack_deadline=None)
             case JobPaused():
                 jobs.set_fields(db, job_id, state=JobState.PAUSED.value)
             case JobResumed():
                 jobs.set_fields(db, job_id, state=running)
             case JobCompleted():
-                started = job["started_at"] or timestamp(
-                    datetime.fromisoformat(at) - timedelta(seconds=body.duration_s))
-                jobs.finish(db, self.outbox, job_id, JobState.COMPLETED, at, progress=1.0, lines=body.lines,
+                started = job.started_at or timestamp(msg.ts - timedelta(seconds=body.duration_s))
+                jobs.finish(db, self.outbox, job_id, JobState.COMPLETED, msg.at, progress=1.0, lines=body.lines,
                             resends=body.resends, duration_s=body.duration_s, extruded_mm=body.extruded_mm,
                             started_at=started)
                 effects.reschedule = True
             case JobFailed():
                 state = JobState.CANCELLED if body.cancelled else JobState.FAILED
-                jobs.finish(db, self.outbox, job_id, state, at, error=body.reason)
+                jobs.finish(db, self.outbox, job_id, state, msg.at, error=body.reason)
                 effects.reschedule = True
 
-    def _active_job(self, db: Database, node: str, body: JobEvent) -> dict[str, Any] | None:
-        job = jobs.load(db, job_id) if (job_id := ascii_int(body.job_id)) is not None else None
-        if job is None or job["state"] not in _ACTIVE or (job["node"], job["device"]) != (node, body.device):
+    def _progress(self, db: Database, node: str, body: JobProgress) -> None:
+        """The most frequent event, in one statement: it moves the job only if the job is active on that
+        device (what ``_active_job`` checks); one that moved nothing is stray, and counted as such there."""
+        job_id = ascii_int(body.job_id)
+        moved = job_id is not None and db.conn.execute(
+            _PROGRESS, (body.progress, body.lines_done, job_id, node, body.device)).rowcount > 0
+        if not moved:
+            self._active_job(db, node, body)
+
+    def _active_job(self, db: Database, node: str, body: JobEvent) -> _EventJob | None:
+        job_id = ascii_int(body.job_id)
+        row = None if job_id is None else db.conn.execute(_EVENT_JOB, (job_id,)).fetchone()
+        job = _EventJob(*row) if row is not None else None
+        if job is None or job.state not in _ACTIVE or (job.node, job.device) != (node, body.device):
             self.stray += 1
             log.warning("stray_job_event", node=node, device=body.device, job_id=body.job_id, event_type=body.type,
-                        job_state=job["state"] if job else None,
-                        job_device=f"{job['node']}/{job['device']}" if job else None)
+                        job_state=job.state if job else None,
+                        job_device=f"{job.node}/{job.device}" if job else None)
             return None
         return job
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -79,7 +78,7 @@ class Metrics(Component):
         return [timed]
 
     def _state_applied(self, msg: Received[DeviceStatus | Telemetry]) -> None:
-        age = time.time() - datetime.fromisoformat(msg.at).replace(tzinfo=UTC).timestamp()
+        age = time.time() - msg.ts.timestamp()
         self._age[msg.body.type].observe(max(age, 0.0))
 
 

@@ -65,7 +65,7 @@ class Mqtt(Component):
         session = MqttSession(
             self.url,
             f"farmhand-hub-{cfg.hub_id}",
-            on_message=self.ingest.handle,
+            receive=self.ingest.receive,
             subscriptions=topics.HUB_SUBSCRIPTIONS,
             on_connect=self._connected,
             will=Will(topics.hub_state(), self._hub_state(online=False)),

@@ -2,12 +2,12 @@
 
 Each message is decoded once, checked against what its topic may carry, and its
 typed body handed to the components that subscribed to its type (see
-``subscribe`` and ``observe``). Messages are applied by group commit: the
-handler queues the message and waits; one task applies whatever has queued
+``subscribe`` and ``observe``). Messages are applied by group commit: the MQTT
+session hands each message to ``receive`` as it is read, with the PUBACK to send
+(no task per message); one task applies whatever has queued
 (at most ``batch_max``, after lingering ``linger_s`` when few are waiting) in
 one transaction, each message in a savepoint of its own so a failing one is
-rolled back alone, then commits once and lets every waiting handler return.
-``MqttSession`` acknowledges a QoS 1 message only then, so anything
+rolled back alone, then commits once and only then acknowledges the batch's QoS 1 messages, so anything
 acknowledged is on disk; one fsync serves the whole batch. Observers, commands
 and a scheduler wake-up run after the commit. A bad message is logged and
 counted (see ``/healthz``) and the batch goes on.
@@ -26,6 +26,8 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property, partial
 from types import UnionType
 from typing import Any, Generic, Protocol, TypeVar, get_args
 
@@ -35,8 +37,9 @@ from sqlite_utils import Database
 from protocol import codec, topics
 from protocol.codec import ProtocolError
 from protocol.messages import Envelope, Model
+from protocol.mqtt import Ack
 
-from hub.store import Store, dumps, timestamp, utcnow
+from hub.store import Store, timestamp, utcnow
 
 from .confirm import EventConfirmations
 from .outbox import CommandOutbox, Outgoing
@@ -67,10 +70,15 @@ class Received(Generic[B]):
 
     body: B
     sender: str
-    at: str  # the envelope's timestamp, in the store's form
+    ts: datetime  # the envelope's timestamp
     node: str | None = None  # the agent whose topic it came on
     client: str | None = None  # a script's client id (hub requests)
     db: Database | None = None  # a node's event: the open transaction that stored it
+
+    @cached_property
+    def at(self) -> str:
+        """The envelope's timestamp in the store's form (made when asked: telemetry mostly never is)."""
+        return timestamp(self.ts)
 
 
 class SeqWatcher(Protocol):
@@ -116,8 +124,9 @@ class Ingest:
         self._observe: defaultdict[type[Model], list[Observe]] = defaultdict(list)
         self._reschedule: list[Callable[[], None]] = []
         self._seq_watchers: list[SeqWatcher] = []
-        self._queue: deque[tuple[str, bytes, asyncio.Future[None] | None]] = deque()
+        self._queue: deque[tuple[str, bytes, Ack | None]] = deque()
         self._wake = asyncio.Event()
+        self._now = utcnow()
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ subscriptions
@@ -152,15 +161,22 @@ class Ingest:
 
     # ------------------------------------------------------------------ messages
 
-    async def handle(self, topic: str, payload: bytes, qos: int) -> None:
-        """Queue one message; for QoS 1, return once its batch is committed (then the broker gets PUBACK)."""
-        done: asyncio.Future[None] | None = asyncio.get_running_loop().create_future() if qos else None
-        self._queue.append((topic, payload, done))
+    def receive(self, topic: str, payload: bytes, qos: int, ack: Ack | None) -> None:
+        """Queue one message (the MQTT session's receiver); ``ack`` runs once its batch is committed (then
+        the broker gets PUBACK)."""
+        self._queue.append((topic, payload, ack))
         if self._task is None:
             self._task = asyncio.create_task(self._batches(), name="hub:ingest")
         self._wake.set()
-        if done is not None:
-            await done
+
+    async def handle(self, topic: str, payload: bytes, qos: int) -> None:
+        """``receive``, awaited: for QoS 1, returns once the message's batch is committed."""
+        if not qos:
+            self.receive(topic, payload, qos, None)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.receive(topic, payload, qos, partial(_settle, done))
+        await done
 
     async def stop(self) -> None:
         """Apply what is queued, then stop the batch task."""
@@ -187,6 +203,7 @@ class Ingest:
         batch = [self._queue.popleft() for _ in range(n)]
         started = time.perf_counter()
         followups: list[Followup] = []
+        self._now = utcnow()  # when this batch's events were received
         try:
             with self.store.transaction() as db:
                 for topic, payload, _ in batch:
@@ -213,9 +230,12 @@ class Ingest:
             log.exception("ingest_batch_failed", messages=n)
             followups = []
         finally:
-            for _, _, done in batch:
-                if done is not None and not done.done():
-                    done.set_result(None)
+            for _, _, ack in batch:
+                if ack is not None:
+                    try:
+                        ack()
+                    except Exception:  # a connection gone meanwhile: the broker sends the message again
+                        log.warning("ingest_ack_failed", exc_info=True)
         self.batches += 1
         self.batch_seconds += time.perf_counter() - started
         for followup in followups:
@@ -249,7 +269,7 @@ class Ingest:
             return None
         if parsed.kind == "node_event":
             return self._event(parsed, envelope)
-        msg = Received(envelope.body, envelope.sender, timestamp(envelope.ts), parsed.node, parsed.client)
+        msg = Received(envelope.body, envelope.sender, envelope.ts, parsed.node, parsed.client)
         effects = Effects()
         for apply in self._apply[type(msg.body)]:
             effects.add(apply(msg))
@@ -277,11 +297,11 @@ class Ingest:
         stored = db.execute(
             "INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (env.sender, env.seq, t.node, body.type, at, utcnow(), dumps(body.model_dump(mode="json"))),
+            (env.sender, env.seq, t.node, body.type, at, self._now, body.model_dump_json()),
         ).rowcount
         self.confirmations.stored(db, node, seq, env.prev_seq)
         if stored:
-            msg = Received(body, env.sender, at, t.node, db=db)
+            msg = Received(body, env.sender, env.ts, t.node, db=db)
             appliers = self._apply[type(body)]
             for apply in appliers:
                 effects.add(apply(msg))
@@ -295,7 +315,7 @@ class Ingest:
             return self.reschedule if wake else None
         self.counts["events"] += 1
         effects.reschedule |= wake
-        return lambda: self._after(Received(body, env.sender, at, node), effects)
+        return lambda: self._after(Received(body, env.sender, env.ts, node), effects)
 
     def _after(self, msg: Received[Any], effects: Effects) -> None:
         for observe in self._observe[type(msg.body)]:
@@ -315,3 +335,8 @@ class Ingest:
 
     def counters(self) -> dict[str, int]:
         return dict(self.counts)
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
