@@ -333,7 +333,7 @@ class LeanFarm:
 GENERATORS = {
     "lean": "LeanFarm, a few MQTT connections carrying many nodes, events encoded beforehand, no SQLite"
             " (~2 us CPU an event timed)",
-    "agents": "simulated agents, each its SQLite outbox and gmqtt session (~15 us CPU an event timed,"
+    "agents": "simulated agents, each its SQLite outbox and gmqtt session (~13 us CPU an event timed,"
               " ~30 us to spool it before)",
 }
 
