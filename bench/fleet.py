@@ -3,6 +3,7 @@
     python -m bench.fleet            # 5,000 printers live, a telemetry flood, event bursts, a reconnect storm
     python -m bench.fleet --quick    # the same, smaller and shorter (under a minute)
     python -m bench.fleet --flood-rate 40000   # the flood at an offered rate instead of flat out
+    python -m bench.fleet --generator agents   # the event modes' farm as simulated agents (default: lean)
 
 Three processes, as on a farm's hub machine: Mosquitto with the shipped production config
 (systemd/mosquitto-farmhand.conf; for a loopback benchmark its TLS listener, logins and ACL are left
@@ -20,7 +21,11 @@ with M printers each. Modes:
 
 For the event modes the hub's database is counted afterwards: every event stored exactly once, none
 lost. The flood and the storm also say where the CPU went (hub, broker, this process): on a small
-machine the three share its cores, and the farm's simulated agents cost about what the hub does.
+machine the three share its cores, but on a farm each agent has a Pi of its own. So the event modes'
+farm is by default the lean generator (bench.fleet_farms.LeanFarm): an agent outbox's topics, envelopes,
+QoS 1, seq, window and hub confirmations over a few MQTT connections, events encoded beforehand, no
+SQLite: ~2 us CPU an event timed, ~10 us to encode it before. ``--generator agents``: simulated agents,
+each its SQLite outbox and gmqtt session: ~13 us timed, ~30 us to spool before (a burst times both).
 The last line is one JSON object.
 """
 
@@ -41,6 +46,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from bench.fleet_farms import GENERATORS, event_farm
 from hub.store import Store, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,25 +273,33 @@ async def flood(svc: Services, http: aiohttp.ClientSession, nodes: list[Any], se
             "hub_cpu_us_per_telemetry": round((cpu1["hub"] - cpu0["hub"]) / max(took, 1) * 1e6, 1), **shares}
 
 
-async def events(svc: Services, nodes: list[Any], per_node: int, *, spooled_offline: bool, timeout: float) -> float:
-    """``per_node`` job events from every node; returns events stored (confirmed) per second."""
-    from farmhand.sim.fleet_node import start_all
-
-    started = time.perf_counter()
+async def events(svc: Services, farm: Any, per_node: int, *, spooled_offline: bool,
+                 timeout: float) -> tuple[float, dict[str, float]]:
+    """``per_node`` job events from every node of ``farm``; returns events stored (confirmed) per second, and
+    the CPU microseconds an event of the hub, the broker and the farm from the start of the timed part, and
+    the farm's before it (``spool``: the lean farm's encoding, a storm's agents' appending to their outboxes)."""
+    ready = svc.cpu_s()["farm"]
+    farm.prepare(per_node, svc.jobs)
     if spooled_offline:  # a storm: the farm held them through an outage, and comes back at once
-        for node in nodes:
-            node.spool(per_node, svc.jobs[node.node_id])
-        started = time.perf_counter()
-        await start_all(nodes)
+        farm.append(per_node)
+        cpu0, started = svc.cpu_s(), time.perf_counter()
+        await farm.start()
     else:
+        cpu0, started = svc.cpu_s(), time.perf_counter()
         for chunk in range(0, per_node, 100):
-            for node in nodes:
-                node.spool(min(100, per_node - chunk), svc.jobs[node.node_id])
+            farm.append(min(100, per_node - chunk))
             await asyncio.sleep(0)
     deadline = started + timeout
-    while any(n.outbox.pending() for n in nodes) and time.perf_counter() < deadline:
+    while farm.pending() and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
-    return len(nodes) * per_node / (time.perf_counter() - started)
+    count, cpu = len(farm.nodes) * per_node, svc.cpu_s()
+    us = {k: round((cpu[k] - cpu0[k]) / count * 1e6, 1) for k in cpu}
+    return count / (time.perf_counter() - started), {**us, "spool": round((cpu0["farm"] - ready) / count * 1e6, 1)}
+
+
+def _cpu(us: dict[str, float]) -> str:
+    return (f"CPU an event: hub {us['hub']} us, broker {us['broker']} us, farm {us['farm']} us"
+            f" (and {us['spool']} us before the timed part)")
 
 
 # --------------------------------------------------------------------------- the run
@@ -303,12 +317,12 @@ async def wait_devices(http: aiohttp.ClientSession, base: str, count: int, timeo
         await asyncio.sleep(0.5)
 
 
-async def run(quick: bool, flood_rate: float | None = None) -> dict[str, Any]:
+async def run(quick: bool, flood_rate: float | None = None, generator: str = "lean") -> dict[str, Any]:
     from farmhand.sim.fleet_node import start_all
 
     sizes = QUICK if quick else FULL
     (ln, lp, ls), (fn, _, fs), (bn, be, _), (sn, se, _) = (sizes[m] for m in ("live", "flood", "burst", "storm"))
-    result: dict[str, Any] = {"quick": quick}
+    result: dict[str, Any] = {"quick": quick, "generator": generator}
     with tempfile.TemporaryDirectory(prefix="farmhand-fleet-") as tmp:
         workdir = Path(tmp)
         svc = Services(workdir, {**device_names("L", ln, lp), **device_names("B", bn, 2), **device_names("S", sn, 2)})
@@ -329,26 +343,27 @@ async def run(quick: bool, flood_rate: float | None = None) -> dict[str, Any]:
                 result.update(flooded)
                 print(f"  {_show(flooded)}", flush=True)
                 timeout = 120.0 if quick else 600.0
-                burst = farm(svc.url, workdir, "B", bn, 2, replay_jitter_s=0.5)
-                everyone += burst
-                await start_all(burst)
+                burst = event_farm(generator, svc.url, workdir, "B", bn, 0.5)
+                everyone.append(burst)
+                await burst.start()
                 await wait_devices(http, svc.http, ln * lp + bn * 2)
-                print(f"burst: {bn} connected agents append {be} events each", flush=True)
-                result["events_burst_per_s"] = round(await events(svc, burst, be, spooled_offline=False,
-                                                                  timeout=timeout))
-                print(f"  {result['events_burst_per_s']} events stored and confirmed per second", flush=True)
-                storm = farm(svc.url, workdir, "S", sn, 2, replay_jitter_s=1.0)
-                everyone += storm
-                print(f"storm: {sn} agents each holding {se} events reconnect at once", flush=True)
-                cpu0 = svc.cpu_s()
-                result["events_stored_per_s"] = round(await events(svc, storm, se, spooled_offline=True,
-                                                                   timeout=timeout))
-                cpu1 = svc.cpu_s()
-                for name in cpu0:  # the farm's own outboxes and sessions cost CPU on this machine too
-                    result[f"{name}_cpu_us_per_event"] = round((cpu1[name] - cpu0[name]) / (sn * se) * 1e6, 1)
-                print(f"  {result['events_stored_per_s']} events stored and confirmed per second; CPU an event:"
-                      f" hub {result['hub_cpu_us_per_event']} us, broker {result['broker_cpu_us_per_event']} us,"
-                      f" farm {result['farm_cpu_us_per_event']} us", flush=True)
+                print(f"the event modes' farm: {generator} ({GENERATORS[generator]})", flush=True)
+                print(f"burst: {bn} connected nodes append {be} events each", flush=True)
+                rate, cpu = await events(svc, burst, be, spooled_offline=False, timeout=timeout)
+                result["events_burst_per_s"] = round(rate)
+                print(f"  {result['events_burst_per_s']} events stored and confirmed per second; {_cpu(cpu)}",
+                      flush=True)
+                storm = event_farm(generator, svc.url, workdir, "S", sn, 1.0)
+                everyone.append(storm)
+                print(f"storm: {sn} nodes ({generator} generator) each holding {se} events reconnect at once",
+                      flush=True)
+                rate, cpu = await events(svc, storm, se, spooled_offline=True, timeout=timeout)
+                result["events_stored_per_s"] = round(rate)
+                # The farm's nodes cost CPU on this machine too; on a farm each agent has a Pi of its own.
+                result.update({f"{name}_cpu_us_per_event": cpu[name] for name in ("hub", "broker", "farm")})
+                result["farm_spool_cpu_us_per_event"] = cpu["spool"]
+                print(f"  {result['events_stored_per_s']} events stored and confirmed per second; {_cpu(cpu)}",
+                      flush=True)
                 applied = total(await scrape(http, svc.http), "farmhand_events_stored_total")
                 result["hub_rss_mb"] = max(result["hub_rss_mb"], round(svc.process.memory_info().rss / 2**20, 1))
         finally:
@@ -364,7 +379,7 @@ async def run(quick: bool, flood_rate: float | None = None) -> dict[str, Any]:
 
 
 def _show(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in values.items() if k != "quick")
+    return ", ".join(f"{k} {v}" for k, v in values.items() if k not in ("quick", "generator"))
 
 
 def main() -> None:
@@ -374,6 +389,8 @@ def main() -> None:
     parser.add_argument("--flood-rate", type=float, metavar="N",
                         help="the flood offers N telemetry messages a second instead of all one process can send"
                              " (a sender flat out takes CPU the broker and the hub need on a small machine)")
+    parser.add_argument("--generator", choices=sorted(GENERATORS), default="lean",
+                        help="the event modes' farm: " + "; ".join(f"{k}: {v}" for k, v in GENERATORS.items()))
     parser.add_argument("--serve-hub", nargs=2, metavar=("DATA_DIR", "BROKER_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from protocol.logs import configure
@@ -382,7 +399,7 @@ def main() -> None:
     if args.serve_hub:
         asyncio.run(serve_hub(Path(args.serve_hub[0]), args.serve_hub[1]))
         return
-    print(json.dumps(asyncio.run(run(args.quick, args.flood_rate))))
+    print(json.dumps(asyncio.run(run(args.quick, args.flood_rate, args.generator))))
 
 
 if __name__ == "__main__":

@@ -39,13 +39,8 @@ class SimulatedNode:
 
     async def _connected(self) -> None:
         try:
-            birth = NodeState(online=True, agent_version="sim", hostname=self.node_id,
-                              devices=[DeviceInfo(id=d, kind="serial_gcode", model="sim") for d in self.devices])
-            self.session.publish(topics.node_state(self.node_id), self._encode(birth), qos=1, retain=True)
-            for device in self.devices:
-                status = DeviceStatus(device=device, state="printing", job_id=None, progress=0.0)
-                self.session.publish(topics.device_status(self.node_id, device), self._encode(status), qos=1,
-                                     retain=True)
+            for topic, payload in birth(self.node_id, self.devices):
+                self.session.publish(topic, payload, qos=1, retain=True)
         finally:
             self.outbox.reconnected()
 
@@ -54,10 +49,7 @@ class SimulatedNode:
     def spool(self, count: int, job_ids: dict[str, str] | None = None) -> None:
         """``count`` job progress events, round the printers (for ``job_ids``' jobs where given)."""
         for n in range(count):
-            device = self.devices[n % len(self.devices)]
-            job = (job_ids or {}).get(device, "sim")
-            self.outbox.append(topics.node_event(self.node_id),
-                               JobProgress(device=device, job_id=job, progress=(n % 1000) / 1000, lines_done=n))
+            self.outbox.append(topics.node_event(self.node_id), progress(self.devices, n, job_ids))
 
     def telemetry(self, device: str) -> bool:
         """One QoS 0 reading, as a printing printer sends each second."""
@@ -82,6 +74,26 @@ class SimulatedNode:
 
     async def drained(self, timeout: float) -> bool:
         return await self.outbox.drain(timeout)
+
+
+def birth(node_id: str, devices: list[str]) -> list[tuple[str, bytes]]:
+    """What a node publishes (QoS 1, retained) on every connect: its state with its printers, and each
+    printer's status."""
+    def encode(body: Body) -> bytes:
+        return codec.encode(codec.make(node_id, body))
+
+    state = NodeState(online=True, agent_version="sim", hostname=node_id,
+                      devices=[DeviceInfo(id=d, kind="serial_gcode", model="sim") for d in devices])
+    return [(topics.node_state(node_id), encode(state))] + [
+        (topics.device_status(node_id, d), encode(DeviceStatus(device=d, state="printing", job_id=None, progress=0.0)))
+        for d in devices]
+
+
+def progress(devices: list[str], n: int, job_ids: dict[str, str] | None = None) -> JobProgress:
+    """A node's ``n``-th job progress event, round its printers (for ``job_ids``' jobs where given)."""
+    device = devices[n % len(devices)]
+    return JobProgress(device=device, job_id=(job_ids or {}).get(device, "sim"), progress=(n % 1000) / 1000,
+                       lines_done=n)
 
 
 async def start_all(nodes: list[SimulatedNode]) -> None:
