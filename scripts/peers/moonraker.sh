@@ -4,11 +4,7 @@
 # Idempotent: returns at once when the wanted version is installed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-version="0.11.0"
-venv=".peers/moonraker"
-stamp="$venv/.installed-$version"
-[ -f "$stamp" ] && exit 0
-python="${PYTHON:-python3}"
+source scripts/peer-venv.sh
 # Moonraker's [authorization] signs its tokens with libsodium (through libnacl, by ctypes): a library, no
 # command, so system-packages.txt (one COMMAND PACKAGE a line) cannot name it.
 if ! ldconfig -p 2>/dev/null | grep -q 'libsodium\.so'; then
@@ -19,10 +15,4 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libsodium\.so'; then
     echo "setup: Moonraker needs libsodium (sudo apt-get install libsodium23)" >&2
   fi
 fi
-echo "setup: installing moonraker $version into $venv"
-rm -rf "$venv"
-"$python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "moonraker==$version"
-"$venv/bin/python" -c "import moonraker.server, libnacl.sign" >/dev/null
-touch "$stamp"
+peer_venv moonraker "moonraker==0.11.0" python -c "import moonraker.server, libnacl.sign"

@@ -6,15 +6,5 @@
 # scripts/system-packages.txt. Idempotent: returns at once when the wanted version is installed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-version="0.8.1"
-venv=".peers/prusalink"
-stamp="$venv/.installed-$version"
-[ -f "$stamp" ] && exit 0
-python="${PYTHON:-python3}"
-echo "setup: installing prusalink $version into $venv"
-rm -rf "$venv"
-"$python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "prusalink==$version"
-"$venv/bin/prusalink" --version >/dev/null
-touch "$stamp"
+source scripts/peer-venv.sh
+peer_venv prusalink "prusalink==0.8.1" prusalink --version
