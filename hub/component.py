@@ -17,7 +17,6 @@ and may start and stop background work and report counters for ``/healthz``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,6 +24,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from hub.api import Op
+from hub.tasks import stop_tasks
 
 Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]
 
@@ -79,8 +79,5 @@ class Component:
         self.__dict__.setdefault("_loops", []).append(asyncio.create_task(loop, name=f"hub:{name}"))
 
     async def stop_loops(self) -> None:
-        for task in self.__dict__.get("_loops", []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*self.__dict__.get("_loops", []))
         self._loops = []

@@ -9,12 +9,13 @@ A replay or a deleted subscription restarts (or ends) that worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
 import aiohttp
 import structlog
+
+from hub.tasks import stop_tasks
 
 from .config import WebhookConfig
 from .event_log import EventLog, type_matches
@@ -62,11 +63,7 @@ class Deliverer:
                                                                         name=f"hub:webhook-{webhook_id}")
                 await asyncio.sleep(self.config.poll_interval_s)
         finally:
-            for task in self._workers.values():
-                task.cancel()
-            for task in self._workers.values():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(*self._workers.values())
             self._workers.clear()
             await self._session.close()
 

@@ -21,7 +21,6 @@ confirmation mark (``EventConfirmations``), published after the commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from protocol.messages import Envelope, Model
 from protocol.mqtt import Ack
 
 from hub.store import Store, timestamp, utcnow
+from hub.tasks import stop_tasks
 
 from .confirm import EventConfirmations
 from .outbox import CommandOutbox, Outgoing
@@ -181,10 +181,7 @@ class Ingest:
     async def stop(self) -> None:
         """Apply what is queued, then stop the batch task."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(task)
         while self._queue:
             self._batch()
 

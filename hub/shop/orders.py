@@ -29,6 +29,7 @@ from hub.api.routes import Op
 from hub.jobs import ACTIVE_STATES, JobError, JobState, PrintJobCreate, PrintQueue
 from hub.slicing import SliceJobs, SliceRequest, SliceState
 from hub.store import Store, timestamp, utcnow
+from hub.tasks import stop_tasks
 
 from .costing import Costs, QuoteRequest
 from .order_schemas import (
@@ -90,12 +91,7 @@ class Orders:
             self._follow(item["id"])
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*self._tasks.values())
 
     # ------------------------------------------------------------------ create
 

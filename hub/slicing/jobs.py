@@ -31,6 +31,7 @@ from hub.api.problems import ApiProblem
 from hub.api.routes import Op
 from hub.files import FileAnalyses, FileStore
 from hub.store import Store, utcnow
+from hub.tasks import stop_tasks
 
 from .profiles import SlicingProfiles
 from .slicer import SlicerError, compose_profile, slice_mesh
@@ -111,12 +112,7 @@ class SliceJobs:
         return len(rows)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*self._tasks.values())
 
     # ------------------------------------------------------------------ jobs
 
