@@ -119,7 +119,8 @@ async def test_a_whole_print_reaches_the_hub_as_job_events(op: OctoPrintApi, pri
     assert kinds.count("job_started") == kinds.count("job_completed") == 1
     assert kinds.index("job_paused") < kinds.index("job_resumed") < kinds.index("job_completed")
     progress = [e.progress for e in events() if e.type == "job_progress"]
-    assert progress == sorted(progress) and progress[0] < progress[-1] < 1
+    # OctoPrint may report 100 % for a moment before it leaves "Printing": the last reading can be 1.0.
+    assert progress == sorted(progress) and progress[0] < progress[-1] <= 1
     readings = listener.bodies(type="telemetry")
     assert any("T0" in r.temperatures and "B" in r.temperatures for r in readings)
     assert (await op.prints_of(f"farmhand-job-{the_job}.gcode"))["success"] == 1
