@@ -1,0 +1,253 @@
+"""The agent's HTTP and WebSocket clients (agent/net) against aiohttp's server: what the drivers rely on.
+
+Kept connections, streamed and multipart uploads, timeouts and refusals, a POST never sent twice, and a
+WebSocket's messages, pings, closes and a peer gone silent."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import WSMsgType, web
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+
+from agent.net import (ConnectFailed, HttpClient, HttpError, InvalidUrl, Multipart, Timeout, WebSocket,
+                       WebSocketClosed, WebSocketRejected)
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Serves the given routes on 127.0.0.1; returns the base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(routes: list[web.RouteDef], **kw: object) -> str:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.add_routes(routes)
+        runner = web.AppRunner(app, **kw)  # type: ignore[arg-type]
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_requests_share_a_kept_connection_and_read_json_and_headers(serve) -> None:
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"state": "idle", "ua": request.headers["User-Agent"]},
+                                 headers={"ETag": '"v1"', "X-Twice": "a"})
+
+    base = await serve([web.get("/api/status", status)])
+    http = HttpClient(base, headers={"X-Api-Key": "k"})
+    for _ in range(3):
+        async with http.get("/api/status") as response:
+            assert response.status == 200
+            assert response.headers["etag"] == '"v1"' and response.headers.get("ETAG") == '"v1"'
+            assert await response.json() == {"state": "idle", "ua": "farmhand-agent"}
+    await http.close()
+
+
+async def test_one_connection_serves_many_requests(serve) -> None:
+    peers: set[object] = set()
+
+    async def hello(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        return web.Response(text="hi")
+
+    base = await serve([web.get("/", hello)])
+    http = HttpClient(base)
+    for _ in range(5):
+        async with http.get("/") as response:
+            assert await response.text() == "hi"
+    await http.close()
+    assert len(peers) == 1
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused(serve) -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    base = await serve([web.get("/", hello)], keepalive_timeout=0.2)
+    http = HttpClient(base)
+    for _ in range(3):
+        async with http.get("/") as response:
+            assert await response.text() == "hi"
+        await asyncio.sleep(0.4)  # the server drops the idle connection meanwhile
+    await http.close()
+
+
+async def test_a_streamed_body_arrives_whole_and_chunked_responses_stream(serve, tmp_path: Path) -> None:
+    async def store(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response({"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+                                  "length": request.headers.get("Content-Length")})
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(50):
+            await response.write(bytes([i]) * 1000)
+        await response.write_eof()
+        return response
+
+    base = await serve([web.put("/files/{name}", store), web.get("/stream", stream)])
+    data = bytes(range(256)) * 4000
+    path = tmp_path / "job.gcode"
+    path.write_bytes(data)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(data), 70_000):
+            yield data[at:at + 70_000]
+
+    http = HttpClient(base)
+    async with http.request("PUT", "/files/job.gcode", body=chunks(),
+                            headers={"Content-Length": str(len(data))}) as response:
+        assert await response.json() == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                         "length": str(len(data))}
+    async with http.request("PUT", "/files/job.gcode", body=chunks()) as response:  # no length: sent chunked
+        assert (await response.json())["bytes"] == len(data)
+    async with http.get("/stream") as response:
+        got = [chunk async for chunk in response.iter_chunks()]
+    assert b"".join(got) == b"".join(bytes([i]) * 1000 for i in range(50))
+    await http.close()
+
+
+async def test_a_multipart_form_carries_its_fields_and_file(serve, tmp_path: Path) -> None:
+    async def upload(request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        return web.json_response({"root": form["root"], "name": upload.filename, "type": upload.content_type,
+                                  "sha256": hashlib.sha256(upload.file.read()).hexdigest()})
+
+    base = await serve([web.post("/server/files/upload", upload)])
+    data = b"G1 X10\n" * 50_000
+    path = tmp_path / "plate.gcode"
+    path.write_bytes(data)
+    form = Multipart().field("root", "gcodes").file("file", path, filename='Bracket "v2" ünï.gcode')
+    http = HttpClient(base)
+    async with http.post("/server/files/upload", body=form) as response:
+        assert response.status == 200
+        answer = await response.json()
+    await http.close()
+    assert answer == {"root": "gcodes", "name": 'Bracket %22v2%22 ünï.gcode', "type": "application/octet-stream",
+                      "sha256": hashlib.sha256(data).hexdigest()}
+
+
+async def test_a_post_is_never_sent_twice_but_a_get_is_retried_on_a_broken_kept_connection(serve) -> None:
+    seen: list[str] = []
+
+    async def answer_then_drop_next(request: web.Request) -> web.StreamResponse:
+        seen.append(request.method)
+        if len(seen) % 2 == 0:  # every second request: the connection breaks before any answer
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
+        return web.Response(text="ok")
+
+    base = await serve([web.route("*", "/job", answer_then_drop_next)])
+    http = HttpClient(base)
+    async with http.post("/job", body=b"{}") as response:
+        assert await response.text() == "ok"
+    with pytest.raises(HttpError):
+        async with http.post("/job", body=b'{"command": "start"}'):
+            pass
+    assert seen == ["POST", "POST"]  # the start went out once, and its failure was said
+    async with http.get("/job") as response:
+        assert await response.text() == "ok"
+    async with http.get("/job") as response:  # breaks on the kept connection, retried on a new one
+        assert await response.text() == "ok"
+    assert seen == ["POST", "POST", "GET", "GET", "GET"]
+    await http.close()
+
+
+async def test_refused_and_silent_servers_fail_in_time() -> None:
+    closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    with pytest.raises(ConnectFailed, match="cannot connect"):
+        async with HttpClient(f"http://127.0.0.1:{port}").get("/"):
+            pass
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await asyncio.sleep(30)
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}"
+    try:
+        with pytest.raises(TimeoutError):
+            async with HttpClient(url, timeout=Timeout(read=0.2)).get("/"):
+                pass
+        with pytest.raises(TimeoutError):
+            async with HttpClient(url, timeout=Timeout(total=0.2)).get("/"):
+                pass
+    finally:
+        silent.close()
+    with pytest.raises(InvalidUrl):
+        async with HttpClient().get("ftp://printer/"):
+            pass
+
+
+async def test_websocket_messages_pings_and_the_servers_close(serve) -> None:
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=0.1)  # pings us every 0.1 s: unanswered pings would close it
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                if message.data == "bye":
+                    await ws.close(code=4000, message=b"asked to")
+                    break
+                await asyncio.sleep(0.3)  # several pings come and are answered meanwhile
+                await ws.send_str(json.dumps({"echo": json.loads(message.data), "big": "x" * 200_000}))
+        return ws
+
+    async def guarded(request: web.Request) -> web.Response:
+        return web.Response(status=401, text="no key")
+
+    base = await serve([web.get("/websocket", echo), web.get("/guarded", guarded)])
+    ws = await WebSocket.connect(base.replace("http", "ws") + "/websocket")
+    await ws.send_json({"id": 1})
+    assert json.loads(await ws.receive())["echo"] == {"id": 1}
+    await ws.send_text("bye")
+    assert [m async for m in ws] == []
+    assert (ws.close_code, ws.close_reason) == (4000, "asked to")
+    with pytest.raises(WebSocketClosed):
+        await ws.send_text("after the close")
+    with pytest.raises(WebSocketRejected) as refused:
+        await WebSocket.connect(base + "/guarded")
+    assert refused.value.status == 401 and refused.value.body == "no key"
+
+
+async def test_a_websocket_peer_gone_silent_is_counted_lost_after_two_heartbeats() -> None:
+    async def accept_then_silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            ws.receive_data(await reader.read(1 << 16))
+            if any(isinstance(event, Request) for event in ws.events()):
+                break
+        writer.write(ws.send(AcceptConnection()))
+        await asyncio.sleep(30)  # a printer switched off: no close, no FIN, no pong
+
+    server = await asyncio.start_server(accept_then_silence, "127.0.0.1", 0)
+    try:
+        ws = await WebSocket.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/", heartbeat=0.1)
+        messages = await asyncio.wait_for(_all(ws), 5)
+        assert messages == [] and ws.close_code == 1006 and "no answer" in ws.close_reason
+    finally:
+        server.close()
+
+
+async def _all(ws: WebSocket) -> list[str]:
+    return [message async for message in ws]
