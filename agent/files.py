@@ -15,12 +15,12 @@ import re
 import ssl
 from pathlib import Path
 
-import aiohttp
 import structlog
+
+from agent.net import HttpClient, HttpError, Timeout
 
 log = structlog.get_logger("farmhand.agent.files")
 
-_CHUNK = 64 * 1024
 _PARTIAL = ".partial"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -36,7 +36,7 @@ class JobFileCache:
         self.dir = dir
         self.max_bytes = max_bytes
         self._token = token
-        self._tls: ssl.SSLContext | bool = tls or True
+        self._tls = tls
         self._locks: dict[str, asyncio.Lock] = {}
         self.downloads = 0
         self.hits = 0
@@ -68,16 +68,16 @@ class JobFileCache:
 
     async def _download(self, url: str, sha256: str, size: int, path: Path) -> None:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        http = HttpClient(tls=self._tls, timeout=Timeout(total=None, connect=10, read=60))
         partial = path.with_name(path.name + _PARTIAL)
         digest = hashlib.sha256()
         received = 0
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url, headers=headers, ssl=self._tls) as resp:
+            async with http.get(url, headers=headers) as resp:
                 if resp.status != 200:
                     raise FileFetchError(f"GET {url}: HTTP {resp.status} {resp.reason or ''}".rstrip())
                 with open(partial, "wb") as out:
-                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                    async for chunk in resp.iter_chunks():
                         received += len(chunk)
                         if received > size:
                             raise FileFetchError(f"GET {url}: more than the expected {size} bytes")
@@ -91,12 +91,14 @@ class JobFileCache:
             if actual != sha256:
                 raise FileFetchError(f"GET {url}: SHA-256 mismatch: expected {sha256}, got {actual}")
             os.replace(partial, path)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (HttpError, OSError) as exc:  # TimeoutError is an OSError
             partial.unlink(missing_ok=True)
             raise FileFetchError(f"GET {url}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+        finally:
+            await http.close()
         log.info("file_downloaded", sha256=sha256, bytes=size)
 
     def _evict(self, keep: str, room_for: int) -> None:

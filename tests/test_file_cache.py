@@ -81,7 +81,7 @@ async def test_http_errors_are_reported_with_the_status(tmp_path: Path) -> None:
             await JobFileCache(tmp_path / "a", 1 << 20, token="wrong").get(url, sha, size)
         with pytest.raises(FileFetchError, match="HTTP 404"):
             await JobFileCache(tmp_path / "b", 1 << 20, token="right").get(url.replace(sha, "0" * 64), "0" * 64, 4)
-    with pytest.raises(FileFetchError, match="ClientConnectorError"):
+    with pytest.raises(FileFetchError, match="ConnectFailed: cannot connect to 127.0.0.1:[0-9]+: Connection refused"):
         await JobFileCache(tmp_path / "c", 1 << 20).get(url, sha, size)  # the server is gone
 
 

@@ -19,12 +19,11 @@ screen has the real one (the reset button / knob).
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
+
+from agent.net import HttpError, Timeout, file_chunks
 
 from .base import CommandRejected, Emitter
 from .network import AuthFailed, Backoff, NetworkPrinter, PrinterReport
@@ -41,8 +40,7 @@ from .prusalink_state import (
 if TYPE_CHECKING:
     from agent.config import DeviceConfig
 
-UPLOAD_CHUNK = 1 << 16
-UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+UPLOAD_TIMEOUT = Timeout(total=None, connect=10, read=120)
 """An upload may take minutes on a slow printer; what must not stall is each read and the connect."""
 
 
@@ -171,8 +169,8 @@ class PrusaLinkPrinter(NetworkPrinter):
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size),
                    "Print-After-Upload": "?1", "Overwrite": "?1"}
         try:
-            await http.request("PUT", target, headers=headers, body=lambda: self._chunks(path, size),
-                               timeout=UPLOAD_TIMEOUT)
+            await http.request("PUT", target, headers=headers, timeout=UPLOAD_TIMEOUT,
+                               body=lambda: file_chunks(path, self.log.bind(file=name)))
         except PrinterRefused as exc:
             raise CommandRejected(f"the printer refused the upload: {exc.text}") from exc
         stored = (await http.get(target)).json() or {}
@@ -184,17 +182,6 @@ class PrusaLinkPrinter(NetworkPrinter):
             raise CommandRejected(f"upload of {name} arrived with {stored.get('size')} bytes of {size}")
         self.log.info("upload stored", file=name, bytes=size, storage=self._storage)
         return name
-
-    async def _chunks(self, path: Path, size: int) -> AsyncIterator[bytes]:
-        sent, next_log, started = 0, 0.1, time.monotonic()
-        with path.open("rb") as f:
-            while chunk := f.read(UPLOAD_CHUNK):
-                sent += len(chunk)
-                if size and sent / size >= next_log:
-                    self.log.info("uploading", file=path.name, percent=round(100 * sent / size),
-                                  elapsed_s=round(time.monotonic() - started, 1))
-                    next_log = sent / size + 0.1
-                yield chunk
 
     async def _abandon(self, http: PrusaLinkHttp, name: str) -> None:
         """A bad upload may have started printing already (Print-After-Upload): stop it and delete the file."""
@@ -255,7 +242,7 @@ class PrusaLinkPrinter(NetworkPrinter):
             raise CommandRejected(f"the printer refused to {what} the job: {exc.text}") from exc
         except AuthFailed as exc:
             raise CommandRejected(f"could not {what} the job: login refused: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (HttpError, TimeoutError) as exc:
             raise CommandRejected(f"could not {what} the job: the printer did not answer "
                                   f"({exc or type(exc).__name__})") from exc
 

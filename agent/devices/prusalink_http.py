@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import structlog
-from multidict import CIMultiDict
+
+from agent.net import Headers, HttpClient, Timeout
 
 from .network import AuthFailed
 from .prusalink_auth import Challenge, DigestLogin, UnsupportedChallenge
@@ -43,7 +43,7 @@ class PrinterRefused(Exception):
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
-    headers: CIMultiDict[str]
+    headers: Headers
     body: bytes
 
     def json(self) -> Any:
@@ -84,13 +84,13 @@ class PrusaLinkHttp:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.login = DigestLogin(username, password) if username is not None and password is not None else None
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout = Timeout(total=timeout_s)
         self._etags: dict[str, tuple[str, Reply]] = {}
-        # A stable User-Agent: the Pi's PrusaLink ties its nonces to it.
-        self._session = aiohttp.ClientSession(headers={"User-Agent": "farmhand-agent"})
+        # The client's User-Agent is stable: the Pi's PrusaLink ties its nonces to it.
+        self._http = HttpClient(self.base_url)
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._http.close()
 
     # ------------------------------------------------------------- requests
 
@@ -109,7 +109,7 @@ class PrusaLinkHttp:
         return reply
 
     async def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-                      body: BodyFactory | None = None, timeout: aiohttp.ClientTimeout | None = None) -> Reply:
+                      body: BodyFactory | None = None, timeout: Timeout | None = None) -> Reply:
         """One request, logged in; raises ``AuthFailed`` for refused credentials and ``PrinterRefused``
         for any other error status (3xx other than 304 included)."""
         sent_credentials = stale_retried = False
@@ -117,11 +117,9 @@ class PrusaLinkHttp:
             send = dict(headers or {})
             send.update(self._credentials(method, path))
             sent_credentials = "Authorization" in send or "X-Api-Key" in send
-            async with self._session.request(
-                    method, self.base_url + path, headers=send, data=body() if body is not None else None,
-                    timeout=timeout or self.timeout, allow_redirects=False) as response:
-                payload = await response.read()
-                reply = Reply(response.status, CIMultiDict(response.headers), payload)
+            async with self._http.request(method, path, headers=send, body=body() if body is not None else None,
+                                          timeout=timeout or self.timeout) as response:
+                reply = Reply(response.status, response.headers, await response.read())
             if reply.status == 401:
                 stale = self._challenged(reply)
                 if not sent_credentials:

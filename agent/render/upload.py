@@ -17,8 +17,9 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import structlog
+
+from agent.net import HttpClient, HttpError, InvalidUrl, Multipart, Timeout
 
 from protocol.mqtt import backoff_delay
 
@@ -53,7 +54,7 @@ class FrameUploader:
         *,
         token: str | None = None,
         retry: Retry = Retry(),
-        timeout: aiohttp.ClientTimeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+        timeout: Timeout = Timeout(total=None, connect=10, read=120),
         tls: ssl.SSLContext | None = None,
     ) -> None:
         if retry.attempts < 1:
@@ -61,8 +62,8 @@ class FrameUploader:
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retry = retry
         self._timeout = timeout
-        self._tls: ssl.SSLContext | bool = tls or True
-        self._http: aiohttp.ClientSession | None = None
+        self._tls = tls
+        self._http: HttpClient | None = None
         self.retries = 0
 
     async def upload(self, url: str, *, task_id: str, frame: int, path: Path, sha256: str) -> None:
@@ -89,30 +90,25 @@ class FrameUploader:
 
     async def _post(self, url: str, task_id: str, frame: int, path: Path, sha256: str) -> None:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=self._timeout)
+            self._http = HttpClient(tls=self._tls, timeout=self._timeout)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        # The form reads the file anew on each attempt.
+        form = (Multipart().field("task_id", task_id).field("frame", str(frame)).field("sha256", sha256)
+                .file("file", path, content_type=content_type))
         try:
-            # A fresh form each attempt: a sent file part has been read to its end.
-            with path.open("rb") as file:
-                form = aiohttp.FormData()
-                form.add_field("task_id", task_id)
-                form.add_field("frame", str(frame))
-                form.add_field("sha256", sha256)
-                form.add_field("file", file, filename=path.name, content_type=content_type)
-                async with self._http.post(url, data=form, headers=self._headers, ssl=self._tls) as resp:
-                    if resp.status < 300:
-                        return
-                    said = (await resp.text(errors="replace")).strip()[:200]
-                    error = f"HTTP {resp.status} {resp.reason or ''}".rstrip() + (f": {said}" if said else "")
-                    if resp.status >= 500 or resp.status in _RETRY_STATUSES:
-                        raise _Retryable(error)
-                    raise UploadFailed(error)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
-        except aiohttp.InvalidURL:
+            async with self._http.post(url, body=form, headers=self._headers) as resp:
+                if resp.status < 300:
+                    await resp.read()
+                    return
+                said = (await resp.text(errors="replace")).strip()[:200]
+                error = f"HTTP {resp.status} {resp.reason or ''}".rstrip() + (f": {said}" if said else "")
+                if resp.status >= 500 or resp.status in _RETRY_STATUSES:
+                    raise _Retryable(error)
+                raise UploadFailed(error)
+        except InvalidUrl:
             raise UploadFailed("not a valid URL") from None
-        except aiohttp.ClientError as exc:
-            raise UploadFailed(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        except (HttpError, TimeoutError) as exc:  # refused, dropped or timed out: a later attempt may land
+            raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         except OSError as exc:
             # The frame's own file: no retry brings it back.
             raise UploadFailed(f"cannot read {path}: {exc.strerror or exc}") from None
