@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,13 +180,18 @@ AGENT_VENV = Path(__file__).resolve().parent.parent / ".venv-agent"
 
 
 def agent_python() -> str:
-    """The interpreter of an agent-only install of this checkout, made on first use."""
+    """The interpreter of an agent-only install of this checkout, made on first use and made again when
+    pyproject.toml changes (the agent's dependencies may have)."""
     python = AGENT_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"making an agent-only install in {AGENT_VENV} (once)", flush=True)
+    project = AGENT_VENV.parent / "pyproject.toml"
+    stamp = AGENT_VENV / f".installed-{zlib.crc32(project.read_bytes()):08x}"
+    if not stamp.exists():
+        print(f"making an agent-only install in {AGENT_VENV}", flush=True)
+        shutil.rmtree(AGENT_VENV, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(AGENT_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", f"{AGENT_VENV.parent}[agent]"],
                        check=True, stdout=subprocess.DEVNULL)
+        stamp.touch()
     return str(python)
 
 
