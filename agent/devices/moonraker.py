@@ -31,15 +31,13 @@ lines that arrive meanwhile.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import re
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
+from agent.net import HttpClient, HttpError, Multipart, Timeout, WebSocket, WebSocketRejected
 from protocol.messages import ConsoleOutput, DeviceState
 
 from .base import CommandRejected, Emitter
@@ -76,7 +74,7 @@ class MoonrakerPrinter(NetworkPrinter):
         self.api_key = api_key
         self.ca_file = ca_file
         self.klipper = KlipperStatus()
-        self._http: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
         self._socket: MoonrakerSocket | None = None
         self._resync: asyncio.Queue[str] = asyncio.Queue()
         self._interest = Interest({}, {})
@@ -89,17 +87,16 @@ class MoonrakerPrinter(NetworkPrinter):
         return {"X-Api-Key": self.api_key} if self.api_key else {}
 
     async def session(self) -> None:
-        tls = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
-        self._http = aiohttp.ClientSession(
-            headers=self._headers(), connector=aiohttp.TCPConnector(ssl=tls),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S))
-        ws_url = self.url.replace("http", "ws", 1) + "/websocket"
+        tls = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+        self._http = HttpClient(self.url, headers=self._headers(), tls=tls,
+                                timeout=Timeout(total=None, connect=CONNECT_TIMEOUT_S, read=UPLOAD_STALL_S))
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                ws = await self._http.ws_connect(ws_url, heartbeat=max(5.0, self.offline_after_s / 2), max_msg_size=0)
-        except aiohttp.WSServerHandshakeError as exc:
+            ws = await WebSocket.connect(f"{self.url}/websocket", headers=self._headers(), tls=tls,
+                                         timeout=CONNECT_TIMEOUT_S, heartbeat=max(5.0, self.offline_after_s / 2))
+        except WebSocketRejected as exc:
             if exc.status in _AUTH_CODES:
-                raise AuthFailed(f"Moonraker answered {exc.status} {exc.message}") from None
+                words = _error_text(exc.body) if exc.body else "the WebSocket refused"
+                raise AuthFailed(f"Moonraker answered {exc.status}: {words}") from None
             raise
         self._resync = asyncio.Queue()
         self._resync.put_nowait("connect")
@@ -239,20 +236,16 @@ class MoonrakerPrinter(NetworkPrinter):
             raise CommandRejected(f"device {self.id} cannot upload: Moonraker is not connected")
         size = path.stat().st_size
         digest = await asyncio.to_thread(sha256_of, path)
-        form = aiohttp.FormData()
-        form.add_field("root", "gcodes")
-        form.add_field("checksum", digest)
-        with _ProgressReader(path, self.log.bind(file=name, bytes=size)) as reader:
-            form.add_field("file", reader, filename=name, content_type="application/octet-stream")
-            try:
-                async with self._http.post(f"{self.url}/server/files/upload", data=form,
-                                           timeout=aiohttp.ClientTimeout(total=None, sock_read=UPLOAD_STALL_S)) as response:
-                    body = await response.text()
-                    if response.status >= 300:
-                        raise CommandRejected(f"Moonraker refused the upload ({response.status}): {_error_text(body)}")
-                    answer = await response.json(content_type=None)
-            except aiohttp.ClientError as exc:
-                raise CommandRejected(f"upload to Moonraker failed: {exc}") from None
+        form = (Multipart().field("root", "gcodes").field("checksum", digest)
+                .file("file", path, filename=name, log=self.log.bind(file=name, bytes=size)))
+        try:
+            async with self._http.post("/server/files/upload", body=form) as response:
+                body = await response.text(errors="replace")
+        except (HttpError, TimeoutError) as exc:
+            raise CommandRejected(f"upload to Moonraker failed: {str(exc) or type(exc).__name__}") from None
+        if response.status >= 300:
+            raise CommandRejected(f"Moonraker refused the upload ({response.status}): {_error_text(body)}")
+        answer = json.loads(body) if body.strip() else None
         item = answer.get("item", answer.get("result", {}).get("item", {})) if isinstance(answer, dict) else {}
         stored = str(item.get("path", name))
         if stored.rsplit("/", 1)[-1] != name or item.get("size", size) != size:
@@ -319,26 +312,6 @@ class MoonrakerPrinter(NetworkPrinter):
                 await asyncio.sleep(CONSOLE_SETTLE_S)
                 self._console = None
                 self.emitter.event(ConsoleOutput(device=self.id, command_id=command_id, lines=output[-500:]))
-
-
-class _ProgressReader(io.BufferedReader):
-    """The job file as the upload reads it, logging each quarter sent."""
-
-    def __init__(self, path: Path, log: Any) -> None:
-        super().__init__(io.FileIO(path, "rb"))
-        self._size = max(1, path.stat().st_size)
-        self._sent = 0
-        self._quarter = 0
-        self._log = log
-
-    def read(self, size: int | None = -1) -> bytes:
-        chunk = super().read(size)
-        self._sent += len(chunk)
-        quarter = self._sent * 4 // self._size
-        if quarter > self._quarter:
-            self._quarter = quarter
-            self._log.info("uploading job file", sent=self._sent, percent=min(100, quarter * 25))
-        return chunk
 
 
 def _error_text(body: str) -> str:

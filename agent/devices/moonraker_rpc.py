@@ -18,8 +18,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import structlog
+
+from agent.net import WebSocket, WebSocketClosed
 
 log = structlog.get_logger("farmhand.agent.moonraker")
 
@@ -39,7 +40,7 @@ Notify = Callable[[str, list[Any]], None]
 
 
 class MoonrakerSocket:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, on_notify: Notify, on_traffic: Callable[[], None]) -> None:
+    def __init__(self, ws: WebSocket, on_notify: Notify, on_traffic: Callable[[], None]) -> None:
         self._ws = ws
         self._on_notify = on_notify
         self._on_traffic = on_traffic
@@ -58,23 +59,23 @@ class MoonrakerSocket:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives with
             # the answer, and a session that was told to stop then ran on forever.
             async with asyncio.timeout(timeout):
-                await self._ws.send_str(json.dumps(message))
+                await self._ws.send_text(json.dumps(message))
                 return await future
         except TimeoutError:
             raise ConnectionError(f"Moonraker did not answer {method} in {timeout:.0f} s") from None
+        except WebSocketClosed as exc:  # callers take a lost link as ConnectionError, whoever noticed it first
+            raise ConnectionError(str(exc)) from None
         finally:
             self._pending.pop(request_id, None)
 
     async def run(self) -> None:
         """Read messages until the connection closes; then fail what is still waiting for an answer."""
         try:
-            async for frame in self._ws:
-                if frame.type is aiohttp.WSMsgType.TEXT:
-                    self._on_traffic()
-                    self._received(frame.data)
-                elif frame.type is aiohttp.WSMsgType.ERROR:
-                    raise ConnectionError(f"websocket error: {self._ws.exception()}")
-            raise ConnectionError(f"Moonraker closed the websocket (code {self._ws.close_code})")
+            async for text in self._ws:
+                self._on_traffic()
+                self._received(text)
+            reason = f": {self._ws.close_reason}" if self._ws.close_reason else ""
+            raise ConnectionError(f"Moonraker closed the websocket (code {self._ws.close_code}){reason}")
         finally:
             for future in self._pending.values():
                 if not future.done():
