@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import WSMsgType, web
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request
+from wsproto.events import AcceptConnection, Request, TextMessage
 
 from agent.net import (ConnectFailed, HttpClient, HttpError, InvalidUrl, Multipart, Timeout, WebSocket,
                        WebSocketClosed, WebSocketRejected)
@@ -232,12 +232,7 @@ async def test_websocket_messages_pings_and_the_servers_close(serve) -> None:
 
 async def test_a_websocket_peer_gone_silent_is_counted_lost_after_two_heartbeats() -> None:
     async def accept_then_silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ws = WSConnection(ConnectionType.SERVER)
-        while True:
-            ws.receive_data(await reader.read(1 << 16))
-            if any(isinstance(event, Request) for event in ws.events()):
-                break
-        writer.write(ws.send(AcceptConnection()))
+        await _handshake(reader, writer)
         await asyncio.sleep(30)  # a printer switched off: no close, no FIN, no pong
 
     server = await asyncio.start_server(accept_then_silence, "127.0.0.1", 0)
@@ -251,3 +246,29 @@ async def test_a_websocket_peer_gone_silent_is_counted_lost_after_two_heartbeats
 
 async def _all(ws: WebSocket) -> list[str]:
     return [message async for message in ws]
+
+
+async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, then: str | None = None) -> None:
+    """A bare server's side of the handshake; ``then``: a message sent in the same write as the 101."""
+    ws = WSConnection(ConnectionType.SERVER)
+    while True:
+        ws.receive_data(await reader.read(1 << 16))
+        if any(isinstance(event, Request) for event in ws.events()):
+            break
+    writer.write(ws.send(AcceptConnection()) + (ws.send(TextMessage(data=then)) if then is not None else b""))
+
+
+async def test_a_message_sent_with_the_handshakes_answer_is_received() -> None:
+    """A server that greets at once (OctoPrint's ``connected``) sends its first frame in the same segment as
+    the 101: it must come out of ``receive`` without waiting for more bytes."""
+    async def accept_and_greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _handshake(reader, writer, then='{"connected": {}}')
+        await asyncio.sleep(30)  # then nothing more
+
+    server = await asyncio.start_server(accept_and_greet, "127.0.0.1", 0)
+    try:
+        ws = await WebSocket.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+        assert await asyncio.wait_for(ws.receive(), 5) == '{"connected": {}}'
+        await ws.close()
+    finally:
+        server.close()

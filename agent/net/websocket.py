@@ -46,6 +46,7 @@ class WebSocket:
         self.close_code: int | None = None
         self.close_reason = ""
         self._heartbeat = asyncio.create_task(self._beat(heartbeat)) if heartbeat else None
+        self._received(None)  # frames that came in the same read as the handshake's answer
 
     @classmethod
     async def connect(cls, url: str, *, headers: Mapping[str, str] | None = None, tls: ssl.SSLContext | None = None,
@@ -118,10 +119,12 @@ class WebSocket:
             self.close_code, self.close_reason = code, "closed by us"
         self._shut()
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, data: bytes | None) -> None:
+        """Take ``data`` (b"": the connection ended; None: nothing new, only what wsproto holds already)."""
         self._heard = asyncio.get_running_loop().time()
         try:
-            self._ws.receive_data(data or None)  # b"": the connection ended
+            if data is not None:
+                self._ws.receive_data(data or None)
             for event in self._ws.events():
                 self._event(event)
         except (RemoteProtocolError, LocalProtocolError) as exc:
