@@ -2,18 +2,23 @@
 
 The driver's own tests run against the real Moonraker; these show that the simulator the benchmark and the
 demo use in its place gives the driver what Moonraker gives it: a whole print with pause and resume,
-cancel, an emergency stop in Klipper's words and the firmware restart after it, a refused key.
+cancel, an emergency stop in Klipper's words and the firmware restart after it, a refused key; and the
+driver's https link (nginx in front of Moonraker) checked against the device's CA file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from agent.devices.base import CommandRejected
 from agent.devices.moonraker import MoonrakerPrinter
+from farmhand.certs import issue, make_ca
 from farmhand.sim.moonraker import MoonrakerFarm, SimMoonraker
 from protocol.messages import DeviceState
 
@@ -108,8 +113,60 @@ async def test_a_wrong_key_is_one_clear_error(host: SimMoonraker) -> None:
     await printer.open()
     try:
         await wait_for(lambda: printer.status().state is DeviceState.ERROR, 10, "the login error")
-        assert "login refused" in (printer.status().error or "")
+        # The simulator refuses a wrong X-Api-Key at the websocket's handshake, in Moonraker's JSON error.
+        assert "login refused: Moonraker answered 401: Unauthorized" in (printer.status().error or "")
         await asyncio.sleep(1.0)
         assert [s.state for s in rec.statuses].count(DeviceState.ERROR) == 1
     finally:
         await printer.close()
+
+
+@contextlib.asynccontextmanager
+async def tls_front(host: SimMoonraker, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """An https front for ``host`` (as nginx in front of Moonraker) with a certificate of a CA of its own;
+    yields its URL and the CA's certificate."""
+    ca = make_ca(tmp_path / "ca")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(*issue(tmp_path / "ca", "moonraker", ["127.0.0.1"]))
+    port = int(host.url.rsplit(":", 1)[1])
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    front = await asyncio.start_server(forward, "127.0.0.1", 0, ssl=served)
+    try:
+        yield f"https://127.0.0.1:{front.sockets[0].getsockname()[1]}", ca
+    finally:
+        front.close()
+
+
+async def test_an_https_moonraker_is_checked_against_the_ca_file(host: SimMoonraker, tmp_path: Path) -> None:
+    async with tls_front(host, tmp_path) as (url, ca):
+        rec = Recorder()
+        printer = MoonrakerPrinter("voron", rec, url=url, api_key=KEY, ca_file=ca, poll_interval_s=0.2)
+        stranger = MoonrakerPrinter("other", Recorder(), url=url, api_key=KEY, poll_interval_s=0.2)
+        await printer.open()
+        await stranger.open()
+        try:
+            await wait_for(lambda: printer.connected and printer.status().state is DeviceState.IDLE, 10, "connected")
+            await printer.start_job("t1", gcode_file(tmp_path, 200))  # the upload goes over https too
+            await wait_for(lambda: "job_completed" in rec.types(), 15, "completed")
+            assert host.printer.started_files == ["farmhand-job-t1.gcode"]
+            # Without the CA file the front's certificate is not trusted: no link, and the reason said.
+            with pytest.raises(CommandRejected, match="not connected: .*CERTIFICATE_VERIFY_FAILED"):
+                await stranger.pause()
+            assert stranger.status().state is DeviceState.DISCONNECTED
+        finally:
+            await stranger.close()
+            await printer.close()
