@@ -6,6 +6,7 @@ WebSocket's messages, pings, closes and a peer gone silent."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,8 +14,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import WSMsgType, web
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request, TextMessage
 
 from agent.net import (ConnectFailed, HttpClient, HttpError, InvalidUrl, Multipart, Timeout, WebSocket,
                        WebSocketClosed, WebSocketRejected)
@@ -249,13 +248,17 @@ async def _all(ws: WebSocket) -> list[str]:
 
 
 async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, then: str | None = None) -> None:
-    """A bare server's side of the handshake; ``then``: a message sent in the same write as the 101."""
-    ws = WSConnection(ConnectionType.SERVER)
-    while True:
-        ws.receive_data(await reader.read(1 << 16))
-        if any(isinstance(event, Request) for event in ws.events()):
-            break
-    writer.write(ws.send(AcceptConnection()) + (ws.send(TextMessage(data=then)) if then is not None else b""))
+    """A bare server's side of the handshake (RFC 6455 4.2.2); ``then``: a text message sent in the same write as
+    the 101."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode()
+    key = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
+               if line.lower().startswith("sec-websocket-key:"))
+    accept = base64.b64encode(hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    answer = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    if then is not None:  # a server's frame: unmasked, final, short
+        answer += bytes((0x81, len(then))) + then.encode()
+    writer.write(answer)
 
 
 async def test_a_message_sent_with_the_handshakes_answer_is_received() -> None:
@@ -270,5 +273,59 @@ async def test_a_message_sent_with_the_handshakes_answer_is_received() -> None:
         ws = await WebSocket.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
         assert await asyncio.wait_for(ws.receive(), 5) == '{"connected": {}}'
         await ws.close()
+    finally:
+        server.close()
+
+
+async def test_fragments_interleaved_pings_and_a_close_frame_from_a_bare_server() -> None:
+    """RFC 6455 as a server may send it: a text message in two fragments with a ping between them (answered with a
+    pong carrying the ping's data, masked as a client's frames must be), then a close frame with a code and reason."""
+    pongs: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _handshake(reader, writer)
+        writer.write(bytes((0x01, 3)) + b"hel" + bytes((0x89, 4)) + b"beat" + bytes((0x80, 2)) + b"lo")
+        head = await reader.readexactly(2)
+        assert head[0] == 0x8A and head[1] & 0x80  # a final pong, masked
+        key = await reader.readexactly(4)
+        masked = await reader.readexactly(head[1] & 0x7F)
+        pongs.append(bytes(b ^ key[i % 4] for i, b in enumerate(masked)))
+        writer.write(bytes((0x88, 2 + 4)) + (4001).to_bytes(2, "big") + b"done")
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        ws = await WebSocket.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+        assert await asyncio.wait_for(_all(ws), 5) == ["hello"]
+        assert pongs == [b"beat"] and (ws.close_code, ws.close_reason) == (4001, "done")
+    finally:
+        server.close()
+
+
+async def test_long_messages_both_ways_and_text_that_is_not_utf8(serve) -> None:
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            await ws.send_str(message.data[::-1])
+        return ws
+
+    base = await serve([web.get("/ws", echo)])
+    ws = await WebSocket.connect(base + "/ws")
+    for size in (125, 126, 65_535, 65_536, 300_000):  # each length encoding, the client's masking at each
+        text = "".join(chr(0x41 + i % 26) for i in range(size - 1)) + "é"
+        await ws.send_text(text)
+        assert await ws.receive() == text[::-1]
+    await ws.close()
+
+    async def bad_text(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _handshake(reader, writer)
+        writer.write(bytes((0x81, 2)) + b"\xc3\x28")
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(bad_text, "127.0.0.1", 0)
+    try:
+        ws = await WebSocket.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+        assert await asyncio.wait_for(_all(ws), 5) == [] and ws.close_code == 1007
     finally:
         server.close()

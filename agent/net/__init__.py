@@ -2,9 +2,9 @@
 
 Why not aiohttp, which the hub serves with: an agent drives a few hundred printers from a Raspberry Pi,
 and aiohttp's client, with what it imports, is about 13 MB of an agent's resident memory. This package
-is small code over python-hyper's sans-IO state machines, h11 (HTTP/1.1: framing, chunked bodies,
-keep-alive) and wsproto (WebSocket: handshake, frames, close, ping), which are about 1.7 MB; the
-printers on a farm's LAN speak plain HTTP/1.1, one request at a time per connection.
+is small code over h11 (python-hyper's sans-IO HTTP/1.1 state machine: framing, chunked bodies,
+keep-alive, the WebSocket upgrade), about 0.5 MB; the WebSocket frames are ours (see ``websocket``).
+The printers on a farm's LAN speak plain HTTP/1.1, one request at a time per connection.
 
 * ``http``: ``HttpClient`` (keep-alive connections, timeouts, streamed bodies) and ``Response``;
 * ``multipart``: ``Multipart``, a ``multipart/form-data`` body streamed from a file;
