@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import aiohttp
-
 from agent.devices.octoprint.appkeys import APP_NAME, AppKeyRefused, request_app_key
+from agent.net import HttpError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +30,7 @@ async def run_from_args(args: argparse.Namespace) -> int:
     except AppKeyRefused as exc:
         print(f"farmhand: {exc}", file=sys.stderr)
         return 1
-    except (OSError, aiohttp.ClientError) as exc:
+    except (OSError, HttpError) as exc:  # TimeoutError is an OSError
         print(f"farmhand: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
     print(key)

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from agent.config import AgentConfig
 from agent.devices.base import Console, declared_capabilities
@@ -124,6 +125,22 @@ async def test_a_whole_print_reaches_the_hub_as_job_events(op: OctoPrintApi, pri
     readings = listener.bodies(type="telemetry")
     assert any("T0" in r.temperatures and "B" in r.temperatures for r in readings)
     assert (await op.prints_of(f"farmhand-job-{the_job}.gcode"))["success"] == 1
+
+
+async def test_an_upload_logs_its_progress_and_is_checked_by_size_and_sha1(op: OctoPrintApi, tmp_path: Path) -> None:
+    rec = Recorder()
+    path = job(tmp_path, MEDIUM)
+    name = f"farmhand-job-{job_id()}.gcode"
+    async with running(driver(op.url, op.api_key, rec)) as printer:
+        await wait_for(lambda: printer.status().state is DeviceState.IDLE, 20, "idle")
+        with capture_logs() as logged:
+            stored = await printer.upload(path, name)
+    assert stored == name
+    progress = [e for e in logged if e["event"] == "uploading"]
+    assert progress and all(e["file"] == name for e in progress)
+    assert progress[-1]["sent"] == progress[-1]["total"] == path.stat().st_size
+    (verified,) = [e for e in logged if e["event"] == "upload verified"]
+    assert verified["bytes"] == path.stat().st_size and len(verified["sha1"]) == 40
 
 
 # ------------------------------------------------------------------------ cancel, emergency stop, firmware faults

@@ -9,9 +9,10 @@ The global API key, which OctoPrint deprecates, is never needed.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
-import aiohttp
+from agent.net import HttpClient, Timeout
 
 APP_NAME = "Farmhand agent"
 
@@ -26,29 +27,36 @@ async def request_app_key(url: str, *, app: str = APP_NAME, user: str | None = N
     """Request a key for ``app`` and wait for a person to approve it; returns the key.
 
     ``prompt`` receives the address of OctoPrint's approval dialog (the person may also
-    approve from the notification OctoPrint shows in its own interface).
+    approve from the notification OctoPrint shows in its own interface). OctoPrint being
+    unreachable raises ``agent.net.HttpError`` or ``TimeoutError``.
     """
     base = url.rstrip("/")
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        async with http.get(f"{base}/plugin/appkeys/probe") as probe:
+    http = HttpClient(base, timeout=Timeout(total=30))
+    try:
+        async with http.get("/plugin/appkeys/probe") as probe:
+            await probe.read()
             if probe.status != 204:
                 raise AppKeyRefused(f"{base} does not offer application keys (HTTP {probe.status} on the probe)")
         body: dict[str, str] = {"app": app}
         if user:
             body["user"] = user
-        async with http.post(f"{base}/plugin/appkeys/request", json=body) as asked:
+        async with http.post("/plugin/appkeys/request", body=json.dumps(body).encode(),
+                             headers={"Content-Type": "application/json"}) as asked:
             if asked.status != 201:
                 raise AppKeyRefused(f"OctoPrint did not take the key request: HTTP {asked.status} "
-                                    f"{(await asked.text())[:200]}")
+                                    f"{(await asked.text(errors='replace'))[:200]}")
             answer = await asked.json()
-            poll_url = asked.headers.get("Location") or f"{base}/plugin/appkeys/request/{answer['app_token']}"
+            poll_url = asked.headers.get("Location") or f"/plugin/appkeys/request/{answer['app_token']}"
         prompt(answer.get("auth_dialog") or base)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while asyncio.get_running_loop().time() < deadline:
             async with http.get(poll_url) as polled:
                 if polled.status == 200:
                     return str((await polled.json())["api_key"])
+                await polled.read()
                 if polled.status != 202:
                     raise AppKeyRefused(f"the request for a key for {app!r} was denied or expired")
             await asyncio.sleep(poll_s)
+    finally:
+        await http.close()
     raise AppKeyRefused(f"nobody approved the key for {app!r} within {timeout_s:.0f} s")

@@ -14,20 +14,23 @@ A job's file is uploaded without ``print=true``, checked (size and SHA-1 as Octo
 reports them) and only then selected and started: a start whose answer is lost is
 checked against what OctoPrint prints before it counts as failed, and OctoPrint itself
 refuses a start while it prints, so a job is never started twice.
+
+No cookies are kept: every REST call carries the key (``X-Api-Key``, which also exempts it
+from OctoPrint's CSRF check), and the socket is authenticated with the session named in the
+login's answer, so the session cookie ``/api/login`` sets is never needed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
+from agent.net import HttpClient, HttpError, Multipart, Response, Timeout, WebSocket
 from protocol.messages import ConsoleOutput, DeviceState
 
 from ..base import CommandRejected, Emitter
@@ -38,6 +41,9 @@ from .state import Outcome, PrinterView, outcome_of, printer_unconnected
 CONNECT_EVERY_S = 30.0
 CONSOLE_WAIT_S = 5.0
 _EVENTS = ["PrintStarted", "PrintDone", "PrintFailed", "PrintCancelled", "FirmwareData"]
+_LINK_TIMEOUT = Timeout(total=None, connect=5, read=20)
+_UPLOAD_TIMEOUT = Timeout(total=None, connect=5, read=300)
+"""An upload's answer comes once OctoPrint has stored (and analysed) the whole file."""
 
 
 class OctoPrintPrinter(NetworkPrinter):
@@ -52,8 +58,8 @@ class OctoPrintPrinter(NetworkPrinter):
                          offline_after_s=offline_after_s, backoff=backoff)
         self.url = url.rstrip("/")
         self._api_key = api_key
-        self._http: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._http: HttpClient | None = None
+        self._ws: WebSocket | None = None
         self._view = PrinterView()
         self._server = "OctoPrint"
         self._started: tuple[str, int] | None = None
@@ -69,14 +75,13 @@ class OctoPrintPrinter(NetworkPrinter):
     # ---------------------------------------------------------------- the link
 
     async def session(self) -> None:
-        self._http = aiohttp.ClientSession(
-            self.url, headers={"X-Api-Key": self._api_key},
-            timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=20))
+        key = {"X-Api-Key": self._api_key}
+        self._http = HttpClient(self.url, headers=key, timeout=_LINK_TIMEOUT)
         version = await self._link_json("GET", "/api/version")
         self._server = str(version.get("text") or f"OctoPrint {version.get('server', '')}").strip()
         self._view.firmware = self._view.firmware or self._server
-        self._ws = ws = await self._http.ws_connect("/sockjs/websocket", heartbeat=None, autoping=True,
-                                                    max_msg_size=16 * 1024 * 1024)
+        self._ws = ws = await WebSocket.connect(f"{self.url}/sockjs/websocket", headers=key,
+                                                timeout=_LINK_TIMEOUT.read)
         await self._authenticate(ws)
         # Only what the driver reads: state with the log lines the console needs, the job events.
         await ws.send_json({"subscribe": {"state": {"logs": LOG_FILTER, "messages": False},
@@ -94,22 +99,20 @@ class OctoPrintPrinter(NetworkPrinter):
             await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:
             task.result()
-        raise LinkLost(f"OctoPrint closed the push connection ({ws.close_code or ws.exception() or 'no reason'})")
+        raise LinkLost(f"OctoPrint closed the push connection ({ws.close_reason or ws.close_code or 'no reason'})")
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, ws: WebSocket) -> None:
         async for message in ws:
-            if message.type is not aiohttp.WSMsgType.TEXT:
-                return
             self._last_message = time.monotonic()
             try:
-                body = message.json()
+                body = json.loads(message)
                 if not isinstance(body, dict):
                     raise TypeError(f"a {type(body).__name__}, not an object")
                 await self._received(ws, body)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 # One odd message (a plugin's, a newer OctoPrint's) must not cost the link.
                 self.malformed += 1
-                self.log.warning("octoprint_message_malformed", error=str(exc), text=str(message.data)[:200],
+                self.log.warning("octoprint_message_malformed", error=str(exc), text=message[:200],
                                  malformed_total=self.malformed)
 
     async def disconnect(self) -> None:
@@ -122,26 +125,26 @@ class OctoPrintPrinter(NetworkPrinter):
             await self._http.close()
             self._http = None
 
-    async def _authenticate(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        login = await self._link_json("POST", "/api/login", json={"passive": True})
+    async def _authenticate(self, ws: WebSocket) -> None:
+        login = await self._link_json("POST", "/api/login", {"passive": True})
         if not login.get("name") or not login.get("session"):
             raise AuthFailed("OctoPrint's login gave no user session for the application key")
         await ws.send_json({"auth": f"{login['name']}:{login['session']}"})
 
-    async def _link_json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    async def _link_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A call the link depends on: a refused key is AuthFailed, anything else a lost link."""
         assert self._http is not None
-        async with self._http.request(method, path, **kw) as response:
+        async with _request(self._http, method, path, body) as response:
             if response.status in (401, 403):
                 raise AuthFailed(f"OctoPrint refused the application key (HTTP {response.status} on {path})")
             if response.status >= 400:
                 raise LinkLost(f"OctoPrint answered HTTP {response.status} on {path}: {await _message(response)}")
-            body = await response.json(content_type=None)
-        if not isinstance(body, dict):
+            answer = await response.json()
+        if not isinstance(answer, dict):
             raise LinkLost(f"OctoPrint sent an unexpected answer on {path}")
-        return body
+        return answer
 
-    async def _received(self, ws: aiohttp.ClientWebSocketResponse, body: dict[str, Any]) -> None:
+    async def _received(self, ws: WebSocket, body: dict[str, Any]) -> None:
         for kind, data in body.items():
             match kind:
                 case "history" | "current" if isinstance(data, dict):
@@ -221,14 +224,14 @@ class OctoPrintPrinter(NetworkPrinter):
         if http is None or http.closed:
             raise CommandRejected(f"device {self.id} cannot {what}: not connected to OctoPrint")
         try:
-            async with http.request(method, path, json=body) as response:
+            async with _request(http, method, path, body) as response:
                 if response.status >= 400:
                     raise CommandRejected(f"OctoPrint would not {what}: {await _message(response)}"
                                           f" (HTTP {response.status})")
                 if response.status == 204:
                     return None
-                return await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                return await response.json()
+        except (HttpError, TimeoutError) as exc:
             raise CommandRejected(f"OctoPrint did not answer ({what}): {exc or type(exc).__name__}") from exc
 
     async def upload(self, path: Path, name: str) -> str:
@@ -236,22 +239,16 @@ class OctoPrintPrinter(NetworkPrinter):
         if http is None or http.closed:
             raise CommandRejected(f"device {self.id} cannot upload: not connected to OctoPrint")
         size = path.stat().st_size
-        form = aiohttp.FormData()
-        reader = _UploadReader(path, self.log.bind(file=name))
-        form.add_field("file", reader, filename=name, content_type="application/octet-stream")
-        form.add_field("select", "false")
-        form.add_field("print", "false")
+        form = (Multipart().file("file", path, filename=name, log=self.log.bind(file=name))
+                .field("select", "false").field("print", "false"))
         try:
-            async with http.post("/api/files/local", data=form,
-                                 timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as response:
+            async with http.post("/api/files/local", body=form, timeout=_UPLOAD_TIMEOUT) as response:
                 if response.status >= 400:
                     raise CommandRejected(f"OctoPrint refused the upload: {await _message(response)}"
                                           f" (HTTP {response.status})")
-                answer = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                answer = await response.json()
+        except (HttpError, TimeoutError) as exc:
             raise CommandRejected(f"the upload to OctoPrint failed: {exc or type(exc).__name__}") from exc
-        finally:
-            reader.close()
         stored = str(((answer.get("files") or {}).get("local") or {}).get("path") or name)
         info = await self._command("GET", f"/api/files/local/{quote(stored)}", None, "describe the uploaded file")
         want = await asyncio.to_thread(_sha1_of, path)
@@ -324,26 +321,6 @@ class OctoPrintPrinter(NetworkPrinter):
             replies.seen(log_line)
 
 
-class _UploadReader(io.FileIO):
-    """The job file as the upload reads it, logging how far the upload got (every tenth)."""
-
-    def __init__(self, path: Path, log: Any) -> None:
-        super().__init__(path, "rb")
-        self._total = max(path.stat().st_size, 1)
-        self._log = log
-        self._sent = 0
-        self._logged_tenth = 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = super().read(size)
-        self._sent += len(chunk or b"")
-        tenth = 10 * self._sent // self._total
-        if tenth > self._logged_tenth:
-            self._logged_tenth = tenth
-            self._log.info("uploading", sent=self._sent, total=self._total, pct=10 * tenth)
-        return chunk or b""
-
-
 def _print_count(file_info: Any) -> int:
     """How many prints of a stored file OctoPrint has seen end (its file metadata's statistics)."""
     prints = (file_info or {}).get("prints") or {}
@@ -356,7 +333,15 @@ def _sha1_of(path: Path) -> str:
         return digest_of(f, "sha1")
 
 
-async def _message(response: aiohttp.ClientResponse) -> str:
+def _request(http: HttpClient, method: str, path: str,
+             body: dict[str, Any] | None) -> AbstractAsyncContextManager[Response]:
+    """``http.request`` with ``body`` sent as JSON."""
+    if body is None:
+        return http.request(method, path)
+    return http.request(method, path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+
+async def _message(response: Response) -> str:
     text = await response.text(errors="replace")
     try:
         body = json.loads(text)
