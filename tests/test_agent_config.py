@@ -119,3 +119,16 @@ def test_the_agent_command_loads_neither_the_other_commands_nor_the_serial_code(
     assert config == "agent.toml"
     assert loaded == str(["agent.devices.base", "agent.serial.pacing", "farmhand.broker_cli", "farmhand.certs",
                           "farmhand.cli", "farmhand.export_cli", "farmhand.ops_cli", "farmhand.system_tools"])
+
+
+def test_an_agent_with_every_network_driver_loads_no_aiohttp() -> None:
+    """The drivers, the file cache and the frame uploader speak HTTP through agent/net: aiohttp's client and what
+    it imports are about 13 MB of an agent's memory (issue 15), and a Pi's install (farmhand[agent]) lacks it."""
+    code = (
+        "import sys\n"
+        "import agent.node, agent.files, agent.render.upload\n"
+        "import agent.devices.octoprint, agent.devices.moonraker, agent.devices.prusalink, agent.devices.bambu\n"
+        "print(sorted(m for m in ('aiohttp', 'multidict', 'yarl') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
