@@ -200,9 +200,13 @@ class Agent:
             log.exception("event_not_spooled", type=body.type, errors=self.event_errors)
 
     def publish_live(self, topic: str, body: Body, qos: int = 0, retain: bool = False) -> None:
-        """Publish now or not at all: a retained status is re-published on reconnect anyway."""
+        """Publish now or not at all: a retained status is re-published on reconnect anyway. Readings (QoS 0) go
+        out in the session's next batch, within ``BATCH_S``, with the other printers' readings."""
         try:
-            self.session.publish(topic, self._encode(body), qos=qos, retain=retain)
+            if qos:
+                self.session.publish(topic, self._encode(body), qos=qos, retain=retain)
+            else:
+                self.session.publish_soon(topic, self._encode(body), retain=retain)
         except NotConnected:
             pass
 

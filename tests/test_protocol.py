@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from protocol import codec, topics
 from protocol import messages as m
 from protocol.docs import topics_markdown
 from protocol.examples import EXAMPLES
-from protocol.mqtt import Ack, BrokerAddress, MqttSession, backoff_delay, loggable_url
+from protocol.mqtt import BATCH_S, Ack, BrokerAddress, MqttSession, NotConnected, backoff_delay, loggable_url
 from protocol.schema import envelope_schema
 
 from .conftest import PrivateMosquitto
@@ -117,6 +118,42 @@ def test_backoff_grows_then_caps_with_jitter() -> None:
     assert all(0.25 <= s <= 30.0 for s in samples)
     late = [backoff_delay(15, 0.5, 30.0) for _ in range(200)]
     assert max(late) > 20 and len(set(late)) > 150  # capped, and spread out
+
+
+@pytest.mark.integration
+async def test_readings_published_soon_go_out_together_in_order_and_whole(mosquitto_url: str) -> None:
+    """``publish_soon`` (an agent's readings) holds messages for ``BATCH_S`` and sends them in one corked write:
+    every one arrives, in order, and none before the batch is due."""
+    topic = f"farmhand/v1/test/{uuid.uuid4().hex}"
+    heard: list[tuple[float, bytes]] = []
+
+    async def handle(t: str, payload: bytes, qos: int) -> None:
+        heard.append((time.monotonic(), payload))
+
+    sub = MqttSession(mosquitto_url, f"t-{uuid.uuid4().hex}", on_message=handle, subscriptions=[(topic, 0)],
+                      persistent=False)
+    pub = MqttSession(mosquitto_url, f"t-{uuid.uuid4().hex}", on_message=handle, persistent=False)
+    with pytest.raises(NotConnected):
+        pub.publish_soon(topic, b"before the connection")
+    sub.start()
+    pub.start()
+    try:
+        await sub.wait_connected(5)
+        await pub.wait_connected(5)
+        await asyncio.sleep(0.2)
+        sent = [f"reading {i}".encode() * (1 + i % 50) for i in range(300)]
+        started = time.monotonic()
+        for payload in sent:
+            pub.publish_soon(topic, payload)
+        for _ in range(100):
+            if len(heard) == len(sent):
+                break
+            await asyncio.sleep(0.02)
+        assert [payload for _, payload in heard] == sent
+        assert min(at for at, _ in heard) - started >= BATCH_S * 0.9
+    finally:
+        await pub.stop()
+        await sub.stop()
 
 
 @pytest.mark.integration
