@@ -329,3 +329,79 @@ async def test_long_messages_both_ways_and_text_that_is_not_utf8(serve) -> None:
         assert await asyncio.wait_for(_all(ws), 5) == [] and ws.close_code == 1007
     finally:
         server.close()
+
+
+async def _raw_server(answers: list[bytes]) -> tuple[asyncio.Server, str, list[bytes]]:
+    """A bare HTTP server that answers each request head it reads with the next of ``answers`` (closing the
+    connection after an answer that says ``Connection: close`` or has no length); returns what it read."""
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers:
+            try:
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+            except asyncio.IncompleteReadError:
+                return
+            answer = answers.pop(0)
+            writer.write(answer)
+            await writer.drain()
+            if b"close" in answer.lower() or b"content-length" not in answer.lower() and b"chunked" not in answer:
+                writer.close()
+                return
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", heads
+
+
+async def test_bodies_framed_by_chunks_with_extensions_by_close_and_none_at_all() -> None:
+    server, base, heads = await _raw_server([
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-T: 1\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\nContent-Length: 99\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=latin-1\r\n\r\ncaf\xe9 until close",
+    ])
+    http = HttpClient(base)
+    try:
+        async with http.get("/a") as response:
+            assert await response.text() == "Wikipedia"
+        async with http.get("/b") as response:
+            assert response.status == 204 and await response.read() == b""
+        async with http.get("/c", headers={"If-None-Match": '"a"'}) as response:  # a 304 has no body, whatever
+            assert response.status == 304 and await response.read() == b""
+        async with http.get("/d") as response:
+            assert await response.text() == "café until close"
+    finally:
+        server.close()
+        await http.close()
+    assert [head.split(b" ")[1] for head in heads] == [b"/a", b"/b", b"/c", b"/d"]
+
+
+async def test_malformed_answers_and_injected_headers_are_errors_not_guesses(tmp_path: Path) -> None:
+    for answer, words in [(b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x response"),
+                          (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header"),
+                          (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello", "malformed Content-Length"),
+                          (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+                           "malformed chunk size"),
+                          (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nshort",
+                           "still to come")]:
+        server, base, _ = await _raw_server([answer])
+        try:
+            with pytest.raises(HttpError, match=words):
+                async with HttpClient(base).get("/") as response:
+                    await response.read()
+        finally:
+            server.close()
+    with pytest.raises(HttpError, match="CR or LF"):
+        async with HttpClient("http://127.0.0.1:9").get("/", headers={"X-Api-Key": "k\r\nX-Evil: 1"}):
+            pass
+
+    async def too_few() -> AsyncIterator[bytes]:
+        yield b"only this"
+
+    server, base, _ = await _raw_server([b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"])
+    try:
+        with pytest.raises(HttpError, match="not the 100 its Content-Length said"):
+            async with HttpClient(base).request("PUT", "/f", body=too_few(), headers={"Content-Length": "100"}):
+                pass
+    finally:
+        server.close()

@@ -1,4 +1,4 @@
-"""``HttpClient``: HTTP/1.1 requests over asyncio streams, framed by h11, with kept-alive connections.
+"""``HttpClient``: HTTP/1.1 requests over asyncio streams, framed by ``wire``, with kept-alive connections.
 
 One client per printer (or per use), as a printer's API is one origin: the client keeps at most
 ``max_idle`` idle connections per origin, for ``IDLE_S`` seconds, and checks that the peer has not
@@ -17,22 +17,17 @@ import asyncio
 import json
 import os
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import h11
-
 from .errors import ConnectFailed, HttpError, InvalidUrl
 from .multipart import Multipart
+from .wire import READ_SIZE, Head, body_chunks, framing, read_head, request_head
 
-READ_SIZE = 64 * 1024
-"""Bytes read from a connection at a time."""
-MAX_HEAD = 64 * 1024
-"""The longest response head (status line and headers) accepted."""
 IDLE_S = 15.0
 """How long an idle connection is kept for the next request (servers close theirs after a while)."""
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -90,12 +85,9 @@ class Headers(Mapping[str, str]):
 
     __slots__ = ("_items",)
 
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]] = ()) -> None:
-        items: dict[str, str] = {}
-        for name, value in raw:
-            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-            items[key] = f"{items[key]}, {text}" if key in items else text
-        self._items = items
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        """``items``: lower-case names (as ``wire.read_head`` gives them)."""
+        self._items = dict(items or {})
 
     def __getitem__(self, key: str) -> str:
         return self._items[key.lower()]
@@ -114,13 +106,13 @@ class Headers(Mapping[str, str]):
 
 
 class Connection:
-    """One TCP (or TLS) connection and its h11 state."""
+    """One TCP (or TLS) connection; ``idle`` between exchanges, when it may serve another."""
 
     def __init__(self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.origin = origin
         self.reader = reader
         self.writer = writer
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.idle = False
         self.idle_since = 0.0
 
     @classmethod
@@ -130,31 +122,26 @@ class Connection:
 
     def reusable(self) -> bool:
         """Idle between exchanges, and the peer has not closed it meanwhile."""
-        return (self.h11.our_state is h11.IDLE and not self.writer.is_closing() and not self.reader.at_eof()
+        return (self.idle and not self.writer.is_closing() and not self.reader.at_eof()
                 and asyncio.get_running_loop().time() - self.idle_since < IDLE_S)
 
-    async def send(self, event: h11.Event) -> None:
+    async def write(self, data: bytes) -> None:
         try:
-            data = self.h11.send(event)
-            if data:
-                self.writer.write(data)
-                await self.writer.drain()
-        except (OSError, h11.LocalProtocolError) as exc:
+            self.writer.write(data)
+            await self.writer.drain()
+        except OSError as exc:
             raise HttpError(f"sending to {self.origin.host}:{self.origin.port} failed: {_words(exc)}") from exc
 
-    async def next_event(self, read_timeout: float | None) -> h11.Event | type[h11.PAUSED]:
+    async def head(self, read_timeout: float | None) -> Head:
         try:
-            while (event := self.h11.next_event()) is h11.NEED_DATA:
-                async with asyncio.timeout(read_timeout):
-                    data = await self.reader.read(READ_SIZE)
-                self.h11.receive_data(data)  # b"" is the peer's end of the connection
+            return await read_head(self.reader, read_timeout)
         except TimeoutError:  # an OSError too, but a timeout is said as one
             raise
-        except (OSError, h11.RemoteProtocolError) as exc:
+        except OSError as exc:
             raise HttpError(f"reading from {self.origin.host}:{self.origin.port} failed: {_words(exc)}") from exc
-        return event
 
     def close(self) -> None:
+        self.idle = False
         self.writer.close()
 
 
@@ -181,23 +168,29 @@ def default_tls() -> ssl.SSLContext:
 class Response:
     """A response whose body is read on demand, while its ``HttpClient.request`` block is open."""
 
-    def __init__(self, connection: Connection, head: h11.Response, read_timeout: float | None) -> None:
-        self.status: int = head.status_code
-        self.reason: str = head.reason.decode("latin-1")
-        self.headers = Headers(head.headers)
+    def __init__(self, connection: Connection, method: str, head: Head, read_timeout: float | None) -> None:
+        self.status = head.status
+        self.reason = head.reason
+        self.headers = Headers(head.fields)
+        self.keep_alive = head.keep_alive
         self._connection = connection
+        self._framing = framing(method, head)
         self._read_timeout = read_timeout
         self._body: bytes | None = None
-        self.complete = False  # the whole body was read: the connection can serve another request
+        self.complete = self._framing is None  # the whole body was read: the connection can serve another request
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives."""
-        while not self.complete:
-            event = await self._connection.next_event(self._read_timeout)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                self.complete = True
+        if self.complete:
+            return
+        try:
+            async for data in body_chunks(self._connection.reader, self._framing, self._read_timeout):
+                yield data
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise HttpError(f"reading a response's body failed: {_words(exc)}") from exc
+        self.complete = True
 
     async def read(self) -> bytes:
         if self._body is None:
@@ -246,12 +239,12 @@ class HttpClient:
             raise HttpError("the client is closed")
         timeout = timeout or self.timeout
         target = self.target(url)
-        async with asyncio.timeout(timeout.total):
+        async with asyncio.timeout(timeout.total) if timeout.total is not None else nullcontext():
             connection, response = await self._exchange(method, target, headers, body, timeout)
             try:
                 yield response
             finally:
-                self._release(connection, response.complete)
+                self._release(connection, response)
 
     def get(self, url: str, **kw: Any) -> Any:
         return self.request("GET", url, **kw)
@@ -268,6 +261,7 @@ class HttpClient:
 
     async def _exchange(self, method: str, target: Target, headers: Mapping[str, str] | None, body: Body,
                         timeout: Timeout) -> tuple[Connection, Response]:
+        head, fields, chunks = self._prepare(method, target, headers, body)
         replayable = body is None or isinstance(body, bytes)
         retry_on_kept = replayable and method in _IDEMPOTENT
         while True:
@@ -277,21 +271,20 @@ class HttpClient:
             if connection is None:
                 connection = await Connection.open(target.origin, self.tls, timeout.connect)
             try:
-                await self._send(connection, method, target, headers, body)
+                await self._send(connection, head, fields, body, chunks)
                 while True:  # informational answers (100 Continue) come before the response
-                    event = await connection.next_event(timeout.read)
-                    if isinstance(event, h11.Response):
-                        return connection, Response(connection, event, timeout.read)
-                    if not isinstance(event, h11.InformationalResponse):
-                        raise HttpError(f"unexpected {type(event).__name__} from {target.host}")
+                    answer = await connection.head(timeout.read)
+                    if not 100 <= answer.status < 200:
+                        return connection, Response(connection, method, answer, timeout.read)
             except BaseException as exc:
                 connection.close()
                 # The server had closed a kept connection as it was reused: nothing was done, send it again.
                 if not (kept and retry_on_kept and isinstance(exc, HttpError)):
                     raise
 
-    async def _send(self, connection: Connection, method: str, target: Target, extra: Mapping[str, str] | None,
-                    body: Body) -> None:
+    def _prepare(self, method: str, target: Target, extra: Mapping[str, str] | None,
+                 body: Body) -> tuple[bytes, dict[str, str], AsyncIterable[bytes] | None]:
+        """The request's head, its fields, and its body's chunks when it is streamed."""
         fields = {"host": target.host, "user-agent": "farmhand-agent"}
         for source in (self.headers, extra or {}):
             fields.update((name.lower(), value) for name, value in source.items())
@@ -308,31 +301,40 @@ class HttpClient:
                 fields["transfer-encoding"] = "chunked"
         elif method in ("POST", "PUT", "PATCH"):
             fields["content-length"] = "0"
-        await connection.send(h11.Request(method=method, target=target.path, headers=list(fields.items())))
-        if isinstance(body, bytes) and body:
-            await connection.send(h11.Data(data=body))
-        elif chunks is not None:
-            async for chunk in chunks:
-                if chunk:
-                    await connection.send(h11.Data(data=chunk))
-        await connection.send(h11.EndOfMessage())
+        return request_head(method, target.path, fields), fields, chunks
+
+    @staticmethod
+    async def _send(connection: Connection, head: bytes, fields: dict[str, str], body: Body,
+                    chunks: AsyncIterable[bytes] | None) -> None:
+        if chunks is None:
+            await connection.write(head + body if isinstance(body, bytes) else head)
+            return
+        await connection.write(head)
+        chunked, sent = fields.get("transfer-encoding") == "chunked", 0
+        async for chunk in chunks:
+            if chunk:
+                sent += len(chunk)
+                await connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+        if chunked:
+            await connection.write(b"0\r\n\r\n")
+        elif str(sent) != fields["content-length"]:  # the server would read the next request from this one
+            raise HttpError(f"the body was {sent} bytes, not the {fields['content-length']} its Content-Length said")
 
     def _kept(self, origin: Origin) -> Connection | None:
         kept = self._idle.get(origin)
         while kept:
             connection = kept.pop()
             if connection.reusable():
+                connection.idle = False
                 return connection
             connection.close()
         return None
 
-    def _release(self, connection: Connection, complete: bool) -> None:
-        state = connection.h11
-        if complete and not self.closed and state.our_state is h11.DONE and state.their_state is h11.DONE:
-            state.start_next_cycle()
+    def _release(self, connection: Connection, response: Response) -> None:
+        if response.complete and response.keep_alive and not self.closed:
             kept = self._idle.setdefault(connection.origin, [])
             if len(kept) < self.max_idle:
-                connection.idle_since = asyncio.get_running_loop().time()
+                connection.idle, connection.idle_since = True, asyncio.get_running_loop().time()
                 kept.append(connection)
                 return
         connection.close()

@@ -1,6 +1,6 @@
 """``WebSocket``: a client WebSocket of text messages (OctoPrint's push socket, Moonraker's JSON-RPC).
 
-The handshake is an HTTP/1.1 upgrade through h11; the frames (RFC 6455 section 5) are ours. An agent reads
+The handshake is an HTTP/1.1 upgrade (``wire``); the frames (RFC 6455 section 5) are ours. An agent reads
 a message a second from each of a few hundred printers, and a frame codec is a few lines over a byte
 buffer: wsproto's pure-Python frame machinery cost about 14 us more a message than that, and aiohttp's C
 parser comes with aiohttp. No extension is offered, so none can be in use (RSV bits are an error).
@@ -24,10 +24,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import h11
-
 from .errors import HttpError, WebSocketClosed, WebSocketRejected
-from .http import READ_SIZE, Connection, Target, open_stream
+from .http import Connection, Target, open_stream
+from .wire import READ_SIZE, body_chunks, framing, request_head
 
 ABNORMAL = 1006
 """The close code of a connection lost without a close frame (RFC 6455 7.1.5)."""
@@ -67,13 +66,14 @@ def _masked(payload: bytes, key: bytes) -> bytes:
 
 
 class WebSocket:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, received: bytes = b"",
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                  heartbeat: float | None = None, max_message: int = MAX_MESSAGE) -> None:
-        """``received``: bytes that came with the handshake's answer (a server that greets at once)."""
+        """A socket whose handshake is done; what the server sent after its answer is still in ``reader``
+        (a server that greets at once)."""
         self._reader = reader
         self._writer = writer
         self._max_message = max_message
-        self._buffer = bytearray(received)
+        self._buffer = bytearray()
         self._messages: deque[str] = deque()
         self._parts: list[bytes] = []  # a fragmented message so far
         self._partial: int | None = None  # its opcode
@@ -82,10 +82,7 @@ class WebSocket:
         self._heard = asyncio.get_running_loop().time()
         self.close_code: int | None = None
         self.close_reason = ""
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._parse()
-        if heartbeat and self.close_code is None:
-            self._heartbeat = asyncio.create_task(self._beat(heartbeat))
+        self._heartbeat = asyncio.create_task(self._beat(heartbeat)) if heartbeat else None
 
     @classmethod
     async def connect(cls, url: str, *, headers: Mapping[str, str] | None = None, tls: ssl.SSLContext | None = None,
@@ -97,14 +94,14 @@ class WebSocket:
         reader, writer = await open_stream(target.origin, tls, timeout)
         try:
             async with asyncio.timeout(timeout):
-                received = await _handshake(Connection(target.origin, reader, writer), target, headers or {})
+                await _handshake(Connection(target.origin, reader, writer), target, headers or {})
         except TimeoutError:
             writer.close()
             raise HttpError(f"no WebSocket handshake from {target.host} within {timeout} s") from None
         except BaseException:
             writer.close()
             raise
-        return cls(reader, writer, received=received, heartbeat=heartbeat, max_message=max_message)
+        return cls(reader, writer, heartbeat=heartbeat, max_message=max_message)
 
     @property
     def closed(self) -> bool:
@@ -238,24 +235,20 @@ class WebSocket:
             self._writer.write(frame(_PING, b""))
 
 
-async def _handshake(connection: Connection, target: Target, headers: Mapping[str, str]) -> bytes:
-    """The upgrade request and its answer; returns the bytes that came after the 101."""
+async def _handshake(connection: Connection, target: Target, headers: Mapping[str, str]) -> None:
+    """The upgrade request and its answer; what the server sends after its 101 stays in the stream."""
     key = base64.b64encode(os.urandom(16))
-    fields = [("host", target.host), ("upgrade", "websocket"), ("connection", "Upgrade"),
-              ("sec-websocket-key", key.decode()), ("sec-websocket-version", "13"),
-              *((name.lower(), value) for name, value in headers.items())]
-    await connection.send(h11.Request(method="GET", target=target.path, headers=fields))
-    await connection.send(h11.EndOfMessage())
+    fields = {"host": target.host, "upgrade": "websocket", "connection": "Upgrade",
+              "sec-websocket-key": key.decode(), "sec-websocket-version": "13",
+              **{name.lower(): value for name, value in headers.items()}}
+    await connection.write(request_head("GET", target.path, fields))
     while True:
-        event = await connection.next_event(None)
-        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
-            answer = dict(event.headers).get(b"sec-websocket-accept", b"")
+        head = await connection.head(None)
+        if head.status == 101:
+            answer = head.fields.get("sec-websocket-accept", "").encode()
             if answer != base64.b64encode(hashlib.sha1(key + _ACCEPT_GUID).digest()):
                 raise HttpError("the server's WebSocket handshake answer does not match our key")
-            return connection.h11.trailing_data[0]
-        if isinstance(event, h11.Response):
-            status, body = event.status_code, b""
-            while not isinstance(part := await connection.next_event(None), h11.EndOfMessage):
-                if isinstance(part, h11.Data):
-                    body += part.data
-            raise WebSocketRejected(status, body.decode("utf-8", "replace").strip()[:300])
+            return
+        if not 100 <= head.status < 200:
+            body = b"".join([part async for part in body_chunks(connection.reader, framing("GET", head), None)])
+            raise WebSocketRejected(head.status, body.decode("utf-8", "replace").strip()[:300])
