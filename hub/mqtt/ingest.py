@@ -50,9 +50,16 @@ B = TypeVar("B", bound=Model)
 
 _HANDLED = ("node_state", "device_status", "device_telemetry", "node_metrics", "node_event", "hub_request")
 
-TOPICS_CACHED = 65_536
+TOPICS_CACHED = 32_768
 """Parsed topics kept (a farm's topics repeat: a few per device and node); past this the least recent go."""
-_parse_topic = lru_cache(maxsize=TOPICS_CACHED)(topics.parse)  # ParsedTopic is frozen: safe to share
+_TOPIC_CACHED_LEN = 192  # two ids of the protocol's longest (64) make a topic of 163; longer ones are junk
+_parse_cached = lru_cache(maxsize=TOPICS_CACHED)(topics.parse)  # ParsedTopic is frozen: safe to share
+
+
+def _parse_topic(topic: str) -> topics.ParsedTopic | None:
+    """``topics.parse``, cached; a junk topic of any length (one MQTT level can be 64 KiB) is parsed each time,
+    so the cache stays small whatever a client sends."""
+    return _parse_cached(topic) if len(topic) <= _TOPIC_CACHED_LEN else topics.parse(topic)
 
 _INSERT_EVENT = ("INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
                  " VALUES (?, ?, ?, ?, ?, ?, ?)")
