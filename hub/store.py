@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,28 @@ def utcnow() -> str:
 
 
 def timestamp(moment: datetime) -> str:
-    """One fixed ISO 8601 shape, so stored times also sort and compare as text."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    """One fixed ISO 8601 shape, so stored times also sort and compare as text.
+
+    ``moment.astimezone(UTC).isoformat(timespec="milliseconds")``, the same text, made faster: every
+    event the hub stores takes one (its envelope's time), and a burst's times share their seconds, so the
+    text up to the second is formatted once per second (``_SECONDS``) and only the milliseconds each time.
+    """
+    try:
+        since = moment - _EPOCH  # exact: days, seconds and microseconds, whatever the moment's offset
+    except TypeError:  # a naive moment: local time, as astimezone takes it
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    whole = since.days * 86_400 + since.seconds
+    second = _SECONDS.get(whole)
+    if second is None:
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        second = _SECONDS[whole] = (_EPOCH + timedelta(seconds=whole)).isoformat()[:19]
+    return f"{second}.{since.microseconds // 1000:03d}+00:00"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECONDS: dict[int, str] = {}  # seconds since the epoch -> "YYYY-MM-DDTHH:MM:SS" in UTC
+_SECONDS_KEPT = 4096
 
 
 def dumps(value: Any) -> str:

@@ -88,6 +88,28 @@ async def test_an_event_about_a_job_the_device_does_not_hold_is_counted_not_appl
     assert (await http.job(job_id))["state"] == "printing"
 
 
+async def test_progress_moves_an_assigned_or_running_job_of_its_device_only(farm: Farm) -> None:
+    """Progress takes one statement on a running job and another on one still assigned (the device's
+    acceptance on the way): both apply it, and neither moves a job another device holds."""
+    hub = await farm.hub()
+    http = farm.http(hub)
+    node = await farm.node("mk3s-1", "mk3s-2")
+    await eventually(lambda: http.devices(), "the hub to see the devices")
+    job = await http.submit(await http.upload(GCODE), device=f"{node.id}/mk3s-1")
+    start = await node.command()
+    assert (await http.job(job["id"]))["state"] == "assigned"
+
+    await node.event(JobProgress(device="mk3s-1", job_id=start.job_id, progress=0.2, lines_done=1))
+    running = await http.wait_state(job["id"], "printing")
+    assert (running["progress"], running["lines"]) == (0.2, 1)
+    await node.event(JobProgress(device="mk3s-2", job_id=start.job_id, progress=0.9, lines_done=9))
+    await eventually(lambda: _count(http, "stray_events", 1), "the other device's progress to be counted stray")
+    await node.event(JobProgress(device="mk3s-1", job_id=start.job_id, progress=0.4, lines_done=2))
+    await eventually(lambda: _progress(http, job["id"], 0.4), "progress 0.4")
+    done = await http.job(job["id"])
+    assert (done["state"], done["lines"]) == ("printing", 2)
+
+
 async def test_a_node_that_vanishes_goes_offline_and_its_job_keeps_running(farm: Farm) -> None:
     http, node, job_id = await printing_job(farm)
     await node.die()

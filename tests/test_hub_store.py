@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.schema import MIGRATIONS
-from hub.store import DB_NAME, SchemaTooNew, Store
+from hub.store import DB_NAME, SchemaTooNew, Store, timestamp
 
 
 def versions(path: Path) -> list[int]:
@@ -61,3 +64,16 @@ def test_a_database_from_a_newer_hub_is_refused(tmp_path: Path) -> None:
     Store(tmp_path, (*MIGRATIONS, "CREATE TABLE later (x INTEGER);")).close()
     with pytest.raises(SchemaTooNew, match=f"knows up to {len(MIGRATIONS)}"):
         Store(tmp_path)
+
+
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31),
+                    timezones=st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+                    .map(timezone)))
+def test_timestamps_are_the_utc_isoformat_to_the_millisecond(moment: datetime) -> None:
+    """``timestamp`` formats each second once and caches it: its text must stay what isoformat makes, for
+    a second seen before and for its neighbours."""
+    for near in (moment, moment + timedelta(seconds=1), moment - timedelta(seconds=1), moment, moment + timedelta(
+            microseconds=999)):
+        assert timestamp(near) == near.astimezone(UTC).isoformat(timespec="milliseconds")
+    assert timestamp(moment.replace(tzinfo=None)) == moment.replace(tzinfo=None).astimezone(UTC).isoformat(
+        timespec="milliseconds")  # naive: local time, as before

@@ -70,7 +70,8 @@ class EventConfirmations:
         if mark != self.marks[node]:
             self.marks[node] = mark
             self._unsaved.add(node)
-        self._due.setdefault(node, time.monotonic())
+        if node not in self._due:  # not setdefault: it would read the clock for every event
+            self._due[node] = time.monotonic()
 
     def _advance(self, node: str, mark: int) -> int:
         ahead = self._ahead[node]

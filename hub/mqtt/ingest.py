@@ -26,7 +26,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 from types import UnionType
 from typing import Any, Generic, Protocol, TypeVar, get_args
 
@@ -49,6 +49,20 @@ log = structlog.get_logger("farmhand.hub.ingest")
 B = TypeVar("B", bound=Model)
 
 _HANDLED = ("node_state", "device_status", "device_telemetry", "node_metrics", "node_event", "hub_request")
+
+TOPICS_CACHED = 32_768
+"""Parsed topics kept (a farm's topics repeat: a few per device and node); past this the least recent go."""
+_TOPIC_CACHED_LEN = 192  # two ids of the protocol's longest (64) make a topic of 163; longer ones are junk
+_parse_cached = lru_cache(maxsize=TOPICS_CACHED)(topics.parse)  # ParsedTopic is frozen: safe to share
+
+
+def _parse_topic(topic: str) -> topics.ParsedTopic | None:
+    """``topics.parse``, cached; a junk topic of any length (one MQTT level can be 64 KiB) is parsed each time,
+    so the cache stays small whatever a client sends."""
+    return _parse_cached(topic) if len(topic) <= _TOPIC_CACHED_LEN else topics.parse(topic)
+
+_INSERT_EVENT = ("INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 @dataclass
@@ -73,7 +87,9 @@ class Received(Generic[B]):
     ts: datetime  # the envelope's timestamp
     node: str | None = None  # the agent whose topic it came on
     client: str | None = None  # a script's client id (hub requests)
-    db: Database | None = None  # a node's event: the open transaction that stored it
+    # A node's event: the open transaction that stored it, for its appliers. Observers get the same
+    # message after the commit (it is built once per event) and never write through it.
+    db: Database | None = None
 
     @cached_property
     def at(self) -> str:
@@ -244,7 +260,7 @@ class Ingest:
             # How MQTT deletes a retained message; nothing to apply.
             self.counts["retained_cleared"] += 1
             return None
-        parsed = topics.parse(topic)
+        parsed = _parse_topic(topic)
         if parsed is None or parsed.kind not in _HANDLED:
             self._reject("unknown_topic", topic, "not a topic the hub handles")
             return None
@@ -286,33 +302,35 @@ class Ingest:
             self._reject("missing_seq", topics.node_event(t.node), "events must carry seq")
             return None
         node, seq, body = t.node, env.seq, env.body
-        at = timestamp(env.ts)
         effects = Effects()
         for watcher in self._seq_watchers:
             watcher.before(node, seq, env.prev_seq)
         db = self.store.db
-        stored = db.execute(
-            "INSERT OR IGNORE INTO events (sender, seq, node, type, ts, received_at, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (env.sender, env.seq, t.node, body.type, at, self._now, body.model_dump_json()),
+        # The hot path: sqlite3 itself (sqlite-utils' execute adds a call and a check per statement).
+        msg = Received(body, env.sender, env.ts, node, db=db)
+        stored = db.conn.execute(
+            _INSERT_EVENT, (env.sender, seq, node, body.type, msg.at, self._now, body.model_dump_json()),
         ).rowcount
         self.confirmations.stored(db, node, seq, env.prev_seq)
         if stored:
-            msg = Received(body, env.sender, env.ts, t.node, db=db)
             appliers = self._apply[type(body)]
             for apply in appliers:
                 effects.add(apply(msg))
             if not appliers:
                 log.debug("event_stored_only", type=body.type, sender=env.sender, seq=env.seq)
-        # Whether a watcher wants a pass is asked inside the transaction, after the event is applied.
-        wake = any([w.after(node, seq) for w in self._seq_watchers])
+        # Whether a watcher wants a pass is asked inside the transaction, after the event is applied; every
+        # watcher hears of the event, whatever the others answer.
+        wake = False
+        for watcher in self._seq_watchers:
+            if watcher.after(node, seq):
+                wake = True
         if not stored:
             self.counts["duplicate_events"] += 1
             log.debug("event_duplicate", sender=env.sender, seq=env.seq, type=body.type)
             return self.reschedule if wake else None
         self.counts["events"] += 1
         effects.reschedule |= wake
-        return lambda: self._after(Received(body, env.sender, env.ts, node), effects)
+        return lambda: self._after(msg, effects)
 
     def _after(self, msg: Received[Any], effects: Effects) -> None:
         for observe in self._observe[type(msg.body)]:
