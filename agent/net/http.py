@@ -20,7 +20,7 @@ import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,6 +66,7 @@ class Target:
     host: str
 
     @classmethod
+    @lru_cache(maxsize=1024)  # a printer's API is a handful of URLs asked every second
     def of(cls, url: str) -> Target:
         try:
             parts = urlsplit(url)
