@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from agent.net import HttpClient, HttpError, Timeout
+from agent.net import HttpClient, RequestFailed, Timeout
 
 log = structlog.get_logger("farmhand.agent.files")
 
@@ -91,7 +91,7 @@ class JobFileCache:
             if actual != sha256:
                 raise FileFetchError(f"GET {url}: SHA-256 mismatch: expected {sha256}, got {actual}")
             os.replace(partial, path)
-        except (HttpError, OSError) as exc:  # TimeoutError is an OSError
+        except (RequestFailed, OSError) as exc:  # TimeoutError is an OSError
             partial.unlink(missing_ok=True)
             raise FileFetchError(f"GET {url}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
         except BaseException:

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from agent.devices.octoprint.appkeys import APP_NAME, AppKeyRefused, request_app_key
-from agent.net import HttpError
+from agent.net import RequestFailed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ async def run_from_args(args: argparse.Namespace) -> int:
     except AppKeyRefused as exc:
         print(f"farmhand: {exc}", file=sys.stderr)
         return 1
-    except (OSError, HttpError) as exc:  # TimeoutError is an OSError
+    except (OSError, RequestFailed) as exc:  # TimeoutError is an OSError
         print(f"farmhand: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
     print(key)

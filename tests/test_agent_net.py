@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import WSMsgType, web
 
-from agent.net import (ConnectFailed, HttpClient, HttpError, InvalidUrl, Multipart, Timeout, WebSocket,
+from agent.net import (ConnectFailed, HttpClient, InvalidUrl, Multipart, RequestFailed, Timeout, WebSocket,
                        WebSocketClosed, WebSocketRejected)
 
 @pytest.fixture
@@ -158,7 +158,7 @@ async def test_a_post_is_never_sent_twice_but_a_get_is_retried_on_a_broken_kept_
     http = HttpClient(base)
     async with http.post("/job", body=b"{}") as response:
         assert await response.text() == "ok"
-    with pytest.raises(HttpError):
+    with pytest.raises(RequestFailed):
         async with http.post("/job", body=b'{"command": "start"}'):
             pass
     assert seen == ["POST", "POST"]  # the start went out once, and its failure was said
@@ -386,12 +386,12 @@ async def test_malformed_answers_and_injected_headers_are_errors_not_guesses(tmp
                            "still to come")]:
         server, base, _ = await _raw_server([answer])
         try:
-            with pytest.raises(HttpError, match=words):
+            with pytest.raises(RequestFailed, match=words):
                 async with HttpClient(base).get("/") as response:
                     await response.read()
         finally:
             server.close()
-    with pytest.raises(HttpError, match="CR or LF"):
+    with pytest.raises(RequestFailed, match="CR or LF"):
         async with HttpClient("http://127.0.0.1:9").get("/", headers={"X-Api-Key": "k\r\nX-Evil: 1"}):
             pass
 
@@ -400,7 +400,7 @@ async def test_malformed_answers_and_injected_headers_are_errors_not_guesses(tmp
 
     server, base, _ = await _raw_server([b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"])
     try:
-        with pytest.raises(HttpError, match="not the 100 its Content-Length said"):
+        with pytest.raises(RequestFailed, match="not the 100 its Content-Length said"):
             async with HttpClient(base).request("PUT", "/f", body=too_few(), headers={"Content-Length": "100"}):
                 pass
     finally:

@@ -37,7 +37,7 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.net import HttpClient, HttpError, Multipart, Timeout, WebSocket, WebSocketRejected
+from agent.net import HttpClient, Multipart, RequestFailed, Timeout, WebSocket, WebSocketRejected
 from protocol.messages import ConsoleOutput, DeviceState
 
 from .base import CommandRejected, Emitter
@@ -241,7 +241,7 @@ class MoonrakerPrinter(NetworkPrinter):
         try:
             async with self._http.post("/server/files/upload", body=form) as response:
                 body = await response.text(errors="replace")
-        except (HttpError, TimeoutError) as exc:
+        except (RequestFailed, TimeoutError) as exc:
             raise CommandRejected(f"upload to Moonraker failed: {str(exc) or type(exc).__name__}") from None
         if response.status >= 300:
             raise CommandRejected(f"Moonraker refused the upload ({response.status}): {_error_text(body)}")

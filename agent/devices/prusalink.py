@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from agent.net import HttpError, Timeout, file_chunks
+from agent.net import RequestFailed, Timeout, file_chunks
 
 from .base import CommandRejected, Emitter
 from .network import AuthFailed, Backoff, NetworkPrinter, PrinterReport
@@ -242,7 +242,7 @@ class PrusaLinkPrinter(NetworkPrinter):
             raise CommandRejected(f"the printer refused to {what} the job: {exc.text}") from exc
         except AuthFailed as exc:
             raise CommandRejected(f"could not {what} the job: login refused: {exc}") from exc
-        except (HttpError, TimeoutError) as exc:
+        except (RequestFailed, TimeoutError) as exc:
             raise CommandRejected(f"could not {what} the job: the printer did not answer "
                                   f"({exc or type(exc).__name__})") from exc
 

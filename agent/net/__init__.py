@@ -7,17 +7,17 @@ connection, and a client's side of HTTP/1.1 (``wire``) and of WebSocket (``webso
 over asyncio's streams, as cheap per request as aiohttp's C parser (h11 and wsproto, tried first, cost
 an agent 40 % more CPU a request and 14 us more a WebSocket message).
 
-* ``http``: ``HttpClient`` (keep-alive connections, timeouts, streamed bodies) and ``Response``;
+* ``http``: ``HttpClient`` (keep-alive connections, timeouts, streamed bodies) and ``HttpResponse``;
 * ``multipart``: ``Multipart``, a ``multipart/form-data`` body streamed from a file;
 * ``websocket``: ``WebSocket``, a text WebSocket with optional heartbeat;
 * ``wire``: HTTP/1.1 heads and body framing;
-* ``errors``: ``HttpError`` and its kinds.
+* ``errors``: ``RequestFailed`` and its kinds.
 """
 
-from .errors import ConnectFailed, HttpError, InvalidUrl, WebSocketClosed, WebSocketRejected
-from .http import Headers, HttpClient, Response, Timeout
+from .errors import ConnectFailed, InvalidUrl, RequestFailed, WebSocketClosed, WebSocketRejected
+from .http import Headers, HttpClient, HttpResponse, Timeout
 from .multipart import Multipart, file_chunks
 from .websocket import WebSocket
 
-__all__ = ["ConnectFailed", "Headers", "HttpClient", "HttpError", "InvalidUrl", "Multipart", "Response", "Timeout",
-           "WebSocket", "WebSocketClosed", "WebSocketRejected", "file_chunks"]
+__all__ = ["ConnectFailed", "Headers", "HttpClient", "HttpResponse", "InvalidUrl", "Multipart", "RequestFailed",
+           "Timeout", "WebSocket", "WebSocketClosed", "WebSocketRejected", "file_chunks"]

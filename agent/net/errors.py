@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 
-class HttpError(Exception):
+class RequestFailed(Exception):
     """An exchange failed: the connection could not be made or broke, or the peer broke the protocol."""
 
 
-class InvalidUrl(HttpError, ValueError):
+class InvalidUrl(RequestFailed, ValueError):
     """Not an ``http``/``https`` (``ws``/``wss``) URL with a host."""
 
 
-class ConnectFailed(HttpError):
+class ConnectFailed(RequestFailed):
     """No connection: refused, unreachable, a name that does not resolve, a TLS handshake refused."""
 
 
-class WebSocketRejected(HttpError):
+class WebSocketRejected(RequestFailed):
     """The server answered the WebSocket handshake with an HTTP status instead of switching protocols."""
 
     def __init__(self, status: int, body: str = "") -> None:
@@ -24,7 +24,7 @@ class WebSocketRejected(HttpError):
         self.body = body
 
 
-class WebSocketClosed(HttpError):
+class WebSocketClosed(RequestFailed):
     """The WebSocket is closed: by the peer (``code``, ``reason``), by us, or by a broken connection."""
 
     def __init__(self, code: int | None, reason: str = "") -> None:

@@ -8,7 +8,7 @@ body that is bytes or none): a POST that starts a print is never sent twice.
 
 Timeouts are ``Timeout``'s three: the whole exchange (``total``, body included), making the connection
 (``connect``) and waiting for the next bytes (``read``). A timeout raises ``TimeoutError``; everything
-else that goes wrong raises ``HttpError`` (``ConnectFailed`` for no connection).
+else that goes wrong raises ``RequestFailed`` (``ConnectFailed`` for no connection).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConnectFailed, HttpError, InvalidUrl
+from .errors import ConnectFailed, RequestFailed, InvalidUrl
 from .multipart import Multipart
 from .wire import READ_SIZE, Head, body_chunks, framing, read_head, request_head
 
@@ -106,7 +106,7 @@ class Headers(Mapping[str, str]):
         return f"Headers({self._items!r})"
 
 
-class Connection:
+class HttpConnection:
     """One TCP (or TLS) connection; ``idle`` between exchanges, when it may serve another."""
 
     def __init__(self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -117,7 +117,7 @@ class Connection:
         self.idle_since = 0.0
 
     @classmethod
-    async def open(cls, origin: Origin, tls: ssl.SSLContext | None, timeout: float | None) -> Connection:
+    async def open(cls, origin: Origin, tls: ssl.SSLContext | None, timeout: float | None) -> HttpConnection:
         reader, writer = await open_stream(origin, tls, timeout)
         return cls(origin, reader, writer)
 
@@ -131,7 +131,7 @@ class Connection:
             self.writer.write(data)
             await self.writer.drain()
         except OSError as exc:
-            raise HttpError(f"sending to {self.origin.host}:{self.origin.port} failed: {_words(exc)}") from exc
+            raise RequestFailed(f"sending to {self.origin.host}:{self.origin.port} failed: {_words(exc)}") from exc
 
     async def head(self, read_timeout: float | None) -> Head:
         try:
@@ -139,7 +139,7 @@ class Connection:
         except TimeoutError:  # an OSError too, but a timeout is said as one
             raise
         except OSError as exc:
-            raise HttpError(f"reading from {self.origin.host}:{self.origin.port} failed: {_words(exc)}") from exc
+            raise RequestFailed(f"reading from {self.origin.host}:{self.origin.port} failed: {_words(exc)}") from exc
 
     def close(self) -> None:
         self.idle = False
@@ -166,10 +166,10 @@ def default_tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-class Response:
+class HttpResponse:
     """A response whose body is read on demand, while its ``HttpClient.request`` block is open."""
 
-    def __init__(self, connection: Connection, method: str, head: Head, read_timeout: float | None) -> None:
+    def __init__(self, connection: HttpConnection, method: str, head: Head, read_timeout: float | None) -> None:
         self.status = head.status
         self.reason = head.reason
         self.headers = Headers(head.fields)
@@ -190,7 +190,7 @@ class Response:
         except TimeoutError:
             raise
         except OSError as exc:
-            raise HttpError(f"reading a response's body failed: {_words(exc)}") from exc
+            raise RequestFailed(f"reading a response's body failed: {_words(exc)}") from exc
         self.complete = True
 
     async def read(self) -> bytes:
@@ -226,18 +226,18 @@ class HttpClient:
         self.timeout = timeout
         self.max_idle = max_idle
         self.closed = False
-        self._idle: dict[Origin, list[Connection]] = {}
+        self._idle: dict[Origin, list[HttpConnection]] = {}
 
     def target(self, url: str) -> Target:
         return Target.of(url if "://" in url else self.base_url + url)
 
     @asynccontextmanager
     async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: Body = None,
-                      timeout: Timeout | None = None) -> AsyncIterator[Response]:
+                      timeout: Timeout | None = None) -> AsyncIterator[HttpResponse]:
         """Send a request and yield its response, the body still to read; the connection is kept for the
         next request if the body was read to its end."""
         if self.closed:
-            raise HttpError("the client is closed")
+            raise RequestFailed("the client is closed")
         timeout = timeout or self.timeout
         target = self.target(url)
         async with asyncio.timeout(timeout.total) if timeout.total is not None else nullcontext():
@@ -261,7 +261,7 @@ class HttpClient:
         self._idle.clear()
 
     async def _exchange(self, method: str, target: Target, headers: Mapping[str, str] | None, body: Body,
-                        timeout: Timeout) -> tuple[Connection, Response]:
+                        timeout: Timeout) -> tuple[HttpConnection, HttpResponse]:
         head, fields, chunks = self._prepare(method, target, headers, body)
         replayable = body is None or isinstance(body, bytes)
         retry_on_kept = replayable and method in _IDEMPOTENT
@@ -270,17 +270,17 @@ class HttpClient:
             connection = self._kept(target.origin) if replayable else None
             kept = connection is not None
             if connection is None:
-                connection = await Connection.open(target.origin, self.tls, timeout.connect)
+                connection = await HttpConnection.open(target.origin, self.tls, timeout.connect)
             try:
                 await self._send(connection, head, fields, body, chunks)
                 while True:  # informational answers (100 Continue) come before the response
                     answer = await connection.head(timeout.read)
                     if not 100 <= answer.status < 200:
-                        return connection, Response(connection, method, answer, timeout.read)
+                        return connection, HttpResponse(connection, method, answer, timeout.read)
             except BaseException as exc:
                 connection.close()
                 # The server had closed a kept connection as it was reused: nothing was done, send it again.
-                if not (kept and retry_on_kept and isinstance(exc, HttpError)):
+                if not (kept and retry_on_kept and isinstance(exc, RequestFailed)):
                     raise
 
     def _prepare(self, method: str, target: Target, extra: Mapping[str, str] | None,
@@ -305,7 +305,7 @@ class HttpClient:
         return request_head(method, target.path, fields), fields, chunks
 
     @staticmethod
-    async def _send(connection: Connection, head: bytes, fields: dict[str, str], body: Body,
+    async def _send(connection: HttpConnection, head: bytes, fields: dict[str, str], body: Body,
                     chunks: AsyncIterable[bytes] | None) -> None:
         if chunks is None:
             await connection.write(head + body if isinstance(body, bytes) else head)
@@ -319,9 +319,10 @@ class HttpClient:
         if chunked:
             await connection.write(b"0\r\n\r\n")
         elif str(sent) != fields["content-length"]:  # the server would read the next request from this one
-            raise HttpError(f"the body was {sent} bytes, not the {fields['content-length']} its Content-Length said")
+            said = fields["content-length"]
+            raise RequestFailed(f"the body was {sent} bytes, not the {said} its Content-Length said")
 
-    def _kept(self, origin: Origin) -> Connection | None:
+    def _kept(self, origin: Origin) -> HttpConnection | None:
         kept = self._idle.get(origin)
         while kept:
             connection = kept.pop()
@@ -331,7 +332,7 @@ class HttpClient:
             connection.close()
         return None
 
-    def _release(self, connection: Connection, response: Response) -> None:
+    def _release(self, connection: HttpConnection, response: HttpResponse) -> None:
         if response.complete and response.keep_alive and not self.closed:
             kept = self._idle.setdefault(connection.origin, [])
             if len(kept) < self.max_idle:

@@ -24,8 +24,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .errors import HttpError, WebSocketClosed, WebSocketRejected
-from .http import Connection, Target, open_stream
+from .errors import RequestFailed, WebSocketClosed, WebSocketRejected
+from .http import HttpConnection, Target, open_stream
 from .wire import READ_SIZE, body_chunks, framing, request_head
 
 ABNORMAL = 1006
@@ -94,10 +94,10 @@ class WebSocket:
         reader, writer = await open_stream(target.origin, tls, timeout)
         try:
             async with asyncio.timeout(timeout):
-                await _handshake(Connection(target.origin, reader, writer), target, headers or {})
+                await _handshake(HttpConnection(target.origin, reader, writer), target, headers or {})
         except TimeoutError:
             writer.close()
-            raise HttpError(f"no WebSocket handshake from {target.host} within {timeout} s") from None
+            raise RequestFailed(f"no WebSocket handshake from {target.host} within {timeout} s") from None
         except BaseException:
             writer.close()
             raise
@@ -235,7 +235,7 @@ class WebSocket:
             self._writer.write(frame(_PING, b""))
 
 
-async def _handshake(connection: Connection, target: Target, headers: Mapping[str, str]) -> None:
+async def _handshake(connection: HttpConnection, target: Target, headers: Mapping[str, str]) -> None:
     """The upgrade request and its answer; what the server sends after its 101 stays in the stream."""
     key = base64.b64encode(os.urandom(16))
     fields = {"host": target.host, "upgrade": "websocket", "connection": "Upgrade",
@@ -247,7 +247,7 @@ async def _handshake(connection: Connection, target: Target, headers: Mapping[st
         if head.status == 101:
             answer = head.fields.get("sec-websocket-accept", "").encode()
             if answer != base64.b64encode(hashlib.sha1(key + _ACCEPT_GUID).digest()):
-                raise HttpError("the server's WebSocket handshake answer does not match our key")
+                raise RequestFailed("the server's WebSocket handshake answer does not match our key")
             return
         if not 100 <= head.status < 200:
             body = b"".join([part async for part in body_chunks(connection.reader, framing("GET", head), None)])

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import HttpError
+from .errors import RequestFailed
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ def request_head(method: str, target: str, fields: Mapping[str, str]) -> bytes:
     """The request line and header fields; a CR or LF in any of them (a header injected) is refused."""
     text = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in fields.items())
     if text.count("\n") != len(fields) + 1 or text.count("\r") != len(fields) + 1:
-        raise HttpError("a CR or LF inside the request line or a header field")
+        raise RequestFailed("a CR or LF inside the request line or a header field")
     return (text + "\r\n").encode("latin-1")
 
 
@@ -52,24 +52,24 @@ async def timed(awaitable: Awaitable[T], seconds: float | None) -> T:
 
 
 async def read_head(reader: asyncio.StreamReader, read_timeout: float | None) -> Head:
-    """The next response head; ``HttpError`` for a closed connection or one that is not HTTP/1.x."""
+    """The next response head; ``RequestFailed`` for a closed connection or one that is not HTTP/1.x."""
     try:
         raw = await timed(reader.readuntil(b"\r\n\r\n"), read_timeout)
     except asyncio.IncompleteReadError as exc:
-        raise HttpError("the connection closed before a response" if not exc.partial
+        raise RequestFailed("the connection closed before a response" if not exc.partial
                         else "the connection closed inside a response's head") from None
     except asyncio.LimitOverrunError:
-        raise HttpError(f"a response head over {READ_SIZE} bytes") from None
+        raise RequestFailed(f"a response head over {READ_SIZE} bytes") from None
     lines = raw[:-4].decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or not (len(code) == 3 and code.isdigit()):
-        raise HttpError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
+        raise RequestFailed(f"not an HTTP/1.x response: {lines[0][:80]!r}")
     fields: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip():
-            raise HttpError(f"a malformed header field: {line[:80]!r}")
+            raise RequestFailed(f"a malformed header field: {line[:80]!r}")
         key, value = name.lower(), value.strip()
         fields[key] = f"{fields[key]}, {value}" if key in fields else value
     connection = {token.strip().lower() for token in fields.get("connection", "").split(",")}
@@ -90,13 +90,13 @@ def framing(method: str, head: Head) -> int | str | None:
     if length is None:
         return "close"
     if not length.isdigit() or len({part.strip() for part in length.split(",")}) != 1:
-        raise HttpError(f"a malformed Content-Length: {length!r}")
+        raise RequestFailed(f"a malformed Content-Length: {length!r}")
     return int(length)
 
 
 async def body_chunks(reader: asyncio.StreamReader, frame: int | str | None,
                       read_timeout: float | None) -> AsyncIterator[bytes]:
-    """The body's bytes as they arrive, framed as ``framing`` said; ``HttpError`` if it ends short."""
+    """The body's bytes as they arrive, framed as ``framing`` said; ``RequestFailed`` if it ends short."""
     try:
         if isinstance(frame, int):
             async for data in _exactly(reader, frame, read_timeout):
@@ -106,23 +106,23 @@ async def body_chunks(reader: asyncio.StreamReader, frame: int | str | None,
                 async for data in _exactly(reader, size, read_timeout):
                     yield data
                 if await timed(reader.readexactly(2), read_timeout) != b"\r\n":
-                    raise HttpError("a chunk not followed by CRLF")
+                    raise RequestFailed("a chunk not followed by CRLF")
             while await timed(reader.readuntil(b"\r\n"), read_timeout) != b"\r\n":
                 pass  # trailer fields: nothing we use
         elif frame == "close":
             while data := await timed(reader.read(READ_SIZE), read_timeout):
                 yield data
     except asyncio.IncompleteReadError:
-        raise HttpError("the connection closed inside a response's body") from None
+        raise RequestFailed("the connection closed inside a response's body") from None
     except asyncio.LimitOverrunError:
-        raise HttpError("a chunk-size line over the limit") from None
+        raise RequestFailed("a chunk-size line over the limit") from None
 
 
 async def _exactly(reader: asyncio.StreamReader, size: int, read_timeout: float | None) -> AsyncIterator[bytes]:
     while size:
         data = await timed(reader.read(min(READ_SIZE, size)), read_timeout)
         if not data:
-            raise HttpError(f"the connection closed with {size} bytes of the body still to come")
+            raise RequestFailed(f"the connection closed with {size} bytes of the body still to come")
         size -= len(data)
         yield data
 
@@ -130,5 +130,5 @@ async def _exactly(reader: asyncio.StreamReader, size: int, read_timeout: float 
 def _chunk_size(line: bytes) -> int:
     text = line[:-2].split(b";", 1)[0].strip()
     if not text or text.strip(b"0123456789abcdefABCDEF"):
-        raise HttpError(f"a malformed chunk size: {text[:20]!r}")
+        raise RequestFailed(f"a malformed chunk size: {text[:20]!r}")
     return int(text, 16)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from agent.net import HttpClient, HttpError, InvalidUrl, Multipart, Timeout
+from agent.net import HttpClient, InvalidUrl, Multipart, RequestFailed, Timeout
 
 from protocol.mqtt import backoff_delay
 
@@ -107,7 +107,7 @@ class FrameUploader:
                 raise UploadFailed(error)
         except InvalidUrl:
             raise UploadFailed("not a valid URL") from None
-        except (HttpError, TimeoutError) as exc:  # refused, dropped or timed out: a later attempt may land
+        except (RequestFailed, TimeoutError) as exc:  # refused, dropped or timed out: a later attempt may land
             raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         except OSError as exc:
             # The frame's own file: no retry brings it back.

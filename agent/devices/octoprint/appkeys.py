@@ -28,7 +28,7 @@ async def request_app_key(url: str, *, app: str = APP_NAME, user: str | None = N
 
     ``prompt`` receives the address of OctoPrint's approval dialog (the person may also
     approve from the notification OctoPrint shows in its own interface). OctoPrint being
-    unreachable raises ``agent.net.HttpError`` or ``TimeoutError``.
+    unreachable raises ``agent.net.RequestFailed`` or ``TimeoutError``.
     """
     base = url.rstrip("/")
     http = HttpClient(base, timeout=Timeout(total=30))

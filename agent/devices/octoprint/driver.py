@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from agent.net import HttpClient, HttpError, Multipart, Response, Timeout, WebSocket
+from agent.net import HttpClient, HttpResponse, Multipart, RequestFailed, Timeout, WebSocket
 from protocol.messages import ConsoleOutput, DeviceState
 
 from ..base import CommandRejected, Emitter
@@ -231,7 +231,7 @@ class OctoPrintPrinter(NetworkPrinter):
                 if response.status == 204:
                     return None
                 return await response.json()
-        except (HttpError, TimeoutError) as exc:
+        except (RequestFailed, TimeoutError) as exc:
             raise CommandRejected(f"OctoPrint did not answer ({what}): {exc or type(exc).__name__}") from exc
 
     async def upload(self, path: Path, name: str) -> str:
@@ -247,7 +247,7 @@ class OctoPrintPrinter(NetworkPrinter):
                     raise CommandRejected(f"OctoPrint refused the upload: {await _message(response)}"
                                           f" (HTTP {response.status})")
                 answer = await response.json()
-        except (HttpError, TimeoutError) as exc:
+        except (RequestFailed, TimeoutError) as exc:
             raise CommandRejected(f"the upload to OctoPrint failed: {exc or type(exc).__name__}") from exc
         stored = str(((answer.get("files") or {}).get("local") or {}).get("path") or name)
         info = await self._command("GET", f"/api/files/local/{quote(stored)}", None, "describe the uploaded file")
@@ -334,14 +334,14 @@ def _sha1_of(path: Path) -> str:
 
 
 def _request(http: HttpClient, method: str, path: str,
-             body: dict[str, Any] | None) -> AbstractAsyncContextManager[Response]:
+             body: dict[str, Any] | None) -> AbstractAsyncContextManager[HttpResponse]:
     """``http.request`` with ``body`` sent as JSON."""
     if body is None:
         return http.request(method, path)
     return http.request(method, path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
 
 
-async def _message(response: Response) -> str:
+async def _message(response: HttpResponse) -> str:
     text = await response.text(errors="replace")
     try:
         body = json.loads(text)
