@@ -126,6 +126,9 @@ async def _run_hub(config: Path | None) -> int:
 
 
 async def _run_agent(config: Path) -> int:
+    from agent import footprint
+
+    footprint.skip_pydantic_plugins()  # before agent.config builds the first validator
     from agent.config import AgentConfig
     from agent.node import Agent
     from protocol.config import load

@@ -132,3 +132,34 @@ def test_an_agent_with_every_network_driver_loads_no_aiohttp() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_agent_command_skips_pydantics_plugin_search(tmp_path: Path) -> None:
+    """Pydantic's plugin search reads every installed distribution's metadata (importlib.metadata, email, zipfile:
+    about 2 MB of an agent's memory); ``farmhand agent`` answers it with none (agent.footprint), and its config
+    and messages are validated as before."""
+    config = _write(tmp_path, 'node_id = "n1"\n'
+                              '[[devices]]\nid = "p1"\ndriver = "serial_gcode"\nport = "/dev/ttyACM0"\n'
+                              '[[devices]]\nid = "p1"\ndriver = "serial_gcode"\nport = "/dev/ttyACM1"\n')
+    code = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from farmhand import cli\n"
+        "from protocol import codec, messages\n"
+        "from protocol.config import ConfigError\n"
+        "try:\n"
+        f"    asyncio.run(cli._run_agent(Path({str(config)!r})))\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+        "body = codec.decode(codec.encode(codec.make('n1', messages.Telemetry(device='p1', progress=0.5)))).body\n"
+        "try:\n"
+        "    codec.decode(b'{\"sender\": \"hub\", \"body\": {\"type\": \"telemetry\", \"device\": \"p1\", \"progress\": 2}}')\n"
+        "except codec.ProtocolError as exc:\n"
+        "    print(exc)\n"
+        "print(body.progress, 'importlib.metadata' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    refused, invalid, result = out.stdout.strip().splitlines()
+    assert refused.endswith("device ids must be unique; repeated: p1")
+    assert invalid.startswith("body.progress (telemetry): Input should be less than or equal to 1")
+    assert result == "0.5 False"
