@@ -91,6 +91,12 @@ def test_unknown_driver_kinds_are_refused_by_the_registry() -> None:
     assert "serial_gcode" in devices.known_kinds()
 
 
+def _python(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter (which modules an import loads is only seen in one)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def test_loading_the_registry_loads_no_driver() -> None:
     """A node imports a driver's code only when its config uses that driver."""
     code = (
@@ -99,8 +105,7 @@ def test_loading_the_registry_loads_no_driver() -> None:
         "heavy = [m for m in ('numpy', 'trimesh', 'hub') if m in sys.modules]\n"
         "print(loaded, heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[] []"
+    assert _python(code) == "[] []"
 
 
 def test_the_agent_command_loads_neither_the_other_commands_nor_the_serial_code() -> None:
@@ -114,8 +119,7 @@ def test_the_agent_command_loads_neither_the_other_commands_nor_the_serial_code(
         "import agent.config, agent.node\n"
         "print(sorted(m for m in sys.modules if m.startswith(('farmhand.', 'agent.serial.', 'agent.devices.'))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    config, loaded = out.stdout.strip().splitlines()
+    config, loaded = _python(code).splitlines()
     assert config == "agent.toml"
     assert loaded == str(["agent.devices.base", "agent.serial.pacing", "farmhand.broker_cli", "farmhand.certs",
                           "farmhand.cli", "farmhand.export_cli", "farmhand.ops_cli", "farmhand.system_tools"])
@@ -130,8 +134,7 @@ def test_an_agent_with_every_network_driver_loads_no_aiohttp() -> None:
         "import agent.devices.octoprint, agent.devices.moonraker, agent.devices.prusalink, agent.devices.bambu\n"
         "print(sorted(m for m in ('aiohttp', 'multidict', 'yarl') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert _python(code) == "[]"
 
 
 def test_the_agent_command_skips_pydantics_plugin_search(tmp_path: Path) -> None:
@@ -158,8 +161,7 @@ def test_the_agent_command_skips_pydantics_plugin_search(tmp_path: Path) -> None
         "    print(exc)\n"
         "print(body.progress, 'importlib.metadata' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    refused, invalid, result = out.stdout.strip().splitlines()
+    refused, invalid, result = _python(code).splitlines()
     assert refused.endswith("device ids must be unique; repeated: p1")
     assert invalid.startswith("body.progress (telemetry): Input should be less than or equal to 1")
     assert result == "0.5 False"

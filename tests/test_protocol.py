@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import get_args
@@ -120,6 +122,24 @@ def test_backoff_grows_then_caps_with_jitter() -> None:
     assert max(late) > 20 and len(set(late)) > 150  # capped, and spread out
 
 
+@asynccontextmanager
+async def _subscribed(url: str, topic: str, qos: int, handle: Callable[[str, bytes, int], Awaitable[None]],
+                      pub: MqttSession) -> AsyncIterator[MqttSession]:
+    """A session subscribed to ``topic`` and ``pub`` both connected (and the subscription in place); both stopped
+    after."""
+    sub = MqttSession(url, f"t-{uuid.uuid4().hex}", on_message=handle, subscriptions=[(topic, qos)], persistent=False)
+    sub.start()
+    pub.start()
+    try:
+        await sub.wait_connected(5)
+        await pub.wait_connected(5)
+        await asyncio.sleep(0.2)
+        yield sub
+    finally:
+        await pub.stop()
+        await sub.stop()
+
+
 @pytest.mark.integration
 async def test_readings_published_soon_go_out_together_in_order_and_whole(mosquitto_url: str) -> None:
     """``publish_soon`` (an agent's readings) holds messages for ``BATCH_S`` and sends them in one corked write:
@@ -130,17 +150,10 @@ async def test_readings_published_soon_go_out_together_in_order_and_whole(mosqui
     async def handle(t: str, payload: bytes, qos: int) -> None:
         heard.append((time.monotonic(), payload))
 
-    sub = MqttSession(mosquitto_url, f"t-{uuid.uuid4().hex}", on_message=handle, subscriptions=[(topic, 0)],
-                      persistent=False)
     pub = MqttSession(mosquitto_url, f"t-{uuid.uuid4().hex}", on_message=handle, persistent=False)
     with pytest.raises(NotConnected):
         pub.publish_soon(topic, b"before the connection")
-    sub.start()
-    pub.start()
-    try:
-        await sub.wait_connected(5)
-        await pub.wait_connected(5)
-        await asyncio.sleep(0.2)
+    async with _subscribed(mosquitto_url, topic, 0, handle, pub):
         sent = [f"reading {i}".encode() * (1 + i % 50) for i in range(300)]
         started = time.monotonic()
         for payload in sent:
@@ -151,9 +164,6 @@ async def test_readings_published_soon_go_out_together_in_order_and_whole(mosqui
             await asyncio.sleep(0.02)
         assert [payload for _, payload in heard] == sent
         assert min(at for at, _ in heard) - started >= BATCH_S * 0.9
-    finally:
-        await pub.stop()
-        await sub.stop()
 
 
 @pytest.mark.integration
@@ -171,15 +181,8 @@ async def test_a_subscriber_loop_survives_malformed_payloads(mosquitto_url: str)
         if payload == b"raise":
             raise RuntimeError("handler bug")
 
-    sub = MqttSession(mosquitto_url, f"t-{uuid.uuid4().hex}", on_message=handle, subscriptions=[(topic, 1)],
-                      persistent=False)
     pub = MqttSession(mosquitto_url, f"t-{uuid.uuid4().hex}", on_message=handle, persistent=False)
-    sub.start()
-    pub.start()
-    try:
-        await sub.wait_connected(5)
-        await pub.wait_connected(5)
-        await asyncio.sleep(0.2)
+    async with _subscribed(mosquitto_url, topic, 1, handle, pub) as sub:
         for payload in (b"\xff\xfe", b"{}", b"raise", codec.encode(codec.make("n", EXAMPLES[5], seq=1))):
             await pub.publish_confirmed(topic, payload)
         for _ in range(50):
@@ -189,9 +192,6 @@ async def test_a_subscriber_loop_survives_malformed_payloads(mosquitto_url: str)
         assert [e.body.type for e in good] == ["job_started"]
         assert len(bad) == 3
         assert sub.handler_errors == 1 and sub.connected
-    finally:
-        await pub.stop()
-        await sub.stop()
 
 
 @pytest.mark.integration
