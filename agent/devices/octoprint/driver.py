@@ -40,6 +40,8 @@ from .state import Outcome, PrinterView, outcome_of, printer_unconnected
 
 CONNECT_EVERY_S = 30.0
 CONSOLE_WAIT_S = 5.0
+HANDSHAKE_WAIT_S = 5.0
+"""How long a console command waits for OctoPrint's own M115 on connecting to its printer to be answered."""
 _EVENTS = ["PrintStarted", "PrintDone", "PrintFailed", "PrintCancelled", "FirmwareData"]
 _LINK_TIMEOUT = Timeout(total=None, connect=5, read=20)
 _UPLOAD_TIMEOUT = Timeout(total=None, connect=5, read=300)
@@ -69,6 +71,10 @@ class OctoPrintPrinter(NetworkPrinter):
         self._last_message = 0.0
         self._last_connect = float("-inf")
         self._consoles: list[ConsoleReplies] = []
+        # Set while OctoPrint has no M115 of its own in flight: it sends one just after connecting to its
+        # printer, and a console M115 sent meanwhile would be answered by the firmware's reply to OctoPrint's.
+        self._handshake_done = asyncio.Event()
+        self._handshake_done.set()
         self.malformed = 0
         """Push messages that could not be read (logged, skipped)."""
 
@@ -116,6 +122,7 @@ class OctoPrintPrinter(NetworkPrinter):
                                  malformed_total=self.malformed)
 
     async def disconnect(self) -> None:
+        self._handshake_done.set()
         for collector in self._consoles:
             collector.done.set()
         if self._ws is not None:
@@ -162,8 +169,12 @@ class OctoPrintPrinter(NetworkPrinter):
                     self.alive()
 
     def _event(self, event: str, payload: dict[str, Any]) -> None:
-        if event == "FirmwareData":
+        if event == "Connected":  # OctoPrint fires it right after sending its own M115
+            self._handshake_done.clear()
+            return
+        if event == "FirmwareData":  # ...and this one when the firmware's answer came
             self._view.firmware = f"{payload.get('name') or 'unknown firmware'} via {self._server}"
+            self._handshake_done.set()
             return
         before = self._view.outcome
         self._view.outcome = outcome_of(event, payload, before)
@@ -302,6 +313,11 @@ class OctoPrintPrinter(NetworkPrinter):
         commands = [c for c in (line.split(";", 1)[0].strip() for line in lines) if c]
         if not commands:
             raise CommandRejected("no command to send: every line is empty or a comment")
+        try:
+            async with asyncio.timeout(HANDSHAKE_WAIT_S):
+                await self._handshake_done.wait()
+        except TimeoutError:  # a firmware that names itself in no M115 answer: nothing more to wait for
+            self._handshake_done.set()
         replies = ConsoleReplies(commands)
         self._consoles.append(replies)
         try:
