@@ -121,6 +121,10 @@ class HttpConnection:
         reader, writer = await open_stream(origin, tls, timeout)
         return cls(origin, reader, writer)
 
+    @property
+    def where(self) -> str:
+        return f"{self.origin.host}:{self.origin.port}"
+
     def reusable(self) -> bool:
         """Idle between exchanges, and the peer has not closed it meanwhile."""
         return (self.idle and not self.writer.is_closing() and not self.reader.at_eof()
@@ -131,7 +135,7 @@ class HttpConnection:
             self.writer.write(data)
             await self.writer.drain()
         except OSError as exc:
-            raise RequestFailed(f"sending to {self.origin.host}:{self.origin.port} failed: {_words(exc)}") from exc
+            raise RequestFailed(f"sending to {self.where} failed: {os_words(exc)}") from exc
 
     async def head(self, read_timeout: float | None) -> Head:
         try:
@@ -139,7 +143,7 @@ class HttpConnection:
         except TimeoutError:  # an OSError too, but a timeout is said as one
             raise
         except OSError as exc:
-            raise RequestFailed(f"reading from {self.origin.host}:{self.origin.port} failed: {_words(exc)}") from exc
+            raise RequestFailed(f"reading from {self.where} failed: {os_words(exc)}") from exc
 
     def close(self) -> None:
         self.idle = False
@@ -157,7 +161,7 @@ async def open_stream(origin: Origin, tls: ssl.SSLContext | None,
     except TimeoutError:
         raise ConnectFailed(f"no connection to {origin.host}:{origin.port} within {timeout} s") from None
     except OSError as exc:  # refused, unreachable, no such host, a TLS handshake refused (ssl.SSLError)
-        raise ConnectFailed(f"cannot connect to {origin.host}:{origin.port}: {_words(exc)}") from exc
+        raise ConnectFailed(f"cannot connect to {origin.host}:{origin.port}: {os_words(exc)}") from exc
 
 
 @cache
@@ -190,7 +194,7 @@ class HttpResponse:
         except TimeoutError:
             raise
         except OSError as exc:
-            raise RequestFailed(f"reading a response's body failed: {_words(exc)}") from exc
+            raise RequestFailed(f"reading a response's body failed: {os_words(exc)}") from exc
         self.complete = True
 
     async def read(self) -> bytes:
@@ -342,7 +346,7 @@ class HttpClient:
         connection.close()
 
 
-def _words(exc: BaseException) -> str:
+def os_words(exc: BaseException) -> str:
     """The system's words for a socket error ("Connection refused"), else the exception's own."""
     if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.errno:
         return os.strerror(exc.errno)

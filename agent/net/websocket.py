@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .errors import RequestFailed, WebSocketClosed, WebSocketRejected
-from .http import HttpConnection, Target, open_stream
+from .http import HttpConnection, Target, open_stream, os_words
 from .wire import READ_SIZE, body_chunks, framing, request_head
 
 ABNORMAL = 1006
@@ -115,7 +115,7 @@ class WebSocket:
             try:
                 data = await self._reader.read(READ_SIZE)
             except OSError as exc:
-                self._ended(ABNORMAL, os.strerror(exc.errno) if exc.errno else str(exc))
+                self._ended(ABNORMAL, os_words(exc))
                 continue
             if not data:
                 self._ended(ABNORMAL, "connection lost")
@@ -140,7 +140,7 @@ class WebSocket:
         try:
             await self._writer.drain()
         except OSError as exc:
-            self._ended(ABNORMAL, str(exc.strerror or exc))
+            self._ended(ABNORMAL, os_words(exc))
             raise WebSocketClosed(self.close_code, self.close_reason) from exc
 
     async def send_json(self, value: Any) -> None:

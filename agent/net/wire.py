@@ -38,10 +38,15 @@ class Head:
     status: int
     reason: str
     fields: dict[str, str]
-    keep_alive: bool  # HTTP/1.1 and no "Connection: close"
+    version: str  # HTTP/1.1 or HTTP/1.0
 
     def tokens(self, name: str) -> list[str]:
         return [token.strip().lower() for token in self.fields.get(name, "").split(",") if token.strip()]
+
+    @property
+    def keep_alive(self) -> bool:
+        """HTTP/1.1 without "Connection: close": the connection may serve another request."""
+        return self.version == "HTTP/1.1" and "close" not in self.tokens("connection")
 
 
 async def timed(awaitable: Awaitable[T], seconds: float | None) -> T:
@@ -72,9 +77,7 @@ async def read_head(reader: asyncio.StreamReader, read_timeout: float | None) ->
             raise RequestFailed(f"a malformed header field: {line[:80]!r}")
         key, value = name.lower(), value.strip()
         fields[key] = f"{fields[key]}, {value}" if key in fields else value
-    connection = {token.strip().lower() for token in fields.get("connection", "").split(",")}
-    keep_alive = version == "HTTP/1.1" and "close" not in connection
-    return Head(int(code), reason.strip(), fields, keep_alive)
+    return Head(int(code), reason.strip(), fields, version)
 
 
 def framing(method: str, head: Head) -> int | str | None:
