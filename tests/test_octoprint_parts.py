@@ -17,7 +17,7 @@ from agent import devices
 from agent.config import DeviceConfig
 from agent.devices.octoprint import OctoPrintPrinter
 from agent.devices.network import JobPhase
-from agent.devices.octoprint.console import ConsoleReplies, console_reply
+from agent.devices.octoprint.console import ConsoleReplies, OwedAnswers, console_reply
 from agent.devices.octoprint.state import (
     Outcome,
     PrinterView,
@@ -133,6 +133,27 @@ def test_console_replies_are_the_ones_after_our_commands_went_out_counted_by_the
     replies.seen("Recv: ok")  # the same log batch goes on with answers to later commands
     assert replies.done.is_set()
     assert replies.lines == ["FIRMWARE_NAME:Virtual Marlin 1.0", "ok", "ok", "ok T:21.30/ 0.00 B:21.30/ 0.00 @:64"]
+
+
+def test_oks_for_octoprints_own_commands_are_not_taken_for_ours() -> None:
+    """OctoPrint polls the temperature on its own: a poll sent before the request, or answered before our
+    first command went out, must not make an ``ok`` of ours look owed to it (the console then waited on)."""
+    owed = OwedAnswers()
+    for line in ["Send: M105", "Recv: ok T:21.0 /0.0", "Send: M27"]:  # M27 still unanswered
+        owed.seen(line)
+    replies = ConsoleReplies(["M115", "M105"], owed=owed.count)
+    for line in ["Recv: SD printing byte 0/0", "Recv: ok",  # the answer to M27, sent before the request
+                 "Send: M105", "Recv: ok T:21.1 /0.0",  # a poll sent and answered before ours went out
+                 "Send: M115", "Recv: FIRMWARE_NAME:Virtual Marlin 1.0", "Recv: ok",
+                 "Send: M105"]:
+        owed.seen(line)
+        replies.seen(line)
+        assert not replies.done.is_set()
+    replies.seen("Recv: ok T:21.2 /0.0")
+    assert replies.done.is_set()
+    assert replies.lines == ["FIRMWARE_NAME:Virtual Marlin 1.0", "ok", "ok T:21.2 /0.0"]
+    owed.seen("Recv: ok T:21.2 /0.0")
+    assert owed.count == 0
 
 
 def test_the_config_example_builds_an_octoprint_driver() -> None:

@@ -37,12 +37,36 @@ def _word(command: str) -> str:
     return command.split()[0].upper() if command.split() else ""
 
 
-class ConsoleReplies:
-    """The firmware's lines for one console request; ``done`` once each of its commands had its ``ok``."""
+class OwedAnswers:
+    """How many commands OctoPrint has sent that the firmware has not yet answered with an ``ok``.
 
-    def __init__(self, commands: list[str]) -> None:
+    Counted over the whole link, so a console request knows how many of the next ``ok``s answer
+    commands sent before its own (OctoPrint's temperature polls, its SD queries).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def seen(self, log_line: str) -> None:
+        if console_sent(log_line) is not None:
+            self.count += 1
+        elif self.count and (console_reply(log_line) or "").startswith("ok"):
+            self.count -= 1
+
+    def reset(self) -> None:
+        """OctoPrint (re)connected to its printer: nothing sent before is owed any more."""
+        self.count = 0
+
+
+class ConsoleReplies:
+    """The firmware's lines for one console request; ``done`` once each of its commands had its ``ok``.
+
+    ``owed`` is how many commands were in flight when the request was made: their ``ok``s come first.
+    """
+
+    def __init__(self, commands: list[str], owed: int = 0) -> None:
         self._waiting = [_word(c) for c in commands]
-        self._in_flight: list[bool] = []
+        self._in_flight: list[bool] = [False] * owed
         """Commands sent and not yet answered, oldest first: True for ours."""
         self._started = False
         self.lines: list[str] = []
@@ -60,10 +84,14 @@ class ConsoleReplies:
             self._in_flight.append(ours)
             return
         reply = console_reply(log_line)
-        if reply is None or not self._started:
-            return  # chatter, or an answer from before our first command went out
-        self.lines.append(reply)
-        if reply.startswith("ok") and self._in_flight:
+        if reply is None:
+            return  # chatter
+        answered = reply.startswith("ok") and bool(self._in_flight)
+        if answered:
+            # An ok answers the oldest command in flight, ours or not, even before ours went out.
             self._in_flight.pop(0)
-            if not self._waiting and True not in self._in_flight:
-                self.done.set()
+        if not self._started:
+            return  # an answer from before our first command went out
+        self.lines.append(reply)
+        if answered and not self._waiting and True not in self._in_flight:
+            self.done.set()

@@ -35,7 +35,7 @@ from protocol.messages import ConsoleOutput, DeviceState
 
 from ..base import CommandRejected, Emitter
 from ..network import AuthFailed, Backoff, JobPhase, LinkLost, NetworkPrinter, digest_of
-from .console import LOG_FILTER, ConsoleReplies
+from .console import LOG_FILTER, ConsoleReplies, OwedAnswers
 from .state import Outcome, PrinterView, outcome_of, printer_unconnected
 
 CONNECT_EVERY_S = 30.0
@@ -71,6 +71,7 @@ class OctoPrintPrinter(NetworkPrinter):
         self._last_message = 0.0
         self._last_connect = float("-inf")
         self._consoles: list[ConsoleReplies] = []
+        self._owed = OwedAnswers()
         # Set while OctoPrint has no M115 of its own in flight: it sends one just after connecting to its
         # printer, and a console M115 sent meanwhile would be answered by the firmware's reply to OctoPrint's.
         self._handshake_done = asyncio.Event()
@@ -86,6 +87,7 @@ class OctoPrintPrinter(NetworkPrinter):
         version = await self._link_json("GET", "/api/version")
         self._server = str(version.get("text") or f"OctoPrint {version.get('server', '')}").strip()
         self._view.firmware = self._view.firmware or self._server
+        self._owed.reset()
         self._ws = ws = await WebSocket.connect(f"{self.url}/sockjs/websocket", headers=key,
                                                 timeout=_LINK_TIMEOUT.read)
         await self._authenticate(ws)
@@ -170,6 +172,7 @@ class OctoPrintPrinter(NetworkPrinter):
 
     def _event(self, event: str, payload: dict[str, Any]) -> None:
         if event == "Connected":  # OctoPrint fires it right after sending its own M115
+            self._owed.reset()
             self._handshake_done.clear()
             return
         if event == "FirmwareData":  # ...and this one when the firmware's answer came
@@ -318,7 +321,7 @@ class OctoPrintPrinter(NetworkPrinter):
                 await self._handshake_done.wait()
         except TimeoutError:  # a firmware that names itself in no M115 answer: nothing more to wait for
             self._handshake_done.set()
-        replies = ConsoleReplies(commands)
+        replies = ConsoleReplies(commands, owed=self._owed.count)
         self._consoles.append(replies)
         try:
             await self._command("POST", "/api/printer/command", {"commands": commands}, "send console commands")
@@ -333,6 +336,7 @@ class OctoPrintPrinter(NetworkPrinter):
             self.emitter.event(ConsoleOutput(device=self.id, command_id=command_id, lines=replies.lines[:500]))
 
     def _feed_console(self, log_line: str) -> None:
+        self._owed.seen(log_line)
         for replies in self._consoles:
             replies.seen(log_line)
 
