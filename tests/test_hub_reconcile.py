@@ -136,6 +136,21 @@ async def test_a_gap_in_a_nodes_events_asks_it_to_be_born_again(farm: Farm) -> N
     assert "seq gap" in node.rebirths[0].reason
 
 
+async def test_a_birth_older_than_the_events_applied_asks_for_a_fresh_one(farm: Farm) -> None:
+    """A hub restored from an empty database may apply a node's newer events before the node's retained birth:
+    that birth is stale and is not acted on, but the hub must ask for a fresh one, or it never learns what
+    the node runs (the node stays connected to the broker and has no reason to be born again)."""
+    http, node, job_id = await printing_job(farm)
+    await node.event(JobProgress(device=DEVICE, job_id=str(job_id), progress=0.4))
+    node.seq -= 2  # a birth from before the last two events
+    await node.birth(jobs=idle())
+    node.seq += 2
+
+    await eventually(lambda: node.rebirths, "a rebirth request")
+    assert "birth older than" in node.rebirths[0].reason
+    assert (await http.job(job_id))["state"] == "printing", "a stale birth interrupts nothing"
+
+
 async def test_a_status_of_a_device_the_birth_did_not_list_asks_for_a_rebirth(farm: Farm) -> None:
     hub = await farm.hub()
     farm.http(hub)

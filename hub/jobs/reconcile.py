@@ -87,7 +87,9 @@ class Reconciler:
             return False  # a death, or an agent too old to say what it runs
         if self._seen(node) > (body.last_event_seq or 0):
             # A retained birth, older than events already applied (a hub that restarted): stale.
+            # Not acted on, but a fresh one is asked for: the node is still connected and would not send one.
             log.info("birth_older_than_its_events", node=node, birth_seq=body.last_event_seq, seen=self._seen(node))
+            self.rebirths.ask(node, f"birth older than its events: seq {body.last_event_seq} after {self._seen(node)}")
             return False
         if body.events_unsent and body.last_event_seq is not None \
                 and self._seen(node) < body.last_event_seq:
