@@ -87,6 +87,16 @@ async def test_a_job_the_hub_does_not_know_is_shown_and_raises_an_alert(farm: Fa
 
     await eventually(shown, "the device showing the job it reports")
 
+    received = (await http.health())["counters"]["ingest"]["received"]
+    await node.birth(DeviceState.PRINTING, jobs=[DeviceJob(device=DEVICE, state=DeviceState.PRINTING,
+                                                             job_id="9999", progress=0.4)])
+
+    async def born_again() -> bool:  # the birth, then its device's status
+        return (await http.health())["counters"]["ingest"]["received"] >= received + 2
+
+    await eventually(born_again, "the second birth taken in")
+    assert len(await alerted()) == 1, "born again, the node's unknown job is still one open alert"
+
 
 async def test_a_birth_waits_for_the_events_spooled_before_it(farm: Farm) -> None:
     """A job that completed while the broker was away arrives completed, not interrupted and printed again."""

@@ -136,9 +136,9 @@ class Reconciler:
                 freed |= self._interrupt(db, job, f"{where} {says} after its node reconnected")
             for now in body.jobs:
                 if now.job_id is not None and not self._runs(db, node, now.device, now.job_id):
-                    self.unknown_jobs += 1
-                    raise_alert(db, "unknown_job", f"{node}/{now.device}",
-                                f"{node}/{now.device} reports job {now.job_id}, which the hub does not run there")
+                    self.unknown_jobs += raise_alert(
+                        db, "unknown_job", f"{node}/{now.device}",
+                        f"{node}/{now.device} reports job {now.job_id}, which the hub does not run there")
         return freed
 
     @staticmethod
