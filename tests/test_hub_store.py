@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hub.ops.alerts import raise_alert
 from hub.schema import MIGRATIONS
 from hub.store import DB_NAME, SchemaTooNew, Store, timestamp
 
@@ -45,6 +46,25 @@ def test_reopening_applies_only_new_migrations_and_keeps_data(tmp_path: Path) ->
     # Opening it again applies nothing a second time (ALTER TABLE would fail if it did).
     Store(tmp_path, added).close()
     assert versions(tmp_path) == list(range(1, len(added) + 1))
+
+
+def test_module_alerts_opened_twice_by_an_older_hub_are_left_open_once(tmp_path: Path) -> None:
+    """Version 10 makes a module's alert open at most once; a database with duplicates still opens."""
+    store = Store(tmp_path, MIGRATIONS[:9])
+    raised = "INSERT INTO alerts (kind, subject, message, created_at) VALUES (?, ?, ?, ?)"
+    for at in ("2026-01-01", "2026-01-02"):
+        store.db.execute(raised, ("unknown_job", "pi-1/mk3s-1", "reports job 7", at))
+    store.db.execute(raised, ("low_stock", "spool/1", "12 g left", "2026-01-03"))
+    store.close()
+
+    store = Store(tmp_path)
+    try:
+        assert store.all("SELECT kind, created_at FROM alerts WHERE resolved_at IS NULL ORDER BY id") == [
+            {"kind": "unknown_job", "created_at": "2026-01-01"}, {"kind": "low_stock", "created_at": "2026-01-03"}]
+        assert not raise_alert(store.db, "low_stock", "spool/1", "12 g left")
+        assert raise_alert(store.db, "low_stock", "spool/2", "12 g left")
+    finally:
+        store.close()
 
 
 def test_a_failing_migration_leaves_the_previous_version_intact(tmp_path: Path) -> None:

@@ -26,15 +26,13 @@ def raise_alert(db: Database, kind: str, subject: str, message: str) -> bool:
     """Raise the alert unless the same one (kind, subject and words) is still open; True if raised.
 
     A node born twice in a row (its own birth when the hub comes back, and the one the hub asks for) reports
-    the same unknown job twice: the operator should see it once.
+    the same unknown job twice: the operator should see it once (the index ``alerts_raised_once``).
     """
-    if db.execute("SELECT 1 FROM alerts WHERE kind = ? AND subject = ? AND message = ? AND resolved_at IS NULL"
-                  " LIMIT 1", (kind, subject, message)).fetchone():
-        return False
-    db.execute("INSERT INTO alerts (kind, subject, message, created_at) VALUES (?, ?, ?, ?)",
-               (kind, subject, message, utcnow()))
-    log.warning("alert", kind=kind, subject=subject, message=message)
-    return True
+    raised = db.execute("INSERT OR IGNORE INTO alerts (kind, subject, message, created_at) VALUES (?, ?, ?, ?)",
+                        (kind, subject, message, utcnow())).rowcount > 0
+    if raised:
+        log.warning("alert", kind=kind, subject=subject, message=message)
+    return raised
 
 
 class Alerts:
