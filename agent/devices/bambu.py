@@ -32,6 +32,7 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
 from gmqtt.mqtt.handler import MQTTConnectError
 
+from protocol.gmqtt_client import SessionClient
 from protocol.messages import ConsoleOutput, DeviceState
 
 from . import bambu_ftps
@@ -106,17 +107,6 @@ def pinned_context(ca_file: Path, serial: str) -> ssl.SSLContext:
     return context
 
 
-class _Client(gmqtt.Client):
-    """A gmqtt client that reports a lost connection instead of reconnecting itself (the base does that)."""
-
-    def __init__(self, client_id: str, *, lost: asyncio.Event) -> None:
-        self._lost = lost
-        super().__init__(client_id, clean_session=True)
-
-    async def reconnect(self, delay: bool = False) -> None:  # noqa: ARG002 - gmqtt's signature
-        self._lost.set()
-
-
 class BambuPrinter(NetworkPrinter):
     kind = "bambu"
 
@@ -134,7 +124,7 @@ class BambuPrinter(NetworkPrinter):
         self.malformed = 0
         """Reports that were not JSON objects (logged and skipped)."""
         self._snapshot = PrintSnapshot()
-        self._client: _Client | None = None
+        self._client: SessionClient | None = None
         self._sequence = itertools.count(1)
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._console: list[str] | None = None
@@ -146,7 +136,8 @@ class BambuPrinter(NetworkPrinter):
     async def session(self) -> None:
         context = pinned_context(self.ca_file, self.serial)
         lost = asyncio.Event()
-        client = _Client(f"farmhand-{uuid.uuid4().hex[:12]}", lost=lost)
+        # Reports its lost connection instead of reconnecting itself: the base reconnects, politely.
+        client = SessionClient(f"farmhand-{uuid.uuid4().hex[:12]}", clean_session=True, lost=lost, receive=None)
         client.on_message = self._on_message
         client.on_disconnect = lambda *_: lost.set()
         client.set_auth_credentials("bblp", self._access_code)
